@@ -1,0 +1,3 @@
+from mizu_cli.main import main
+
+main()

@@ -1,0 +1,181 @@
+"""Packet sources: capture files and live interfaces, both through libpcap (pypcap).
+
+A source yields ``(timestamp, frame)`` pairs and knows its link type. Live sources also yield
+``None`` about twice a second when no packet came, so that the engine can close idle
+connections and expire unanswered requests on a quiet network.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pcap
+
+PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1"}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_RECORD_OVERHEAD = {False: 16, True: 32}  # bytes a record adds around its frame: pcap, pcapng
+
+
+class CaptureError(Exception):
+    """A capture could not be opened or read; the message says why and what to do."""
+
+
+Packet = tuple[float, bytes]
+
+
+@dataclass(slots=True)
+class CaptureStats:
+    received: int = 0
+    dropped: int = 0
+    interface_dropped: int = 0
+    truncated_file: bool = False
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {
+            "received": self.received,
+            "dropped": self.dropped,
+            "interface_dropped": self.interface_dropped,
+            "truncated_file": self.truncated_file,
+        }
+
+
+class FileSource:
+    """A pcap or pcapng file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.stats = CaptureStats()
+        try:
+            with self.path.open("rb") as file:
+                magic = file.read(4)
+            self.size = self.path.stat().st_size
+        except FileNotFoundError:
+            raise CaptureError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise CaptureError(f"{path}: is a directory, not a capture file") from None
+        except PermissionError:
+            raise CaptureError(f"{path}: permission denied (check the file's mode)") from None
+        except OSError as error:
+            raise CaptureError(f"{path}: cannot be read: {error.strerror or error}") from None
+        if not magic:
+            raise CaptureError(f"{path}: the file is empty")
+        self.is_pcapng = magic == PCAPNG_MAGIC
+        if magic not in PCAP_MAGICS and not self.is_pcapng:
+            raise CaptureError(
+                f"{path}: not a pcap or pcapng file (it starts with {magic.hex()}); "
+                "write captures with tcpdump -w or tshark -w"
+            )
+        try:
+            self._handle = pcap.pcap(name=self.name, promisc=False)
+        except OSError as error:
+            raise CaptureError(f"{path}: libpcap cannot read it: {error}") from None
+        self.linktype: int = self._handle.datalink()
+        self.consumed = 0
+        """Bytes of the file read so far (pcapng: approximately), for progress bars."""
+
+    def __iter__(self) -> Iterator[Packet | None]:
+        self.consumed = 24  # the pcap file header
+        stats = self.stats
+        overhead = _RECORD_OVERHEAD[self.is_pcapng]
+        for timestamp, frame in self._handle:
+            stats.received += 1
+            self.consumed += overhead + len(frame)
+            yield timestamp, frame
+        if not self.is_pcapng and self.consumed < self.size:
+            # libpcap stops quietly at a record cut short; say so.
+            stats.truncated_file = True
+
+
+class LiveSource:
+    """One or more live interfaces, read together."""
+
+    def __init__(
+        self,
+        interfaces: Sequence[str],
+        bpf_filter: str = "",
+        snaplen: int = 262144,
+        immediate: bool = True,
+        buffer_size: int = 8 << 20,
+        promiscuous: bool = False,
+    ) -> None:
+        if not interfaces:
+            raise CaptureError("no interface to capture on")
+        self.name = ",".join(interfaces)
+        self.stats = CaptureStats()
+        self._handles: list[pcap.pcap] = []
+        for interface in interfaces:
+            try:
+                handle = pcap.pcap(
+                    name=interface,
+                    snaplen=snaplen,
+                    promisc=promiscuous,
+                    immediate=immediate,
+                    timeout_ms=50,
+                    buffer_size=buffer_size,
+                )
+            except OSError as error:
+                self.close()
+                hint = (
+                    " (live capture needs root or CAP_NET_RAW: run with sudo, or "
+                    "setcap cap_net_raw,cap_net_admin=eip on the Python interpreter)"
+                    if "ermission" in str(error)
+                    else " (list interfaces with `ip link`)"
+                )
+                raise CaptureError(f"cannot capture on {interface}: {error}{hint}") from None
+            if bpf_filter:
+                try:
+                    handle.setfilter(bpf_filter)
+                except OSError as error:
+                    self.close()
+                    raise CaptureError(f"bad capture filter {bpf_filter!r}: {error}") from None
+            handle.setnonblock(True)
+            self._handles.append(handle)
+        linktypes = {handle.datalink() for handle in self._handles}
+        if len(linktypes) > 1:
+            self.close()
+            raise CaptureError(
+                "the interfaces have different link types; capture them separately or use 'any'"
+            )
+        self.linktype = linktypes.pop()
+        self._stopped = False
+
+    def set_filter(self, bpf_filter: str) -> None:
+        """Replace the capture filter (a tapper's targets changed)."""
+        for handle in self._handles:
+            handle.setfilter(bpf_filter)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def __iter__(self) -> Iterator[Packet | None]:
+        by_fd = {handle.fileno(): handle for handle in self._handles}
+        stats = self.stats
+        while not self._stopped:
+            ready, _, _ = select.select(list(by_fd), [], [], 0.5)
+            if not ready:
+                yield None
+                continue
+            for fd in ready:
+                packets = by_fd[fd].readpkts()
+                stats.received += len(packets)
+                yield from packets
+            self._refresh_drops()
+
+    def _refresh_drops(self) -> None:
+        dropped = interface_dropped = 0
+        for handle in self._handles:
+            _received, handle_dropped, handle_if_dropped = handle.stats()
+            dropped += handle_dropped
+            interface_dropped += handle_if_dropped
+        self.stats.dropped = dropped
+        self.stats.interface_dropped = interface_dropped
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        self._handles = []

@@ -1,0 +1,212 @@
+"""Offering connections to plugins and feeding the dissector that claims each one.
+
+A new connection's first bytes are kept (in capture order, both directions) while the plugins
+are asked, lowest priority number first, whether it is theirs. The first plugin to return a
+dissector gets the connection and is fed what was kept, then everything that follows. A plugin
+that is "not sure yet" holds the offer until it has seen :attr:`Dispatcher.offer_limit` bytes;
+then it counts as a refusal. The built-in ``tcp`` plugin ranks last and takes what no one else
+does.
+
+Pairs that dissectors emit become entries here (the owner plugin's ``analyze`` hook) and go to
+the sink. Requests left unanswered longer than :attr:`Dispatcher.response_timeout` become
+entries without a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mizu_core.dissector import NEED_MORE, CloseReason, ConnectionContext, Dissector
+from mizu_core.entries import EntryBuilder
+from mizu_core.model import Direction, Pair
+from mizu_core.plugins import LoadedPlugin, PluginManager
+from mizu_core.reassembly import Connection
+
+EntrySink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    entries: int = 0
+    unanswered: int = 0
+    connections_claimed: dict[str, int] = field(default_factory=dict)
+    connections_unclaimed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entries": self.entries,
+            "unanswered": self.unanswered,
+            "connections_claimed": dict(self.connections_claimed),
+            "connections_unclaimed": self.connections_unclaimed,
+        }
+
+
+class _State:
+    """What the dispatcher keeps per connection."""
+
+    __slots__ = ("candidates", "chunks", "context", "dissector", "entry_count", "heads", "owner")
+
+    def __init__(self, candidates: list[LoadedPlugin]) -> None:
+        self.candidates = candidates
+        self.chunks: list[tuple[Direction, bytes, int, float]] = []
+        self.heads = [bytearray(), bytearray()]
+        self.context: ConnectionContext | None = None
+        self.dissector: Dissector | None = None
+        self.owner: LoadedPlugin | None = None
+        self.entry_count = 0
+
+
+class Dispatcher:
+    """The reassembler's consumer: plugins in, entries out."""
+
+    def __init__(
+        self,
+        plugins: PluginManager,
+        sink: EntrySink,
+        tapper_id: str = "local",
+        offer_limit: int = 16 << 10,
+        response_timeout: float = 30.0,
+        on_pair: Callable[[Pair], None] | None = None,
+    ) -> None:
+        self.plugins = plugins
+        self.on_pair = on_pair
+        self.sink = sink
+        self.tapper_id = tapper_id
+        self.offer_limit = offer_limit
+        self.response_timeout = response_timeout
+        self.stats = DispatchStats()
+        self.builder = EntryBuilder()
+        self._live: dict[int, _State] = {}
+
+    # -- the reassembler's callbacks -----------------------------------------------------------
+
+    def opened(self, connection: Connection) -> None:
+        state = _State(list(self.plugins.plugins))
+        connection.state = state
+        state.context = ConnectionContext(
+            connection.info, connection.stats, lambda pair: self._pair(state, pair)
+        )
+
+    def data(self, connection: Connection, direction: Direction, data: bytes, time: float) -> None:
+        state: _State = connection.state  # type: ignore[assignment]
+        dissector = state.dissector
+        if dissector is not None:
+            try:
+                dissector.feed(direction, data, time)
+            except Exception as error:
+                self._dissector_failed(state, "feed", error)
+            return
+        if not state.candidates:
+            return
+        state.chunks.append((direction, data, 0, time))
+        state.heads[direction] += data
+        self._offer(connection, state, final=False)
+
+    def gap(self, connection: Connection, direction: Direction, length: int, time: float) -> None:
+        state: _State = connection.state  # type: ignore[assignment]
+        dissector = state.dissector
+        if dissector is not None:
+            try:
+                dissector.gap(direction, length, time)
+            except Exception as error:
+                self._dissector_failed(state, "gap", error)
+            return
+        if state.candidates:
+            # The offer goes on with what follows the gap; a claimer is told of it on replay.
+            state.chunks.append((direction, b"", length, time))
+            state.heads[direction].clear()
+
+    def closed(self, connection: Connection, reason: CloseReason, time: float) -> None:
+        state: _State = connection.state  # type: ignore[assignment]
+        if state.dissector is None and state.candidates:
+            self._offer(connection, state, final=True)
+        dissector = state.dissector
+        if dissector is not None:
+            try:
+                dissector.close(time, reason)
+            except Exception as error:
+                self._dissector_failed(state, "close", error)
+        if state.context is not None:
+            self.stats.unanswered += state.context.flush()
+        self._live.pop(connection.info.number, None)
+        state.chunks.clear()
+
+    # -- offering ------------------------------------------------------------------------------
+
+    def _offer(self, connection: Connection, state: _State, final: bool) -> None:
+        context = state.context
+        assert context is not None
+        client_head = bytes(state.heads[Direction.CLIENT_TO_SERVER])
+        server_head = bytes(state.heads[Direction.SERVER_TO_CLIENT])
+        over_limit = final or len(client_head) + len(server_head) >= self.offer_limit
+        for plugin in list(state.candidates):
+            answer = self.plugins.call(
+                plugin, "dissect", context=context, client_head=client_head, server_head=server_head
+            )
+            if isinstance(answer, Dissector):
+                self._claim(connection, state, plugin, answer)
+                return
+            if answer is NEED_MORE and not over_limit:
+                return  # a plugin ranked higher is not sure yet: the others wait
+            state.candidates.remove(plugin)
+        self.stats.connections_unclaimed += 1
+        state.chunks.clear()
+        state.heads = [bytearray(), bytearray()]
+
+    def _claim(
+        self, connection: Connection, state: _State, plugin: LoadedPlugin, dissector: Dissector
+    ) -> None:
+        state.owner = plugin
+        state.dissector = dissector
+        state.candidates = []
+        state.heads = [bytearray(), bytearray()]
+        claimed = self.stats.connections_claimed
+        claimed[plugin.name] = claimed.get(plugin.name, 0) + 1
+        self._live[connection.info.number] = state
+        chunks, state.chunks = state.chunks, []
+        for direction, data, lost, time in chunks:
+            if state.dissector is None:
+                break  # it failed during the replay
+            try:
+                if lost:
+                    dissector.gap(direction, lost, time)
+                else:
+                    dissector.feed(direction, data, time)
+            except Exception as error:
+                self._dissector_failed(state, "feed", error)
+
+    def _dissector_failed(self, state: _State, where: str, error: Exception) -> None:
+        """Isolate a dissector that raised: it gets no more bytes of this connection."""
+        assert state.owner is not None
+        self.plugins.failed(state.owner, f"dissector.{where}", error)
+        state.dissector = None
+
+    # -- pairs and entries ---------------------------------------------------------------------
+
+    def _pair(self, state: _State, pair: Pair) -> None:
+        if self.on_pair is not None:
+            self.on_pair(pair)
+        state.entry_count += 1
+        entry = self.builder.build(
+            f"{self.tapper_id}-{pair.connection.number}-{state.entry_count}", pair
+        )
+        owner = self.plugins.owner(pair.protocol.name) or state.owner
+        if owner is not None and "analyze" in owner.hooks:
+            try:
+                analyzed = owner.hooks["analyze"](pair=pair, entry=entry)
+            except Exception as error:
+                self.plugins.failed(owner, "analyze", error)
+                return
+            if analyzed is not None:
+                entry = analyzed
+        self.stats.entries += 1
+        self.sink(entry)
+
+    def expire(self, now: float) -> None:
+        """Turn requests unanswered for longer than the response timeout into entries."""
+        older_than = now - self.response_timeout
+        for state in list(self._live.values()):
+            if state.context is not None:
+                self.stats.unanswered += state.context.expire(older_than)

@@ -1,0 +1,112 @@
+"""The per-connection side of the plugin API: what a plugin's ``dissect`` hook gets and returns.
+
+A :class:`Dissector` is a small, stateful, sans-IO object: the core feeds it the reassembled
+bytes of both directions of one connection, chunk by chunk and in capture order, tells it about
+gaps (bytes the capture lost) and about the end of the connection. It decodes messages and hands
+pairs to its :class:`ConnectionContext`, usually through one of the context's matchers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mizu_core.model import ConnectionInfo, Direction, Message, Pair
+from mizu_core.pairing import InOrderMatcher, KeyedMatcher, Matcher
+
+
+class Verdict(enum.Enum):
+    """A ``dissect`` answer other than a dissector or ``None``."""
+
+    NEED_MORE = "need-more"
+
+
+NEED_MORE = Verdict.NEED_MORE
+"""Returned by ``dissect`` when the bytes so far neither prove nor rule out the protocol."""
+
+
+class CloseReason(enum.StrEnum):
+    """How a connection ended, as the ``tcp`` entries report it."""
+
+    FIN = "FIN"
+    RST = "RST"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    OPEN = "open"
+    """Still open when the capture ended (or when the core dropped it to save memory)."""
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    """Counters of one connection, indexed by :class:`Direction`."""
+
+    packets: list[int]
+    bytes: list[int]
+    last_time: float
+
+    @classmethod
+    def empty(cls, now: float) -> ConnectionStats:
+        return cls(packets=[0, 0], bytes=[0, 0], last_time=now)
+
+
+class ConnectionContext:
+    """What the core gives a dissector: its connection, pairing helpers and the pair sink."""
+
+    __slots__ = ("_matchers", "_sink", "connection", "stats")
+
+    def __init__(
+        self,
+        connection: ConnectionInfo,
+        stats: ConnectionStats,
+        sink: Callable[[Pair], None],
+    ) -> None:
+        self.connection = connection
+        self.stats = stats
+        self._sink = sink
+        self._matchers: list[Matcher] = []
+
+    def emit(self, request: Message | None, response: Message | None) -> None:
+        """Hand a finished pair (or a lone message) to the core."""
+        self._sink(Pair(self.connection, request, response))
+
+    def in_order_matcher(self, max_pending: int = 1024) -> InOrderMatcher:
+        """A matcher pairing responses with requests in order (HTTP/1.x pipelining)."""
+        matcher = InOrderMatcher(self.emit, max_pending)
+        self._matchers.append(matcher)
+        return matcher
+
+    def keyed_matcher(self, max_pending: int = 4096) -> KeyedMatcher:
+        """A matcher pairing responses with requests by a key the protocol carries."""
+        matcher = KeyedMatcher(self.emit, max_pending)
+        self._matchers.append(matcher)
+        return matcher
+
+    @property
+    def pending(self) -> int:
+        return sum(matcher.pending for matcher in self._matchers)
+
+    def expire(self, older_than: float) -> int:
+        return sum(matcher.expire(older_than) for matcher in self._matchers)
+
+    def flush(self) -> int:
+        return sum(matcher.flush() for matcher in self._matchers)
+
+
+class Dissector:
+    """Base class of a connection's dissector. Subclasses implement :meth:`feed`."""
+
+    def __init__(self, context: ConnectionContext) -> None:
+        self.context = context
+
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        """Bytes that follow, without loss, the last ones fed for ``direction``."""
+        raise NotImplementedError
+
+    def gap(self, direction: Direction, length: int, timestamp: float) -> None:
+        """``length`` bytes of ``direction`` were lost by the capture; the next :meth:`feed`
+        for it starts after them. Drop any partial message and resynchronise."""
+
+    def close(self, timestamp: float, reason: CloseReason) -> None:
+        """The connection ended. Emit whatever is complete; pending requests are flushed
+        unanswered by the core after this returns."""

@@ -1,0 +1,124 @@
+"""The hooks a Mizu plugin implements.
+
+A plugin is a module (or object) registered under the ``mizu.plugins`` entry-point group whose
+functions are marked with :data:`mizu_core.hookimpl`. The core never broadcasts a hook to every
+plugin: it calls one plugin's implementation at a time, in Mizu's priority order for
+:func:`dissect` and to the plugin that owns an entry's protocol for :func:`analyze`,
+:func:`summarize` and :func:`represent`. A plugin that raises is isolated: the error is counted
+against its name and the capture goes on.
+
+Hooks are called per connection or per entry, never per packet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from mizu_core.dissector import ConnectionContext, Dissector, Verdict
+    from mizu_core.model import Pair, Protocol
+
+hookspec = pluggy.HookspecMarker("mizu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Start-up
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def protocols() -> Sequence[Protocol]:
+    """Declare the protocols this plugin dissects.
+
+    Called once when the plugin is loaded. The lowest ``priority`` among the returned protocols
+    is the plugin's rank: connections are offered to plugins from the lowest rank up (HTTP 0,
+    AMQP 1, Kafka 2; ties broken by plugin name).
+
+    :returns: one :class:`~mizu_core.Protocol` per protocol (an HTTP plugin declares HTTP/1.1,
+        HTTP/2, gRPC and WebSocket, say). At least one.
+    """
+
+
+@hookspec
+def configure(settings: Mapping[str, Any]) -> None:
+    """Receive this plugin's settings (the ``plugins.<name>.*`` keys of the config).
+
+    Called once at start-up, before any connection is offered, also when ``settings`` is empty.
+    Validate the keys here: raise :class:`ValueError` naming the key for an unknown key or a bad
+    value, and Mizu refuses to start with that message.
+
+    :param settings: the plugin's own keys (without the ``plugins.<name>.`` prefix).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Per connection
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def dissect(
+    context: ConnectionContext, client_head: bytes, server_head: bytes
+) -> Dissector | Verdict | None:
+    """Claim a new connection, or decline it.
+
+    Called with the first bytes each side sent (either may be empty: a server-first protocol
+    sees ``client_head == b""``), again each time more bytes arrive while the answer is
+    :data:`~mizu_core.NEED_MORE`, up to a bound (then the connection goes to the next plugin).
+    Ports are in ``context.connection``; treat them as hints. The first bytes may be the middle
+    of a message when the capture started mid-connection.
+
+    :param context: the connection, the pairing helpers and the way to emit pairs.
+    :param client_head: what the client sent so far (contiguous from the first byte captured).
+    :param server_head: what the server sent so far.
+    :returns: a :class:`~mizu_core.Dissector` that takes the connection from now on (it is then
+        fed the bytes seen so far, in their original order), :data:`~mizu_core.NEED_MORE` to be
+        asked again with more bytes, or ``None`` when the connection is not this plugin's.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Per entry
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def analyze(pair: Pair, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """Turn a pair into the entry stored and shown (CONTRACT section 2).
+
+    The core has filled the generic fields (``id``, ``protocol``, ``src``, ``dst``, times,
+    sizes) and copied the messages' ``data`` to ``request`` and ``response``. Change what the
+    protocol needs (decode bodies, add fields) and return the entry, or return ``None`` to keep
+    it as it is. Called only for pairs of this plugin's protocols.
+
+    :param pair: the messages with their protocol, direction, times and wire sizes.
+    :param entry: the entry built so far; may be changed in place.
+    :returns: the entry, or ``None`` for "unchanged".
+    """
+
+
+@hookspec
+def summarize(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The protocol-specific fields of the entry's row in the live list.
+
+    The core fills ``id``, ``proto``, ``timestamp``, ``src``, ``dst``, ``isOutgoing`` and
+    ``latency``; this hook adds what only the protocol knows.
+
+    :returns: ``{summary, summaryQuery, method, methodQuery, status, statusQuery}`` where each
+        ``*Query`` is a filter that selects entries like this one, e.g.
+        ``{"summary": "/api/users", "summaryQuery": 'request.path == "/api/users"', ...}``.
+    """
+
+
+@hookspec
+def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
+    """The detail view of an entry: sections the dashboard shows for request and response.
+
+    :returns: ``{"request": [Section], "response": [Section]}``, a Section being
+        ``{"type": "table" | "body", "title": str, "data": ..., "encoding"?: str,
+        "mimeType"?: str, "selector"?: str}``; a table's data is a list of
+        ``{"name", "value", "selector"}`` rows, a body's data a string.
+    """

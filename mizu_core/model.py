@@ -1,0 +1,122 @@
+"""The types plugins and the core exchange: protocols, connections, messages and pairs.
+
+Everything here is part of the public plugin API (re-exported from :mod:`mizu_core`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Direction(enum.IntEnum):
+    """Which way bytes travel on a connection."""
+
+    CLIENT_TO_SERVER = 0
+    SERVER_TO_CLIENT = 1
+
+    @property
+    def reverse(self) -> Direction:
+        return Direction(1 - self)
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    """What a plugin declares about one protocol it dissects.
+
+    ``name`` and ``version`` identify it in entries (``http`` / ``1.1``); ``abbr`` is the badge
+    text in the dashboard; ``macro`` is the filter-language word that selects its entries
+    (``http``), and ``macros`` adds further words mapped to filter expressions. ``priority``
+    orders the plugins a new connection is offered to (lower first); ``ports`` are hints that a
+    connection on them is likely this protocol, never a requirement.
+    """
+
+    name: str
+    version: str
+    abbr: str
+    long_name: str
+    macro: str
+    background_color: str = "#416CDE"
+    foreground_color: str = "#ffffff"
+    reference_link: str = ""
+    priority: int = 100
+    ports: tuple[int, ...] = ()
+    macros: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``protocol`` object of an entry (CONTRACT section 2)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "abbr": self.abbr,
+            "longName": self.long_name,
+            "macro": self.macro,
+            "backgroundColor": self.background_color,
+            "foregroundColor": self.foreground_color,
+            "referenceLink": self.reference_link,
+            "priority": self.priority,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    ip: str
+    port: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ip": self.ip, "port": self.port, "name": "", "namespace": ""}
+
+    def __str__(self) -> str:
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+
+@dataclass(slots=True)
+class ConnectionInfo:
+    """One TCP connection as the core sees it.
+
+    ``client`` opened the connection (seen in the handshake) or, for a capture that starts
+    mid-connection, is the core's best guess (``role_guessed`` is then true).
+    """
+
+    number: int
+    client: Endpoint
+    server: Endpoint
+    start_time: float
+    role_guessed: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.client}->{self.server}"
+
+
+@dataclass(slots=True)
+class Message:
+    """One protocol message decoded by a dissector.
+
+    ``data`` is the protocol's own object (the entry's ``request`` or ``response``); ``size`` is
+    its length on the wire in bytes; the times are those of its first and last byte.
+    """
+
+    protocol: Protocol
+    direction: Direction
+    first_time: float
+    last_time: float
+    size: int
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Pair:
+    """A request and its response, or a message that got no answer (``response`` None), or an
+    answer whose request was not captured (``request`` None)."""
+
+    connection: ConnectionInfo
+    request: Message | None
+    response: Message | None
+
+    @property
+    def protocol(self) -> Protocol:
+        message = self.request or self.response
+        assert message is not None, "a pair holds at least one message"
+        return message.protocol

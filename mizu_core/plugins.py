@@ -1,0 +1,203 @@
+"""Finding, ranking and calling plugins.
+
+Plugins are found through the ``mizu.plugins`` entry-point group, the built-in ones included.
+They are ranked by Mizu's priority (the lowest among their protocols; ties by name), not by
+pluggy's registration order. Hooks are called on one plugin at a time through
+:meth:`PluginManager.call`, which isolates a plugin that raises: its error is counted against
+its name, logged once with its traceback, and the caller gets ``None``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import importlib_metadata
+import pluggy
+
+from mizu_core import hookspecs
+from mizu_core.model import Protocol
+
+ENTRY_POINT_GROUP = "mizu.plugins"
+ALLOW_ENV = "MIZU_PLUGINS"
+"""Comma-separated plugin names: when set, only these load (like ``--plugins``)."""
+
+log = logging.getLogger(__name__)
+
+
+class PluginError(Exception):
+    """A plugin could not be loaded or configured; the message says which and why."""
+
+
+@dataclass(slots=True)
+class LoadedPlugin:
+    name: str
+    version: str
+    module: object
+    protocols: tuple[Protocol, ...]
+    priority: int
+    hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return tuple(sorted({port for p in self.protocols for port in p.ports}))
+
+
+class PluginManager:
+    """The plugins of one process: who they are, their rank, and a safe way to call them."""
+
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager("mizu")
+        self._pm.add_hookspecs(hookspecs)
+        self.plugins: list[LoadedPlugin] = []
+        self.by_protocol: dict[str, LoadedPlugin] = {}
+        self.errors: Counter[str] = Counter()
+        self.load_failures: dict[str, str] = {}
+        self._logged: set[tuple[str, str]] = set()
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def discover(
+        self, allow: Iterable[str] | None = None, deny: Iterable[str] = ()
+    ) -> PluginManager:
+        """Load every plugin of the entry-point group, less those not allowed.
+
+        ``allow`` (or the ``MIZU_PLUGINS`` environment variable) names the only plugins to
+        load; ``deny`` names plugins to skip. A plugin that fails to import is recorded in
+        :attr:`load_failures` and skipped.
+        """
+        if allow is None and os.environ.get(ALLOW_ENV):
+            allow = [name.strip() for name in os.environ[ALLOW_ENV].split(",") if name.strip()]
+        allowed = set(allow) if allow is not None else None
+        denied = set(deny)
+        for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+            name = entry_point.name
+            if name in denied or (allowed is not None and name not in allowed):
+                continue
+            if any(plugin.name == name for plugin in self.plugins):
+                continue
+            try:
+                module = entry_point.load()
+            except Exception as error:  # a broken plugin must not stop the others
+                self.load_failures[name] = f"{type(error).__name__}: {error}"
+                log.warning("plugin %s failed to load: %s", name, error)
+                continue
+            dist = entry_point.dist
+            self.register(module, name, dist.version if dist is not None else "0")
+        if allowed is not None:
+            for missing in sorted(
+                allowed - {p.name for p in self.plugins} - set(self.load_failures)
+            ):
+                self.load_failures[missing] = "not installed (no such entry point in mizu.plugins)"
+        return self
+
+    def register(self, module: object, name: str, version: str = "0") -> LoadedPlugin:
+        """Register one plugin object (a module or an instance with hook implementations)."""
+        try:
+            self._pm.register(module, name=name)
+        except (ValueError, pluggy.PluginValidationError) as error:
+            raise PluginError(f"plugin {name} is not valid: {error}") from error
+        hooks = {
+            impl_name: impl.function
+            for impl_name in (
+                "protocols",
+                "configure",
+                "dissect",
+                "analyze",
+                "summarize",
+                "represent",
+            )
+            for impl in getattr(self._pm.hook, impl_name).get_hookimpls()
+            if impl.plugin is module
+        }
+        if "protocols" not in hooks:
+            self._pm.unregister(module)
+            raise PluginError(f"plugin {name} declares no protocols (implement the protocols hook)")
+        try:
+            declared = tuple(hooks["protocols"]())
+        except Exception as error:
+            self._pm.unregister(module)
+            raise PluginError(f"plugin {name} failed to declare its protocols: {error}") from error
+        if not declared:
+            self._pm.unregister(module)
+            raise PluginError(f"plugin {name} declares no protocols")
+        plugin = LoadedPlugin(
+            name=name,
+            version=version,
+            module=module,
+            protocols=declared,
+            priority=min(p.priority for p in declared),
+            hooks=hooks,
+        )
+        self.plugins.append(plugin)
+        self.plugins.sort(key=lambda p: (p.priority, p.name))
+        for protocol in declared:
+            self.by_protocol.setdefault(protocol.name, plugin)
+        return plugin
+
+    def configure(self, settings: Mapping[str, Mapping[str, Any]]) -> None:
+        """Hand each plugin its settings; a plugin's ValueError becomes a PluginError."""
+        unknown = set(settings) - {p.name for p in self.plugins}
+        if unknown:
+            raise PluginError(
+                f"settings for unknown plugin(s): {', '.join(sorted(unknown))} "
+                f"(installed: {', '.join(p.name for p in self.plugins)})"
+            )
+        for plugin in self.plugins:
+            hook = plugin.hooks.get("configure")
+            if hook is None:
+                if settings.get(plugin.name):
+                    raise PluginError(f"plugin {plugin.name} takes no settings")
+                continue
+            try:
+                hook(settings=dict(settings.get(plugin.name, {})))
+            except ValueError as error:
+                raise PluginError(f"plugins.{plugin.name}: {error}") from error
+
+    # -- calling -------------------------------------------------------------------------------
+
+    def call(self, plugin: LoadedPlugin, hook_name: str, **kwargs: Any) -> Any:
+        """Call one plugin's hook; a plugin that raises is counted and logged, and gets None."""
+        hook = plugin.hooks.get(hook_name)
+        if hook is None:
+            return None
+        try:
+            return hook(**kwargs)
+        except Exception as error:
+            self.failed(plugin, hook_name, error)
+            return None
+
+    def failed(self, plugin: LoadedPlugin, where: str, error: BaseException) -> None:
+        """Count a plugin's error; log the first of each kind with its traceback."""
+        self.errors[plugin.name] += 1
+        signature = (plugin.name, f"{where}:{type(error).__name__}")
+        if signature not in self._logged:
+            self._logged.add(signature)
+            log.error(
+                "plugin %s raised in %s (further errors of this kind are only counted)",
+                plugin.name,
+                where,
+                exc_info=error,
+            )
+
+    def owner(self, protocol_name: str) -> LoadedPlugin | None:
+        return self.by_protocol.get(protocol_name)
+
+    @property
+    def server_ports(self) -> frozenset[int]:
+        return frozenset(port for plugin in self.plugins for port in plugin.ports)
+
+    @property
+    def macros(self) -> dict[str, str]:
+        """Filter-language words declared by the plugins, mapped to their expressions."""
+        words: dict[str, str] = {}
+        for plugin in self.plugins:
+            for protocol in plugin.protocols:
+                words.setdefault(protocol.macro, f'protocol.macro == "{protocol.macro}"')
+                for word, expression in protocol.macros.items():
+                    words.setdefault(word, expression)
+        return words

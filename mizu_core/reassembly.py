@@ -1,0 +1,485 @@
+"""TCP stream reassembly: segments in, the ordered byte stream of each direction out.
+
+Each connection has two half-streams, one per direction. A half-stream delivers bytes in
+sequence order whatever order the segments were captured in, trims retransmitted and
+overlapping bytes (the first copy of a byte wins, as on Linux), survives sequence wraparound
+(positions are kept as unbounded integers) and, when bytes are lost for good, tells the
+consumer how many so that a dissector can resynchronise instead of parsing garbage.
+
+Bytes are declared lost when the receiver acknowledged past a hole a few times (it got data the
+capture did not), when a connection's out-of-order buffer is full, and when a connection ends
+with holes. Memory is capped per connection and in total; everything dropped is counted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import socket
+from dataclasses import dataclass
+from typing import Protocol as TypingProtocol
+
+from mizu_core.decode import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+from mizu_core.dissector import CloseReason, ConnectionStats
+from mizu_core.model import ConnectionInfo, Direction, Endpoint
+
+_HALF_RANGE = 1 << 31
+_SEQ_MASK = 0xFFFFFFFF
+
+
+@dataclass(slots=True)
+class ReassemblyLimits:
+    """Bounds that keep a tapper's memory flat. The defaults fit a 1 GiB tapper."""
+
+    max_connections: int = 200_000
+    max_buffered_per_connection: int = 4 << 20
+    max_buffered_total: int = 256 << 20
+    idle_timeout: float = 300.0
+    closed_linger: float = 10.0
+    acked_hole_patience: int = 4
+
+
+@dataclass(slots=True)
+class ReassemblyStats:
+    packets: int = 0
+    duplicate_packets: int = 0
+    connections: int = 0
+    connections_evicted: int = 0
+    packets_after_close: int = 0
+    retransmitted_bytes: int = 0
+    out_of_order_packets: int = 0
+    gaps: int = 0
+    bytes_lost: int = 0
+    buffer_overflows: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+class StreamConsumer(TypingProtocol):
+    """Where reassembled streams go (the dispatcher)."""
+
+    def opened(self, connection: Connection) -> None: ...
+
+    def data(
+        self, connection: Connection, direction: Direction, data: bytes, time: float
+    ) -> None: ...
+
+    def gap(
+        self, connection: Connection, direction: Direction, length: int, time: float
+    ) -> None: ...
+
+    def closed(self, connection: Connection, reason: CloseReason, time: float) -> None: ...
+
+    def expire(self, now: float) -> None: ...
+
+
+class HalfStream:
+    """One direction of a connection."""
+
+    __slots__ = (
+        "acked_past_hole",
+        "buffered",
+        "connection",
+        "direction",
+        "fin_at",
+        "last_signature",
+        "next_seq",
+        "position",
+        "segments",
+        "starts",
+    )
+
+    def __init__(self, connection: Connection, direction: Direction) -> None:
+        self.connection = connection
+        self.direction = direction
+        self.next_seq = -1  # wire sequence number of the next byte to deliver; -1: unknown yet
+        self.position = 0  # stream offset of that byte, an unbounded integer
+        self.starts: list[int] = []  # sorted stream offsets of buffered out-of-order segments
+        self.segments: dict[int, bytes] = {}
+        self.buffered = 0
+        self.fin_at = -1
+        self.acked_past_hole = 0
+        self.last_signature: tuple[int, int, int, int, int] | None = None
+
+
+class Connection:
+    """Both directions of one TCP connection, and what the dispatcher keeps for it."""
+
+    __slots__ = (
+        "closed",
+        "halves",
+        "handshake",
+        "info",
+        "keys",
+        "refusable",
+        "roles_known",
+        "state",
+        "stats",
+    )
+
+    def __init__(self, time: float) -> None:
+        self.halves = (
+            HalfStream(self, Direction.CLIENT_TO_SERVER),
+            HalfStream(self, Direction.SERVER_TO_CLIENT),
+        )
+        self.info: ConnectionInfo = None  # type: ignore[assignment]  # set by the reassembler
+        self.stats = ConnectionStats.empty(time)
+        self.keys: tuple[bytes, bytes] = (b"", b"")
+        self.roles_known = False
+        self.handshake = False
+        self.refusable = False
+        self.closed = False
+        self.state: object = None  # the dispatcher's
+
+
+def _endpoint(address: bytes, port: int) -> Endpoint:
+    family = socket.AF_INET if len(address) == 4 else socket.AF_INET6
+    return Endpoint(socket.inet_ntop(family, address), port)
+
+
+class Reassembler:
+    """Turns TCP segments into per-connection, per-direction ordered byte streams."""
+
+    def __init__(
+        self,
+        consumer: StreamConsumer,
+        limits: ReassemblyLimits | None = None,
+        server_ports: frozenset[int] = frozenset(),
+    ) -> None:
+        self.consumer = consumer
+        self.limits = limits or ReassemblyLimits()
+        self.server_ports = server_ports
+        self.stats = ReassemblyStats()
+        self.table: dict[bytes, HalfStream] = {}
+        self.buffered_total = 0
+        self._connection_count = 0
+        self._last_sweep = 0.0
+
+    # -- the per-packet path -------------------------------------------------------------------
+
+    def segment(
+        self,
+        time: float,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        payload: bytes,
+        missing: int,
+        ip_id: int,
+    ) -> None:
+        self.stats.packets += 1
+        key = src + dst + sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
+        half = self.table.get(key)
+        if half is None:
+            half = self._new_connection(key, time, src, dst, sport, dport, flags)
+        connection = half.connection
+        if connection.closed:
+            if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+                self._forget(connection)
+                half = self._new_connection(key, time, src, dst, sport, dport, flags)
+                connection = half.connection
+            else:
+                self.stats.packets_after_close += 1
+                return
+
+        length = len(payload) + missing
+        signature = (seq, ack, flags, length, ip_id)
+        if signature == half.last_signature and (
+            ip_id > 0 or time - connection.stats.last_time < 0.002
+        ):
+            self.stats.duplicate_packets += 1
+            return
+        half.last_signature = signature
+        stats = connection.stats
+        stats.last_time = time
+        stats.packets[half.direction] += 1
+        stats.bytes[half.direction] += length
+
+        if flags & (TCP_SYN | TCP_RST):
+            if flags & TCP_SYN:
+                self._syn(half, seq, flags)
+            else:
+                self._rst(half, time)
+                return
+        elif half.next_seq < 0:
+            half.next_seq = seq
+        peer = connection.halves[1 - half.direction]
+        if flags & TCP_ACK and peer.starts:
+            self._check_acked_hole(peer, ack, time)
+
+        if length:
+            if not connection.roles_known:
+                self._decide_roles_by_speaker(half)
+            self._data(half, seq + (1 if flags & TCP_SYN else 0), payload, missing, time)
+        if flags & TCP_FIN:
+            self._fin(half, seq + length + (1 if flags & TCP_SYN else 0), time)
+        if time - self._last_sweep >= 1.0:
+            self.sweep(time)
+
+    def _data(self, half: HalfStream, seq: int, payload: bytes, missing: int, time: float) -> None:
+        delta = ((seq - half.next_seq + _HALF_RANGE) & _SEQ_MASK) - _HALF_RANGE
+        if delta == 0 and not half.starts:
+            self._deliver(half, payload, missing, time)
+            return
+        length = len(payload) + missing
+        if delta < 0:
+            overlap = -delta
+            if overlap >= length:
+                self.stats.retransmitted_bytes += length
+                return
+            self.stats.retransmitted_bytes += overlap
+            if overlap >= len(payload):
+                missing -= overlap - len(payload)
+                payload = b""
+            else:
+                payload = payload[overlap:]
+            delta = 0
+        if delta == 0:
+            self._deliver(half, payload, missing, time)
+            self._drain(half, time)
+            return
+        self.stats.out_of_order_packets += 1
+        if missing:
+            # Bytes beyond the snap length are unknown; only what was captured can wait.
+            length = len(payload)
+            if not length:
+                return
+        start = half.position + delta
+        previous = half.segments.get(start)
+        if previous is not None:
+            if len(previous) >= length:
+                self.stats.retransmitted_bytes += length
+                return
+            half.buffered -= len(previous)
+            self.buffered_total -= len(previous)
+        else:
+            bisect.insort(half.starts, start)
+        half.segments[start] = payload
+        half.buffered += length
+        self.buffered_total += length
+        if half.buffered > self.limits.max_buffered_per_connection or (
+            self.buffered_total > self.limits.max_buffered_total
+        ):
+            self.stats.buffer_overflows += 1
+            self._skip_hole(half, time)
+
+    def _deliver(self, half: HalfStream, payload: bytes, missing: int, time: float) -> None:
+        connection = half.connection
+        if payload:
+            self.consumer.data(connection, half.direction, payload, time)
+        length = len(payload) + missing
+        if missing:
+            self.stats.gaps += 1
+            self.stats.bytes_lost += missing
+            self.consumer.gap(connection, half.direction, missing, time)
+        half.position += length
+        half.next_seq = (half.next_seq + length) & _SEQ_MASK
+        if half.fin_at >= 0 and half.position >= half.fin_at:
+            self._half_finished(half, time)
+
+    def _drain(self, half: HalfStream, time: float) -> None:
+        """Deliver the buffered segments that now follow the delivered bytes."""
+        starts = half.starts
+        segments = half.segments
+        while starts and starts[0] <= half.position:
+            start = starts.pop(0)
+            data = segments.pop(start)
+            half.buffered -= len(data)
+            self.buffered_total -= len(data)
+            overlap = half.position - start
+            if overlap >= len(data):
+                self.stats.retransmitted_bytes += len(data)
+                continue
+            if overlap:
+                self.stats.retransmitted_bytes += overlap
+                data = data[overlap:]
+            self._deliver(half, data, 0, time)
+        if not starts:
+            half.acked_past_hole = 0
+
+    def _skip_hole(self, half: HalfStream, time: float) -> None:
+        """Give up on the bytes before the first buffered segment: report them lost."""
+        if not half.starts:
+            return
+        lost = half.starts[0] - half.position
+        if lost > 0:
+            self.stats.gaps += 1
+            self.stats.bytes_lost += lost
+            self.consumer.gap(half.connection, half.direction, lost, time)
+            half.position += lost
+            half.next_seq = (half.next_seq + lost) & _SEQ_MASK
+        half.acked_past_hole = 0
+        self._drain(half, time)
+
+    def _check_acked_hole(self, half: HalfStream, ack: int, time: float) -> None:
+        """The peer acknowledged ``ack``; past a hole of ``half`` it means the capture lost it."""
+        if ((ack - half.next_seq + _HALF_RANGE) & _SEQ_MASK) - _HALF_RANGE > 0:
+            half.acked_past_hole += 1
+            if half.acked_past_hole >= self.limits.acked_hole_patience:
+                self._skip_hole(half, time)
+
+    # -- connection life -----------------------------------------------------------------------
+
+    def _new_connection(
+        self, key: bytes, time: float, src: bytes, dst: bytes, sport: int, dport: int, flags: int
+    ) -> HalfStream:
+        if len(self.table) >= 2 * self.limits.max_connections:
+            self._evict_oldest(time)
+        self._connection_count += 1
+        self.stats.connections += 1
+        connection = Connection(time)
+        reverse = dst + src + dport.to_bytes(2, "big") + sport.to_bytes(2, "big")
+        syn = flags & (TCP_SYN | TCP_ACK)
+        if syn == TCP_SYN:
+            sender_is_client, guessed = True, False
+        elif syn == TCP_SYN | TCP_ACK:
+            sender_is_client, guessed = False, False
+        else:
+            sender_is_client, guessed = self._guess_client(sport, dport)
+        client = (src, sport) if sender_is_client else (dst, dport)
+        server = (dst, dport) if sender_is_client else (src, sport)
+        connection.info = ConnectionInfo(
+            number=self._connection_count,
+            client=_endpoint(*client),
+            server=_endpoint(*server),
+            start_time=time,
+            role_guessed=guessed,
+        )
+        connection.roles_known = not guessed or self._ports_decide(sport, dport)
+        connection.keys = (key, reverse) if sender_is_client else (reverse, key)
+        client_half, server_half = connection.halves
+        self.table[connection.keys[0]] = client_half
+        self.table[connection.keys[1]] = server_half
+        if connection.roles_known:
+            self.consumer.opened(connection)
+        return client_half if sender_is_client else server_half
+
+    def _guess_client(self, sport: int, dport: int) -> tuple[bool, bool]:
+        """Mid-connection: which end is the client? Returns (sender is client, guessed)."""
+        if self._ports_decide(sport, dport):
+            return self._server_rank(dport) < self._server_rank(sport), True
+        return True, True  # decided for good by who sends payload first
+
+    def _ports_decide(self, sport: int, dport: int) -> bool:
+        return self._server_rank(sport) != self._server_rank(dport)
+
+    def _server_rank(self, port: int) -> int:
+        """Lower is more likely the server's port: a plugin's port, then a well-known one,
+        then a registered one; ephemeral ports last."""
+        if port in self.server_ports:
+            return 0
+        if port < 1024:
+            return 1
+        if port < 32768:
+            return 2
+        return 3
+
+    def _decide_roles_by_speaker(self, half: HalfStream) -> None:
+        """Ports did not tell; the first side to send payload is taken for the client."""
+        connection = half.connection
+        connection.roles_known = True
+        if half.direction != Direction.CLIENT_TO_SERVER:
+            client_half, server_half = connection.halves
+            connection.halves = (server_half, client_half)
+            client_half.direction, server_half.direction = (
+                Direction.SERVER_TO_CLIENT,
+                Direction.CLIENT_TO_SERVER,
+            )
+            connection.keys = (connection.keys[1], connection.keys[0])
+            info = connection.info
+            info.client, info.server = info.server, info.client
+            stats = connection.stats
+            stats.packets.reverse()
+            stats.bytes.reverse()
+        self.consumer.opened(connection)
+
+    def _syn(self, half: HalfStream, seq: int, flags: int) -> None:
+        half.next_seq = (seq + 1) & _SEQ_MASK
+        half.position = 0
+        connection = half.connection
+        if flags & TCP_ACK:
+            connection.handshake = True
+            connection.refusable = False
+        elif not connection.handshake:
+            connection.refusable = True
+
+    def _rst(self, half: HalfStream, time: float) -> None:
+        connection = half.connection
+        refused = (
+            connection.refusable
+            and half.direction == Direction.SERVER_TO_CLIENT
+            and not connection.stats.bytes[0]
+        )
+        self._close(connection, CloseReason.REFUSED if refused else CloseReason.RST, time)
+
+    def _fin(self, half: HalfStream, fin_seq: int, time: float) -> None:
+        if half.next_seq < 0:
+            return
+        delta = ((fin_seq - half.next_seq + _HALF_RANGE) & _SEQ_MASK) - _HALF_RANGE
+        half.fin_at = half.position + max(delta, 0)
+        if half.position >= half.fin_at:
+            self._half_finished(half, time)
+
+    def _half_finished(self, half: HalfStream, time: float) -> None:
+        peer = half.connection.halves[1 - half.direction]
+        if peer.fin_at >= 0 and peer.position >= peer.fin_at:
+            self._close(half.connection, CloseReason.FIN, time)
+
+    def _close(self, connection: Connection, reason: CloseReason, time: float) -> None:
+        if connection.closed:
+            return
+        connection.closed = True  # before flushing: the flush may reach a FIN and close again
+        if not connection.roles_known:
+            connection.roles_known = True
+            self.consumer.opened(connection)
+        for half in connection.halves:
+            while half.starts:
+                self._skip_hole(half, time)
+        self.consumer.closed(connection, reason, time)
+
+    def _forget(self, connection: Connection) -> None:
+        for key in connection.keys:
+            self.table.pop(key, None)
+        for half in connection.halves:
+            self.buffered_total -= half.buffered
+            half.buffered = 0
+
+    def _evict_oldest(self, time: float) -> None:
+        """Too many connections: end the one idle longest (approximately: the oldest)."""
+        for half in self.table.values():
+            connection = half.connection
+            self.stats.connections_evicted += 0 if connection.closed else 1
+            self._close(connection, CloseReason.OPEN, time)
+            self._forget(connection)
+            return
+
+    def sweep(self, now: float) -> None:
+        """Close idle connections and forget those closed a while ago. Called about once a
+        second of capture time, and by a live capture when no packet arrives."""
+        self._last_sweep = now
+        self.consumer.expire(now)
+        limits = self.limits
+        for half in list(self.table.values()):
+            if half.direction != Direction.CLIENT_TO_SERVER:
+                continue
+            connection = half.connection
+            idle = now - connection.stats.last_time
+            if connection.closed:
+                if idle > limits.closed_linger:
+                    self._forget(connection)
+            elif idle > limits.idle_timeout:
+                self._close(connection, CloseReason.TIMEOUT, now)
+                self._forget(connection)
+
+    def finish(self, time: float) -> None:
+        """End of capture: every connection still open ends as ``open``."""
+        for half in list(self.table.values()):
+            connection = half.connection
+            if half.direction == Direction.CLIENT_TO_SERVER and not connection.closed:
+                self._close(connection, CloseReason.OPEN, time)
+        self.table.clear()
+        self.buffered_total = 0
