@@ -124,10 +124,9 @@ class Progress:
             done = min(self.done_bytes + current, self.total)
             fraction = done / self.total
             elapsed = time.monotonic() - started
-            stats = self.engine.decode_stats
             bar = "█" * int(fraction * 30)
             sys.stderr.write(
-                f"\r{bar:<30} {fraction:6.1%}  {stats.frames:,} packets  "
+                f"\r{bar:<30} {fraction:6.1%}  {done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB  "
                 f"{self.engine.dispatcher.stats.entries:,} entries  {elapsed:.0f}s"
             )
             sys.stderr.flush()
@@ -203,7 +202,7 @@ def dissect(
         plugins.configure({})
     except PluginError as error:
         raise click.ClickException(str(error)) from None
-    stdout = click.get_text_stream("stdout")
+    stdout = sys.stdout
     sink = JsonlSink(stdout) if output == "jsonl" else TableSink(plugins, stdout)
     engine = Engine(
         plugins,
@@ -261,6 +260,11 @@ def version() -> None:
         click.echo(f"  {plugin.name} {plugin.version}")
     for name, reason in sorted(manager.load_failures.items()):
         click.echo(f"  {name} (not loaded: {reason})")
+
+
+from mizu_cli.local import tap  # noqa: E402  (after the helpers tap uses from this module)
+
+cli.add_command(tap)
 
 
 def main() -> None:

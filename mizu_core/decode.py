@@ -62,10 +62,10 @@ TCP_ACK = 0x10
 _TCP_HEADER = struct.Struct("!HHIIH")
 _BSD_AF_INET6 = {24, 28, 30}
 
-Segment = tuple[bytes, bytes, int, int, int, int, int, bytes, int, int]
-"""``(src, dst, sport, dport, seq, ack, flags, payload, missing, ip_id)``: addresses as packed
-bytes, ``missing`` the payload bytes the snap length cut off, ``ip_id`` the IPv4
-identification (-1 for IPv6) used to recognise the same packet captured twice."""
+Segment = tuple[bytes, bytes, int, int, int, int, int, bytes, int, bytes]
+"""``(src, dst, sport, dport, seq, ack, flags, payload, missing, signature)``: addresses as
+packed bytes, ``missing`` the payload bytes the snap length cut off, ``signature`` the TCP header's
+sequence, acknowledgement and flags bytes, which tell the same packet captured twice."""
 
 
 class UnsupportedLinkType(ValueError):
@@ -75,6 +75,7 @@ class UnsupportedLinkType(ValueError):
 @dataclass(slots=True)
 class DecodeStats:
     frames: int = 0
+    frame_bytes: int = 0
     not_ip: int = 0
     not_tcp: int = 0
     malformed: int = 0
@@ -85,6 +86,10 @@ class DecodeStats:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+    def add(self, other: DecodeStats) -> None:
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass(slots=True)
@@ -250,13 +255,14 @@ class Decoder:
             return None
         # A zero total length is what segmentation offload leaves on outgoing frames.
         end = ip + total_len if total_len else len(buf)
+        tcp = ip + header_len
         return self._tcp(
             buf,
-            ip + header_len,
+            tcp,
             end,
             buf[ip + 12 : ip + 16],
             buf[ip + 16 : ip + 20],
-            buf[ip + 4] << 8 | buf[ip + 5],
+            buf[tcp + 4 : tcp + 14],
         )
 
     def _ipv6(self, buf: bytes, ip: int, timestamp: float) -> Segment | None:
@@ -293,10 +299,10 @@ class Decoder:
             else:
                 self.stats.not_tcp += 1
                 return None
-        return self._tcp(buf, offset, end, src, dst, -1)
+        return self._tcp(buf, offset, end, src, dst, buf[offset + 4 : offset + 14])
 
     def _tcp(
-        self, buf: bytes, tcp: int, end: int, src: bytes, dst: bytes, ip_id: int
+        self, buf: bytes, tcp: int, end: int, src: bytes, dst: bytes, signature: bytes
     ) -> Segment | None:
         sport, dport, seq, ack, offset_flags = _TCP_HEADER.unpack_from(buf, tcp)
         data_offset = (offset_flags >> 12) * 4
@@ -311,7 +317,18 @@ class Decoder:
                 self.stats.malformed += 1
                 return None
             self.stats.snaplen_cut += 1
-            return (src, dst, sport, dport, seq, ack, offset_flags & 0x1FF, b"", end - start, ip_id)
+            return (
+                src,
+                dst,
+                sport,
+                dport,
+                seq,
+                ack,
+                offset_flags & 0x1FF,
+                b"",
+                end - start,
+                signature,
+            )
         if missing:
             self.stats.snaplen_cut += 1
         return (
@@ -324,5 +341,5 @@ class Decoder:
             offset_flags & 0x1FF,
             bytes(buf[start:captured_end]),
             missing,
-            ip_id,
+            signature,
         )

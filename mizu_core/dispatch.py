@@ -166,9 +166,15 @@ class Dispatcher:
         claimed[plugin.name] = claimed.get(plugin.name, 0) + 1
         self._live[connection.info.number] = state
         chunks, state.chunks = state.chunks, []
-        for direction, data, lost, time in chunks:
-            if state.dissector is None:
-                break  # it failed during the replay
+        for index, (direction, data, lost, time) in enumerate(chunks):
+            if state.dissector is not dissector:
+                # It failed during the replay: the rest goes to the plugins ranked after it.
+                for direction, data, lost, time in chunks[index:]:
+                    if lost:
+                        self.gap(connection, direction, lost, time)
+                    else:
+                        self.data(connection, direction, data, time)
+                return
             try:
                 if lost:
                     dissector.gap(direction, lost, time)
@@ -178,10 +184,16 @@ class Dispatcher:
                 self._dissector_failed(state, "feed", error)
 
     def _dissector_failed(self, state: _State, where: str, error: Exception) -> None:
-        """Isolate a dissector that raised: it gets no more bytes of this connection."""
-        assert state.owner is not None
-        self.plugins.failed(state.owner, f"dissector.{where}", error)
+        """Isolate a dissector that raised: it gets no more bytes of this connection, which is
+        offered again, from its next bytes, to the plugins ranked after the failed one (the
+        ``tcp`` plugin at least), so that it stays visible."""
+        failed = state.owner
+        assert failed is not None
+        self.plugins.failed(failed, f"dissector.{where}", error)
+        ranking = self.plugins.plugins
         state.dissector = None
+        state.owner = None
+        state.candidates = ranking[ranking.index(failed) + 1 :] if failed in ranking else []
 
     # -- pairs and entries ---------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -51,19 +50,10 @@ class Engine:
         """Read ``source`` to its end (a live source: until it is stopped)."""
         self.sources.append(source)
         decoder = Decoder(source.linktype)
-        decoder.stats = self.decode_stats
-        decode = decoder.decode
-        segment = self.reassembler.segment
-        last_time = self.last_time
-        for packet in source:
-            if packet is None:
-                self.reassembler.sweep(time.time())
-                continue
-            last_time, frame = packet
-            decoded = decode(frame, last_time)
-            if decoded is not None:
-                segment(last_time, *decoded)
-        self.last_time = last_time
+        self.last_time = self.reassembler.consume(source, decoder, self.last_time)
+        if isinstance(source, FileSource):
+            source.check_complete(decoder.stats.frames, decoder.stats.frame_bytes)
+        self.decode_stats.add(decoder.stats)
 
     def run_files(self, paths: Iterable[str]) -> None:
         """Each file is a capture of its own: its connections end with it."""
