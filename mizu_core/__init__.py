@@ -16,6 +16,7 @@ from mizu_core.dissector import (  # noqa: E402  (hookimpl first: plugins import
     Dissector,
     Verdict,
 )
+from mizu_core.entries import escape_query_string  # noqa: E402
 from mizu_core.model import (  # noqa: E402
     ConnectionInfo,
     Direction,
@@ -25,6 +26,7 @@ from mizu_core.model import (  # noqa: E402
     Protocol,
 )
 from mizu_core.pairing import InOrderMatcher, KeyedMatcher  # noqa: E402
+from mizu_core.plugins import PluginError  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,8 +43,10 @@ __all__ = [
     "KeyedMatcher",
     "Message",
     "Pair",
+    "PluginError",
     "Protocol",
     "Verdict",
     "__version__",
+    "escape_query_string",
     "hookimpl",
 ]

@@ -64,8 +64,9 @@ _BSD_AF_INET6 = {24, 28, 30}
 
 Segment = tuple[bytes, bytes, int, int, int, int, int, bytes, int, bytes]
 """``(src, dst, sport, dport, seq, ack, flags, payload, missing, signature)``: addresses as
-packed bytes, ``missing`` the payload bytes the snap length cut off, ``signature`` the TCP header's
-sequence, acknowledgement and flags bytes, which tell the same packet captured twice."""
+packed bytes, ``missing`` the payload bytes the snap length cut off, ``signature`` header
+bytes (IPv4: the header from its total length on, IPv6: the payload length; then TCP ports,
+sequence, acknowledgement and flags) that tell the same packet captured twice."""
 
 
 class UnsupportedLinkType(ValueError):
@@ -262,11 +263,12 @@ class Decoder:
             end,
             buf[ip + 12 : ip + 16],
             buf[ip + 16 : ip + 20],
-            buf[tcp + 4 : tcp + 14],
+            buf[ip + 2 : ip + 20] + buf[tcp : tcp + 14],
         )
 
     def _ipv6(self, buf: bytes, ip: int, timestamp: float) -> Segment | None:
-        payload_len = buf[ip + 4] << 8 | buf[ip + 5]
+        length = buf[ip + 4 : ip + 6]
+        payload_len = length[0] << 8 | length[1]
         next_header = buf[ip + 6]
         src = buf[ip + 8 : ip + 24]
         dst = buf[ip + 24 : ip + 40]
@@ -299,7 +301,7 @@ class Decoder:
             else:
                 self.stats.not_tcp += 1
                 return None
-        return self._tcp(buf, offset, end, src, dst, buf[offset + 4 : offset + 14])
+        return self._tcp(buf, offset, end, src, dst, length + buf[offset : offset + 14])
 
     def _tcp(
         self, buf: bytes, tcp: int, end: int, src: bytes, dst: bytes, signature: bytes

@@ -14,6 +14,7 @@ entries without a response.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,7 @@ class Dispatcher:
         self.response_timeout = response_timeout
         self.stats = DispatchStats()
         self.builder = EntryBuilder()
+        self.plugin_counters: dict[str, Counter[str]] = {}
         self._live: dict[int, _State] = {}
 
     # -- the reassembler's callbacks -----------------------------------------------------------
@@ -86,7 +88,10 @@ class Dispatcher:
         state = _State(list(self.plugins.plugins))
         connection.state = state
         state.context = ConnectionContext(
-            connection.info, connection.stats, lambda pair: self._pair(state, pair)
+            connection.info,
+            connection.stats,
+            lambda pair: self._pair(state, pair),
+            self.plugin_counters,
         )
 
     def data(self, connection: Connection, direction: Direction, data: bytes, time: float) -> None:
@@ -160,6 +165,8 @@ class Dispatcher:
     ) -> None:
         state.owner = plugin
         state.dissector = dissector
+        assert state.context is not None
+        state.context.owner = plugin.name
         state.candidates = []
         state.heads = [bytearray(), bytearray()]
         claimed = self.stats.connections_claimed

@@ -9,6 +9,7 @@ pairs to its :class:`ConnectionContext`, usually through one of the context's ma
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,18 +54,31 @@ class ConnectionStats:
 class ConnectionContext:
     """What the core gives a dissector: its connection, pairing helpers and the pair sink."""
 
-    __slots__ = ("_matchers", "_sink", "connection", "stats")
+    __slots__ = ("_counters", "_matchers", "_sink", "connection", "owner", "stats")
 
     def __init__(
         self,
         connection: ConnectionInfo,
         stats: ConnectionStats,
         sink: Callable[[Pair], None],
+        counters: dict[str, Counter[str]] | None = None,
     ) -> None:
         self.connection = connection
         self.stats = stats
+        self.owner = ""
+        """The name of the plugin whose dissector has the connection ("" before a claim)."""
         self._sink = sink
         self._matchers: list[Matcher] = []
+        self._counters = counters if counters is not None else {}
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to one of the plugin's counters (bytes skipped, resyncs, heartbeats...): they
+        appear under the plugin's name in the capture's stats (``mizu dissect``'s summary,
+        the hub's status)."""
+        counters = self._counters.get(self.owner)
+        if counters is None:
+            counters = self._counters[self.owner] = Counter()
+        counters[name] += amount
 
     def emit(self, request: Message | None, response: Message | None) -> None:
         """Hand a finished pair (or a lone message) to the core."""
@@ -87,9 +101,12 @@ class ConnectionContext:
         return sum(matcher.pending for matcher in self._matchers)
 
     def expire(self, older_than: float) -> int:
+        """Emit, unanswered, the requests of every matcher older than ``older_than``."""
         return sum(matcher.expire(older_than) for matcher in self._matchers)
 
     def flush(self) -> int:
+        """Emit every pending request unanswered. The core does this when the connection ends;
+        a dissector does it too when a gap means the answers to come cannot be told apart."""
         return sum(matcher.flush() for matcher in self._matchers)
 
 

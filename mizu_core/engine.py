@@ -80,4 +80,7 @@ class Engine:
             "dispatch": self.dispatcher.stats.as_dict(),
             "capture": capture,
             "plugin_errors": dict(self.plugins.errors),
+            "plugin_counters": {
+                name: dict(counters) for name, counters in self.dispatcher.plugin_counters.items()
+            },
         }

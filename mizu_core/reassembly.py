@@ -39,12 +39,16 @@ from mizu_core.model import ConnectionInfo, Direction, Endpoint
 
 _HALF_RANGE = 1 << 31
 _SEQ_MASK = 0xFFFFFFFF
-_SEQ_ACK_FLAGS = struct.Struct("!IIH")
+# From the IPv4 header on: version and header length, total length, flags and fragment offset,
+# protocol, then addresses and ports together (the connection table's key), sequence,
+# acknowledgement, TCP data offset and flags.
+_IPV4_TCP_HEADERS = struct.Struct("!BxH2xHxB2x12sIIH")
 
 DUPLICATE_WINDOW = 0.002
-"""Seconds within which a packet with the same sequence, acknowledgement and flags is the same
-packet seen twice (capturing on ``any`` sees a pod's packet on its veth and on the bridge); a
-real retransmission comes later (Linux waits at least 10 ms)."""
+"""Seconds within which a packet with the same headers (lengths, IPv4 identification, TCP
+sequence, acknowledgement and flags) is the same packet seen twice (capturing on ``any`` sees a
+pod's packet on its veth and on the bridge); a real retransmission comes later (Linux waits at
+least 10 ms)."""
 
 # Where the IPv4 header starts and where the link layer says "IPv4" (-1: nowhere to check), for
 # the link types the short path of :meth:`Reassembler.consume` knows.
@@ -206,7 +210,7 @@ class Reassembler:
         deliver = self.consumer.data
         decode = decoder.decode
         segment = self.segment
-        unpack = _SEQ_ACK_FLAGS.unpack_from
+        unpack = _IPV4_TCP_HEADERS.unpack_from
         ip, ethertype_at = _FAST_LAYOUTS.get(decoder.linktype, (-1, -1))
         minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
         short_path = 0
@@ -218,29 +222,34 @@ class Reassembler:
             time, frame = packet
             size = len(frame)
             frame_bytes += size
-            if (
-                size >= minimum
-                and frame[ip] == 0x45
-                and frame[ip + 9] == 6
-                and not (frame[ip + 6] & 0x3F or frame[ip + 7])
-                and (ethertype_at < 0 or frame[ethertype_at : ethertype_at + 2] == b"\x08\x00")
+            if size >= minimum and (
+                ethertype_at < 0 or (frame[ethertype_at] == 8 and frame[ethertype_at + 1] == 0)
             ):
-                half = table.get(frame[ip + 12 : ip + 24])
-                if half is not None and not half.starts and half.fin_at < 0:
-                    seq, _ack, offset_flags = unpack(frame, ip + 24)
-                    end = ip + (frame[ip + 2] << 8 | frame[ip + 3])
+                version_ihl, total_length, fragment, protocol, key, seq, _ack, offset_flags = (
+                    unpack(frame, ip)
+                )
+                half = table.get(key)
+                if (
+                    version_ihl == 0x45
+                    and protocol == 6
+                    and not fragment & 0x3FFF
+                    and half is not None
+                    and not half.starts
+                    and half.fin_at < 0
+                    and seq == half.next_seq
+                    and not offset_flags & 0x07
+                ):
+                    end = ip + total_length
                     start = ip + 20 + (offset_flags >> 12) * 4
                     connection = half.connection
                     direction = half.direction
                     if (
-                        seq == half.next_seq
-                        and not offset_flags & 0x07
-                        and start < end <= size
+                        start < end <= size
                         and connection.roles_known
                         and not connection.closed
                         and not connection.halves[1 - direction].starts
                     ):
-                        half.last_signature = frame[ip + 24 : ip + 34]
+                        half.last_signature = frame[ip + 2 : ip + 34]
                         length = end - start
                         stats = connection.stats
                         stats.last_time = time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +36,7 @@ def entry_representation(
                 "type": "body",
                 "title": side.capitalize(),
                 "mimeType": "application/json",
-                "data": entry.get(side),
+                "data": json.dumps(entry.get(side), indent=2, ensure_ascii=False, default=str),
             }
         ]
         for side in ("request", "response")
