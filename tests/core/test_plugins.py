@@ -1,0 +1,116 @@
+"""Plugin discovery through entry points, ranking by priority, isolation of failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mizu_core import hookimpl
+from mizu_core.capture import FileSource
+from mizu_core.engine import Engine
+from mizu_core.plugins import PluginError, PluginManager
+from tests.support.packets import conversation, write_frames
+
+
+def two_connections(tmp_path: Path) -> Path:
+    frames = conversation(
+        ("127.0.0.1", 40001),
+        ("127.0.0.2", 8081),
+        [(True, b"ping"), (False, b"pong"), (True, b"again"), (False, b"ok")],
+    )
+    frames += conversation(
+        ("127.0.0.1", 40002),
+        ("127.0.0.2", 7777),
+        [(True, b"hello"), (False, b"world"), (True, b"bye"), (False, b"!")],
+    )
+    return write_frames(tmp_path / "two.pcap", frames)
+
+
+def run(plugins: PluginManager, capture: Path) -> tuple[list[dict], Engine]:
+    entries: list[dict] = []
+    engine = Engine(plugins, entries.append)
+    engine.run(FileSource(capture))
+    engine.finish()
+    return entries, engine
+
+
+def test_discovery_ranks_by_priority_not_registration_order(turns_on_path: Path) -> None:
+    plugins = PluginManager().discover(deny=["faulty"])
+    names = [p.name for p in plugins.plugins]
+    assert names.index("turns") < names.index("eager") < names.index("tcp")
+    turns = next(p for p in plugins.plugins if p.name == "turns")
+    assert (turns.version, turns.priority, turns.ports) == ("1.2.3", 5, (7777,))
+    assert "No module named 'mizu_turns_missing_dependency'" in plugins.load_failures["broken"]
+
+
+def test_highest_ranked_plugin_claims_every_connection(turns_on_path: Path, tmp_path: Path) -> None:
+    plugins = PluginManager().discover(deny=["faulty"])
+    entries, engine = run(plugins, two_connections(tmp_path))
+    assert {e["protocol"]["name"] for e in entries} == {"turns"}
+    assert [e["request"]["bytes"] for e in entries] == [4, 5, 5, 3]
+    assert [e["response"]["bytes"] for e in entries] == [4, 2, 5, 1]
+    assert engine.stats()["dispatch"]["connections_claimed"] == {"turns": 2}
+
+
+def test_a_plugin_that_raises_is_isolated_counted_and_named(
+    turns_on_path: Path, tmp_path: Path
+) -> None:
+    plugins = PluginManager().discover(allow=["faulty", "turns", "tcp"])
+    entries, engine = run(plugins, two_connections(tmp_path))
+    stats = engine.stats()
+    # Once in dissect (port 8081), once in its dissector (port 7777).
+    assert stats["plugin_errors"] == {"faulty": 2}
+    by_port: dict[int, list[dict]] = {}
+    for entry in entries:
+        # An answer whose question was lost travels from the server: src is then the server.
+        server_port = min(entry["src"]["port"], entry["dst"]["port"])
+        by_port.setdefault(server_port, []).append(entry)
+    # 8081: faulty declined by raising; turns had the whole connection.
+    assert [e["request"]["bytes"] for e in by_port[8081]] == [4, 5]
+    # 7777: faulty claimed it and failed on its first bytes; turns took it from the next ones.
+    answers = by_port[7777]
+    assert [e["protocol"]["name"] for e in answers] == ["turns", "turns"]
+    assert [e["request"] and e["request"]["bytes"] for e in answers] == [None, 3]
+    assert [e["response"]["bytes"] for e in answers] == [5, 1]
+
+
+def test_allow_list_from_environment(turns_on_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIZU_PLUGINS", "eager, tcp")
+    plugins = PluginManager().discover()
+    assert [p.name for p in plugins.plugins] == ["eager", "tcp"]
+
+
+def test_allow_list_names_a_missing_plugin() -> None:
+    plugins = PluginManager().discover(allow=["tcp", "nonesuch"])
+    assert "not installed" in plugins.load_failures["nonesuch"]
+
+
+def test_settings_reach_the_plugin_which_validates_them(turns_on_path: Path) -> None:
+    plugins = PluginManager().discover(allow=["faulty", "tcp"])
+    plugins.configure({"faulty": {"mode": "x"}})
+    with pytest.raises(PluginError, match=r"plugins\.faulty: unknown key colour"):
+        plugins.configure({"faulty": {"colour": "red"}})
+    with pytest.raises(PluginError, match="plugin tcp takes no settings"):
+        plugins.configure({"tcp": {"x": 1}})
+    with pytest.raises(PluginError, match="unknown plugin"):
+        plugins.configure({"nonesuch": {}})
+
+
+class NoProtocols:
+    @hookimpl
+    def dissect(self, context, client_head, server_head):
+        return None
+
+
+def test_a_plugin_must_declare_protocols() -> None:
+    with pytest.raises(PluginError, match="declares no protocols"):
+        PluginManager().register(NoProtocols(), "empty")
+
+
+def test_macros_come_from_the_plugins(turns_on_path: Path) -> None:
+    plugins = PluginManager().discover(allow=["turns", "tcp"])
+    assert plugins.macros == {
+        "turns": 'protocol.macro == "turns"',
+        "tcp": 'protocol.macro == "tcp"',
+    }

@@ -1,0 +1,3 @@
+"""Fails to import, as a plugin with a missing dependency would."""
+
+import mizu_turns_missing_dependency  # noqa: F401
