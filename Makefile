@@ -1,0 +1,34 @@
+# The two commands of the README's quick start, and the pieces they are made of.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+SAMPLE := tests/data/core/http11-keepalive.pcap
+
+.PHONY: demo test setup lint typecheck bench clean
+
+demo: setup  ## Set up, then dissect a bundled capture (the dashboard comes with the hub)
+	$(VENV)/bin/mizu dissect $(SAMPLE) -o table
+
+test: setup  ## Set up, then run the whole test suite
+	$(PYTHON) -m pytest -q
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements-dev.txt $(wildcard plugins/*/pyproject.toml examples/*/pyproject.toml)
+	.ci/install-system-packages
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PYTHON) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

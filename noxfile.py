@@ -1,0 +1,34 @@
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s bench``.
+
+``make test`` (the README's command) runs the same suite in the project's ``.venv``; nox builds
+throwaway environments instead, to prove that the packages install from scratch.
+"""
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.install("-r", "requirements-dev.txt")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".", "mypy")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    session.install("-r", "requirements-dev.txt")
+    session.run("python", "benchmarks/run.py", *session.posargs)
