@@ -6,49 +6,24 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import IO, Any
 
 import click
 
+from mizu_cli.common import (
+    TableSink,
+    filtered,
+    load_plugins,
+    summary_line,
+    with_plugin_options,
+)
 from mizu_core import __version__
 from mizu_core.capture import CaptureError, FileSource
 from mizu_core.decode import UnsupportedLinkType
 from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginError, PluginManager
-from mizu_core.views import entry_row
 
 log = logging.getLogger("mizu")
-
-
-def load_plugins(allow: str | None, deny: str | None) -> PluginManager:
-    """The installed plugins less those left out; a plugin that cannot load is reported."""
-    manager = PluginManager().discover(
-        allow=[n.strip() for n in allow.split(",") if n.strip()] if allow else None,
-        deny=[n.strip() for n in deny.split(",") if n.strip()] if deny else (),
-    )
-    for name, reason in sorted(manager.load_failures.items()):
-        click.echo(f"mizu: plugin {name} not loaded: {reason}", err=True)
-    return manager
-
-
-plugin_options = [
-    click.option(
-        "--plugins",
-        "allow",
-        metavar="NAMES",
-        help="Comma-separated plugins to load, and no others (default: all installed; "
-        "also the MIZU_PLUGINS environment variable).",
-    ),
-    click.option("--no-plugins", "deny", metavar="NAMES", help="Comma-separated plugins to skip."),
-]
-
-
-def with_plugin_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(plugin_options):
-        function = option(function)
-    return function
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -70,28 +45,6 @@ def cli(log_level: str) -> None:
       mizu plugins
     """
     logging.basicConfig(level=log_level.upper(), format="mizu: %(levelname)s %(name)s: %(message)s")
-
-
-class TableSink:
-    """Entries as aligned lines, like tshark's default output."""
-
-    def __init__(self, plugins: PluginManager, stream: IO[str]) -> None:
-        self.plugins = plugins
-        self.stream = stream
-
-    def write(self, entry: dict[str, Any]) -> None:
-        row = entry_row(self.plugins, entry)
-        started = time.strftime("%H:%M:%S", time.gmtime(entry["timestamp"] / 1000))
-        src, dst = entry["src"], entry["dst"]
-        self.stream.write(
-            f"{started}.{entry['timestamp'] % 1000:03d} {row['proto']['abbr']:<6} "
-            f"{src['ip']}:{src['port']} → {dst['ip']}:{dst['port']}  "
-            f"{row['method']} {row['summary']} {row['status']} "
-            f"{entry['elapsedTime']:.1f}ms\n"
-        )
-
-    def close(self) -> None:
-        self.stream.flush()
 
 
 class Progress:
@@ -132,27 +85,6 @@ class Progress:
             sys.stderr.flush()
 
 
-def summary_line(stats: dict[str, Any]) -> str:
-    errors = stats["plugin_errors"]
-    parts = [
-        f"{stats['packets']:,} packets",
-        f"{stats['connections']:,} connections",
-        f"{stats['entries']:,} entries",
-        f"{stats['skipped']:,} skipped",
-    ]
-    reassembly = stats["reassembly"]
-    if reassembly["gaps"]:
-        parts.append(f"{reassembly['gaps']:,} gaps ({reassembly['bytes_lost']:,} bytes lost)")
-    if reassembly["duplicate_packets"]:
-        parts.append(f"{reassembly['duplicate_packets']:,} duplicate packets")
-    if any(source.get("truncated_file") for source in stats["capture"]):
-        parts.append("file truncated")
-    parts.append(
-        "plugin errors: " + (", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none")
-    )
-    return "mizu: " + ", ".join(parts)
-
-
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
@@ -162,6 +94,14 @@ def summary_line(stats: dict[str, Any]) -> str:
     default="jsonl",
     show_default=True,
     help="jsonl: one entry (CONTRACT section 2) per line; table: one line per entry, for reading.",
+)
+@click.option(
+    "-q",
+    "--query",
+    default="",
+    metavar="QUERY",
+    help="Print only the entries this filter matches (the dashboard's filter language), e.g. "
+    "'http and response.status >= 500'.",
 )
 @click.option(
     "--response-timeout",
@@ -181,6 +121,7 @@ def summary_line(stats: dict[str, Any]) -> str:
 def dissect(
     files: tuple[str, ...],
     output: str,
+    query: str,
     response_timeout: float,
     tapper_id: str,
     allow: str | None,
@@ -196,6 +137,7 @@ def dissect(
       mizu dissect capture.pcap | jq .request.path
       mizu dissect a.pcap b.pcapng -o table
       mizu dissect capture.pcap --plugins http,tcp
+      mizu dissect capture.pcap -q 'http and response.status >= 400'
     """
     plugins = load_plugins(allow, deny)
     try:
@@ -206,7 +148,7 @@ def dissect(
     sink = JsonlSink(stdout) if output == "jsonl" else TableSink(plugins, stdout)
     engine = Engine(
         plugins,
-        sink.write,
+        filtered(sink.write, query, plugins),
         EngineSettings(tapper_id=tapper_id, response_timeout=response_timeout),
     )
     sources = []
@@ -262,7 +204,7 @@ def version() -> None:
         click.echo(f"  {name} (not loaded: {reason})")
 
 
-from mizu_cli.local import tap  # noqa: E402  (after the helpers tap uses from this module)
+from mizu_cli.local import tap  # noqa: E402
 
 cli.add_command(tap)
 

@@ -1,0 +1,107 @@
+"""What several ``mizu`` commands share: loading plugins, table output, the summary line,
+query filtering."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+import click
+
+from mizu_core.plugins import PluginManager
+from mizu_core.query import QueryError, compile_query
+from mizu_core.views import entry_row
+
+
+def load_plugins(allow: str | None, deny: str | None) -> PluginManager:
+    """The installed plugins less those left out; a plugin that cannot load is reported."""
+    manager = PluginManager().discover(
+        allow=[n.strip() for n in allow.split(",") if n.strip()] if allow else None,
+        deny=[n.strip() for n in deny.split(",") if n.strip()] if deny else (),
+    )
+    for name, reason in sorted(manager.load_failures.items()):
+        click.echo(f"mizu: plugin {name} not loaded: {reason}", err=True)
+    return manager
+
+
+plugin_options = [
+    click.option(
+        "--plugins",
+        "allow",
+        metavar="NAMES",
+        help="Comma-separated plugins to load, and no others (default: all installed; "
+        "also the MIZU_PLUGINS environment variable).",
+    ),
+    click.option("--no-plugins", "deny", metavar="NAMES", help="Comma-separated plugins to skip."),
+]
+
+
+def with_plugin_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(plugin_options):
+        function = option(function)
+    return function
+
+
+class TableSink:
+    """Entries as aligned lines, like tshark's default output."""
+
+    def __init__(self, plugins: PluginManager, stream: IO[str]) -> None:
+        self.plugins = plugins
+        self.stream = stream
+
+    def write(self, entry: dict[str, Any]) -> None:
+        row = entry_row(self.plugins, entry)
+        started = time.strftime("%H:%M:%S", time.gmtime(entry["timestamp"] / 1000))
+        src, dst = entry["src"], entry["dst"]
+        self.stream.write(
+            f"{started}.{entry['timestamp'] % 1000:03d} {row['proto']['abbr']:<6} "
+            f"{src['ip']}:{src['port']} → {dst['ip']}:{dst['port']}  "
+            f"{row['method']} {row['summary']} {row['status']} "
+            f"{entry['elapsedTime']:.1f}ms\n"
+        )
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+def summary_line(stats: dict[str, Any]) -> str:
+    errors = stats["plugin_errors"]
+    parts = [
+        f"{stats['packets']:,} packets",
+        f"{stats['connections']:,} connections",
+        f"{stats['entries']:,} entries",
+        f"{stats['skipped']:,} skipped",
+    ]
+    reassembly = stats["reassembly"]
+    if reassembly["gaps"]:
+        parts.append(f"{reassembly['gaps']:,} gaps ({reassembly['bytes_lost']:,} bytes lost)")
+    if reassembly["duplicate_packets"]:
+        parts.append(f"{reassembly['duplicate_packets']:,} duplicate packets")
+    if any(source.get("truncated_file") for source in stats["capture"]):
+        parts.append("file truncated")
+    parts.append(
+        "plugin errors: " + (", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none")
+    )
+    return "mizu: " + ", ".join(parts)
+
+
+def filtered(
+    write: Callable[[dict[str, Any]], None], text: str, plugins: PluginManager
+) -> Callable[[dict[str, Any]], None]:
+    """``write`` for the entries ``text`` matches, at most ``limit(n)`` of them, redacted."""
+    if not text:
+        return write
+    try:
+        query = compile_query(text, plugins.macros)
+    except QueryError as error:
+        raise click.BadParameter(error.describe(text), param_hint="'-q'") from None
+    written = 0
+
+    def write_matching(entry: dict[str, Any]) -> None:
+        nonlocal written
+        if (query.limit is None or written < query.limit) and query(entry):
+            written += 1
+            write(dict(query.redact(entry)))
+
+    return write_matching

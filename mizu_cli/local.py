@@ -1,0 +1,279 @@
+"""``mizu tap --local`` / ``mizu tap --pcap``: tapper and hub in this one process.
+
+The capture runs in a thread (libpcap → engine → entries), the hub on the event loop. Entries
+reach the hub through the same ``/wsTapper`` client a cluster tapper uses, over loopback with
+a token made for this run; the hub's own port is left out of the capture so that the dashboard
+does not watch itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import threading
+import webbrowser
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import dpkt
+from aiohttp import web
+
+from mizu_cli.common import TableSink, load_plugins, summary_line
+from mizu_core.capture import CaptureError, LiveSource, Packet
+from mizu_core.emit import JsonlSink
+from mizu_core.engine import Engine, EngineSettings
+from mizu_core.plugins import PluginError, PluginManager
+from mizu_server.app import create_app
+from mizu_server.hub import Hub, HubSettings
+from mizu_server.tapper_client import TapperClient
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+DEFAULT_DB = Path.home() / ".mizu" / "local" / "entries.db"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_size(text: str) -> int:
+    """``200MB``, ``1.5GiB``, ``500k`` or a number of bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise click.BadParameter(f"{text!r} is not a size (write e.g. 200MB)")
+    unit = match.group(2).lower()
+    factor = _UNITS.get(unit[:1], 1)
+    if "i" in unit:
+        factor = 1 << {"k": 10, "m": 20, "g": 30, "t": 40}[unit[0]]
+    return int(float(match.group(1)) * factor)
+
+
+class RecordingLiveSource(LiveSource):
+    """A live source that also writes every packet it reads to a pcap file (``-w``)."""
+
+    def __init__(self, interfaces: Sequence[str], bpf_filter: str, path: Path) -> None:
+        super().__init__(interfaces, bpf_filter)
+        self._file = path.open("wb")
+        self._writer = dpkt.pcap.Writer(self._file, snaplen=262144, linktype=self.linktype)
+
+    def __iter__(self) -> Any:
+        write = self._writer.writepkt
+        packet: Packet | None
+        for packet in super().__iter__():
+            if packet is not None:
+                write(packet[1], packet[0])
+            yield packet
+
+    def close(self) -> None:
+        super().close()
+        if not self._file.closed:
+            self._file.close()
+
+
+def headless() -> bool:
+    return sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
+@click.command()
+@click.argument("pod_regex", required=False)
+@click.option("--local", is_flag=True, help="Capture this machine's interfaces, no cluster.")
+@click.option(
+    "-i",
+    "--interface",
+    "interfaces",
+    multiple=True,
+    metavar="IFACE",
+    help="Interface to capture (repeatable; default: any, loopback included).",
+)
+@click.option(
+    "--pcap",
+    "pcaps",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Replay capture files into the dashboard instead of capturing (repeatable).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["jsonl", "table"]),
+    help="Also print entries to stdout as they come.",
+)
+@click.option(
+    "-w",
+    "--write",
+    "write_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the captured packets to this pcap file.",
+)
+@click.option("-p", "--gui-port", default=8899, show_default=True, help="Port of the dashboard.")
+@click.option("--no-browser", is_flag=True, help="Do not open the dashboard in a browser.")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_DB,
+    show_default=True,
+    help="Where the hub keeps entries (kept across runs).",
+)
+@click.option(
+    "--max-entries-db-size",
+    default="200MB",
+    show_default=True,
+    help="tap.max-entries-db-size: beyond it, the oldest entries are evicted.",
+)
+@click.option("--insertion-filter", default="", help="Store only the entries this query matches.")
+def tap(
+    pod_regex: str | None,
+    local: bool,
+    interfaces: tuple[str, ...],
+    pcaps: tuple[str, ...],
+    output: str | None,
+    write_path: Path | None,
+    gui_port: int,
+    no_browser: bool,
+    db_path: Path,
+    max_entries_db_size: str,
+    insertion_filter: str,
+) -> None:
+    """Watch API traffic live in the dashboard.
+
+    \b
+    On this machine, no cluster:
+      mizu tap --local                 all interfaces, loopback included
+      mizu tap --local -i lo -o table  one interface, entries also printed
+      mizu tap --pcap capture.pcap     replay files into the dashboard
+    """
+    if not local and not pcaps:
+        raise click.ClickException(
+            "no Kubernetes cluster is reachable from here (cluster mode is not available in "
+            "this build); run `mizu tap --local` to watch this machine's traffic, or "
+            "`mizu tap --pcap FILE` to replay a capture"
+        )
+    if pod_regex:
+        raise click.UsageError("POD_REGEX selects pods in a cluster; --local taps interfaces")
+    if pcaps and (interfaces or write_path):
+        raise click.UsageError("--pcap replays files: -i and -w apply to live capture only")
+
+    plugins = load_plugins(None, None)
+    try:
+        plugins.configure({})
+    except PluginError as error:
+        raise click.ClickException(str(error)) from None
+    settings = HubSettings(
+        db_path=db_path,
+        max_db_bytes=parse_size(max_entries_db_size),
+        insertion_filter=insertion_filter,
+        allowed_hosts=LOCAL_HOSTS,
+    )
+    stdout = sys.stdout
+    printer: JsonlSink | TableSink | None = None
+    if output == "jsonl":
+        printer = JsonlSink(stdout)
+    elif output == "table":
+        printer = TableSink(plugins, stdout)
+    session = LocalSession(plugins, settings, gui_port, printer)
+    source: LiveSource | None = None
+    if not pcaps:
+        bpf = f"not (tcp port {gui_port} and (host 127.0.0.1 or host ::1))"
+        try:
+            if write_path is not None:
+                source = RecordingLiveSource(interfaces or ("any",), bpf, write_path)
+            else:
+                source = LiveSource(interfaces or ("any",), bpf)
+        except CaptureError as error:
+            raise click.ClickException(str(error)) from None
+    try:
+        asyncio.run(session.run(source, pcaps, open_browser=not (no_browser or headless())))
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot serve on 127.0.0.1:{gui_port}: {error.strerror or error} "
+            "(pick another port with --gui-port)"
+        ) from None
+    finally:
+        if source is not None:
+            source.close()
+    if printer is not None:
+        printer.close()
+    line = summary_line(session.engine.stats())
+    client = session.client.stats
+    click.echo(f"{line}, {client.acked_entries:,} sent to the hub, {client.shed:,} shed", err=True)
+
+
+class LocalSession:
+    """One run: the hub served on 127.0.0.1 and a capture thread feeding it."""
+
+    def __init__(
+        self,
+        plugins: PluginManager,
+        settings: HubSettings,
+        port: int,
+        printer: Any,
+    ) -> None:
+        self.plugins = plugins
+        self.settings = settings
+        self.port = port
+        self.printer = printer
+        self.client = TapperClient(
+            f"http://127.0.0.1:{port}/wsTapper", settings.token, tapper_id="local"
+        )
+        self.engine = Engine(plugins, self.emit, EngineSettings(tapper_id="local"))
+
+    def emit(self, entry: dict[str, Any]) -> None:
+        """The engine's sink, on the capture thread."""
+        self.client.submit(entry)
+        if self.printer is not None:
+            self.printer.write(entry)
+
+    def status(self) -> dict[str, Any]:
+        return {"capture": self.engine.stats(), "client": self.client.stats.as_dict()}
+
+    async def run(
+        self, source: LiveSource | None, pcaps: Sequence[str], open_browser: bool
+    ) -> None:
+        hub = Hub(self.settings, self.plugins)
+        hub.status_providers["local"] = self.status
+        runner = web.AppRunner(create_app(hub), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self.client.start()
+            url = f"http://127.0.0.1:{self.port}"
+            what = f"{len(pcaps)} file(s)" if pcaps else (source.name if source else "")
+            click.echo(f"mizu: dashboard at {url}  (capturing {what}; Ctrl-C to stop)", err=True)
+            if open_browser:
+                webbrowser.open(url)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            thread = threading.Thread(
+                target=self.capture, args=(source, pcaps), name="mizu-capture", daemon=True
+            )
+            thread.start()
+            await stop.wait()
+            if source is not None:
+                source.stop()
+            await asyncio.to_thread(thread.join)
+            await self.client.flush(timeout=5.0)
+            await self.client.stop()
+        finally:
+            await runner.cleanup()
+
+    def capture(self, source: LiveSource | None, pcaps: Sequence[str]) -> None:
+        try:
+            if source is not None:
+                self.engine.run(source)
+                self.engine.finish()
+            else:
+                self.engine.run_files(pcaps)
+                click.echo(
+                    f"mizu: replayed {len(pcaps)} file(s), "
+                    f"{self.engine.dispatcher.stats.entries:,} entries; still serving",
+                    err=True,
+                )
+        except (CaptureError, OSError) as error:
+            click.echo(f"mizu: capture stopped: {error}", err=True)

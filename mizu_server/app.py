@@ -1,0 +1,434 @@
+"""The hub's HTTP and WebSocket API (CONTRACT section 4) and the dashboard's static files.
+
+``/pcap`` is not served: tappers do not export raw packets yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from mizu_core import __version__
+from mizu_core.emit import unpack_entries
+from mizu_core.query import Query, QueryError
+from mizu_core.views import entry_representation
+from mizu_server.har import har_log
+from mizu_server.hub import Hub, TapperState
+from mizu_server.pushdown import translate
+from mizu_server.store import BACKWARD, FORWARD
+
+log = logging.getLogger(__name__)
+
+HUB_KEY = web.AppKey("hub", Hub)
+SOCKETS_KEY: web.AppKey[set[Any]] = web.AppKey("sockets")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+HAR_MAX_ENTRIES = 10_000
+MAX_TAPPER_FRAME = 64 << 20
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "frontend"
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+PLACEHOLDER_INDEX = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Mizu</title></head>
+<body><h1>Mizu hub</h1>
+<p>The dashboard is not built in this installation; the API is up:
+<a href="/entries">/entries</a>, <a href="/status/health">/status/health</a>,
+<a href="/status/trafficStats">/status/trafficStats</a>,
+<a href="/metadata/version">/metadata/version</a>.</p></body></html>
+"""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(hub: Hub) -> web.Application:
+    app = web.Application(middlewares=[host_guard], client_max_size=1 << 20)
+    app[HUB_KEY] = hub
+    app[SOCKETS_KEY] = set()
+    app.on_response_prepare.append(add_security_headers)
+    app.cleanup_ctx.append(_hub_lifetime)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/entries", list_entries)
+    app.router.add_get("/entries/{entry_id}", get_entry)
+    app.router.add_post("/query/validate", validate_query)
+    app.router.add_get("/har", get_har)
+    app.router.add_get("/ws", live_socket)
+    app.router.add_get("/wsTapper", tapper_socket)
+    app.router.add_get("/status/health", health)
+    app.router.add_get("/status/tap", tap_status)
+    app.router.add_get("/status/trafficStats", traffic_stats)
+    app.router.add_get("/metadata/version", version)
+    app.router.add_get("/{path:.*}", static_file)
+    return app
+
+
+async def _hub_lifetime(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB_KEY]
+    await hub.start()
+    yield
+    await hub.stop()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Tell tappers and browsers the hub is going away, so shutdown need not wait for them."""
+    sockets: set[Any] = app[SOCKETS_KEY]
+    for socket in list(sockets):
+        await socket.close(code=WSCloseCode.GOING_AWAY, message=b"hub shutting down")
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+@web.middleware
+async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    allowed = request.app[HUB_KEY].settings.allowed_hosts
+    if allowed is not None and request.path != "/wsTapper":
+        host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
+        if host not in allowed:
+            return web.json_response(
+                {"error": f"host {request.host!r} is not served; open http://127.0.0.1"},
+                status=421,
+            )
+    return await handler(request)
+
+
+# -- queries ---------------------------------------------------------------------------------
+
+
+def query_error(error: QueryError, text: str) -> web.Response:
+    return web.json_response({"valid": False, "query": text, **error.as_json()}, status=400)
+
+
+def parse_paging(request: web.Request) -> tuple[int, int | None, int]:
+    params = request.query
+    try:
+        limit = int(params.get("limit", DEFAULT_LIMIT))
+    except ValueError:
+        raise web.HTTPBadRequest(text="limit must be a whole number") from None
+    left_off_text = params.get("leftOff", "")
+    if left_off_text in ("", "latest"):
+        left_off = None
+    else:
+        try:
+            left_off = int(left_off_text)
+        except ValueError:
+            raise web.HTTPBadRequest(text="leftOff must be a number or 'latest'") from None
+    direction_text = params.get("direction", "-1")
+    if direction_text in ("-1", "backward"):
+        direction = BACKWARD
+    elif direction_text in ("1", "forward"):
+        direction = FORWARD
+    else:
+        raise web.HTTPBadRequest(text="direction is -1 (older) or 1 (newer)")
+    return max(0, min(limit, MAX_LIMIT)), left_off, direction
+
+
+async def list_entries(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    text = request.query.get("query", "")
+    try:
+        query = hub.compile(text)
+    except QueryError as error:
+        return query_error(error, text)
+    limit, left_off, direction = parse_paging(request)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    page = await hub.run(hub.db.page, query, limit, left_off, direction)
+    status = await hub.run(hub.db.status)
+    rows = [hub.row(query, item.entry) for item in page.entries]
+    return web.json_response(
+        {
+            "data": rows,
+            "meta": {
+                "query": text,
+                "current": len(rows),
+                "total": status["entries"],
+                "scanned": page.scanned,
+                "leftOff": page.left_off,
+                "direction": direction,
+                "exhausted": page.exhausted,
+                "pushedDown": page.exact,
+                "truncatedTimestamp": status["truncatedTimestamp"],
+                "elapsedMs": round((loop.time() - started) * 1000, 2),
+            },
+        }
+    )
+
+
+async def get_entry(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    entry = await hub.run(hub.db.get, request.match_info["entry_id"])
+    if entry is None:
+        return web.json_response({"error": "no such entry"}, status=404)
+    return web.json_response(
+        {
+            "protocol": entry["protocol"],
+            "representation": entry_representation(hub.plugins, entry),
+            "data": entry,
+            "base": hub.row(hub.compile(""), entry),
+        }
+    )
+
+
+async def validate_query(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    try:
+        body = await request.json()
+    except ValueError:
+        body = dict(await request.post())
+    text = body.get("query", "") if isinstance(body, dict) else ""
+    if not isinstance(text, str):
+        return web.json_response({"error": "query must be a string"}, status=400)
+    try:
+        query = hub.compile(text)
+    except QueryError as error:
+        return query_error(error, text)
+    return web.json_response(
+        {
+            "valid": True,
+            "query": text,
+            "limit": query.limit,
+            "pushedDown": translate(query).exact,
+        }
+    )
+
+
+async def get_har(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    text = request.query.get("query", "")
+    try:
+        query = hub.compile(text)
+    except QueryError as error:
+        return query_error(error, text)
+    http = hub.compile('protocol.name == "http"') & query
+    page = await hub.run(
+        hub.db.page, http, min(query.limit or HAR_MAX_ENTRIES, HAR_MAX_ENTRIES), None, BACKWARD
+    )
+    document = har_log(query.redact(item.entry) for item in page.entries)
+    return web.json_response(
+        document, headers={"Content-Disposition": 'attachment; filename="mizu.har"'}
+    )
+
+
+# -- live stream -----------------------------------------------------------------------------
+
+
+async def live_socket(request: web.Request) -> web.WebSocketResponse:
+    """``{query, leftOff?, limit?}`` in; ``{type: "entry"|"meta"|"error", data}`` out: the
+    matching history (newest ``limit`` before ``leftOff``), a meta message, then new entries
+    live. A new query message replaces the previous one."""
+    hub = request.app[HUB_KEY]
+    socket = web.WebSocketResponse(heartbeat=30)
+    await socket.prepare(request)
+    sockets = request.app[SOCKETS_KEY]
+    sockets.add(socket)
+    streaming: asyncio.Task[None] | None = None
+    try:
+        async for message in socket:
+            if message.type != WSMsgType.TEXT:
+                continue
+            if streaming is not None:
+                streaming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await streaming
+                streaming = None
+            try:
+                request_body = json.loads(message.data)
+                if not isinstance(request_body, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                request_body = {"query": message.data}
+            text = str(request_body.get("query", ""))
+            try:
+                query = hub.compile(text)
+            except QueryError as error:
+                await socket.send_json(
+                    {"type": "error", "data": {"query": text, **error.as_json()}}
+                )
+                continue
+            streaming = asyncio.create_task(stream(hub, socket, query, request_body))
+    finally:
+        sockets.discard(socket)
+        if streaming is not None:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await streaming
+    return socket
+
+
+async def stream(
+    hub: Hub, socket: web.WebSocketResponse, query: Query, request_body: dict[str, Any]
+) -> None:
+    after_seq = await hub.run(hub.db.last_seq)
+    subscription = hub.subscribe(query, after_seq)
+    try:
+        try:
+            limit = max(0, min(int(request_body.get("limit", DEFAULT_LIMIT)), MAX_LIMIT))
+            left_off = request_body.get("leftOff")
+            left_off = int(left_off) if left_off not in (None, "", "latest") else after_seq + 1
+        except (TypeError, ValueError):
+            await socket.send_json({"type": "error", "data": {"message": "bad limit or leftOff"}})
+            return
+        page = await hub.run(hub.db.page, query, limit, min(left_off, after_seq + 1), BACKWARD)
+        for item in page.entries:
+            await socket.send_json({"type": "entry", "data": hub.row(query, item.entry)})
+        await socket.send_json(
+            {
+                "type": "meta",
+                "data": {
+                    "query": query.text,
+                    "current": len(page.entries),
+                    "leftOff": page.left_off,
+                    "exhausted": page.exhausted,
+                    "historyDone": True,
+                },
+            }
+        )
+        reported_drops = 0
+        while True:
+            row = await subscription.queue.get()
+            if subscription.dropped != reported_drops:
+                reported_drops = subscription.dropped
+                await socket.send_json({"type": "dropped", "data": {"count": reported_drops}})
+            await socket.send_json({"type": "entry", "data": row})
+    except ConnectionResetError:
+        return
+    finally:
+        hub.unsubscribe(subscription)
+
+
+# -- tappers ---------------------------------------------------------------------------------
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.query.get("token", "")
+
+
+async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
+    """Binary frames: ``pack_entries`` batches, acknowledged in order with ``{"ack": n}`` (n
+    frames of this connection committed). Text frames: JSON ``{"type": "stats", ...}`` reports
+    from the tapper (entries it had to shed, its buffer), shown by ``/status/tap``."""
+    hub = request.app[HUB_KEY]
+    if not hmac.compare_digest(bearer_token(request).encode(), hub.settings.token.encode()):
+        raise web.HTTPUnauthorized(text="a valid tapper token is required")
+    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_TAPPER_FRAME)
+    await socket.prepare(request)
+    sockets = request.app[SOCKETS_KEY]
+    sockets.add(socket)
+    state = hub.connect_tapper(request.query.get("tapper", "") or "tapper", request.remote or "")
+    commits: asyncio.Queue[asyncio.Future[int] | None] = asyncio.Queue()
+    acker = asyncio.create_task(acknowledge(socket, commits, state))
+    try:
+        async for message in socket:
+            if message.type == WSMsgType.BINARY:
+                try:
+                    entries = unpack_entries(message.data)
+                except (ValueError, KeyError, TypeError, msgpack.ExtraData) as error:
+                    await socket.close(code=1003, message=f"bad frame: {error}"[:120].encode())
+                    break
+                state.frames += 1
+                commits.put_nowait(hub.submit(entries))
+            elif message.type == WSMsgType.TEXT:
+                with contextlib.suppress(ValueError):
+                    report = json.loads(message.data)
+                    if isinstance(report, dict) and report.get("type") == "stats":
+                        state.reported = {k: v for k, v in report.items() if k != "type"}
+    finally:
+        sockets.discard(socket)
+        commits.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await acker
+        state.connected = False
+    return socket
+
+
+async def acknowledge(
+    socket: web.WebSocketResponse,
+    commits: asyncio.Queue[asyncio.Future[int] | None],
+    state: TapperState,
+) -> None:
+    acked = 0
+    while (future := await commits.get()) is not None:
+        state.entries += await future
+        acked += 1
+        if not socket.closed:
+            await socket.send_json({"ack": acked})
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[HUB_KEY].status())
+
+
+async def tap_status(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    return web.json_response(
+        {
+            "tappers": [tapper.as_json() for tapper in hub.tappers],
+            **{name: provider() for name, provider in hub.status_providers.items()},
+        }
+    )
+
+
+async def traffic_stats(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    rows = await hub.run(hub.db.traffic)
+    return web.json_response(
+        {
+            "protocols": rows,
+            "entries": sum(row["entries"] for row in rows),
+            "bytes": sum(row["bytes"] or 0 for row in rows),
+        }
+    )
+
+
+async def version(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    return web.json_response(
+        {
+            "ver": __version__,
+            "plugins": {plugin.name: plugin.version for plugin in hub.plugins.plugins},
+        }
+    )
+
+
+# -- dashboard -------------------------------------------------------------------------------
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """A file of the dashboard, or its index for any other path (client-side routes)."""
+    root = request.app[HUB_KEY].settings.static_dir or DEFAULT_STATIC_DIR
+    root = root.resolve()
+    relative = request.match_info["path"]
+    candidate = (root / relative).resolve() if relative else root / "index.html"
+    if candidate.is_relative_to(root) and candidate.is_file():
+        return web.FileResponse(candidate)
+    index = root / "index.html"
+    if index.is_file():
+        return web.FileResponse(index)
+    return web.Response(text=PLACEHOLDER_INDEX, content_type="text/html")

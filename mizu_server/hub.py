@@ -1,0 +1,211 @@
+"""The hub's state: the store behind one writer, the insertion filter, live subscribers and
+connected tappers. The aiohttp routes (:mod:`mizu_server.app`) are thin over this.
+
+Every store call runs on one worker thread, so SQLite sees a single user and the event loop
+never blocks on disk. Frames that arrive while a batch is being written are committed together
+in the next transaction: batching follows the load without a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mizu_core.plugins import PluginManager
+from mizu_core.query import Query, compile_query
+from mizu_core.views import entry_row
+from mizu_server.store import SqliteStore, Store, StoredEntry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LIVE_QUEUE_SIZE = 10_000
+"""Rows waiting for one browser; beyond that its oldest unsent rows are dropped and counted."""
+
+
+@dataclass(slots=True)
+class HubSettings:
+    db_path: str | Path = ":memory:"
+    max_db_bytes: int = 200 * 1000 * 1000
+    """``tap.max-entries-db-size``: the oldest entries are evicted beyond it."""
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """Tappers present it on ``/wsTapper``; generated per deployment."""
+    insertion_filter: str = ""
+    static_dir: Path | None = None
+    allowed_hosts: frozenset[str] | None = None
+    """Host header values the browser API answers (None: any); local mode pins 127.0.0.1 and
+    localhost so that a web page cannot reach the hub through DNS rebinding."""
+
+
+@dataclass(slots=True)
+class TapperState:
+    tapper_id: str
+    remote: str
+    connected_at: float = field(default_factory=time.time)
+    frames: int = 0
+    entries: int = 0
+    reported: dict[str, Any] = field(default_factory=dict)
+    connected: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.tapper_id,
+            "remote": self.remote,
+            "connected": self.connected,
+            "connectedAt": int(self.connected_at * 1000),
+            "frames": self.frames,
+            "entries": self.entries,
+            "reported": self.reported,
+        }
+
+
+class Subscription:
+    """One browser's live stream: rows of new entries its query matches."""
+
+    def __init__(self, hub: Hub, query: Query, after_seq: int) -> None:
+        self.hub = hub
+        self.query = query
+        self.after_seq = after_seq
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(LIVE_QUEUE_SIZE)
+        self.dropped = 0
+
+    def offer(self, stored: StoredEntry) -> None:
+        if stored.seq <= self.after_seq or not self.query(stored.entry):
+            return
+        row = self.hub.row(self.query, stored.entry)
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(row)
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: HubSettings,
+        plugins: PluginManager,
+        store: Store | None = None,
+    ) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.macros = plugins.macros
+        self.insertion_filter = compile_query(settings.insertion_filter, self.macros)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mizu-store")
+        self._store_factory = store
+        self.store: Store | None = None
+        self.subscriptions: set[Subscription] = set()
+        self.tappers: list[TapperState] = []
+        self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.filtered_out = 0
+        self.started = time.time()
+        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        if self._store_factory is not None:
+            self.store = self._store_factory
+        else:
+            self.store = await self.run(SqliteStore, settings.db_path, settings.max_db_bytes)
+        self._writer = asyncio.create_task(self._write_loop(), name="mizu-hub-writer")
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            await self._drain()
+            self._writer.cancel()
+            self._writer = None
+        if self.store is not None:
+            await self.run(self.store.close)
+        self._executor.shutdown(wait=True)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a store call on the store's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    @property
+    def db(self) -> Store:
+        assert self.store is not None, "the hub is not started"
+        return self.store
+
+    # -- ingest --------------------------------------------------------------------------------
+
+    def submit(self, entries: Sequence[Mapping[str, Any]]) -> asyncio.Future[int]:
+        """Queue entries for the next transaction; the future gives how many were new once
+        they are committed. The insertion filter and its redactions apply here."""
+        query = self.insertion_filter
+        kept = [dict(query.redact(entry)) for entry in entries if query(entry)]
+        self.filtered_out += len(entries) - len(kept)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((kept, future))
+        self._wake.set()
+        return future
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            entries = [entry for frame, _ in batch for entry in frame]
+            try:
+                stored = await self.run(self.db.insert, entries)
+            except Exception as error:  # a failed write must not strand the tappers waiting
+                log.exception("storing %d entries failed", len(entries))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            new_ids = {item.entry["id"] for item in stored}
+            for frame, future in batch:
+                if not future.done():
+                    future.set_result(sum(1 for entry in frame if entry.get("id") in new_ids))
+            for subscription in list(self.subscriptions):
+                for item in stored:
+                    subscription.offer(item)
+
+    async def _drain(self) -> None:
+        """Wait until every submitted entry is committed."""
+        while self._pending:
+            await asyncio.gather(*(future for _, future in self._pending), return_exceptions=True)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def compile(self, text: str) -> Query:
+        return compile_query(text, self.macros)
+
+    def row(self, query: Query, entry: Mapping[str, Any]) -> dict[str, Any]:
+        return entry_row(self.plugins, query.redact(entry))
+
+    def subscribe(self, query: Query, after_seq: int) -> Subscription:
+        subscription = Subscription(self, query, after_seq)
+        self.subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
+
+    def connect_tapper(self, tapper_id: str, remote: str) -> TapperState:
+        state = TapperState(tapper_id, remote)
+        self.tappers = [t for t in self.tappers if t.connected or t.tapper_id != tapper_id]
+        self.tappers.append(state)
+        return state
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "uptimeSeconds": round(time.time() - self.started, 1),
+            "store": await self.run(self.db.status),
+            "filteredOut": self.filtered_out,
+            "liveClients": len(self.subscriptions),
+            "tappers": sum(1 for tapper in self.tappers if tapper.connected),
+        }

@@ -1,0 +1,222 @@
+"""Filter-language trees as SQL over the store's indexed columns.
+
+A translation is *sound*: every entry the query matches satisfies the SQL. Where it is also
+*exact* (the SQL matches precisely the entries the query does), the store need not decode and
+re-check rows in Python. Terms it cannot express (a header, a body, ``json()``) become TRUE and
+make the result inexact; ``not`` and ``or`` only take exact or translatable operands, so
+soundness holds through them.
+
+Each column holds the value the language's :func:`~mizu_core.query.evaluate.lookup` finds at
+its path when that is a string or a number, else NULL; ``typeof`` guards keep SQLite's mixed
+comparisons (text > integer) from disagreeing with the language's strict ones.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from mizu_core.query import Query
+from mizu_core.query.evaluate import (
+    INSTANTS,
+    instant_of,
+    is_directive,
+    is_number,
+    lookup,
+    regex_text,
+)
+from mizu_core.query.syntax import (
+    Call,
+    Compare,
+    Literal,
+    Logic,
+    Macro,
+    Member,
+    Name,
+    Node,
+    Not,
+    Regex,
+)
+
+COLUMNS: dict[tuple[str, ...], str] = {
+    ("timestamp",): "timestamp",
+    ("protocol", "name"): "protocol",
+    ("protocol", "macro"): "macro",
+    ("request", "method"): "method",
+    ("request", "path"): "path",
+    ("response", "status"): "status",
+    ("src", "ip"): "src_ip",
+    ("src", "port"): "src_port",
+    ("src", "name"): "src_name",
+    ("dst", "ip"): "dst_ip",
+    ("dst", "port"): "dst_port",
+    ("dst", "name"): "dst_name",
+}
+"""Selector path → column of the ``entries`` table."""
+
+INDEXED = (
+    "timestamp",
+    "protocol",
+    "macro",
+    "method",
+    "path",
+    "status",
+    "src_ip",
+    "dst_ip",
+    "src_name",
+    "dst_name",
+)
+
+_INT64 = 1 << 63
+_FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_SQL_OP = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+@dataclass(frozen=True, slots=True)
+class Sql:
+    where: str
+    params: tuple[Any, ...]
+    exact: bool
+
+
+TRUE = Sql("1", (), True)
+
+
+def column_value(entry: Mapping[str, Any], path: tuple[str, ...]) -> str | int | float | None:
+    """What a column stores for ``entry``: the language's value at ``path`` if it is a string
+    or a number SQLite holds exactly, else NULL."""
+    value: Any = entry
+    for name in path:
+        value = lookup(value, name)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if is_number(value):
+        # beyond SQLite's 64-bit integers, a real keeps the order right
+        return value if -_INT64 <= value < _INT64 else float(value)
+    return None
+
+
+def sql_regex(pattern: str, value: Any) -> int:
+    """``mizu_regex(pattern, column)`` in SQL: the language's regex match."""
+    text = regex_text(value)
+    return int(text is not None and _compiled(pattern).search(text) is not None)
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def translate(query: Query) -> Sql:
+    """The WHERE clause for ``query``."""
+    if query.tree is None:
+        return TRUE
+    return _Translator(query.now).translate(query.tree) or Sql("1", (), False)
+
+
+class _Translator:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def translate(self, node: Node) -> Sql | None:
+        match node:
+            case Logic(op="and", left=left, right=right):
+                first, second = self.translate(left), self.translate(right)
+                if first is None or second is None:
+                    known = first or second
+                    return None if known is None else Sql(known.where, known.params, False)
+                return Sql(
+                    f"({first.where} AND {second.where})",
+                    first.params + second.params,
+                    first.exact and second.exact,
+                )
+            case Logic(op="or", left=left, right=right):
+                first, second = self.translate(left), self.translate(right)
+                if first is None or second is None:
+                    return None
+                return Sql(
+                    f"({first.where} OR {second.where})",
+                    first.params + second.params,
+                    first.exact and second.exact,
+                )
+            case Not(operand=operand):
+                inner = self.translate(operand)
+                if inner is None or not inner.exact:
+                    return None
+                return Sql(f"(NOT {inner.where})", inner.params, True)
+            case Macro(expansion=expansion):
+                return self.translate(expansion)
+            case Compare():
+                return _compare(node, self.now)
+            case Call(target=target, name=name, args=args) if target is not None:
+                return _method(target, name, args)
+            case Call() if is_directive(node):
+                return TRUE
+        return None
+
+
+def column_of(node: Node) -> str | None:
+    path: list[str] = []
+    while isinstance(node, Member):
+        path.append(node.name)
+        node = node.target
+    if not isinstance(node, Name):
+        return None
+    path.append(node.name)
+    return COLUMNS.get(tuple(reversed(path)))
+
+
+def _compare(node: Compare, now: float) -> Sql | None:
+    op, left, right = node.op, node.left, node.right
+    if column_of(left) is None:
+        left, right, op = right, left, _FLIP[op]
+    column = column_of(left)
+    if column is None:
+        return None
+    if isinstance(right, Regex):
+        negate = "NOT " if op == "!=" else ""
+        return Sql(f"({negate}mizu_regex(?, {column}))", (right.pattern,), True)
+    if isinstance(right, Call) and right.target is None and right.name in INSTANTS:
+        value: Any = instant_of(right, now)
+    elif isinstance(right, Literal):
+        value = right.value
+    else:
+        return None
+    if isinstance(value, str):
+        guard = f"typeof({column}) = 'text'"
+    elif (isinstance(value, float) and math.isfinite(value)) or (
+        isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+    ):
+        guard = f"typeof({column}) IN ('integer', 'real')"
+    else:
+        return None  # true, false, nil: a NULL column may hold them or a list, unlike SQL
+    if op == "!=":
+        return Sql(f"(NOT ({guard} AND {column} = ?))", (value,), True)
+    return Sql(f"({guard} AND {column} {_SQL_OP[op]} ?)", (value,), True)
+
+
+def _method(target: Node, name: str, args: tuple[Node, ...]) -> Sql | None:
+    column = column_of(target)
+    if column is None or len(args) != 1:
+        return None
+    argument = args[0]
+    if not (isinstance(argument, Literal) and isinstance(argument.value, str)):
+        return None
+    part = argument.value
+    guard = f"typeof({column}) = 'text'"
+    if name == "startsWith":
+        return Sql(f"({guard} AND substr({column}, 1, ?) = ?)", (len(part), part), True)
+    if name == "endsWith":
+        if not part:
+            return Sql(f"({guard})", (), True)
+        return Sql(f"({guard} AND substr({column}, ?) = ?)", (-len(part), part), True)
+    if name == "contains":
+        # a list or an object (a NULL column) may contain it too: sound, not exact
+        return Sql(f"(({guard} AND instr({column}, ?) > 0) OR {column} IS NULL)", (part,), False)
+    return None

@@ -1,0 +1,236 @@
+"""The tapper's side of ``/wsTapper``: send entries to the hub, survive the hub going away.
+
+Entries are submitted from the capture thread (:meth:`TapperClient.submit`, thread-safe) into
+a bounded buffer. A task on the event loop sends them in frames (``pack_entries``), keeps the
+frames the hub has not acknowledged, and on a lost connection puts them back in front of the
+buffer to resend after reconnecting; the hub drops what it already has by entry id. When an
+outage outlasts the buffer, the oldest entries are shed and counted, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from mizu_core.emit import pack_entries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ClientStats:
+    submitted: int = 0
+    sent_frames: int = 0
+    acked_entries: int = 0
+    resent_entries: int = 0
+    shed: int = 0
+    """Entries dropped, oldest first, because the buffer was full."""
+    connects: int = 0
+    buffered: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "submitted": self.submitted,
+            "sentFrames": self.sent_frames,
+            "ackedEntries": self.acked_entries,
+            "resentEntries": self.resent_entries,
+            "shed": self.shed,
+            "connects": self.connects,
+            "buffered": self.buffered,
+        }
+
+
+class TapperClient:
+    """Sends entries to one hub.
+
+    ``max_buffered`` bounds the entries held (waiting plus sent but unacknowledged): at a few
+    hundred entries a second, the default covers minutes of hub outage.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        tapper_id: str,
+        max_buffered: int = 100_000,
+        frame_entries: int = 500,
+        window: int = 8,
+        retry_delay: float = 0.2,
+        max_retry_delay: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.tapper_id = tapper_id
+        self.max_buffered = max_buffered
+        self.frame_entries = frame_entries
+        self.window = window
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.stats = ClientStats()
+        self.connected = False
+        self._lock = threading.Lock()
+        self._waiting: deque[Mapping[str, Any]] = deque()
+        self._unacked: deque[list[Mapping[str, Any]]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- any thread ----------------------------------------------------------------------------
+
+    def submit(self, entry: Mapping[str, Any]) -> None:
+        """Queue one entry to send (from any thread)."""
+        with self._lock:
+            self.stats.submitted += 1
+            self._waiting.append(entry)
+            self._shed_excess()
+            first = len(self._waiting) == 1
+        if first and self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def buffered(self) -> int:
+        with self._lock:
+            return len(self._waiting) + sum(len(frame) for frame in self._unacked)
+
+    def _shed_excess(self) -> None:
+        excess = len(self._waiting) + sum(len(f) for f in self._unacked) - self.max_buffered
+        if excess <= 0:
+            return
+        if not self.stats.shed:
+            log.warning("the hub is not keeping up or unreachable: shedding the oldest entries")
+        while excess > 0 and self._waiting:
+            self._waiting.popleft()
+            self.stats.shed += 1
+            excess -= 1
+
+    # -- event loop ----------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self._task = asyncio.create_task(self._run(), name=f"mizu-tapper-{self.tapper_id}")
+        return self._task
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything submitted is acknowledged; False if ``timeout`` ran out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.buffered():
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = self.retry_delay
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            while not self._stopping:
+                try:
+                    async with session.ws_connect(
+                        self.url, params={"tapper": self.tapper_id}, heartbeat=30
+                    ) as socket:
+                        self.connected = True
+                        self.stats.connects += 1
+                        delay = self.retry_delay
+                        await self._session(socket)
+                except aiohttp.WSServerHandshakeError as error:
+                    if error.status == 401:
+                        log.error("the hub refused this tapper's token")
+                    else:
+                        log.warning("hub handshake failed: %s", error)
+                except (TimeoutError, aiohttp.ClientError, OSError) as error:
+                    log.debug("hub connection lost: %s", error)
+                finally:
+                    self.connected = False
+                    self._requeue_unacked()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+
+    def _requeue_unacked(self) -> None:
+        """Put sent-but-unacknowledged entries back in front, oldest first."""
+        with self._lock:
+            resent = 0
+            while self._unacked:
+                frame = self._unacked.pop()
+                self._waiting.extendleft(reversed(frame))
+                resent += len(frame)
+            self.stats.resent_entries += resent
+            self._shed_excess()
+
+    async def _session(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        receiver = asyncio.create_task(self._receive_acks(socket))
+        await self._report(socket)
+        try:
+            while not socket.closed and not receiver.done():
+                frame = self._next_frame()
+                if frame is None:
+                    await self._wait_for_work(receiver)
+                    continue
+                await socket.send_bytes(pack_entries(dict(entry) for entry in frame))
+                self.stats.sent_frames += 1
+                if self.stats.sent_frames % 50 == 0:
+                    await self._report(socket)
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+
+    def _next_frame(self) -> list[Mapping[str, Any]] | None:
+        with self._lock:
+            if not self._waiting or len(self._unacked) >= self.window:
+                return None
+            count = min(self.frame_entries, len(self._waiting))
+            frame = [self._waiting.popleft() for _ in range(count)]
+            self._unacked.append(frame)
+            self.stats.buffered = len(self._waiting)
+            return frame
+
+    async def _wait_for_work(self, receiver: asyncio.Task[None]) -> None:
+        assert self._wake is not None
+        self._wake.clear()
+        if self._next_ready():
+            return
+        waiter = asyncio.create_task(self._wake.wait())
+        await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+
+    def _next_ready(self) -> bool:
+        with self._lock:
+            return bool(self._waiting) and len(self._unacked) < self.window
+
+    async def _receive_acks(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        acked_frames = 0
+        async for message in socket:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            ack = json.loads(message.data).get("ack")
+            if not isinstance(ack, int):
+                continue
+            with self._lock:
+                while acked_frames < ack and self._unacked:
+                    self.stats.acked_entries += len(self._unacked.popleft())
+                    acked_frames += 1
+            assert self._wake is not None
+            self._wake.set()
+
+    async def _report(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        self.stats.buffered = self.buffered()
+        await socket.send_str(json.dumps({"type": "stats", **self.stats.as_dict()}))
