@@ -1,0 +1,376 @@
+"""The AMQP 0-9-1 connection dissector: frames → messages → entries.
+
+Each direction has a :class:`FrameReader` and a :class:`_Side` that decodes its frames with
+pamqp and assembles content (a ``basic.publish``, ``basic.deliver``, ``basic.return`` or
+``basic.get-ok`` with its content header and body frames) per channel, so that channels may
+interleave. Complete methods go to :class:`AmqpDissector`, which pairs them:
+
+- a synchronous method waits for its reply on the same channel (``queue.declare`` ↔
+  ``queue.declare-ok``, ``basic.get`` ↔ ``basic.get-ok`` or ``basic.get-empty``), either side
+  may ask (``connection.start`` comes from the broker, ``channel.close`` from both);
+- methods without a reply are entries with no response;
+- in confirm mode (after ``confirm.select``) a ``basic.publish`` waits for the broker's
+  ``basic.ack`` / ``basic.nack`` covering its sequence number (``multiple`` covers every earlier
+  one) and gains ``confirmed``; the wait is bounded in count (``max-unconfirmed``) and in time
+  (the core expires it like an unanswered request), and the publish is then emitted without it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from pamqp import base, commands, exceptions, header
+
+from mizu_amqp.frames import (
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    FRAME_OVERHEAD,
+    FrameReader,
+)
+from mizu_amqp.values import body_json, method_arguments, properties_json, spec_name
+from mizu_core import CloseReason, ConnectionContext, Direction, Dissector, Message, Protocol
+
+AMQP = Protocol(
+    name="amqp",
+    version="0-9-1",
+    abbr="AMQP",
+    long_name="Advanced Message Queuing Protocol 0-9-1",
+    macro="amqp",
+    background_color="#ff6600",
+    foreground_color="#ffffff",
+    reference_link="https://www.rabbitmq.com/amqp-0-9-1-reference.html",
+    priority=1,
+    ports=(5672,),
+)
+
+CONTENT_METHODS = frozenset(
+    {commands.Basic.Publish, commands.Basic.Deliver, commands.Basic.Return, commands.Basic.GetOk}
+)
+"""Methods followed by a content header and body frames."""
+
+METHOD_CLASSES = cast(list[type[base.Frame]], list(commands.INDEX_MAPPING.values()))
+
+REPLY_TO: dict[str, str] = {
+    spec_name(reply): spec_name(method.name)
+    for method in METHOD_CLASSES
+    for reply in method.valid_responses
+}
+"""Reply method → the method it answers (``basic.get-empty`` → ``basic.get``)."""
+
+DECODE_ERRORS = (exceptions.UnmarshalingException, ValueError, struct.error, KeyError, IndexError)
+
+RequestKey = tuple[int, str, Direction]
+"""(channel, method, who sent it): a synchronous method waiting for its reply."""
+
+
+@dataclass
+class Settings:
+    """The plugin's settings (``plugins.amqp.*``)."""
+
+    max_body_size: int = 64 << 10
+    """Body octets kept per message; the rest is counted, not kept."""
+    max_unconfirmed: int = 1024
+    """Publishes of one connection held for their publisher confirm."""
+
+
+@dataclass
+class Stats:
+    """Counters over every connection the plugin dissected."""
+
+    frames: int = 0
+    heartbeats: int = 0
+    protocol_headers: int = 0
+    messages: int = 0
+    skipped_bytes: int = 0
+    lost_sync: int = 0
+    malformed_frames: int = 0
+    orphan_frames: int = 0
+    incomplete_messages: int = 0
+    body_bytes_dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+SETTINGS = Settings()
+STATS = Stats()
+
+
+@dataclass(slots=True)
+class _Content:
+    """A content method waiting for its header and body frames."""
+
+    method: base.Frame
+    data: dict[str, Any]
+    first_time: float
+    last_time: float
+    size: int
+    body_size: int = -1
+    """From the content header; -1 until it arrives."""
+    received: int = 0
+    chunks: list[bytes] = field(default_factory=list)
+    kept: int = 0
+
+
+@dataclass(slots=True)
+class _Channel:
+    """What pairing needs to remember about one channel."""
+
+    confirm_mode: bool = False
+    published: int = 0
+    """Sequence number of the last publish in confirm mode (the broker's delivery tag)."""
+    unconfirmed: deque[int] = field(default_factory=deque)
+    open_requests: set[RequestKey] = field(default_factory=set)
+
+
+class _Side:
+    """One direction: frames in, complete methods out to the dissector."""
+
+    def __init__(self, dissector: AmqpDissector, direction: Direction) -> None:
+        self.dissector = dissector
+        self.direction = direction
+        self.reader = FrameReader(self)
+        self.contents: dict[int, _Content] = {}
+
+    # -- FrameHandler --------------------------------------------------------------------------
+
+    def on_protocol_header(self, header: bytes, timestamp: float) -> None:
+        STATS.protocol_headers += 1
+        self.dissector.protocol_header = header[4:].hex(".")
+
+    def on_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
+        STATS.frames += 1
+        if frame_type == FRAME_HEARTBEAT:
+            STATS.heartbeats += 1
+            self.dissector.heartbeats += 1
+        elif frame_type == FRAME_METHOD:
+            self._method(channel, payload, timestamp)
+        else:
+            self._content_header(channel, payload, timestamp)
+
+    def on_body_start(self, channel: int, size: int, timestamp: float) -> None:
+        STATS.frames += 1
+        content = self.contents.get(channel)
+        if content is None or content.body_size < 0:
+            STATS.orphan_frames += 1
+            return
+        content.size += size + FRAME_OVERHEAD
+
+    def on_body_chunk(self, channel: int, chunk: bytes, timestamp: float) -> None:
+        content = self.contents.get(channel)
+        if content is None or content.body_size < 0:
+            return
+        content.received += len(chunk)
+        room = SETTINGS.max_body_size - content.kept
+        if room > 0:
+            kept = chunk[:room]
+            content.chunks.append(kept)
+            content.kept += len(kept)
+        STATS.body_bytes_dropped += max(0, len(chunk) - max(room, 0))
+
+    def on_body_end(self, channel: int, timestamp: float) -> None:
+        content = self.contents.get(channel)
+        if content is not None and content.body_size >= 0:
+            self._check_complete(channel, content, timestamp)
+
+    def on_lost_sync(self) -> None:
+        STATS.lost_sync += 1
+        self.abandon()
+
+    def on_skipped(self, count: int) -> None:
+        STATS.skipped_bytes += count
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def _method(self, channel: int, payload: bytes, timestamp: float) -> None:
+        try:
+            method = commands.INDEX_MAPPING[int.from_bytes(payload[:4])]()
+            method.unmarshal(payload[4:])
+        except DECODE_ERRORS:
+            STATS.malformed_frames += 1
+            return
+        data = {"method": spec_name(method.name), "channel": channel, **method_arguments(method)}
+        size = len(payload) + FRAME_OVERHEAD
+        pending = self.contents.pop(channel, None)
+        if pending is not None:
+            self._finish(channel, pending, complete=False)
+        if type(method) in CONTENT_METHODS:
+            self.contents[channel] = _Content(method, data, timestamp, timestamp, size)
+            return
+        message = Message(AMQP, self.direction, timestamp, timestamp, size, data)
+        self.dissector.method(self.direction, channel, method, message)
+
+    def _content_header(self, channel: int, payload: bytes, timestamp: float) -> None:
+        content = self.contents.get(channel)
+        if content is None or content.body_size >= 0:
+            STATS.orphan_frames += 1
+            return
+        content_header = header.ContentHeader()
+        try:
+            content_header.unmarshal(payload)
+        except DECODE_ERRORS:
+            STATS.malformed_frames += 1
+            return
+        content.body_size = content_header.body_size
+        content.size += len(payload) + FRAME_OVERHEAD
+        content.data["properties"] = properties_json(content_header.properties, payload)
+        self._check_complete(channel, content, timestamp)
+
+    def _check_complete(self, channel: int, content: _Content, timestamp: float) -> None:
+        content.last_time = timestamp
+        if content.received >= content.body_size:
+            del self.contents[channel]
+            self._finish(channel, content, complete=True)
+
+    def _finish(self, channel: int, content: _Content, complete: bool) -> None:
+        """Hand over a content method, complete or cut short (by a gap, garbage or a method
+        that came before its last body frame)."""
+        body = b"".join(content.chunks)
+        data = content.data
+        data.setdefault("properties", {})
+        data.update(body_json(body, complete=len(body) == content.received))
+        data["bodySize"] = max(content.body_size, content.received)
+        if content.kept < content.received:
+            data["bodyTruncated"] = True
+        if not complete:
+            data["incomplete"] = True
+            STATS.incomplete_messages += 1
+        message = Message(
+            AMQP, self.direction, content.first_time, content.last_time, content.size, data
+        )
+        self.dissector.method(self.direction, channel, content.method, message)
+
+    def abandon(self) -> None:
+        """The bytes that would complete pending content are lost: hand it over as it is."""
+        contents, self.contents = self.contents, {}
+        for channel, content in contents.items():
+            self._finish(channel, content, complete=False)
+
+
+class AmqpDissector(Dissector):
+    """One AMQP connection."""
+
+    def __init__(self, context: ConnectionContext) -> None:
+        super().__init__(context)
+        self.sides = (
+            _Side(self, Direction.CLIENT_TO_SERVER),
+            _Side(self, Direction.SERVER_TO_CLIENT),
+        )
+        self.requests = context.keyed_matcher()
+        self.unconfirmed = context.keyed_matcher(max_pending=SETTINGS.max_unconfirmed)
+        self.channels: dict[int, _Channel] = {}
+        self.heartbeats = 0
+        self.protocol_header = ""
+
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        self.sides[direction].reader.feed(data, timestamp)
+
+    def gap(self, direction: Direction, length: int, timestamp: float) -> None:
+        side = self.sides[direction]
+        side.reader.gap()
+        side.abandon()
+
+    def close(self, timestamp: float, reason: CloseReason) -> None:
+        for side in self.sides:
+            side.abandon()
+
+    # -- pairing -------------------------------------------------------------------------------
+
+    def method(
+        self, direction: Direction, channel: int, method: base.Frame, message: Message
+    ) -> None:
+        STATS.messages += 1
+        data = message.data
+        name = data["method"]
+        state = self.channels.get(channel)
+        if state is None:
+            state = self.channels[channel] = _Channel()
+        answered = REPLY_TO.get(name)
+        if answered is not None:
+            key: RequestKey = (channel, answered, direction.reverse)
+            state.open_requests.discard(key)
+            self.requests.response(key, message)
+        elif method.synchronous and not data.get("nowait"):
+            key = (channel, name, direction)
+            state.open_requests.add(key)
+            self.requests.request(key, message)
+        elif state.confirm_mode and name == "basic.publish":
+            self._hold_for_confirm(channel, state, message)
+        elif (
+            state.confirm_mode
+            and name in ("basic.ack", "basic.nack")
+            and direction == Direction.SERVER_TO_CLIENT
+        ):
+            self._confirm(channel, state, data["deliveryTag"], data["multiple"], name)
+            self.context.emit(message, None)
+        else:
+            self.context.emit(message, None)
+        self._track(direction, channel, state, method, data)
+
+    def _track(
+        self,
+        direction: Direction,
+        channel: int,
+        state: _Channel,
+        method: base.Frame,
+        data: dict[str, Any],
+    ) -> None:
+        """The state changes a method makes to its channel or connection."""
+        if isinstance(method, commands.Confirm.Select):
+            state.confirm_mode = True
+        elif isinstance(method, commands.Channel.Close | commands.Channel.Open):
+            self._abort_channel(channel, state, keep=(channel, data["method"], direction))
+            if isinstance(method, commands.Channel.Open):
+                state.confirm_mode = False
+                state.published = 0
+        elif isinstance(method, commands.Channel.CloseOk):
+            self._abort_channel(channel, state, keep=None)
+            del self.channels[channel]
+        elif isinstance(method, commands.Connection.TuneOk) and method.frame_max:
+            for side in self.sides:
+                side.reader.max_frame = method.frame_max
+
+    def _abort_channel(self, channel: int, state: _Channel, keep: RequestKey | None) -> None:
+        """The channel is closing: what it waited for will not come."""
+        for key in state.open_requests - {keep}:
+            self._emit_unanswered(self.requests.take(key))
+        state.open_requests &= {keep} if keep else set()
+        while state.unconfirmed:
+            self._emit_unanswered(self.unconfirmed.take((channel, state.unconfirmed.popleft())))
+
+    def _emit_unanswered(self, message: Message | None) -> None:
+        if message is not None:
+            self.context.emit(message, None)
+
+    def _hold_for_confirm(self, channel: int, state: _Channel, message: Message) -> None:
+        state.published += 1
+        if len(state.unconfirmed) >= SETTINGS.max_unconfirmed:
+            self._emit_unanswered(self.unconfirmed.take((channel, state.unconfirmed.popleft())))
+        state.unconfirmed.append(state.published)
+        self.unconfirmed.request((channel, state.published), message)
+
+    def _confirm(self, channel: int, state: _Channel, tag: int, multiple: bool, name: str) -> None:
+        """Mark the publishes a broker ``basic.ack``/``basic.nack`` covers and emit them."""
+        confirmed = name == "basic.ack"
+        if multiple:
+            # Tag 0 with multiple set covers every outstanding publish (spec, basic.ack).
+            while state.unconfirmed and (tag == 0 or state.unconfirmed[0] <= tag):
+                tag_covered = state.unconfirmed.popleft()
+                self._emit_confirmed(self.unconfirmed.take((channel, tag_covered)), confirmed)
+        else:
+            self._emit_confirmed(self.unconfirmed.take((channel, tag)), confirmed)
+        self._forget_confirmed(channel, state)
+
+    def _forget_confirmed(self, channel: int, state: _Channel) -> None:
+        """Drop sequence numbers no longer pending (confirmed singly, or expired by the core)."""
+        pending = state.unconfirmed
+        while pending and self.unconfirmed.get((channel, pending[0])) is None:
+            pending.popleft()
+
+    def _emit_confirmed(self, message: Message | None, confirmed: bool) -> None:
+        if message is not None:
+            message.data["confirmed"] = confirmed
+            self.context.emit(message, None)

@@ -1,0 +1,235 @@
+"""Splitting one direction of an AMQP 0-9-1 connection into frames.
+
+A frame is ``type:u8 channel:u16 size:u32 payload[size] 0xCE``; the client opens with the
+8-byte protocol header ``AMQP\\x00\\x00\\x09\\x01``. The reader is sans-IO: bytes in, calls on a
+:class:`FrameHandler` out. Method and content-header frames are small and handed over whole;
+body frames can be as large as the negotiated ``frame-max`` and are streamed in chunks, so a
+reader never holds more than one small frame.
+
+A reader starts unsynchronised (the capture may begin mid-connection) and falls back to that
+state after a gap or garbage: it then looks for the next frame it can prove, a method frame of
+a known method, a content header or a heartbeat, each with its frame-end octet in place. Body
+frames are never trusted for resynchronisation: their payload is arbitrary.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from pamqp.commands import INDEX_MAPPING
+
+FRAME_METHOD = 1
+FRAME_HEADER = 2
+FRAME_BODY = 3
+FRAME_HEARTBEAT = 8
+FRAME_END = 0xCE
+FRAME_OVERHEAD = 8
+"""Header (7 octets) and frame-end octet around every frame's payload."""
+
+PROTOCOL_HEADER_PREFIX = b"AMQP"
+PROTOCOL_HEADER_SIZE = 8
+BASIC_CLASS_ID = 60
+
+MAX_CONTROL_FRAME = 1 << 20
+"""Largest method or content-header frame accepted once synchronised (they hold a few tables)."""
+
+_CANDIDATE = re.compile(rb"AMQP|[\x01\x02\x08]..\x00\x00", re.DOTALL)
+"""Where a frame may start while resynchronising: a protocol header, or a method, header or
+heartbeat frame under 64 KiB (the two high octets of its size are zero)."""
+
+KNOWN_METHODS = frozenset(INDEX_MAPPING)
+
+
+class FrameHandler(Protocol):
+    """What a :class:`FrameReader` reports to."""
+
+    def on_protocol_header(self, header: bytes, timestamp: float) -> None: ...
+
+    def on_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
+        """A whole method, content-header or heartbeat frame (``payload`` without framing)."""
+
+    def on_body_start(self, channel: int, size: int, timestamp: float) -> None: ...
+
+    def on_body_chunk(self, channel: int, chunk: bytes, timestamp: float) -> None: ...
+
+    def on_body_end(self, channel: int, timestamp: float) -> None:
+        """The body frame's frame-end octet checked out."""
+
+    def on_lost_sync(self) -> None:
+        """A synchronised stream stopped making sense: partial content is void."""
+
+    def on_skipped(self, count: int) -> None:
+        """``count`` octets were thrown away while looking for a frame."""
+
+
+def verify_frame(data: bytes | bytearray, offset: int) -> int:
+    """Check whether a provable frame starts at ``offset``.
+
+    :returns: the frame's length when it is a protocol header, method, content-header or
+        heartbeat frame that checks out; 0 when ``data`` ends before it can be told; -1 when
+        it is not one.
+    """
+    available = len(data) - offset
+    if data[offset : offset + 4] == PROTOCOL_HEADER_PREFIX:
+        if available < PROTOCOL_HEADER_SIZE:
+            return 0
+        return PROTOCOL_HEADER_SIZE if data[offset + 4] in (0, 1) else -1
+    if available < 7:
+        return 0
+    frame_type = data[offset]
+    size = int.from_bytes(data[offset + 3 : offset + 7])
+    if frame_type == FRAME_HEARTBEAT:
+        if size != 0 or data[offset + 1] or data[offset + 2]:
+            return -1
+    elif frame_type == FRAME_METHOD:
+        if size < 4:
+            return -1
+        if available >= 11 and int.from_bytes(data[offset + 7 : offset + 11]) not in KNOWN_METHODS:
+            return -1
+    elif frame_type == FRAME_HEADER:
+        if size < 14:
+            return -1
+        if available >= 11 and (
+            int.from_bytes(data[offset + 7 : offset + 9]) != BASIC_CLASS_ID
+            or data[offset + 9]
+            or data[offset + 10]
+        ):
+            return -1
+    else:
+        return -1
+    end = offset + 7 + size
+    if len(data) <= end:
+        return 0
+    return size + FRAME_OVERHEAD if data[end] == FRAME_END else -1
+
+
+def find_frame(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """The first offset from ``start`` where :func:`verify_frame` does not say no.
+
+    :returns: ``(offset, length)``: ``length`` > 0 for a proven frame, 0 when the frame at
+        ``offset`` needs more data; ``(-1, 0)`` when there is no candidate at all.
+    """
+    position = start
+    while True:
+        match = _CANDIDATE.search(data, position)
+        if match is None:
+            return -1, 0
+        offset = match.start()
+        length = verify_frame(data, offset)
+        if length >= 0:
+            return offset, length
+        position = offset + 1
+
+
+class FrameReader:
+    """One direction's frames, resynchronising after gaps and garbage."""
+
+    __slots__ = (
+        "_body_channel",
+        "_body_left",
+        "_buffer",
+        "_end_expected",
+        "_synchronised",
+        "handler",
+        "max_frame",
+    )
+
+    def __init__(self, handler: FrameHandler) -> None:
+        self.handler = handler
+        self.max_frame = 0
+        """The negotiated ``frame-max`` (0: not known yet, or no limit)."""
+        self._buffer = bytearray()
+        self._synchronised = False
+        self._body_left = 0
+        self._body_channel = 0
+        self._end_expected = False
+
+    def gap(self) -> None:
+        """Bytes were lost: whatever was half read is dropped."""
+        self._buffer.clear()
+        self._synchronised = False
+        self._body_left = 0
+        self._end_expected = False
+
+    def feed(self, data: bytes, timestamp: float) -> None:
+        buffer = self._buffer
+        buffer += data
+        handler = self.handler
+        offset = 0
+        size = len(buffer)
+        while offset < size:
+            if self._body_left:
+                take = min(self._body_left, size - offset)
+                chunk = bytes(buffer[offset : offset + take])
+                handler.on_body_chunk(self._body_channel, chunk, timestamp)
+                self._body_left -= take
+                offset += take
+                continue
+            if self._end_expected:
+                self._end_expected = False
+                if buffer[offset] == FRAME_END:
+                    offset += 1
+                    handler.on_body_end(self._body_channel, timestamp)
+                else:
+                    offset += self._lose_sync()
+                continue
+            if not self._synchronised:
+                found, length = find_frame(buffer, offset)
+                if found < 0:
+                    # Keep a tail that may be the start of a candidate.
+                    keep = max(offset, size - 6)
+                    handler.on_skipped(keep - offset)
+                    offset = keep
+                    break
+                if found > offset:
+                    handler.on_skipped(found - offset)
+                offset = found
+                if length == 0:
+                    break
+                self._synchronised = True
+            consumed = self._frame(buffer, offset, size, timestamp)
+            if consumed == 0:
+                break
+            offset += consumed
+        del buffer[:offset]
+
+    def _frame(self, buffer: bytearray, offset: int, size: int, timestamp: float) -> int:
+        """Read the frame at ``offset``; the octets used (0: wait for more)."""
+        available = size - offset
+        if buffer[offset : offset + 4] == PROTOCOL_HEADER_PREFIX:
+            if available < PROTOCOL_HEADER_SIZE:
+                return 0
+            self.handler.on_protocol_header(bytes(buffer[offset : offset + 8]), timestamp)
+            return PROTOCOL_HEADER_SIZE
+        if available < 7:
+            return 0
+        frame_type = buffer[offset]
+        channel = int.from_bytes(buffer[offset + 1 : offset + 3])
+        length = int.from_bytes(buffer[offset + 3 : offset + 7])
+        if self.max_frame and length + FRAME_OVERHEAD > self.max_frame:
+            return self._lose_sync()
+        if frame_type == FRAME_BODY:
+            self.handler.on_body_start(channel, length, timestamp)
+            self._body_left = length
+            self._body_channel = channel
+            self._end_expected = True
+            return 7
+        if frame_type not in (FRAME_METHOD, FRAME_HEADER, FRAME_HEARTBEAT):
+            return self._lose_sync()
+        if length > MAX_CONTROL_FRAME:
+            return self._lose_sync()
+        end = offset + 7 + length
+        if size <= end:
+            return 0
+        if buffer[end] != FRAME_END:
+            return self._lose_sync()
+        self.handler.on_frame(frame_type, channel, bytes(buffer[offset + 7 : end]), timestamp)
+        return length + FRAME_OVERHEAD
+
+    def _lose_sync(self) -> int:
+        """Fall back to searching, one octet past the frame that did not check out."""
+        self._synchronised = False
+        self.handler.on_lost_sync()
+        self.handler.on_skipped(1)
+        return 1

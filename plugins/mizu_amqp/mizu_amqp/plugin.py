@@ -1,0 +1,222 @@
+"""The ``amqp`` plugin's hooks: AMQP 0-9-1 (RabbitMQ) connections become entries.
+
+Settings (``plugins.amqp.*``): ``max-body-size`` (octets of a message body kept, default 64 KiB)
+and ``max-unconfirmed`` (publishes per connection held for their publisher confirm, default
+1024). Counters over every connection (frames, heartbeats, resynchronisations …): :func:`stats`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mizu_amqp.dissector import AMQP, SETTINGS, STATS, AmqpDissector
+from mizu_amqp.frames import FRAME_HEARTBEAT, find_frame
+from mizu_core import NEED_MORE, ConnectionContext, Dissector, Protocol, Verdict, hookimpl
+
+SETTING_NAMES = {"max-body-size": "max_body_size", "max-unconfirmed": "max_unconfirmed"}
+
+SHORTEST_PROOF = 12
+"""Octets of a head below which the absence of a frame is no evidence (a method frame is 12)."""
+
+UNPROVEN_LIMIT = 1024
+"""Octets one side may send without a provable frame before the connection is declined."""
+
+CONTENT_FIELDS = ("properties", "body", "bodyEncoding", "bodySize", "bodyTruncated", "incomplete")
+"""Fields of a content method that are not method arguments."""
+
+
+def stats() -> dict[str, int]:
+    """Counters over every connection dissected in this process."""
+    return STATS.as_dict()
+
+
+@hookimpl
+def protocols() -> Sequence[Protocol]:
+    return [AMQP]
+
+
+@hookimpl
+def configure(settings: Mapping[str, Any]) -> None:
+    for key, value in settings.items():
+        attribute = SETTING_NAMES.get(key)
+        if attribute is None:
+            raise ValueError(f"plugins.amqp.{key}: unknown setting ({', '.join(SETTING_NAMES)})")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"plugins.amqp.{key}: expected a positive integer, got {value!r}")
+    for key, attribute in SETTING_NAMES.items():
+        default = type(SETTINGS).__dataclass_fields__[attribute].default
+        setattr(SETTINGS, attribute, settings.get(key, default))
+
+
+def _evidence(head: bytes) -> bool | None:
+    """True when ``head`` holds a protocol header, a whole known method frame or a content
+    header, None when it may still turn out to, False when it cannot."""
+    position = 0
+    while True:
+        offset, length = find_frame(head, position)
+        if offset < 0:
+            # A few octets prove nothing either way (a first TCP segment can be that short).
+            return None if len(head) - position < SHORTEST_PROOF else False
+        if length == 0:
+            return None
+        if head[offset] != FRAME_HEARTBEAT:
+            return True
+        position = offset + length
+
+
+@hookimpl
+def dissect(
+    context: ConnectionContext, client_head: bytes, server_head: bytes
+) -> Dissector | Verdict | None:
+    heads = [head for head in (client_head, server_head) if head]
+    verdicts = [_evidence(head) for head in heads]
+    if True in verdicts:
+        return AmqpDissector(context)
+    connection = context.connection
+    # The core may have guessed the roles of a connection caught mid-way: either port counts.
+    on_amqp_port = connection.server.port in AMQP.ports or connection.client.port in AMQP.ports
+    if on_amqp_port or None in verdicts:
+        return NEED_MORE
+    # Mid-connection, one side may start with the rest of a body: hear the other side too.
+    if len(heads) == 2 or any(len(head) > UNPROVEN_LIMIT for head in heads):
+        return None
+    return NEED_MORE
+
+
+# -- the list row --------------------------------------------------------------------------------
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    # Filter-language string literal (CONTRACT section 3): only \\ and " are escaped.
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _summary(side: str, message: Mapping[str, Any]) -> tuple[str, str]:
+    """Exchange and routing key, or queue, of one message, with the filter selecting it."""
+    if "routingKey" in message and "exchange" in message:
+        exchange, key = message["exchange"], message["routingKey"]
+        query = (
+            f"{side}.exchange == {_query_value(exchange)} and "
+            f"{side}.routingKey == {_query_value(key)}"
+        )
+        return f"{exchange or '(default)'} → {key}", query
+    for name in ("queue", "exchange", "destination", "consumerTag"):
+        value = message.get(name)
+        if value:
+            return str(value), f"{side}.{name} == {_query_value(value)}"
+    return "", ""
+
+
+@hookimpl
+def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+    request = entry.get("request") or {}
+    response = entry.get("response") or {}
+    side, message = ("request", request) if request else ("response", response)
+    method = str(message.get("method", ""))
+    summary, summary_query = _summary(side, message)
+    if not summary and response:
+        summary, summary_query = _summary("response", response)
+    status, status_query = "", ""
+    for status_side, fields in (("response", response), ("request", request)):
+        if "replyCode" in fields:
+            status = str(fields["replyCode"])
+            status_query = f"{status_side}.replyCode == {fields['replyCode']}"
+            break
+    if "confirmed" in request:
+        status = "confirmed" if request["confirmed"] else "nacked"
+        status_query = f"request.confirmed == {_query_value(request['confirmed'])}"
+    return {
+        "summary": summary,
+        "summaryQuery": f"amqp and {summary_query}" if summary_query else "amqp",
+        "method": method,
+        "methodQuery": f"amqp and {side}.method == {_query_value(method)}",
+        "status": status,
+        "statusQuery": f"amqp and {status_query}" if status_query else "",
+    }
+
+
+# -- the detail view -----------------------------------------------------------------------------
+
+
+def _shown(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+
+
+def _row(name: str, value: Any, selector: str) -> dict[str, Any]:
+    return {"name": name, "value": _shown(value), "selector": selector}
+
+
+def _selector(prefix: str, key: str) -> str:
+    return f"{prefix}[{_query_value(key)}]"
+
+
+def _sections(side: str, message: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    if not message:
+        return []
+    method_rows = [_row("Method", message.get("method"), f"{side}.method")]
+    method_rows += [
+        _row(name, value, f"{side}.{name}")
+        for name, value in message.items()
+        if name != "method" and name not in CONTENT_FIELDS
+    ]
+    sections = [{"type": "table", "title": "Method", "data": method_rows}]
+    if "properties" not in message:
+        return sections
+    properties = dict(message["properties"])
+    headers = properties.pop("headers", None) or {}
+    sections.append(
+        {
+            "type": "table",
+            "title": "Properties",
+            "data": [
+                _row(name, value, f"{side}.properties.{name}") for name, value in properties.items()
+            ],
+        }
+    )
+    if headers:
+        sections.append(
+            {
+                "type": "table",
+                "title": "Headers",
+                "data": [
+                    _row(name, value, _selector(f"{side}.properties.headers", name))
+                    for name, value in headers.items()
+                ],
+            }
+        )
+    sections.append(_body_section(side, message, properties.get("contentType", "")))
+    return sections
+
+
+def _body_section(side: str, message: Mapping[str, Any], content_type: str) -> dict[str, Any]:
+    body = message.get("body", "")
+    section: dict[str, Any] = {"type": "body", "title": "Body", "selector": f"{side}.body"}
+    if message.get("bodyEncoding") == "base64":
+        section.update(data=body, encoding="base64")
+        section["mimeType"] = content_type or "application/octet-stream"
+        return section
+    try:
+        parsed = json.loads(body) if body.lstrip()[:1] in ("{", "[") else None
+    except ValueError:
+        parsed = None
+    if parsed is not None:
+        section.update(data=json.dumps(parsed, indent=2, ensure_ascii=False))
+        section["mimeType"] = content_type or "application/json"
+    else:
+        section.update(data=body, mimeType=content_type or "text/plain")
+    return section
+
+
+@hookimpl
+def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "request": _sections("request", entry.get("request")),
+        "response": _sections("response", entry.get("response")),
+    }

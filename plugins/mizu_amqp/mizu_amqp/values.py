@@ -1,0 +1,141 @@
+"""From pamqp's decoded objects to the JSON of entries: names, arguments, properties, bodies."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import math
+import re
+from typing import Any
+
+from pamqp import base, commands
+
+_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+
+RENAMED = {"exchange_type": "type", "global_": "global", "message_type": "type"}
+"""pamqp names that differ from the spec's (``type`` and ``global`` are Python words)."""
+
+RESERVED = frozenset(
+    {"ticket", "capabilities", "insist", "out_of_band", "channel_id", "known_hosts", "cluster_id"}
+)
+"""Arguments that AMQP 0-9-1 reserves (deprecated, always empty): not shown."""
+
+SECRET_ARGUMENTS = frozenset({"response", "new_secret"})
+"""connection.start-ok / secure-ok carry credentials, connection.update-secret a token."""
+
+REDACTED = "[REDACTED]"
+
+
+def spec_name(pamqp_name: str) -> str:
+    """``Queue.DeclareOk`` → ``queue.declare-ok``, the name the AMQP 0-9-1 spec uses."""
+    class_name, method_name = pamqp_name.split(".")
+    return f"{class_name.lower()}.{_CAMEL_BOUNDARY.sub('-', method_name).lower()}"
+
+
+def camel_case(name: str) -> str:
+    name = RENAMED.get(name, name)
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def to_json(value: Any) -> Any:
+    """A field value (table, array, decimal, timestamp, byte array …) as JSON.
+
+    Byte strings that are not UTF-8 become ``{"base64": ...}``; decimals become strings so that
+    no digit is lost; timestamps ISO 8601 in UTC.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(item) for item in value]
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, datetime.datetime):
+        return iso_time(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return str(value)
+
+
+def iso_time(value: datetime.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def method_arguments(method: base.Frame) -> dict[str, Any]:
+    """The method's arguments in camelCase, reserved ones left out and secrets redacted."""
+    arguments: dict[str, Any] = {}
+    for name, value in method:
+        if name in RESERVED:
+            continue
+        if name in SECRET_ARGUMENTS:
+            arguments[camel_case(name)] = REDACTED
+            user = plain_user(method, value)
+            if user is not None:
+                arguments["user"] = user
+            continue
+        arguments[camel_case(name)] = to_json(value)
+    return arguments
+
+
+def plain_user(method: base.Frame, response: Any) -> str | None:
+    """Who logged in with SASL PLAIN, whose response is ``\\0user\\0password``."""
+    if not isinstance(method, commands.Connection.StartOk) or method.mechanism != "PLAIN":
+        return None
+    raw = response.encode("utf-8") if isinstance(response, str) else bytes(response or b"")
+    parts = raw.split(b"\x00")
+    return parts[1].decode("utf-8", "replace") if len(parts) == 3 else None
+
+
+def property_flags(header_payload: bytes) -> int:
+    """The property flags of a content header (after class, weight and body size): 16-bit
+    words, each but the last with its lowest bit set to say another follows."""
+    flags, offset, word_index = 0, 12, 0
+    while offset + 2 <= len(header_payload):
+        word = int.from_bytes(header_payload[offset : offset + 2])
+        flags |= word << (16 * word_index)
+        if not word & 1:
+            break
+        offset += 2
+        word_index += 1
+    return flags
+
+
+def properties_json(properties: commands.Basic.Properties, header_payload: bytes) -> dict[str, Any]:
+    """The properties the content header carries (its flags say which), in camelCase."""
+    flags = property_flags(header_payload)
+    return {
+        camel_case(name): to_json(value)
+        for name, value in properties
+        if flags & properties.flags[name]
+    }
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def body_json(body: bytes, complete: bool) -> dict[str, Any]:
+    """The ``body`` of an entry: text when the bytes are text, else base64.
+
+    A body cut at the size cap may end in the middle of a UTF-8 sequence; up to three octets
+    are then given up to still show it as text.
+    """
+    candidates = [body] if complete else [body[: len(body) - cut] for cut in range(4)]
+    for candidate in candidates:
+        try:
+            text = candidate.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if not _CONTROL.search(text):
+            return {"body": text}
+        break
+    return {"body": base64.b64encode(body).decode("ascii"), "bodyEncoding": "base64"}
