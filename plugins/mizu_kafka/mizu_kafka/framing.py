@@ -1,0 +1,122 @@
+"""Size-prefixed frames of one direction of a Kafka connection, with bounded buffering.
+
+Every Kafka message is an int32 size and that many bytes. :class:`FrameSplitter` keeps at most
+``cap`` bytes of a frame's body (the rest is counted and dropped: the header and the first
+records still decode) and, after a gap or nonsense, searches the stream for the next frame
+start with a protocol-supplied test.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+SIZE = struct.Struct(">i")
+MAX_FRAME = 1 << 30
+SEARCH_WINDOW = 64 * 1024
+"""Bytes kept while looking for a frame start after losing the framing."""
+
+FrameStart = Callable[[bytes], int | None]
+"""Given buffered bytes, the offset of the first plausible frame start, or None."""
+
+
+@dataclass(slots=True)
+class Frame:
+    body: bytes
+    size: int
+    """The body's size on the wire; ``len(body) < size`` when the cap cut it."""
+    first_time: float
+    last_time: float
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.body) < self.size
+
+
+class FrameSplitter:
+    """Cuts one direction's bytes into frames."""
+
+    def __init__(self, cap: int, find_start: FrameStart, skip: int = 0) -> None:
+        self._cap = cap
+        self._find_start = find_start
+        self._buffer = bytearray()
+        self._skip = skip
+        self._lost = False
+        self._first_time = 0.0
+        self._kept: bytes | None = None
+        """The capped body of a frame whose remaining bytes are being dropped."""
+        self._size = 0
+        self._dropping = 0
+        self.dropped_bytes = 0
+        self.resyncs = 0
+
+    def lose_sync(self) -> None:
+        """Forget the partial frame; look for the next frame start."""
+        self.dropped_bytes += len(self._buffer)
+        self._buffer.clear()
+        self._kept = None
+        self._dropping = 0
+        self._lost = True
+
+    def push(self, data: bytes, timestamp: float) -> list[Frame]:
+        frames: list[Frame] = []
+        if self._skip:
+            skipped = min(self._skip, len(data))
+            self._skip -= skipped
+            data = data[skipped:]
+        if self._dropping:
+            dropped = min(self._dropping, len(data))
+            self._dropping -= dropped
+            self.dropped_bytes += dropped
+            data = data[dropped:]
+            if self._dropping:
+                return frames
+            assert self._kept is not None
+            frames.append(Frame(self._kept, self._size, self._first_time, timestamp))
+            self._kept = None
+        if not data:
+            return frames
+        if not self._buffer:
+            self._first_time = timestamp
+        self._buffer += data
+        while True:
+            if self._lost and not self._search():
+                return frames
+            buffer = self._buffer
+            if len(buffer) < 4:
+                return frames
+            (size,) = SIZE.unpack_from(buffer)
+            if not 0 <= size <= MAX_FRAME:
+                # Not a frame start: search the bytes after it.
+                self._lost = True
+                self.dropped_bytes += 1
+                del buffer[:1]
+                continue
+            if len(buffer) >= 4 + size:
+                frames.append(Frame(bytes(buffer[4 : 4 + size]), size, self._first_time, timestamp))
+                del buffer[: 4 + size]
+                self._first_time = timestamp
+                continue
+            if len(buffer) - 4 > self._cap:
+                self._kept = bytes(buffer[4 : 4 + self._cap])
+                self._size = size
+                self._dropping = size - (len(buffer) - 4)
+                self.dropped_bytes += len(buffer) - 4 - self._cap
+                buffer.clear()
+            return frames
+
+    def _search(self) -> bool:
+        buffer = self._buffer
+        start = self._find_start(bytes(buffer))
+        if start is None:
+            if len(buffer) > SEARCH_WINDOW:
+                excess = len(buffer) - SEARCH_WINDOW
+                self.dropped_bytes += excess
+                del buffer[:excess]
+            return False
+        self.dropped_bytes += start
+        del buffer[:start]
+        self._lost = False
+        self.resyncs += 1
+        return True

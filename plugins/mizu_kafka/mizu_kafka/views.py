@@ -1,0 +1,185 @@
+"""The list row (``summarize``) and detail view (``represent``) of Kafka entries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from mizu_kafka.protocol import error_codes, error_name
+
+MAX_ROWS = 200
+MAX_SUMMARY_TOPICS = 3
+TOPIC_LISTS = ("topics", "topicData", "responses", "topicNames", "groups")
+"""Payload lists whose items name topics (``groups`` holds OffsetFetch v8+'s topics)."""
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text)
+
+
+def topics(payload: Any, path: str = "") -> Iterator[tuple[str, str, dict[str, Any] | None]]:
+    """``(selector, topic name, topic item)`` for each topic a payload names."""
+    if not isinstance(payload, dict):
+        return
+    for list_name in TOPIC_LISTS:
+        items = payload.get(list_name)
+        if not isinstance(items, list):
+            continue
+        for index, item in enumerate(items):
+            selector = f"{path}{list_name}[{index}]"
+            if isinstance(item, str):
+                yield selector, item, None
+            elif isinstance(item, dict):
+                if list_name == "groups":
+                    yield from topics(item, f"{selector}.")
+                    continue
+                for key in ("name", "topic"):
+                    if isinstance(item.get(key), str):
+                        yield f"{selector}.{key}", item[key], item
+                        break
+
+
+def _group(payload: Mapping[str, Any]) -> str | None:
+    for key in ("groupId", "key", "transactionalId"):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def summarize_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    request = entry.get("request") or {}
+    response = entry.get("response") or {}
+    method = request.get("method", "")
+    payload = request.get("payload") or {}
+    named = list(topics(payload))
+    if named:
+        names = list(dict.fromkeys(name for _, name, _ in named))
+        summary = ", ".join(names[:MAX_SUMMARY_TOPICS])
+        if len(names) > MAX_SUMMARY_TOPICS:
+            summary += f" (+{len(names) - MAX_SUMMARY_TOPICS})"
+        summary_query = f"kafka and request.payload.{named[0][0]} == {_quote(named[0][1])}"
+    elif group := _group(payload):
+        key = next(k for k in ("groupId", "key", "transactionalId") if payload.get(k) == group)
+        summary = group
+        summary_query = f"kafka and request.payload.{key} == {_quote(group)}"
+    elif request:
+        summary = request.get("clientId") or ""
+        summary_query = f"kafka and request.clientId == {_quote(summary)}"
+    else:
+        summary = f"correlation id {response.get('correlationId')}"
+        summary_query = "kafka and request == nil"
+    if response:
+        code = int(response.get("errorCode", 0))
+        status = response.get("errorName") or error_name(code)
+        status_query = f"kafka and response.errorCode == {code}"
+    else:
+        status = ""
+        status_query = "kafka and response == nil"
+    return {
+        "summary": summary,
+        "summaryQuery": summary_query,
+        "method": method,
+        "methodQuery": f"kafka and request.method == {_quote(method)}" if method else "kafka",
+        "status": status,
+        "statusQuery": status_query,
+    }
+
+
+def _row(name: str, value: Any, selector: str) -> dict[str, Any]:
+    return {"name": name, "value": value, "selector": selector}
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "table", "title": title, "data": rows[:MAX_ROWS]}
+
+
+def _body(title: str, value: Any, selector: str) -> dict[str, Any]:
+    return {
+        "type": "body",
+        "title": title,
+        "data": json.dumps(value, indent=2, ensure_ascii=False),
+        "mimeType": "application/json",
+        "selector": selector,
+    }
+
+
+def _partitions(item: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    if not item:
+        return []
+    for key in ("partitions", "partitionData", "partitionResponses", "partitionIndexes"):
+        value = item.get(key)
+        if isinstance(value, list):
+            return value
+    return []
+
+
+def _partition_index(partition: Any) -> Any:
+    if isinstance(partition, Mapping):
+        for key in ("index", "partitionIndex", "partition"):
+            if key in partition:
+                return partition[key]
+    return partition
+
+
+def _topic_rows(side: str, payload: Any) -> list[dict[str, Any]]:
+    rows = []
+    for selector, name, item in topics(payload):
+        indexes = [str(_partition_index(p)) for p in _partitions(item)]
+        value = f"partitions {', '.join(indexes)}" if indexes else ""
+        rows.append(_row(name, value, f"{side}.payload.{selector}"))
+    return rows
+
+
+def _records(payload: Any) -> list[dict[str, Any]]:
+    shown = []
+    for _, name, item in topics(payload):
+        for partition in _partitions(item):
+            if not isinstance(partition, Mapping):
+                continue
+            for record in partition.get("records") or []:
+                shown.append({"topic": name, "partition": _partition_index(partition), **record})
+    return shown
+
+
+def _side(side: str, message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    header = [
+        _row(label, message[key], f"{side}.{key}")
+        for label, key in (
+            ("API", "method"),
+            ("API key", "apiKey"),
+            ("API version", "apiVersion"),
+            ("Correlation ID", "correlationId"),
+            ("Client ID", "clientId"),
+            ("Decoding", "decodeError"),
+            ("Size on the wire (cut)", "truncatedSize"),
+        )
+        if key in message
+    ]
+    title = "Request Header" if side == "request" else "Response Header"
+    sections = [_table(title, header)]
+    payload = message.get("payload")
+    if rows := _topic_rows(side, payload):
+        sections.append(_table("Topics/Partitions", rows))
+    if records := _records(payload):
+        sections.append(_body("Records", records, f"{side}.payload"))
+    if side == "response" and payload is not None:
+        codes = [
+            _row(selector, f"{code} {error_name(code)}", f"response.payload.{selector}")
+            for selector, code in error_codes(payload)
+        ]
+        if codes:
+            sections.append(_table("Error codes", codes))
+    if payload is not None:
+        sections.append(_body("Payload", payload, f"{side}.payload"))
+    return sections
+
+
+def represent_entry(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    request = entry.get("request")
+    response = entry.get("response")
+    return {
+        "request": _side("request", request) if request else [],
+        "response": _side("response", response) if response else [],
+    }

@@ -1,0 +1,159 @@
+"""The Kafka dissector on crafted bytes: records of every format and codec (encoded by
+kafka-python's own builders), unknown APIs, lost requests, caps, gaps and garbage."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kafka.record.memory_records import MemoryRecordsBuilder
+from mizu_kafka import plugin
+from mizu_kafka.records import RecordBudget, decode_records
+
+from mizu_core import Direction
+from mizu_core.testkit import run_bytes
+
+C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
+CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def built_records(magic: int, codec: str, count: int = 5) -> bytes:
+    builder = MemoryRecordsBuilder(magic, CODECS[codec], batch_size=1 << 20)
+    for index in range(count):
+        headers = [("h", b"\x00\x01")] if magic == 2 else None
+        value = b'{"n": %d, "pad": "%s"}' % (index, b"x" * 50)
+        builder.append(1000 + index, f"k{index}".encode(), value, headers)
+    builder.close()
+    return bytes(builder.buffer())
+
+
+FORMATS = [(2, codec) for codec in CODECS] + [(1, c) for c in ("none", "gzip", "snappy", "lz4")]
+FORMATS += [(0, "none"), (0, "gzip"), (0, "snappy")]
+"""zstd exists only in record batches; kafka-python writes magic 0 LZ4 with the old broken
+frame checksum of Kafka before 0.10, which no LZ4 library reads."""
+
+
+@pytest.mark.parametrize(("magic", "codec"), FORMATS)
+def test_records_of_every_format_and_codec(magic: int, codec: str) -> None:
+    decoded = decode_records(built_records(magic, codec), RecordBudget())
+    assert decoded.count == 5
+    assert [record["offset"] for record in decoded.records] == [0, 1, 2, 3, 4]
+    assert [record["key"] for record in decoded.records] == [f"k{i}" for i in range(5)]
+    assert decoded.records[3]["value"] == '{"n": 3, "pad": "%s"}' % ("x" * 50)
+    assert decoded.batches[0]["compression"] == codec
+    if magic == 2:
+        assert decoded.records[0]["headers"] == {"h": "AAE="}
+        assert decoded.records[0]["base64Headers"] == ["h"]
+    if magic >= 1:
+        assert decoded.records[4]["timestamp"] == 1004
+
+
+def test_record_budget_counts_what_it_does_not_decode() -> None:
+    decoded = decode_records(built_records(2, "gzip", count=50), RecordBudget(records=10))
+    assert decoded.count == 50
+    assert len(decoded.records) == 10
+
+
+def test_binary_and_long_values_are_capped_base64() -> None:
+    builder = MemoryRecordsBuilder(2, 0, batch_size=1 << 20)
+    builder.append(0, None, b"\xff\xfe" * 5000, [])
+    builder.close()
+    (record,) = decode_records(bytes(builder.buffer()), RecordBudget(value_bytes=16)).records
+    assert record["key"] is None
+    assert record["valueEncoding"] == "base64"
+    assert record["valueSize"] == 10000
+    assert record["value"] == "//7//v/+//7//v/+//7//g=="
+
+
+def request(api_key: int, version: int, correlation_id: int, body: bytes) -> bytes:
+    header = struct.pack(">hhih", api_key, version, correlation_id, 4) + b"test"
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+def response(correlation_id: int, body: bytes) -> bytes:
+    return struct.pack(">ii", len(body) + 4, correlation_id) + body
+
+
+HEARTBEAT_V3 = struct.pack(">h", 1) + b"g" + struct.pack(">ih", 7, 1) + b"m" + b"\xff\xff"
+
+
+def test_heartbeat_pair_and_error_name() -> None:
+    outputs = run_bytes(
+        [
+            (C2S, request(12, 3, 5, HEARTBEAT_V3)),
+            (S2C, response(5, struct.pack(">ih", 0, 27))),
+        ],
+        plugin,
+    )
+    (entry,) = outputs.entries
+    assert entry["request"]["payload"] == {
+        "groupId": "g",
+        "generationId": 7,
+        "memberId": "m",
+        "groupInstanceId": None,
+    }
+    assert entry["response"]["errorName"] == "REBALANCE_IN_PROGRESS"
+    assert outputs.rows[0]["status"] == "REBALANCE_IN_PROGRESS"
+    assert outputs.rows[0]["summaryQuery"] == 'kafka and request.payload.groupId == "g"'
+    error_table = outputs.representations[0]["response"][1]
+    assert error_table["title"] == "Error codes"
+
+
+def test_unknown_api_and_version_and_lost_request_are_entries() -> None:
+    outputs = run_bytes(
+        [
+            (C2S, request(92, 0, 1, b"\x00")),
+            (C2S, request(12, 9, 2, b"\x00")),
+            (S2C, response(1, b"\x00")),
+            (S2C, response(2, b"\x00")),
+            (S2C, response(77, b"\x00")),
+        ],
+        plugin,
+    )
+    errors = [
+        (entry["request"] or {}).get("decodeError") or entry["response"]["decodeError"]
+        for entry in outputs.entries
+    ]
+    assert errors == [
+        "API key 92 (DeleteShareGroupOffsets) is not in Mizu's Kafka tables",
+        "Heartbeat v9 is not in Mizu's Kafka tables (known up to v4)",
+        "request not captured: the response's layout is unknown",
+    ]
+    assert outputs.entries[2]["request"] is None
+
+
+def test_frames_over_the_cap_keep_their_start() -> None:
+    records = built_records(2, "none", count=200)
+    # Produce v3: transactionalId null, acks, timeout, one topic "t" with partition 0.
+    produce = b"\xff\xff" + struct.pack(">hii", 1, 1000, 1) + b"\x00\x01t"
+    produce += struct.pack(">iii", 1, 0, len(records)) + records
+    wire = request(0, 3, 9, produce)
+    chunks = [(C2S, wire[start : start + 100]) for start in range(0, len(wire), 100)]
+    outputs = run_bytes(chunks, plugin, settings={"max-frame-bytes": 256})
+    (entry,) = outputs.entries
+    partition = entry["request"]["payload"]["topicData"][0]["partitionData"][0]
+    assert entry["request"]["truncatedSize"] == len(produce) + 14
+    assert entry["request"]["decodeError"] == "body cut at the capture cap"
+    assert partition["recordCount"] == 200
+    assert partition["records"] == []
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"plugins\.kafka\.max-rows"):
+        plugin.configure({"max-rows": 3})
+    with pytest.raises(ValueError, match=r"plugins\.kafka\.max-records"):
+        plugin.configure({"max-records": -1})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([C2S, S2C]), st.binary(max_size=64)), min_size=1, max_size=12
+    )
+)
+def test_gaps_and_garbage_never_crash(chunks: list[tuple[Direction, bytes]]) -> None:
+    opening = [(C2S, request(12, 3, 5, HEARTBEAT_V3))]
+    outputs = run_bytes(opening + chunks, plugin)
+    assert outputs.stats["plugin_errors"] == {}
