@@ -1,0 +1,168 @@
+"""The Redis plugin's hooks (entry point ``redis`` in the ``mizu.plugins`` group)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mizu_core import NEED_MORE, ConnectionContext, Dissector, Protocol, Verdict, hookimpl
+
+from mizu_redis.commands import names
+from mizu_redis.dissector import RESP2, RESP3, RedisDissector
+from mizu_redis.resp import COMMAND_START, Limits
+
+SETTINGS = {
+    "max-value-bytes": "max_value_bytes",
+    "max-elements": "max_elements",
+    "max-frame-bytes": "max_frame_bytes",
+}
+"""The ``plugins.redis.*`` keys and the :class:`Limits` field each one sets."""
+
+limits = Limits()
+
+INLINE_COMMANDS = names(
+    "AUTH DBSIZE DECR DEL ECHO EXISTS EXPIRE FLUSHALL FLUSHDB GET HELLO HGET HGETALL INCR INFO "
+    "KEYS LPUSH LRANGE MGET MONITOR MSET PING PUBLISH QUIT RPUSH SADD SELECT SET SMEMBERS "
+    "SUBSCRIBE TTL TYPE"
+)
+"""Commands people type by hand (telnet, nc): an inline first line must start with one."""
+
+_INLINE = re.compile(rb"([A-Za-z]{1,16})(?:[ \t][^\r\n]*)?\r?\n")
+_COMMAND_PREFIX = re.compile(rb"\*[0-9]*(?:\r(?:\n(?:\$[0-9]*\r?)?)?)?")
+_REPLY_LINE = re.compile(
+    rb"(?:[+-][^\r\n]*|[:(]-?[0-9]+|[$*=!%~>|][0-9]+|[$*]-1|_|#[tf]|,[^\r\n]+)\r?\n"
+)
+_MID_STREAM_COMMAND = re.compile(rb"\r\n\*[1-9][0-9]{0,8}\r\n\$[0-9]{1,10}\r\n")
+
+
+@hookimpl
+def protocols() -> Sequence[Protocol]:
+    return [RESP2, RESP3]
+
+
+@hookimpl
+def configure(settings: Mapping[str, Any]) -> None:
+    global limits
+    values: dict[str, int] = {}
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            raise ValueError(f"unknown key {key!r} (known: {', '.join(SETTINGS)})")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, not {value!r}")
+        values[SETTINGS[key]] = value
+    limits = Limits(**values)
+
+
+@hookimpl
+def dissect(
+    context: ConnectionContext, client_head: bytes, server_head: bytes
+) -> Dissector | Verdict | None:
+    if COMMAND_START.match(client_head):
+        return RedisDissector(context, limits)
+    if client_head and _COMMAND_PREFIX.fullmatch(client_head):
+        return NEED_MORE
+    on_redis_port = context.connection.server.port in RESP2.ports
+    inline = _INLINE.match(client_head)
+    if inline and (on_redis_port or inline.group(1).decode().upper() in INLINE_COMMANDS):
+        if _REPLY_LINE.match(server_head):
+            return RedisDissector(context, limits)
+        return None if server_head else NEED_MORE
+    if re.fullmatch(rb"[A-Za-z]{1,16}", client_head):
+        return NEED_MORE
+    if not on_redis_port:
+        return None
+    # A capture that starts mid-connection: on Redis's port, trust a RESP-looking stream.
+    if _MID_STREAM_COMMAND.search(client_head) or _REPLY_LINE.match(server_head):
+        return RedisDissector(context, limits)
+    return None if server_head else NEED_MORE
+
+
+@hookimpl
+def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+    request = entry.get("request") or {}
+    response = entry.get("response") or {}
+    method = request.get("method", "")
+    key = request.get("key")
+    status = response.get("status", "")
+    method_query = f"redis and request.method == {quote(method)}"
+    return {
+        "summary": f"{method} {key}" if key is not None else method,
+        "summaryQuery": f"{method_query} and request.key == {quote(key)}"
+        if key is not None
+        else method_query,
+        "method": method,
+        "methodQuery": method_query,
+        "status": status,
+        "statusQuery": f"redis and response.status == {quote(status)}" if status else "redis",
+    }
+
+
+@hookimpl
+def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    request = entry.get("request")
+    response = entry.get("response")
+    return {
+        "request": _request_sections(request) if request else [],
+        "response": _response_sections(response) if response else [],
+    }
+
+
+def _request_sections(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    names = ("method", "key", "channel", "pattern", "inline", "truncated")
+    sections = [_table("Command", request, names, "request")]
+    if "payload" in request:
+        sections.append(_body("Payload", request["payload"]))
+    if request.get("args"):
+        rows = [
+            _row(f"Argument {index + 1}", value, f"request.args[{index}]")
+            for index, value in enumerate(request["args"])
+        ]
+        sections.append({"type": "table", "title": "Arguments", "data": rows})
+    if "transaction" in request:
+        rows = [
+            _row(str(index + 1), " ".join(step.values()), f"request.transaction[{index}]")
+            for index, step in enumerate(request["transaction"])
+        ]
+        sections.append({"type": "table", "title": "Transaction", "data": rows})
+    return sections
+
+
+def _response_sections(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    sections = [_table("Reply", response, ("type", "status", "truncated"), "response")]
+    if response.get("attributes"):
+        sections.append(_body("Attributes", response["attributes"]))
+    sections.append(_body("Value", response.get("value")))
+    return sections
+
+
+def _table(
+    title: str, message: Mapping[str, Any], names: Sequence[str], side: str
+) -> dict[str, Any]:
+    rows = [
+        _row(name.capitalize(), message[name], f"{side}.{name}")
+        for name in names
+        if name in message
+    ]
+    return {"type": "table", "title": title, "data": rows}
+
+
+def _row(name: str, value: Any, selector: str) -> dict[str, Any]:
+    return {"name": name, "value": value, "selector": selector}
+
+
+def _body(title: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"type": "body", "title": title, "mimeType": "text/plain", "data": value}
+    return {
+        "type": "body",
+        "title": title,
+        "mimeType": "application/json",
+        "data": json.dumps(value, indent=2, ensure_ascii=False),
+    }
+
+
+def quote(text: str) -> str:
+    """``text`` as a filter-language string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
