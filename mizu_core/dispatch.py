@@ -21,7 +21,7 @@ from typing import Any
 
 from mizu_core.dissector import NEED_MORE, CloseReason, ConnectionContext, Dissector
 from mizu_core.entries import EntryBuilder
-from mizu_core.model import Direction, Pair
+from mizu_core.model import Direction, Endpoint, Pair
 from mizu_core.plugins import LoadedPlugin, PluginManager
 from mizu_core.reassembly import Connection
 
@@ -80,6 +80,8 @@ class Dispatcher:
         self.stats = DispatchStats()
         self.builder = EntryBuilder()
         self.plugin_counters: dict[str, Counter[str]] = {}
+        self.swap_roles: Callable[[Connection], None] | None = None
+        """Set by the engine to the reassembler's, for ConnectionContext.swap_roles."""
         self._live: dict[int, _State] = {}
 
     # -- the reassembler's callbacks -----------------------------------------------------------
@@ -92,6 +94,7 @@ class Dispatcher:
             connection.stats,
             lambda pair: self._pair(state, pair),
             self.plugin_counters,
+            (lambda: self.swap_roles(connection)) if self.swap_roles is not None else None,
         )
 
     def data(self, connection: Connection, direction: Direction, data: bytes, time: float) -> None:
@@ -146,12 +149,13 @@ class Dispatcher:
         client_head = bytes(state.heads[Direction.CLIENT_TO_SERVER])
         server_head = bytes(state.heads[Direction.SERVER_TO_CLIENT])
         over_limit = final or len(client_head) + len(server_head) >= self.offer_limit
+        client = connection.info.client  # the chunks kept were recorded with these roles
         for plugin in list(state.candidates):
             answer = self.plugins.call(
                 plugin, "dissect", context=context, client_head=client_head, server_head=server_head
             )
             if isinstance(answer, Dissector):
-                self._claim(connection, state, plugin, answer)
+                self._claim(connection, state, plugin, answer, client)
                 return
             if answer is NEED_MORE and not over_limit:
                 return  # a plugin ranked higher is not sure yet: the others wait
@@ -161,7 +165,12 @@ class Dispatcher:
         state.heads = [bytearray(), bytearray()]
 
     def _claim(
-        self, connection: Connection, state: _State, plugin: LoadedPlugin, dissector: Dissector
+        self,
+        connection: Connection,
+        state: _State,
+        plugin: LoadedPlugin,
+        dissector: Dissector,
+        client: Endpoint,
     ) -> None:
         state.owner = plugin
         state.dissector = dissector
@@ -173,10 +182,14 @@ class Dispatcher:
         claimed[plugin.name] = claimed.get(plugin.name, 0) + 1
         self._live[connection.info.number] = state
         chunks, state.chunks = state.chunks, []
-        for index, (direction, data, lost, time) in enumerate(chunks):
+        for index, (recorded, data, lost, time) in enumerate(chunks):
+            # The dissector may have swapped the roles: the chunks kept follow suit.
+            direction = recorded if connection.info.client == client else recorded.reverse
             if state.dissector is not dissector:
                 # It failed during the replay: the rest goes to the plugins ranked after it.
-                for direction, data, lost, time in chunks[index:]:
+                swapped = connection.info.client != client
+                for recorded, data, lost, time in chunks[index:]:
+                    direction = recorded.reverse if swapped else recorded
                     if lost:
                         self.gap(connection, direction, lost, time)
                     else:

@@ -54,7 +54,7 @@ class ConnectionStats:
 class ConnectionContext:
     """What the core gives a dissector: its connection, pairing helpers and the pair sink."""
 
-    __slots__ = ("_counters", "_matchers", "_sink", "connection", "owner", "stats")
+    __slots__ = ("_counters", "_matchers", "_sink", "_swap", "connection", "owner", "stats")
 
     def __init__(
         self,
@@ -62,6 +62,7 @@ class ConnectionContext:
         stats: ConnectionStats,
         sink: Callable[[Pair], None],
         counters: dict[str, Counter[str]] | None = None,
+        swap: Callable[[], None] | None = None,
     ) -> None:
         self.connection = connection
         self.stats = stats
@@ -70,6 +71,17 @@ class ConnectionContext:
         self._sink = sink
         self._matchers: list[Matcher] = []
         self._counters = counters if counters is not None else {}
+        self._swap = swap
+
+    def swap_roles(self) -> bool:
+        """Say that the core guessed client and server the wrong way round (a capture that
+        started mid-connection on ports that did not tell): ``connection.client`` and
+        ``.server`` swap, and every byte fed from now on carries the corrected direction.
+        Returns False, changing nothing, when the roles were seen in the handshake."""
+        if not self.connection.role_guessed or self._swap is None:
+            return False
+        self._swap()
+        return True
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add to one of the plugin's counters (bytes skipped, resyncs, heartbeats...): they

@@ -42,17 +42,20 @@ class Engine:
             on_pair=settings.on_pair,
         )
         self.reassembler = Reassembler(self.dispatcher, settings.limits, plugins.server_ports)
+        self.dispatcher.swap_roles = self.reassembler.swap_roles
         self.decode_stats = DecodeStats()
         self.sources: list[FileSource | LiveSource] = []
         self.last_time = 0.0
+        self._decoder: Decoder | None = None  # the running source's, counting as it goes
 
     def run(self, source: FileSource | LiveSource) -> None:
         """Read ``source`` to its end (a live source: until it is stopped)."""
         self.sources.append(source)
-        decoder = Decoder(source.linktype)
+        decoder = self._decoder = Decoder(source.linktype)
         self.last_time = self.reassembler.consume(source, decoder, self.last_time)
         if isinstance(source, FileSource):
             source.check_complete(decoder.stats.frames, decoder.stats.frame_bytes)
+        self._decoder = None
         self.decode_stats.add(decoder.stats)
 
     def run_files(self, paths: Iterable[str]) -> None:
@@ -67,7 +70,11 @@ class Engine:
         self.dispatcher.expire(float("inf"))
 
     def stats(self) -> dict[str, Any]:
-        decode = self.decode_stats
+        decode = DecodeStats()
+        decode.add(self.decode_stats)
+        running = self._decoder
+        if running is not None:
+            decode.add(running.stats)
         capture = [source.stats.as_dict() | {"source": source.name} for source in self.sources]
         return {
             "packets": decode.frames,

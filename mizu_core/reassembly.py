@@ -217,6 +217,8 @@ class Reassembler:
         frame_bytes = 0
         for packet in packets:
             if packet is None:
+                self._count_short_path(decoder, short_path, frame_bytes)
+                short_path = frame_bytes = 0
                 self.sweep(clock.time())
                 continue
             time, frame = packet
@@ -260,6 +262,8 @@ class Reassembler:
                         short_path += 1
                         deliver(connection, direction, frame[start:end], time)
                         if time - self._last_sweep >= 1.0:
+                            self._count_short_path(decoder, short_path, frame_bytes)
+                            short_path = frame_bytes = 0
                             self.sweep(time)
                         last_time = time
                         continue
@@ -267,10 +271,15 @@ class Reassembler:
             if decoded is not None:
                 segment(time, *decoded)
             last_time = time
-        decoder.stats.frames += short_path
-        decoder.stats.frame_bytes += frame_bytes
-        self.stats.packets += short_path
+        self._count_short_path(decoder, short_path, frame_bytes)
         return last_time
+
+    def _count_short_path(self, decoder: Decoder, packets: int, frame_bytes: int) -> None:
+        """Add what the short path counted in local variables (about once a second) to the
+        shared counters, which a status page may read meanwhile."""
+        decoder.stats.frames += packets
+        decoder.stats.frame_bytes += frame_bytes
+        self.stats.packets += packets
 
     def segment(
         self,
@@ -498,19 +507,23 @@ class Reassembler:
         connection = half.connection
         connection.roles_known = True
         if half.direction != Direction.CLIENT_TO_SERVER:
-            client_half, server_half = connection.halves
-            connection.halves = (server_half, client_half)
-            client_half.direction, server_half.direction = (
-                Direction.SERVER_TO_CLIENT,
-                Direction.CLIENT_TO_SERVER,
-            )
-            connection.keys = (connection.keys[1], connection.keys[0])
-            info = connection.info
-            info.client, info.server = info.server, info.client
-            stats = connection.stats
-            stats.packets.reverse()
-            stats.bytes.reverse()
+            self.swap_roles(connection)
         self.consumer.opened(connection)
+
+    def swap_roles(self, connection: Connection) -> None:
+        """Client and server were guessed the wrong way round: swap them, for what follows."""
+        client_half, server_half = connection.halves
+        connection.halves = (server_half, client_half)
+        client_half.direction, server_half.direction = (
+            Direction.SERVER_TO_CLIENT,
+            Direction.CLIENT_TO_SERVER,
+        )
+        connection.keys = (connection.keys[1], connection.keys[0])
+        info = connection.info
+        info.client, info.server = info.server, info.client
+        stats = connection.stats
+        stats.packets.reverse()
+        stats.bytes.reverse()
 
     def _syn(self, half: HalfStream, seq: int, flags: int) -> None:
         half.next_seq = (seq + 1) & _SEQ_MASK

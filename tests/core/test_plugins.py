@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mizu_core import hookimpl
+from mizu_core import Dissector, Protocol, hookimpl
 from mizu_core.capture import FileSource
 from mizu_core.engine import Engine
 from mizu_core.plugins import PluginError, PluginManager
-from tests.support.packets import conversation, write_frames
+from tests.support.packets import ACK, PSH, conversation, ip_frame, write_frames
 
 
 def two_connections(tmp_path: Path) -> Path:
@@ -114,3 +114,61 @@ def test_macros_come_from_the_plugins(turns_on_path: Path) -> None:
         "turns": 'protocol.macro == "turns"',
         "tcp": 'protocol.macro == "tcp"',
     }
+
+
+class SwappingPlugin:
+    """Knows that b"REPLY" comes from the server, whatever the core guessed."""
+
+    def __init__(self) -> None:
+        self.fed: list[tuple[str, bytes]] = []
+        self.clients: list[int] = []
+        self.swapped: list[bool] = []
+
+    @hookimpl
+    def protocols(self):
+        return [Protocol(name="swap", version="1", abbr="SW", long_name="Swap", macro="swap")]
+
+    @hookimpl
+    def dissect(self, context, client_head, server_head):
+        if client_head.startswith(b"REPLY"):
+            self.swapped.append(context.swap_roles())
+        self.clients.append(context.connection.client.port)
+        plugin = self
+
+        class Recorder(Dissector):
+            def feed(self, direction, data, timestamp):
+                plugin.fed.append((direction.name, data))
+
+        return Recorder(context)
+
+
+def test_a_dissector_can_correct_the_guessed_roles(tmp_path: Path) -> None:
+    server, client = ("127.0.0.2", 40001), ("127.0.0.1", 50002)  # ports that do not tell
+    frames = [  # mid-connection: the server's reply comes first
+        ip_frame(*server, *client, 7000, 100, ACK | PSH, b"REPLY 1"),
+        ip_frame(*client, *server, 100, 7007, ACK | PSH, b"ASK 2"),
+        ip_frame(*server, *client, 7007, 105, ACK | PSH, b"REPLY 2"),
+    ]
+    plugin = SwappingPlugin()
+    plugins = PluginManager()
+    plugins.register(plugin, "swap")
+    run(plugins, write_frames(tmp_path / "swap.pcap", frames))
+    assert plugin.swapped == [True]
+    assert plugin.clients == [50002]
+    assert plugin.fed == [
+        ("SERVER_TO_CLIENT", b"REPLY 1"),
+        ("CLIENT_TO_SERVER", b"ASK 2"),
+        ("SERVER_TO_CLIENT", b"REPLY 2"),
+    ]
+
+
+def test_roles_seen_in_the_handshake_cannot_be_swapped(tmp_path: Path) -> None:
+    # A client that speaks as a server would: the handshake still says who is who.
+    frames = conversation(("127.0.0.1", 40001), ("127.0.0.2", 50002), [(True, b"REPLY")])
+    plugin = SwappingPlugin()
+    plugins = PluginManager()
+    plugins.register(plugin, "swap")
+    run(plugins, write_frames(tmp_path / "handshake.pcap", frames))
+    assert plugin.swapped == [False]
+    assert plugin.clients == [40001]
+    assert plugin.fed == [("CLIENT_TO_SERVER", b"REPLY")]
