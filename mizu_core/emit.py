@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import IO, Any, Protocol
 
 import msgpack
+import orjson
 
 
 class Sink(Protocol):
@@ -16,20 +17,40 @@ class Sink(Protocol):
 
 
 class JsonlSink:
-    """One entry per line, as ``mizu dissect -o jsonl`` prints them."""
+    """One entry per line, as ``mizu dissect -o jsonl`` prints them.
+
+    orjson encodes an entry in a tenth of the time the standard library takes, which matters
+    at a hundred thousand entries; the standard library still takes what orjson refuses
+    (integers beyond 64 bits, which schema-less decoders can produce)."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self._encode = json.JSONEncoder(
-            ensure_ascii=False, separators=(",", ":"), default=_json_default
-        ).encode
+        self._binary: IO[bytes] | None = getattr(stream, "buffer", None)
 
     def write(self, entry: dict[str, Any]) -> None:
-        self.stream.write(self._encode(entry))
-        self.stream.write("\n")
+        line = encode_json_line(entry)
+        if self._binary is not None:
+            self._binary.write(line)
+        else:
+            self.stream.write(line.decode())
 
     def close(self) -> None:
         self.stream.flush()
+        if self._binary is not None:
+            self._binary.flush()
+
+
+def encode_json_line(entry: dict[str, Any]) -> bytes:
+    """``entry`` as one line of UTF-8 JSON, newline included."""
+    try:
+        return orjson.dumps(
+            entry,
+            default=_json_default,
+            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+        )
+    except orjson.JSONEncodeError:
+        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        return (text + "\n").encode()
 
 
 def _json_default(value: object) -> object:
