@@ -312,36 +312,13 @@ class Decoder:
             self.stats.malformed += 1
             return None
         start = tcp + data_offset
-        captured_end = min(end, len(buf))
+        if start > end:
+            self.stats.malformed += 1
+            return None
+        # Past the snap length: what was captured, and how many bytes were not.
+        captured_end = max(min(end, len(buf)), start)
         missing = end - captured_end
-        if start > captured_end:
-            if start > end:
-                self.stats.malformed += 1
-                return None
-            self.stats.snaplen_cut += 1
-            return (
-                src,
-                dst,
-                sport,
-                dport,
-                seq,
-                ack,
-                offset_flags & 0x1FF,
-                b"",
-                end - start,
-                signature,
-            )
         if missing:
             self.stats.snaplen_cut += 1
-        return (
-            src,
-            dst,
-            sport,
-            dport,
-            seq,
-            ack,
-            offset_flags & 0x1FF,
-            bytes(buf[start:captured_end]),
-            missing,
-            signature,
-        )
+        payload = bytes(buf[start:captured_end])
+        return (src, dst, sport, dport, seq, ack, offset_flags & 0x1FF, payload, missing, signature)

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from mizu_cli.main import cli
+from tests.support.perturb import read_pcap, write_pcap
 
 DATA = Path(__file__).parent.parent / "data" / "core"
 ENTRY_FIELDS = {
@@ -182,3 +183,38 @@ def test_bad_query_shows_where_and_a_hint() -> None:
     code, _, err = dissect(str(DATA / "rst-and-refused.pcap"), "-q", 'response.status = "x"')
     assert code == 2
     assert "position 16" in err and "^" in err and "hint: compare with ==" in err
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    import pty
+
+    # The bundled captures are small: a progress line needs a run of more than 0.2 s.
+    big = tmp_path / "big.pcap"
+    frames = [(t, f) for t, f in read_pcap(DATA / "http11-keepalive.pcap").packets]
+    write_pcap(big, frames * 400, 1)
+    controller, terminal = pty.openpty()
+    process = subprocess.run(
+        [sys.executable, "-m", "mizu_cli", "dissect", str(big), "--plugins", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        check=True,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert process.returncode == 0
+    assert b"%" in shown and b"MB" in shown and b"entries" in shown
+    piped = subprocess.run(
+        [sys.executable, "-m", "mizu_cli", "dissect", str(big), "--plugins", "tcp"],
+        capture_output=True,
+        check=True,
+    )
+    assert piped.stderr.count(b"\n") == 1 and b"%" not in piped.stderr
