@@ -89,12 +89,13 @@ class Dispatcher:
     def opened(self, connection: Connection) -> None:
         state = _State(list(self.plugins.plugins))
         connection.state = state
+        swap_roles = self.swap_roles
         state.context = ConnectionContext(
             connection.info,
             connection.stats,
             lambda pair: self._pair(state, pair),
             self.plugin_counters,
-            (lambda: self.swap_roles(connection)) if self.swap_roles is not None else None,
+            (lambda: swap_roles(connection)) if swap_roles is not None else None,
         )
 
     def data(self, connection: Connection, direction: Direction, data: bytes, time: float) -> None:
