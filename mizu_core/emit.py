@@ -45,15 +45,16 @@ def encode_json_line(entry: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(
             entry,
-            default=_json_default,
+            default=json_default,
             option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
         )
     except orjson.JSONEncodeError:
-        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=json_default)
         return (text + "\n").encode()
 
 
-def _json_default(value: object) -> object:
+def json_default(value: object) -> object:
+    """What entries hold that JSON has no type for: bytes as hex, sets and tuples as lists."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
     if isinstance(value, set | frozenset | tuple):
@@ -63,7 +64,7 @@ def _json_default(value: object) -> object:
 
 def pack_entries(entries: Iterable[dict[str, Any]]) -> bytes:
     """One msgpack frame carrying a batch of entries, as tappers send them to the hub."""
-    return msgpack.packb({"entries": list(entries)}, use_bin_type=True, default=_json_default)
+    return msgpack.packb({"entries": list(entries)}, use_bin_type=True, default=json_default)
 
 
 def unpack_entries(frame: bytes) -> list[dict[str, Any]]:

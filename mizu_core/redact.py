@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -69,9 +69,7 @@ class Redactor:
     def is_sensitive(self, name: str) -> bool:
         known = self._known.get(name)
         if known is None:
-            known = self._sensitive is not None and bool(
-                self._sensitive.search(normalise(name))
-            )
+            known = self._sensitive is not None and bool(self._sensitive.search(normalise(name)))
             if len(self._known) < 10_000:  # names repeat; a flood of new ones must not grow it
                 self._known[name] = known
         return known
@@ -268,3 +266,14 @@ class UserAgentFilter:
                 values = value if isinstance(value, list) else [value]
                 return any(self._ignored.search(str(agent)) for agent in values)
         return False
+
+
+def redacting(
+    write: Callable[[dict[str, Any]], None], redactor: Redactor
+) -> Callable[[dict[str, Any]], None]:
+    """``write`` behind ``redactor``: what it is given is redacted first."""
+
+    def write_redacted(entry: dict[str, Any]) -> None:
+        write(redactor(entry))
+
+    return write_redacted

@@ -102,6 +102,28 @@ def column_value(entry: Mapping[str, Any], path: tuple[str, ...]) -> str | int |
     return None
 
 
+_PATHS = tuple(COLUMNS)
+_MISSING = object()
+
+
+def column_values(entry: Mapping[str, Any]) -> list[str | int | float | None]:
+    """:func:`column_value` of every column, in ``COLUMNS`` order. Ingest calls it per entry:
+    plain dicts holding the exact key and a string or a small integer take a short path."""
+    values: list[str | int | float | None] = []
+    for path in _PATHS:
+        value: Any = entry
+        for name in path:
+            value = value.get(name, _MISSING) if type(value) is dict else _MISSING
+            if value is _MISSING:
+                break
+        kind = type(value)
+        if kind is str or (kind is int and -_INT64 <= value < _INT64):
+            values.append(value)
+        else:
+            values.append(column_value(entry, path))
+    return values
+
+
 def sql_regex(pattern: str, value: Any) -> int:
     """``mizu_regex(pattern, column)`` in SQL: the language's regex match."""
     text = regex_text(value)

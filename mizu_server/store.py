@@ -2,23 +2,33 @@
 
 The SQLite store is used from one thread at a time (the hub gives it a single worker thread):
 WAL mode, one transaction per batch, entries de-duplicated by id, and a size cap enforced by
-evicting the oldest entries. Entries are kept whole (msgpack) beside the columns that queries
-are pushed down to (:mod:`mizu_server.pushdown`).
+evicting the oldest entries. Entries are kept whole (JSON, written by orjson: several times
+cheaper to write and read than msgpack or the json module; msgpack for the rare entry JSON
+cannot hold, such as integers beyond 64 bits) beside the columns that queries are pushed down
+to (:mod:`mizu_server.pushdown`). With pcap export on, the raw frames of the entries'
+connections are kept too, and evicted with the entries of their time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import sqlite3
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgpack
+import orjson
 
+from mizu_core.emit import json_default
 from mizu_core.query import Query
-from mizu_server.pushdown import COLUMNS, INDEXED, column_value, sql_regex, translate
+from mizu_server.pushdown import COLUMNS, INDEXED, column_values, sql_regex, translate
+
+log = logging.getLogger(__name__)
 
 BACKWARD, FORWARD = -1, 1
 _SCAN_CHUNK = 2000
@@ -42,6 +52,9 @@ class Page:
     """Whether the query was answered in SQL alone."""
     exhausted: bool
     """Nothing further in this direction (for now)."""
+    partial: bool = False
+    """The scan stopped at its time budget before the page was full: pass ``left_off`` back
+    to scan on."""
 
 
 @dataclass(slots=True)
@@ -58,7 +71,22 @@ class Store(Protocol):
     def insert(self, entries: Sequence[Mapping[str, Any]]) -> list[StoredEntry]:
         """Store the entries not stored yet (by id); return those, with their sequence."""
 
-    def page(self, query: Query, limit: int, left_off: int | None, direction: int) -> Page: ...
+    def page(
+        self,
+        query: Query,
+        limit: int,
+        left_off: int | None,
+        direction: int,
+        budget: float | None = None,
+    ) -> Page:
+        """``budget``: seconds a scan that needs Python re-checks may take before it returns
+        what it found (``partial``)."""
+
+    def insert_packets(self, connections: Iterable[Mapping[str, Any]]) -> int:
+        """Keep ``{connection, linktype, frames: [[time, bytes]]}`` batches; return frames kept."""
+
+    def packets(self, connections: Iterable[str]) -> list[tuple[int, float, bytes]]:
+        """``(linktype, time, frame)`` of these connections, in time order."""
 
     def get(self, entry_id: str) -> dict[str, Any] | None: ...
 
@@ -88,16 +116,30 @@ class SqliteStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.create_function("mizu_regex", 2, sql_regex, deterministic=True)
         columns = ", ".join(_COLUMN_NAMES)
+        known = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
+        if known and "id_key" not in known:
+            log.warning("%s holds entries of an older layout: starting it afresh", self.path)
+            self.db.execute("DROP TABLE entries")
+        # ids are found through a 64-bit hash: an integer index costs far less per insert than
+        # a unique index on the text
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, id TEXT NOT NULL "
-            f"UNIQUE, {columns}, size INTEGER NOT NULL, data BLOB NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, id_key INTEGER NOT "
+            f"NULL, id TEXT NOT NULL, {columns}, size INTEGER NOT NULL, data BLOB NOT NULL)"
         )
+        self.db.execute("CREATE INDEX IF NOT EXISTS entries_id_key ON entries (id_key)")
         for column in INDEXED:
             self.db.execute(f"CREATE INDEX IF NOT EXISTS entries_{column} ON entries ({column})")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS packets (seq INTEGER PRIMARY KEY, connection TEXT NOT "
+            "NULL, time REAL NOT NULL, linktype INTEGER NOT NULL, frame BLOB NOT NULL)"
+        )
+        self.db.execute(
+            "CREATE INDEX IF NOT EXISTS packets_connection ON packets (connection, time)"
+        )
         self.page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
         self._insert_sql = (
-            f"INSERT INTO entries (seq, id, {columns}, size, data) "
-            f"VALUES ({', '.join('?' * (len(_COLUMN_NAMES) + 4))})"
+            f"INSERT INTO entries (seq, id_key, id, {columns}, size, data) "
+            f"VALUES ({', '.join('?' * (len(_COLUMN_NAMES) + 5))})"
         )
         self._seq = self.last_seq()
         self.stats.stored = self.count()
@@ -110,20 +152,14 @@ class SqliteStore:
             return []
         rows = []
         stored = []
-        paths = tuple(COLUMNS)
         for entry in fresh:
             self._seq += 1
-            data = msgpack.packb(entry, use_bin_type=True)
+            data = _encode(entry)
+            entry_id = entry["id"]
             rows.append(
-                (
-                    self._seq,
-                    entry["id"],
-                    *(column_value(entry, path) for path in paths),
-                    len(data),
-                    data,
-                )
+                (self._seq, id_key(entry_id), entry_id, *column_values(entry), len(data), data)
             )
-            stored.append(StoredEntry(self._seq, dict(entry)))
+            stored.append(StoredEntry(self._seq, entry if type(entry) is dict else dict(entry)))
         with self._transaction():
             self.db.executemany(self._insert_sql, rows)
         self.stats.inserts += 1
@@ -141,13 +177,15 @@ class SqliteStore:
                 self.stats.duplicates += 1
                 continue
             by_id[entry_id] = entry
-        ids = list(by_id)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        keys = [id_key(entry_id) for entry_id in by_id]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            for (known,) in self.db.execute(f"SELECT id FROM entries WHERE id IN ({marks})", chunk):
-                del by_id[known]
-                self.stats.duplicates += 1
+            for (known,) in self.db.execute(
+                f"SELECT id FROM entries WHERE id_key IN ({marks})", chunk
+            ):
+                if by_id.pop(known, None) is not None:
+                    self.stats.duplicates += 1
         return list(by_id.values())
 
     def _transaction(self) -> _Transaction:
@@ -166,8 +204,8 @@ class SqliteStore:
             return
         target = self.max_bytes * 0.9
         for _ in range(8):
-            count = self.count()
-            if count == 0 or used <= target:
+            count = self.stats.stored
+            if count <= 0 or used <= target:
                 break
             doomed = max(1, math.ceil(count * (used - target) / used))
             with self._transaction():
@@ -176,8 +214,13 @@ class SqliteStore:
                     "(SELECT seq FROM entries ORDER BY seq LIMIT ?)",
                     (doomed,),
                 )
-            self.stats.evicted += cursor.rowcount
-            self.stats.stored -= cursor.rowcount
+                self.stats.evicted += cursor.rowcount
+                self.stats.stored -= cursor.rowcount
+                # packets older than every remaining entry belong to evicted ones
+                self.db.execute(
+                    "DELETE FROM packets WHERE time < "
+                    "coalesce((SELECT min(timestamp) FROM entries) / 1000.0, 1e300)"
+                )
             used = self.used_bytes()
 
     # -- reading -------------------------------------------------------------------------------
@@ -189,12 +232,23 @@ class SqliteStore:
         return int(self.db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0])
 
     def get(self, entry_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT data FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT data FROM entries WHERE id_key = ? AND id = ?", (id_key(entry_id), entry_id)
+        ).fetchone()
         return _decode(row[0]) if row else None
 
-    def page(self, query: Query, limit: int, left_off: int | None, direction: int) -> Page:
+    def page(
+        self,
+        query: Query,
+        limit: int,
+        left_off: int | None,
+        direction: int,
+        budget: float | None = None,
+    ) -> Page:
         """Up to ``limit`` matching entries next to ``left_off`` (exclusive) in ``direction``;
-        backward from the newest when ``left_off`` is None."""
+        backward from the newest when ``left_off`` is None. A scan that re-checks rows in
+        Python stops after ``budget`` seconds with what it found."""
+        deadline = None if budget is None else time.monotonic() + budget
         if query.limit is not None:
             limit = min(limit, query.limit)
         sql = translate(query)
@@ -204,7 +258,7 @@ class SqliteStore:
             bound, order, cursor = "seq < ?", "DESC", left_off if left_off else self._seq + 1
         found: list[StoredEntry] = []
         scanned = 0
-        exhausted = False
+        exhausted = partial = False
         # Exact SQL needs no Python re-check, so it may fetch exactly `limit` rows; otherwise
         # scan in chunks, keeping what the query matches, until the page is full.
         chunk = limit if sql.exact else max(_SCAN_CHUNK, limit)
@@ -226,9 +280,43 @@ class SqliteStore:
                 if len(rows) < chunk:
                     exhausted = True
                     break
+                if deadline is not None and time.monotonic() >= deadline:
+                    partial = True
+                    break
         if direction != FORWARD:
             found.reverse()
-        return Page(found, cursor, scanned, sql.exact, exhausted)
+        return Page(found, cursor, scanned, sql.exact, exhausted, partial)
+
+    # -- raw packets (pcap export) ------------------------------------------------------------
+
+    def insert_packets(self, connections: Iterable[Mapping[str, Any]]) -> int:
+        rows = [
+            (str(batch["connection"]), float(when), int(batch["linktype"]), bytes(frame))
+            for batch in connections
+            for when, frame in batch["frames"]
+        ]
+        with self._transaction():
+            self.db.executemany(
+                "INSERT INTO packets (connection, time, linktype, frame) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+        self._enforce_cap()
+        return len(rows)
+
+    def packets(self, connections: Iterable[str]) -> list[tuple[int, float, bytes]]:
+        keys = sorted(set(connections))
+        found: list[tuple[int, float, bytes]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            found.extend(
+                self.db.execute(
+                    "SELECT linktype, time, frame FROM packets WHERE connection IN "
+                    f"({', '.join('?' * len(chunk))}) ORDER BY time, seq",
+                    chunk,
+                )
+            )
+        found.sort(key=lambda packet: packet[1])
+        return found
 
     def traffic(self) -> list[dict[str, Any]]:
         """Entries and bytes per protocol and method, busiest first."""
@@ -269,5 +357,24 @@ class _Transaction:
         self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
 
 
+def id_key(entry_id: str) -> int:
+    """The signed 64-bit hash of an entry id that the store indexes."""
+    digest = hashlib.blake2b(entry_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _encode(entry: Mapping[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(entry, default=json_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return msgpack.packb(entry, use_bin_type=True)
+
+
+_JSON_OBJECT = ord("{")
+"""JSON entries start with ``{``; in msgpack that byte is the integer 123, never an entry."""
+
+
 def _decode(data: bytes) -> dict[str, Any]:
+    if data[:1] and data[0] == _JSON_OBJECT:
+        return dict(orjson.loads(data))
     return dict(msgpack.unpackb(data, raw=False))

@@ -5,6 +5,8 @@ a bounded buffer. A task on the event loop sends them in frames (``pack_entries`
 frames the hub has not acknowledged, and on a lost connection puts them back in front of the
 buffer to resend after reconnecting; the hub drops what it already has by entry id. When an
 outage outlasts the buffer, the oldest entries are shed and counted, so memory stays bounded.
+Raw packets (pcap export) go in frames of their own, ``{"packets": [...]}``, best effort: the
+hub does not acknowledge them and a lost connection loses those in flight.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import msgpack
 
 from mizu_core.emit import pack_entries
+from mizu_core.pcap_export import ConnectionPackets
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,9 @@ class ClientStats:
     """Entries dropped, oldest first, because the buffer was full."""
     connects: int = 0
     buffered: int = 0
+    sent_packets: int = 0
+    shed_packets: int = 0
+    """Raw frames (pcap export) dropped: over their buffer, or lost with a connection."""
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -46,6 +53,8 @@ class ClientStats:
             "shed": self.shed,
             "connects": self.connects,
             "buffered": self.buffered,
+            "sentPackets": self.sent_packets,
+            "shedPackets": self.shed_packets,
         }
 
 
@@ -66,6 +75,7 @@ class TapperClient:
         window: int = 8,
         retry_delay: float = 0.2,
         max_retry_delay: float = 5.0,
+        max_packet_bytes: int = 32 << 20,
     ) -> None:
         self.url = url
         self.token = token
@@ -75,15 +85,21 @@ class TapperClient:
         self.window = window
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
+        self.max_packet_bytes = max_packet_bytes
         self.stats = ClientStats()
         self.connected = False
         self._lock = threading.Lock()
         self._waiting: deque[Mapping[str, Any]] = deque()
         self._unacked: deque[list[Mapping[str, Any]]] = deque()
+        self._packets: deque[ConnectionPackets] = deque()
+        self._packet_bytes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.on_message: Callable[[dict[str, Any]], None] | None = None
+        """Called on the event loop with each message of the hub that is not an ack (in a
+        cluster: ``{"type": "targets", "ips": [...]}``)."""
 
     # -- any thread ----------------------------------------------------------------------------
 
@@ -96,6 +112,29 @@ class TapperClient:
             first = len(self._waiting) == 1
         if first and self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+
+    def submit_packets(self, batches: list[ConnectionPackets]) -> None:
+        """Queue raw packets to send (pcap export; from any thread). Best effort: beyond
+        ``max_packet_bytes`` waiting, the oldest are dropped and counted."""
+        if not batches:
+            return
+        with self._lock:
+            for batch in batches:
+                self._packets.append(batch)
+                self._packet_bytes += sum(len(frame) for _, frame in batch.frames)
+            while self._packet_bytes > self.max_packet_bytes and self._packets:
+                dropped = self._packets.popleft()
+                self._packet_bytes -= sum(len(frame) for _, frame in dropped.frames)
+                self.stats.shed_packets += len(dropped.frames)
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _take_packets(self) -> list[ConnectionPackets]:
+        with self._lock:
+            taken = list(self._packets)
+            self._packets.clear()
+            self._packet_bytes = 0
+        return taken
 
     def buffered(self) -> int:
         with self._lock:
@@ -180,6 +219,14 @@ class TapperClient:
         await self._report(socket)
         try:
             while not socket.closed and not receiver.done():
+                packets = self._take_packets()
+                if packets:
+                    await socket.send_bytes(
+                        msgpack.packb(
+                            {"packets": [batch.to_json() for batch in packets]}, use_bin_type=True
+                        )
+                    )
+                    self.stats.sent_packets += sum(len(batch.frames) for batch in packets)
                 frame = self._next_frame()
                 if frame is None:
                     await self._wait_for_work(receiver)
@@ -214,15 +261,18 @@ class TapperClient:
 
     def _next_ready(self) -> bool:
         with self._lock:
-            return bool(self._waiting) and len(self._unacked) < self.window
+            return bool(self._packets) or (bool(self._waiting) and len(self._unacked) < self.window)
 
     async def _receive_acks(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         acked_frames = 0
         async for message in socket:
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
-            ack = json.loads(message.data).get("ack")
+            body = json.loads(message.data)
+            ack = body.get("ack")
             if not isinstance(ack, int):
+                if self.on_message is not None:
+                    self.on_message(body)
                 continue
             with self._lock:
                 while acked_frames < ack and self._unacked:

@@ -1,0 +1,109 @@
+"""``GET /pcap``: a capture replayed with pcap export through the local session's tapper and
+hub; tshark reads the exported file and finds the same HTTP messages as in the original."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from mizu_cli.local import LocalSession
+from mizu_core.plugins import PluginManager
+from mizu_server.app import create_app
+from mizu_server.hub import Hub, HubSettings
+from tests.cli.test_local import free_port
+
+CAPTURE = Path(__file__).resolve().parent.parent / "data" / "http" / "mizu-http1.pcap"
+TSHARK_FIELDS = ("http.request.method", "http.request.uri", "http.response.code")
+
+
+def tshark_http(pcap: Path) -> list[tuple[str, ...]]:
+    """Each HTTP message tshark finds: (method, uri, status) with the blanks it leaves."""
+    tshark = shutil.which("tshark")
+    assert tshark is not None, "tshark is needed (apt-get install tshark)"
+    arguments = [tshark, "-r", str(pcap), "-Y", "http", "-T", "fields", "-E", "occurrence=a"]
+    for name in TSHARK_FIELDS:
+        arguments += ["-e", name]
+    output = subprocess.run(arguments, capture_output=True, text=True, timeout=60, check=True)
+    return sorted(tuple(line.split("\t")) for line in output.stdout.splitlines())
+
+
+def run(coroutine: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coroutine, timeout=60))
+
+
+async def replay_and_fetch(
+    plugins: PluginManager, pcap_export: bool, queries: list[str]
+) -> list[tuple[int, bytes]]:
+    """Replay CAPTURE through a local session; return (status, body) of /pcap per query."""
+    port = free_port()
+    settings = HubSettings(pcap_export=pcap_export)
+    session = LocalSession(plugins, settings, port, printer=None)
+    runner = web.AppRunner(create_app(Hub(settings, plugins)), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        session.client.start()
+        await asyncio.to_thread(session.capture, None, [str(CAPTURE)])
+        session.ship_packets()
+        assert await session.client.flush(timeout=10)
+        results = []
+        async with aiohttp.ClientSession() as http:
+            for query in queries:
+                # packets go best effort in frames of their own: wait until they are stored
+                for _ in range(50):
+                    async with http.get(
+                        f"http://127.0.0.1:{port}/pcap", params={"query": query}
+                    ) as reply:
+                        status, body = reply.status, await reply.read()
+                    if status != 404:
+                        break
+                    await asyncio.sleep(0.1)
+                results.append((status, body))
+        await session.client.stop()
+        return results
+    finally:
+        await runner.cleanup()
+
+
+def test_pcap_holds_the_matching_connections(plugins: PluginManager, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        (status, everything), (_, one_path) = await replay_and_fetch(
+            plugins, True, ["", 'request.path == "/coded/br"']
+        )
+        assert status == 200
+        exported = tmp_path / "all.pcap"
+        exported.write_bytes(everything)
+        assert tshark_http(exported) == tshark_http(CAPTURE)
+        selected = tmp_path / "one.pcap"
+        selected.write_bytes(one_path)
+        messages = tshark_http(selected)
+        assert ("GET", "/coded/br", "") in messages
+        assert 0 < len(messages) < len(tshark_http(CAPTURE))  # only that connection
+
+    run(scenario())
+
+
+def test_pcap_is_refused_when_export_is_off(plugins: PluginManager) -> None:
+    async def scenario() -> None:
+        port = free_port()
+        runner = web.AppRunner(create_app(Hub(HubSettings(), plugins)), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/pcap") as reply,
+            ):
+                assert reply.status == 409
+                assert "--pcap-export" in (await reply.json())["error"]
+        finally:
+            await runner.cleanup()
+
+    run(scenario())
