@@ -1,0 +1,939 @@
+"""Mizu in a Kubernetes cluster: ``mizu tap`` (without ``--local``), ``check``, ``clean``,
+``view``, ``logs``, and the in-cluster entry points ``hub`` and ``tapper``.
+
+``mizu tap`` creates the objects of :mod:`mizu_cli.k8s.manifests` one by one, noting each in
+a ledger; whatever ends the run (Ctrl-C, SIGTERM, an error half-way) removes what the ledger
+holds, newest first. The hub decides the targets (it watches pods); the CLI only port-forwards
+the dashboard and prints ``+pod`` / ``-pod`` from the hub's ``/status/tap``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import webbrowser
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from aiohttp import web
+
+from mizu_cli.common import load_plugins
+from mizu_cli.config import Config, config_options, with_config_options
+from mizu_cli.k8s import (
+    ClusterError,
+    Conflict,
+    KubeClient,
+    KubernetesPortForwarder,
+    PortForwarder,
+)
+from mizu_cli.k8s.manifests import (
+    COMPONENT,
+    HUB_NAME,
+    HUB_PORT,
+    PART_OF,
+    RULES_PATH,
+    TAPPER_NAME,
+    DeploySettings,
+    Resources,
+    manifests,
+    node_affinity,
+)
+from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
+from mizu_server.resolver import NameResolver
+from mizu_server.rules import Rules, RulesError, load_rules
+from mizu_server.targets import Target, TargetTracker
+
+log = logging.getLogger(__name__)
+
+HUB_READY_TIMEOUT = 180.0
+STATUS_INTERVAL = 1.0
+"""Seconds between two looks at the hub's ``/status/tap`` while tapping."""
+MIN_SERVER_VERSION = (1, 21)
+"""EndpointSlice ``discovery.k8s.io/v1`` is there from 1.21 on."""
+CAPTURE_NOTHING = "less 1"
+"""A capture filter that no packet passes (libpcap refuses contradictions such as
+``ip and not ip``): a targeted tapper's filter before the hub has named any target."""
+BAD_WAITING_REASONS = {
+    "ErrImagePull": "the image cannot be pulled: build and push it, then set agent-image "
+    "(README: Building the image)",
+    "ImagePullBackOff": "the image cannot be pulled: build and push it, then set agent-image "
+    "(README: Building the image)",
+    "InvalidImageName": "agent-image is not a valid image name",
+    "CrashLoopBackOff": "the hub keeps crashing: `mizu logs` collects its log",
+    "CreateContainerConfigError": "the hub's container cannot be configured (Secret or "
+    "ConfigMap missing?)",
+}
+
+
+def make_port_forwarder(kube: KubeClient) -> PortForwarder:
+    """How commands port-forward; tests replace it with a forwarder to a local hub."""
+    return KubernetesPortForwarder(kube.api_client)
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived."""
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread for the duration."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Clean-up runs to its end: a second Ctrl-C must not leave half the objects behind."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def connect(config: Config) -> KubeClient:
+    try:
+        kube = KubeClient.connect(config["kube-config-path"], config["kube-context"])
+        kube.version()
+    except ClusterError as error:
+        raise click.ClickException(
+            f"{error}\n(no cluster? `mizu tap --local` watches this machine's traffic)"
+        ) from None
+    return kube
+
+
+def target_namespaces(config: Config, kube: KubeClient) -> list[str]:
+    """The namespaces to tap; empty means every namespace."""
+    if config.restricted:
+        return [config["mizu-resources-namespace"]]
+    if config["tap.all-namespaces"]:
+        return []
+    return list(config["tap.namespaces"]) or [kube.context_namespace]
+
+
+def list_targets(kube: KubeClient, regex: str, namespaces: Sequence[str]) -> list[Target]:
+    tracker = TargetTracker(regex, namespaces)
+    pods: list[dict[str, Any]] = []
+    scopes: list[str | None] = list(namespaces) or [None]
+    for namespace in scopes:
+        for pod in kube.list("Pod", namespace):
+            if namespace is not None:
+                pod.setdefault("metadata", {}).setdefault("namespace", namespace)
+            pods.append(pod)
+    tracker.replace(pods)
+    return tracker.targets()
+
+
+def hub_config(config: Config, namespaces: Sequence[str]) -> dict[str, Any]:
+    """The config file of the hub and the tappers: what they tap and how they treat entries.
+    The rules file itself travels beside it, in the ConfigMap."""
+    redact = config["tap.redact"]
+    return {
+        "mizu-resources-namespace": config["mizu-resources-namespace"],
+        "log-level": config["log-level"],
+        "tap": {
+            "regex": config["tap.regex"],
+            "namespaces": list(namespaces),
+            "ignored-user-agents": list(config["tap.ignored-user-agents"]),
+            "redact": redact if isinstance(redact, bool) else list(redact),
+            "max-entries-db-size": config["tap.max-entries-db-size"],
+            "pcap-export": config["tap.pcap-export"],
+            "traffic-validation-file": RULES_PATH if config["tap.traffic-validation-file"] else "",
+        },
+        "plugins": config["plugins"],
+    }
+
+
+def read_rules(path: str) -> tuple[str, Rules]:
+    """The API rules file's text and rules; what is wrong with it is the command's error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        return text, load_rules(text, path)
+    except (RulesError, OSError, UnicodeDecodeError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def redactor_for(setting: bool | Sequence[str]) -> Redactor | None:
+    """``tap.redact``: false is no redaction; true or a list, the default names and those."""
+    if setting is False:
+        return None
+    return Redactor((*DEFAULT_PATTERNS, *([] if setting is True else setting)))
+
+
+def deploy_settings(
+    config: Config, namespaces: Sequence[str], token: str, nodes: Sequence[str]
+) -> DeploySettings:
+    rules_file = config["tap.traffic-validation-file"]
+    return DeploySettings(
+        namespace=config["mizu-resources-namespace"],
+        restricted=config.restricted,
+        image=config["agent-image"],
+        pull_policy=config["image-pull-policy"],
+        token=token,
+        hub_config=hub_config(config, namespaces),
+        rules=read_rules(rules_file)[0] if rules_file else "",
+        hub_resources=Resources.from_config(config["resources.hub"]),
+        tapper_resources=Resources.from_config(config["resources.tapper"]),
+        tapper_nodes=sorted(nodes),
+        interface=config["tap.interface"],
+        log_level=config["log-level"],
+    )
+
+
+def describe(obj: dict[str, Any]) -> str:
+    metadata = obj["metadata"]
+    where = f" in {metadata['namespace']}" if metadata.get("namespace") else ""
+    return f"{obj['kind']} {metadata['name']}{where}"
+
+
+def pod_label(target: Target | dict[str, str]) -> str:
+    name, namespace = (
+        (target.name, target.namespace)
+        if isinstance(target, Target)
+        else (target["name"], target["namespace"])
+    )
+    return f"{name}.{namespace}"
+
+
+class Ledger:
+    """The objects this run created, removed newest first."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+        self.created: list[tuple[str, str, str]] = []
+
+    def create(self, obj: dict[str, Any]) -> None:
+        # noted before the call: a create that fails or is interrupted may still have
+        # happened on the server, and deleting what is not there is harmless
+        metadata = obj["metadata"]
+        self.created.append((obj["kind"], metadata["name"], metadata.get("namespace", "")))
+        try:
+            self.kube.create(obj)
+        except Conflict:
+            self.created.pop()  # someone else's: never delete it
+            raise ClusterError(
+                f"{describe(obj)} exists already: another `mizu tap` runs, or an earlier one "
+                "left it behind (`mizu clean` removes it)"
+            ) from None
+
+    def remove(self) -> list[str]:
+        """Delete everything created; returns what could not be deleted."""
+        failed = []
+        while self.created:
+            kind, name, namespace = self.created.pop()
+            try:
+                self.kube.delete(kind, name, namespace)
+            except ClusterError as error:
+                failed.append(f"{kind} {name}: {error}")
+        return failed
+
+
+def wait_for_hub(kube: KubeClient, namespace: str, timeout: float = HUB_READY_TIMEOUT) -> None:
+    started = time.monotonic()
+    terminal = sys.stderr.isatty()
+    while True:
+        pod = kube.read("Pod", HUB_NAME, namespace) or {}
+        status = pod.get("status") or {}
+        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        if conditions.get("Ready") == "True":
+            if terminal:
+                sys.stderr.write("\r\x1b[K")
+            click.echo("mizu: the hub is ready", err=True)
+            return
+        for container in status.get("containerStatuses") or []:
+            reason = ((container.get("state") or {}).get("waiting") or {}).get("reason", "")
+            if reason in BAD_WAITING_REASONS:
+                raise ClusterError(f"the hub pod is {reason}: {BAD_WAITING_REASONS[reason]}")
+        elapsed = time.monotonic() - started
+        if elapsed > timeout:
+            raise ClusterError(
+                f"the hub was not ready after {timeout:.0f}s (phase "
+                f"{status.get('phase', 'unknown')}); `mizu logs` collects its log"
+            )
+        line = f"mizu: waiting for the hub ({status.get('phase') or 'Pending'}, {elapsed:.0f}s)"
+        if terminal:
+            sys.stderr.write(f"\r{line}")
+            sys.stderr.flush()
+        time.sleep(0.5)
+
+
+def hub_status(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"{url}/status/tap", timeout=5) as response:
+            return dict(json.load(response))
+    except (OSError, ValueError):
+        return None
+
+
+def open_dashboard(url: str, config: Config) -> None:
+    click.echo(f"mizu: dashboard at {url}  (Ctrl-C to stop and remove Mizu)", err=True)
+    if not config["headless"]:
+        webbrowser.open(url)
+
+
+class Follower:
+    """Prints ``+pod`` / ``-pod`` as the hub's targets change, and lets the tapper DaemonSet
+    onto nodes where new targets start."""
+
+    def __init__(
+        self, kube: KubeClient, namespace: str, shown: Sequence[Target], nodes: Sequence[str]
+    ) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.shown = {pod_label(target) for target in shown}
+        self.nodes = set(nodes)
+
+    def update(self, status: dict[str, Any]) -> None:
+        pods = (status.get("targets") or {}).get("pods")
+        if pods is None:
+            return
+        current = {pod_label(pod) for pod in pods}
+        for label in sorted(current - self.shown):
+            click.echo(f"+{label}")
+        for label in sorted(self.shown - current):
+            click.echo(f"-{label}")
+        self.shown = current
+        nodes = {pod["node"] for pod in pods if pod.get("node")}
+        if self.nodes and not nodes <= self.nodes:
+            self.nodes |= nodes
+            patch = {
+                "spec": {"template": {"spec": {"affinity": node_affinity(sorted(self.nodes))}}}
+            }
+            self.kube.patch("DaemonSet", TAPPER_NAME, self.namespace, patch)
+
+
+def cluster_tap(
+    config: Config,
+    dry_run: bool,
+    stop: threading.Event | None = None,
+) -> None:
+    """The cluster path of ``mizu tap``; runs until Ctrl-C, SIGTERM or ``stop``."""
+    kube = connect(config)
+    namespaces = target_namespaces(config, kube)
+    try:
+        targets = list_targets(kube, config["tap.regex"], namespaces)
+    except ClusterError as error:
+        raise click.ClickException(str(error)) from None
+    where = ", ".join(namespaces) if namespaces else "all namespaces"
+    click.echo(f"mizu: tapping pods matching {config['tap.regex']!r} in {where}", err=True)
+    for target in targets:
+        click.echo(f"+{pod_label(target)}")
+    nodes = sorted({target.node for target in targets if target.node})
+    objects = manifests(deploy_settings(config, namespaces, secrets.token_urlsafe(24), nodes))
+    if dry_run:
+        for obj in objects:
+            click.echo(f"mizu: would create {describe(obj)}", err=True)
+        return
+    namespace = config["mizu-resources-namespace"]
+    ledger = Ledger(kube)
+    forward = None
+    failure: str | None = None
+    try:
+        with interruptible():
+            for obj in objects:
+                if obj["kind"] == "DaemonSet":
+                    wait_for_hub(kube, namespace)
+                ledger.create(obj)
+                log.info("created %s", describe(obj))
+            forward = make_port_forwarder(kube).forward(
+                namespace, HUB_NAME, HUB_PORT, config["tap.gui-port"]
+            )
+            open_dashboard(forward.url, config)
+            follower = Follower(kube, namespace, targets, nodes)
+            while not (stop is not None and stop.is_set()):
+                status = hub_status(forward.url)
+                if status is not None:
+                    follower.update(status)
+                time.sleep(STATUS_INTERVAL)
+    except Interrupted:
+        click.echo("mizu: stopping", err=True)
+    except (ClusterError, OSError) as error:
+        failure = str(error)
+    finally:
+        with uninterrupted():
+            if forward is not None:
+                forward.close()
+            click.echo(f"mizu: removing the {len(ledger.created)} objects created", err=True)
+            leftovers = ledger.remove()
+    if leftovers:
+        click.echo("mizu: could not remove: " + "; ".join(leftovers), err=True)
+        click.echo("mizu: `mizu clean` removes them", err=True)
+    if failure is not None:
+        raise click.ClickException(failure)
+
+
+# -- clean, check, view, logs ----------------------------------------------------------------
+
+
+def everything(config: Config) -> list[dict[str, Any]]:
+    """What any earlier run may have left: both modes' objects, newest first."""
+    seen: set[tuple[str, str, str]] = set()
+    objects = []
+    for restricted in (False, True):
+        settings = DeploySettings(namespace=config["mizu-resources-namespace"])
+        settings.restricted = restricted
+        for obj in reversed(manifests(settings)):
+            metadata = obj["metadata"]
+            key = (obj["kind"], metadata["name"], metadata.get("namespace", ""))
+            if key not in seen:
+                seen.add(key)
+                objects.append(obj)
+    return objects
+
+
+@click.command()
+@with_config_options
+def clean(config_path: Path, assignments: tuple[str, ...]) -> None:
+    """Remove every object Mizu created in the cluster (leftovers of any earlier run)."""
+    config = Config.load(config_path, assignments)
+    kube = connect(config)
+    removed = 0
+    for obj in everything(config):
+        metadata = obj["metadata"]
+        if obj["kind"] == "Namespace":
+            found = kube.read("Namespace", metadata["name"]) or {}
+            labels = (found.get("metadata") or {}).get("labels") or {}
+            if labels.get(PART_OF) != "mizu":
+                continue  # never delete a namespace Mizu did not create
+        try:
+            if kube.delete(obj["kind"], metadata["name"], metadata.get("namespace", "")):
+                click.echo(f"-{describe(obj)}")
+                removed += 1
+        except ClusterError as error:
+            raise click.ClickException(f"{describe(obj)}: {error}") from None
+    click.echo(f"mizu: removed {removed} objects", err=True)
+
+
+def required_permissions(config: Config) -> list[tuple[str, str, str, str, str]]:
+    """(verb, resource, subresource, group, namespace) for everything ``mizu tap`` does."""
+    namespace = config["mizu-resources-namespace"]
+    kinds = {
+        "Namespace": ("namespaces", "", ""),
+        "ServiceAccount": ("serviceaccounts", "", namespace),
+        "Secret": ("secrets", "", namespace),
+        "ConfigMap": ("configmaps", "", namespace),
+        "Pod": ("pods", "", namespace),
+        "Service": ("services", "", namespace),
+        "DaemonSet": ("daemonsets", "apps", namespace),
+        "ClusterRole": ("clusterroles", "rbac.authorization.k8s.io", ""),
+        "ClusterRoleBinding": ("clusterrolebindings", "rbac.authorization.k8s.io", ""),
+        "Role": ("roles", "rbac.authorization.k8s.io", namespace),
+        "RoleBinding": ("rolebindings", "rbac.authorization.k8s.io", namespace),
+    }
+    settings = DeploySettings(namespace=namespace, restricted=config.restricted)
+    needed: list[tuple[str, str, str, str, str]] = []
+    for obj in manifests(settings):
+        resource, group, where = kinds[obj["kind"]]
+        needed += [(verb, resource, "", group, where) for verb in ("create", "delete")]
+    scope = namespace if config.restricted else ""
+    # RBAC lets a user grant only what they hold: the hub's reads, wherever it watches
+    needed += [
+        (verb, resource, "", group, scope)
+        for resource, group in (
+            ("pods", ""),
+            ("services", ""),
+            ("endpointslices", "discovery.k8s.io"),
+        )
+        for verb in ("get", "list", "watch")
+    ]
+    needed += [
+        ("get", "pods", "", "", namespace),
+        ("patch", "daemonsets", "", "apps", namespace),
+        ("create", "pods", "portforward", "", namespace),
+        ("get", "pods", "log", "", namespace),
+    ]
+    return needed
+
+
+@click.command()
+@with_config_options
+def check(config_path: Path, assignments: tuple[str, ...]) -> None:
+    """Pre-flight checks: the API, its version, every permission Mizu needs, leftovers."""
+    config = Config.load(config_path, assignments)
+    failures = 0
+
+    def verdict(ok: bool, what: str, advice: str = "") -> None:
+        nonlocal failures
+        failures += not ok
+        click.echo(f"{'✓' if ok else '✗'} {what}" + ("" if ok or not advice else f" — {advice}"))
+
+    try:
+        kube = KubeClient.connect(config["kube-config-path"], config["kube-context"])
+    except ClusterError as error:
+        verdict(False, "kubeconfig", str(error))
+        sys.exit(1)
+    verdict(True, f"kubeconfig: API server {kube.host}, namespace {kube.context_namespace}")
+    try:
+        version = kube.version()
+    except ClusterError as error:
+        verdict(False, "API reachable", f"{error}; check the context (`kubectl cluster-info`)")
+        sys.exit(1)
+    verdict(True, f"API reachable: Kubernetes {version.get('gitVersion', '?')}")
+    try:
+        numbers = (int(version["major"]), int(str(version["minor"]).rstrip("+")))
+    except (KeyError, ValueError):
+        numbers = (0, 0)
+    minimum = ".".join(map(str, MIN_SERVER_VERSION))
+    verdict(
+        numbers >= MIN_SERVER_VERSION,
+        f"server version {version.get('gitVersion', '?')} (Mizu needs {minimum} or newer)",
+        f"upgrade the cluster to {minimum} or newer",
+    )
+    mode = "namespace-restricted" if config.restricted else "cluster-wide"
+    for verb, resource, subresource, group, namespace in required_permissions(config):
+        full = f"{resource}/{subresource}" if subresource else resource
+        scope = f" in {namespace}" if namespace else " cluster-wide"
+        try:
+            allowed = kube.can_i(verb, resource, group, namespace, subresource)
+        except ClusterError as error:
+            verdict(False, f"permission {verb} {full}{scope}", str(error))
+            continue
+        verdict(
+            allowed,
+            f"permission {verb} {full}{scope}",
+            f"grant it to your user ({mode} mode; README: Permissions)",
+        )
+    existing = []
+    for obj in everything(config):
+        metadata = obj["metadata"]
+        try:
+            if kube.read(obj["kind"], metadata["name"], metadata.get("namespace", "")):
+                existing.append(describe(obj))
+        except ClusterError:
+            continue
+    verdict(
+        not existing,
+        "no Mizu objects in the cluster"
+        if not existing
+        else "Mizu objects exist: " + ", ".join(existing),
+        "a `mizu tap` is running, or an earlier one left them: `mizu clean` removes them",
+    )
+    if failures:
+        click.echo(f"mizu: {failures} check(s) failed", err=True)
+        sys.exit(1)
+
+
+def forward_hub(config: Config, kube: KubeClient) -> Any:
+    namespace = config["mizu-resources-namespace"]
+    if kube.read("Pod", HUB_NAME, namespace) is None:
+        raise click.ClickException(
+            f"no Mizu hub runs in namespace {namespace}; start one with `mizu tap`"
+        )
+    try:
+        return make_port_forwarder(kube).forward(
+            namespace, HUB_NAME, HUB_PORT, config["tap.gui-port"]
+        )
+    except OSError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command()
+@click.option("-p", "--gui-port", type=int, help="Local port of the dashboard (tap.gui-port).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser (headless).")
+@with_config_options
+def view(
+    gui_port: int | None, no_browser: bool, config_path: Path, assignments: tuple[str, ...]
+) -> None:
+    """Re-open the dashboard of a running deployment (port-forward until Ctrl-C)."""
+    overrides: dict[str, Any] = {"headless": True} if no_browser else {}
+    if gui_port is not None:
+        overrides["tap.gui-port"] = gui_port
+    config = Config.load(config_path, assignments, overrides)
+    kube = connect(config)
+    forward = forward_hub(config, kube)
+    try:
+        with interruptible():
+            open_dashboard(forward.url, config)
+            threading.Event().wait()
+    except Interrupted:
+        pass
+    finally:
+        forward.close()
+
+
+@click.command()
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("mizu_logs.zip"),
+    show_default=True,
+    help="Where to write the zip.",
+)
+@with_config_options
+def logs(path: Path, config_path: Path, assignments: tuple[str, ...]) -> None:
+    """Write the hub's and every tapper's log into a zip file."""
+    config = Config.load(config_path, assignments)
+    kube = connect(config)
+    namespace = config["mizu-resources-namespace"]
+    written = 0
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for pod in kube.list("Pod", namespace):
+            metadata = pod.get("metadata") or {}
+            labels = metadata.get("labels") or {}
+            if labels.get(PART_OF) != "mizu":
+                continue
+            name = metadata.get("name", "")
+            try:
+                text = kube.logs(name, namespace)
+            except ClusterError as error:
+                text = f"(no log: {error})\n"
+            archive.writestr(f"{labels.get(COMPONENT, 'pod')}/{name}.log", text)
+            written += 1
+    if not written:
+        raise click.ClickException(f"no Mizu pods in namespace {namespace}")
+    click.echo(f"mizu: wrote {written} logs to {path}", err=True)
+
+
+# -- in the cluster --------------------------------------------------------------------------
+
+
+def watch_cluster(
+    kube: KubeClient,
+    tracker: TargetTracker,
+    resolver: NameResolver,
+    stop: threading.Event,
+    namespace: str | None = None,
+    timeout: int = 30,
+) -> list[threading.Thread]:
+    """Threads that feed the hub's targets (Pods) and names (Pods, Services, EndpointSlices)
+    from watches of ``namespace`` (None: every namespace), until ``stop`` is set (seen within
+    ``timeout`` seconds, when each watch is renewed)."""
+
+    def follow(kind: str) -> None:
+        for event, obj in kube.watch(kind, namespace, stop, timeout):
+            if event == "ERROR":
+                log.warning("watching %s: %s", kind, obj["message"])
+            elif event == "SYNC":
+                items = obj.get("items") or []
+                resolver.replace(kind, items)
+                if kind == "Pod":
+                    tracker.replace(items)
+            else:
+                resolver.apply(kind, event, obj)
+                if kind == "Pod":
+                    tracker.apply(event, obj)
+
+    threads = []
+    for kind in ("Pod", "Service", "EndpointSlice"):
+        thread = threading.Thread(target=follow, args=(kind,), name=f"mizu-watch-{kind}")
+        thread.daemon = True
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to serve on.")
+@click.option("--port", default=HUB_PORT, show_default=True, help="Port to serve on.")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/var/lib/mizu/entries.db"),
+    show_default=True,
+    help="Where the hub keeps entries.",
+)
+@click.option(
+    "--token",
+    envvar="MIZU_TAPPER_TOKEN",
+    required=True,
+    help="What tappers present on /wsTapper (env MIZU_TAPPER_TOKEN).",
+)
+@click.option(
+    "--watch/--no-watch",
+    "watch",
+    default=None,
+    help="Watch the cluster for targets and names (default: when running in a pod).",
+)
+@with_config_options
+def hub(
+    host: str,
+    port: int,
+    db_path: Path,
+    token: str,
+    watch: bool | None,
+    config_path: Path,
+    assignments: tuple[str, ...],
+) -> None:
+    """Run the hub alone: the in-cluster entry point (the chart's and `mizu tap`'s hub pod).
+
+    It picks the pods to tap (tap.regex in tap.namespaces, all when empty), sends each node's
+    tapper the target IPs, names entries' IPs after the Pods and Services it watches, and
+    checks entries against the API rules (tap.traffic-validation-file). Tappers redact and
+    drop ignored user agents before entries leave their node.
+    """
+    from mizu_cli.local import parse_size
+    from mizu_server.app import create_app
+    from mizu_server.hub import Hub, HubSettings
+
+    config = Config.load(config_path, assignments)
+    rules_file = config["tap.traffic-validation-file"]
+    plugins = load_plugins(None, None)
+    settings = HubSettings(
+        db_path=db_path,
+        max_db_bytes=parse_size(config["tap.max-entries-db-size"]),
+        token=token,
+        rules=read_rules(rules_file)[1] if rules_file else None,
+        pcap_export=config["tap.pcap-export"],
+    )
+    server = Hub(settings, plugins)
+    in_cluster = bool(watch if watch is not None else os.environ.get("KUBERNETES_SERVICE_HOST"))
+    stop = threading.Event()
+    if in_cluster:
+        kube = KubeClient.connect(config["kube-config-path"], config["kube-context"])
+        server.targets = TargetTracker(config["tap.regex"], config["tap.namespaces"])
+        server.resolver = NameResolver()
+        server.status_providers["targets"] = server.targets.status
+        namespace = config["mizu-resources-namespace"] if config.restricted else None
+        watch_cluster(kube, server.targets, server.resolver, stop, namespace)
+    try:
+        web.run_app(create_app(server), host=host, port=port, access_log=None, print=None)
+    finally:
+        stop.set()
+
+
+def target_filter(base: str, ips: Sequence[str]) -> str:
+    """The capture filter of a targeted tapper: ``base`` narrowed to the targets' traffic."""
+    if not ips:
+        return CAPTURE_NOTHING
+    hosts = " or ".join(f"host {ip}" for ip in ips)
+    return f"({base}) and ({hosts})" if base else hosts
+
+
+class Tapper:
+    """Capture (a thread) → engine → :class:`TapperClient` → the hub. With ``targeted``, the
+    capture filter follows the target IPs the hub sends. Entries of ignored user agents are
+    dropped and secrets redacted here, before anything leaves the node; with ``pcap_export``
+    the raw packets are kept per connection and shipped to the hub too."""
+
+    def __init__(
+        self,
+        hub_url: str,
+        token: str,
+        interfaces: Sequence[str],
+        bpf_filter: str,
+        tapper_id: str,
+        targeted: bool,
+        redactor: Redactor | None = None,
+        ignored: UserAgentFilter | None = None,
+        pcap_export: bool = False,
+    ) -> None:
+        from mizu_cli.local import RecordingLiveSource
+        from mizu_core.engine import Engine, EngineSettings
+        from mizu_server.tapper_client import TapperClient
+
+        self.base_filter = bpf_filter
+        self.targeted = targeted
+        self.redactor = redactor
+        self.ignored = ignored or UserAgentFilter(())
+        self.ignored_entries = 0
+        self.plugins = load_plugins(None, None)
+        self.plugins.configure({})
+        self.source = RecordingLiveSource(
+            interfaces,
+            target_filter(bpf_filter, []) if targeted else bpf_filter,
+            None,
+            keep_packets=pcap_export,
+        )
+        self.client = TapperClient(f"{hub_url.rstrip('/')}/wsTapper", token, tapper_id)
+        self.client.on_message = self.on_hub_message
+        self.engine = Engine(self.plugins, self.emit, EngineSettings(tapper_id=tapper_id))
+        self.target_ips: list[str] = []
+
+    def emit(self, entry: dict[str, Any]) -> None:
+        """The engine's sink, on the capture thread."""
+        if self.ignored.ignores(entry):
+            self.ignored_entries += 1
+            return
+        self.client.submit(entry if self.redactor is None else self.redactor(entry))
+
+    def on_hub_message(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "targets" or not self.targeted:
+            return
+        ips = sorted(str(ip) for ip in message.get("ips") or [])
+        if ips != self.target_ips:
+            self.target_ips = ips
+            self.source.set_filter(target_filter(self.base_filter, ips))
+            log.info("capturing %d target IPs", len(ips))
+
+    def ship_packets(self) -> None:
+        if self.source.keeper is not None:
+            self.client.submit_packets(self.source.keeper.take())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from mizu_cli.local import PACKET_SHIPPING_INTERVAL
+
+        self.client.start()
+        thread = threading.Thread(target=self._capture, name="mizu-capture", daemon=True)
+        thread.start()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), PACKET_SHIPPING_INTERVAL)
+                self.ship_packets()
+        finally:
+            self.source.stop()
+            await asyncio.to_thread(thread.join)
+            self.ship_packets()
+            await self.client.flush(timeout=5.0)
+            await self.client.stop()
+            self.source.close()
+
+    def _capture(self) -> None:
+        from mizu_core.capture import CaptureError
+
+        try:
+            self.engine.run(self.source)
+            self.engine.finish()
+        except (CaptureError, OSError) as error:
+            log.error("capture stopped: %s", error)
+
+
+@click.command()
+@click.option("--hub", "hub_url", envvar="MIZU_HUB", required=True, help="The hub's base URL.")
+@click.option("--token", envvar="MIZU_TAPPER_TOKEN", required=True, help="The hub's tapper token.")
+@click.option(
+    "-i",
+    "--interface",
+    "interfaces",
+    multiple=True,
+    default=("any",),
+    show_default=True,
+    help="Interface to capture (repeatable).",
+)
+@click.option("--filter", "bpf_filter", default="", help="Capture filter (BPF syntax).")
+@click.option(
+    "--tapper-id",
+    envvar="MIZU_TAPPER_ID",
+    default=socket.gethostname(),
+    help="This tapper's name; in a cluster, its node's name (env MIZU_TAPPER_ID).",
+)
+@click.option(
+    "--targeted",
+    is_flag=True,
+    help="Capture only the target IPs the hub sends for this node (nothing before).",
+)
+@with_config_options
+def tapper(
+    hub_url: str,
+    token: str,
+    interfaces: tuple[str, ...],
+    bpf_filter: str,
+    tapper_id: str,
+    targeted: bool,
+    config_path: Path,
+    assignments: tuple[str, ...],
+) -> None:
+    """Run a tapper alone: capture, dissect, and send entries to the hub.
+
+    From the config: tap.redact (secrets become [REDACTED] before entries leave the node),
+    tap.ignored-user-agents (such pairs are dropped), tap.pcap-export (raw packets are kept
+    and shipped for the hub's /pcap).
+    """
+    from mizu_core.capture import CaptureError
+
+    config = Config.load(config_path, assignments)
+    try:
+        run = Tapper(
+            hub_url,
+            token,
+            interfaces,
+            bpf_filter,
+            tapper_id,
+            targeted,
+            redactor=redactor_for(config["tap.redact"]),
+            ignored=UserAgentFilter(config["tap.ignored-user-agents"]),
+            pcap_export=config["tap.pcap-export"],
+        )
+    except CaptureError as error:
+        raise click.ClickException(str(error)) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run.run(stop)
+
+    asyncio.run(main())
+
+
+cluster_tap_options = [
+    click.option(
+        "-n",
+        "--namespaces",
+        multiple=True,
+        metavar="NS",
+        help="Namespace whose pods to tap (repeatable; default: the kube context's namespace; "
+        "tap.namespaces).",
+    ),
+    click.option(
+        "-A", "--all-namespaces", is_flag=True, help="Tap matching pods in every namespace."
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print the pods it would tap and the objects it would create; change nothing.",
+    ),
+    *config_options,
+]
+
+
+def with_cluster_tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(cluster_tap_options):
+        function = option(function)
+    return function
+
+
+def tap_in_cluster(pod_regex: str | None, **params: Any) -> None:
+    """``mizu tap`` without ``--local``/``--pcap``: flags the user gave override the config."""
+    ctx = click.get_current_context()
+    given = {
+        name
+        for name in params
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
+    overrides: dict[str, Any] = {}
+    if pod_regex:
+        overrides["tap.regex"] = pod_regex
+    for flag, key in (
+        ("namespaces", "tap.namespaces"),
+        ("all_namespaces", "tap.all-namespaces"),
+        ("gui_port", "tap.gui-port"),
+        ("max_entries_db_size", "tap.max-entries-db-size"),
+        ("no_browser", "headless"),
+    ):
+        if flag in given:
+            overrides[key] = list(params[flag]) if flag == "namespaces" else params[flag]
+    config = Config.load(params["config_path"], params["assignments"], overrides)
+    cluster_tap(config, params["dry_run"])

@@ -1,0 +1,319 @@
+"""The objects Mizu creates in a cluster, as plain manifests.
+
+``mizu tap`` creates exactly these, in this order, and removes them in reverse; the Helm chart
+(``charts/mizu``) renders the same objects from its values, which a test checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+HUB_PORT = 8899
+HUB_NAME = "mizu-hub"
+TAPPER_NAME = "mizu-tapper"
+SERVICE_ACCOUNT = "mizu-service-account"
+ROLE_NAME = "mizu-role"
+ROLE_BINDING_NAME = "mizu-role-binding"
+CONFIG_MAP = "mizu-config"
+TOKEN_SECRET = "mizu-tapper-token"
+CONFIG_MOUNT = "/etc/mizu"
+CONFIG_PATH = f"{CONFIG_MOUNT}/config.yaml"
+RULES_PATH = f"{CONFIG_MOUNT}/rules.yaml"
+"""Where the ConfigMap's API rules (``tap.traffic-validation-file``) reach the hub."""
+PART_OF = "app.kubernetes.io/part-of"
+COMPONENT = "app.kubernetes.io/component"
+LABELS = {PART_OF: "mizu"}
+
+HUB_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": ["discovery.k8s.io"],
+        "resources": ["endpointslices"],
+        "verbs": ["get", "list", "watch"],
+    },
+]
+"""What the hub reads to pick targets and name IPs; tappers need no API access at all."""
+
+
+@dataclass(slots=True)
+class Resources:
+    cpu_request: str = "50m"
+    memory_request: str = "128Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+
+    def as_spec(self) -> dict[str, Any]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, str]) -> Resources:
+        return cls(
+            values["cpu-request"],
+            values["memory-request"],
+            values["cpu-limit"],
+            values["memory-limit"],
+        )
+
+
+@dataclass(slots=True)
+class DeploySettings:
+    namespace: str = "mizu"
+    restricted: bool = False
+    """Role and RoleBinding instead of cluster-wide ones; the namespace is the user's."""
+    image: str = "mizu:0.1.0"
+    pull_policy: str = "IfNotPresent"
+    token: str = ""
+    hub_config: dict[str, Any] = field(default_factory=dict)
+    """The config file of the hub and the tappers (``--config-path``): targets, redaction,
+    ignored user agents, pcap export, plugins."""
+    rules: str = ""
+    """The API rules file's text, shipped beside the config as ``rules.yaml`` when given."""
+    hub_resources: Resources = field(default_factory=Resources)
+    tapper_resources: Resources = field(default_factory=Resources)
+    tapper_nodes: Sequence[str] = ()
+    """Nodes that run targeted pods; empty: every node."""
+    interface: str = "any"
+    log_level: str = "warning"
+
+
+def _metadata(name: str, settings: DeploySettings, component: str = "") -> dict[str, Any]:
+    labels = {**LABELS, COMPONENT: component} if component else dict(LABELS)
+    return {"name": name, "namespace": settings.namespace, "labels": labels}
+
+
+def _cluster_metadata(name: str) -> dict[str, Any]:
+    return {"name": name, "labels": dict(LABELS)}
+
+
+def hub_url(namespace: str) -> str:
+    return f"http://{HUB_NAME}.{namespace}.svc.cluster.local:{HUB_PORT}"
+
+
+def manifests(settings: DeploySettings) -> list[dict[str, Any]]:
+    """Every object, in creation order."""
+    objects: list[dict[str, Any]] = []
+    if not settings.restricted:
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": _cluster_metadata(settings.namespace),
+            }
+        )
+    objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _metadata(SERVICE_ACCOUNT, settings),
+        }
+    )
+    role_kind = "Role" if settings.restricted else "ClusterRole"
+    binding_kind = "RoleBinding" if settings.restricted else "ClusterRoleBinding"
+    role_meta = (
+        _metadata(ROLE_NAME, settings) if settings.restricted else _cluster_metadata(ROLE_NAME)
+    )
+    binding_meta = (
+        _metadata(ROLE_BINDING_NAME, settings)
+        if settings.restricted
+        else _cluster_metadata(ROLE_BINDING_NAME)
+    )
+    objects += [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": role_kind,
+            "metadata": role_meta,
+            "rules": HUB_RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": binding_kind,
+            "metadata": binding_meta,
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": role_kind,
+                "name": ROLE_NAME,
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": SERVICE_ACCOUNT,
+                    "namespace": settings.namespace,
+                }
+            ],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _metadata(TOKEN_SECRET, settings),
+            "type": "Opaque",
+            "stringData": {"token": settings.token},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _metadata(CONFIG_MAP, settings),
+            "data": config_map_data(settings),
+        },
+        hub_pod(settings),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(HUB_NAME, settings, "hub"),
+            "spec": {
+                "selector": {**LABELS, COMPONENT: "hub"},
+                "ports": [
+                    {"name": "http", "port": HUB_PORT, "targetPort": HUB_PORT, "protocol": "TCP"}
+                ],
+            },
+        },
+        tapper_daemon_set(settings),
+    ]
+    return objects
+
+
+def config_map_data(settings: DeploySettings) -> dict[str, str]:
+    data = {"config.yaml": yaml.safe_dump(settings.hub_config, sort_keys=True)}
+    if settings.rules:
+        data["rules.yaml"] = settings.rules
+    return data
+
+
+def _config_volume() -> dict[str, Any]:
+    return {"name": "config", "configMap": {"name": CONFIG_MAP}}
+
+
+def _config_mount() -> dict[str, Any]:
+    return {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}
+
+
+def _token_env() -> dict[str, Any]:
+    return {
+        "name": "MIZU_TAPPER_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": "token"}},
+    }
+
+
+def hub_pod(settings: DeploySettings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(HUB_NAME, settings, "hub"),
+        "spec": {
+            "serviceAccountName": SERVICE_ACCOUNT,
+            "containers": [
+                {
+                    "name": "hub",
+                    "image": settings.image,
+                    "imagePullPolicy": settings.pull_policy,
+                    "command": [
+                        "mizu",
+                        "--log-level",
+                        settings.log_level,
+                        "hub",
+                        "--config-path",
+                        CONFIG_PATH,
+                        "--port",
+                        str(HUB_PORT),
+                        "--db",
+                        "/var/lib/mizu/entries.db",
+                    ],
+                    "env": [_token_env()],
+                    "ports": [{"name": "http", "containerPort": HUB_PORT, "protocol": "TCP"}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/status/health", "port": HUB_PORT},
+                        "periodSeconds": 2,
+                    },
+                    "resources": settings.hub_resources.as_spec(),
+                    "securityContext": {"allowPrivilegeEscalation": False},
+                    "volumeMounts": [
+                        _config_mount(),
+                        {"name": "data", "mountPath": "/var/lib/mizu"},
+                    ],
+                }
+            ],
+            "volumes": [_config_volume(), {"name": "data", "emptyDir": {}}],
+        },
+    }
+
+
+def tapper_daemon_set(settings: DeploySettings) -> dict[str, Any]:
+    selector = {**LABELS, COMPONENT: "tapper"}
+    spec: dict[str, Any] = {
+        "hostNetwork": True,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "automountServiceAccountToken": False,
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "terminationGracePeriodSeconds": 5,
+        "tolerations": [{"operator": "Exists"}],
+        "containers": [
+            {
+                "name": "tapper",
+                "image": settings.image,
+                "imagePullPolicy": settings.pull_policy,
+                "command": [
+                    "mizu",
+                    "--log-level",
+                    settings.log_level,
+                    "tapper",
+                    "--config-path",
+                    CONFIG_PATH,
+                    "--hub",
+                    hub_url(settings.namespace),
+                    "-i",
+                    settings.interface,
+                    "--targeted",
+                ],
+                "env": [
+                    _token_env(),
+                    {
+                        "name": "MIZU_TAPPER_ID",
+                        "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}},
+                    },
+                ],
+                "resources": settings.tapper_resources.as_spec(),
+                "securityContext": {
+                    "capabilities": {"add": ["NET_RAW", "NET_ADMIN"]},
+                },
+                "volumeMounts": [_config_mount()],
+            }
+        ],
+        "volumes": [_config_volume()],
+    }
+    if settings.tapper_nodes:
+        spec["affinity"] = node_affinity(settings.tapper_nodes)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": _metadata(TAPPER_NAME, settings, "tapper"),
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": selector}, "spec": spec},
+        },
+    }
+
+
+def node_affinity(nodes: Sequence[str]) -> dict[str, Any]:
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/hostname",
+                                "operator": "In",
+                                "values": sorted(nodes),
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }

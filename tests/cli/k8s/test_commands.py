@@ -1,0 +1,129 @@
+"""``mizu check``, ``mizu clean`` and ``mizu logs`` against the emulator, and the config."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from mizu_cli.config import Config, ConfigError
+from mizu_cli.k8s.manifests import DeploySettings, manifests
+from mizu_cli.main import cli
+
+from .conftest import Emulator
+
+SSAR = "post /apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+def review(request: Any) -> dict[str, Any]:
+    """Everything allowed but creating ClusterRoleBindings."""
+    attributes = request.data["spec"]["resourceAttributes"]
+    allowed = not (
+        attributes["resource"] == "clusterrolebindings" and attributes["verb"] == "create"
+    )
+    return {"status": {"allowed": allowed}}
+
+
+def test_check_reports_each_permission_and_leftovers(emulator: Emulator) -> None:
+    emulator.react(SSAR, review)
+    emulator.client.create(manifests(DeploySettings(token="t"))[0])  # a leftover Namespace
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert "✓ API reachable: Kubernetes v1.30.0" in lines
+    assert any(line.startswith("✓ server version v1.30.0") for line in lines)
+    assert "✓ permission create pods/portforward in mizu" in lines
+    assert "✓ permission watch endpointslices cluster-wide" in lines
+    assert any(
+        line.startswith("✗ permission create clusterrolebindings cluster-wide — grant it")
+        for line in lines
+    )
+    assert any(line.startswith("✗ Mizu objects exist: Namespace mizu") for line in lines)
+
+
+def test_clean_removes_leftovers_of_both_modes_but_not_foreign_namespaces(
+    emulator: Emulator,
+) -> None:
+    for obj in manifests(DeploySettings(token="t")):
+        emulator.client.create(obj)
+    emulator.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}})
+    for obj in manifests(DeploySettings(namespace="team", restricted=True, token="t")):
+        emulator.client.create(obj)
+    emulator.pod("web", "shop", "127.0.0.11")
+    CliRunner().invoke(cli, ["clean"])
+    result = CliRunner().invoke(cli, ["clean", "--set", "mizu-resources-namespace=team"])
+    assert result.exit_code == 0, result.output
+    assert "-Role mizu-role in team" in result.stdout
+    assert emulator.everything() == [("Namespace", "", "team"), ("Pod", "shop", "web")]
+
+
+def test_logs_zips_the_hub_and_tappers(emulator: Emulator, tmp_path: Path) -> None:
+    for name, component in (("mizu-hub", "hub"), ("mizu-tapper-x1", "tapper")):
+        emulator.client.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": "mizu",
+                    "labels": {
+                        "app.kubernetes.io/part-of": "mizu",
+                        "app.kubernetes.io/component": component,
+                    },
+                },
+                "spec": {"containers": [{"name": component, "image": "mizu"}]},
+            }
+        )
+    emulator.react("get /api/v1/namespaces/mizu/pods/mizu-hub/log", b"hub started\n")
+    emulator.react("get /api/v1/namespaces/mizu/pods/mizu-tapper-x1/log", b"tapper started\n")
+    target = tmp_path / "logs.zip"
+    result = CliRunner().invoke(cli, ["logs", "-f", str(target)])
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(target) as archive:
+        assert archive.read("hub/mizu-hub.log") == b"hub started\n"
+        assert archive.read("tapper/mizu-tapper-x1.log") == b"tapper started\n"
+
+
+def test_config_layers_file_then_set_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"tap": {"regex": "^a", "gui-port": 9000}, "headless": True}))
+    config = Config.load(path, ["tap.regex=^b", "tap.namespaces=x,y"], {"tap.gui-port": 9100})
+    assert config["tap.regex"] == "^b"
+    assert config["tap.namespaces"] == ["x", "y"]
+    assert config["tap.gui-port"] == 9100
+    assert config["headless"] is True
+    assert not config.restricted
+    assert Config.load(path, ["mizu-resources-namespace=team"]).restricted
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("tap.regx=a", "unknown config key tap.regx"),
+        ("tap.gui-port=http", "config key tap.gui-port: expected a port number"),
+        ("tap.regex=(", "config key tap.regex"),
+        ("resources.tapper.memory-limit=lots", "config key resources.tapper.memory-limit"),
+        ("tap.max-entries-db-size=big", "config key tap.max-entries-db-size"),
+        ("image-pull-policy=Sometimes", "config key image-pull-policy"),
+        ("mizu-resources-namespace=Not_A_Name", "config key mizu-resources-namespace"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(assignment: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        Config.load(tmp_path / "none.yaml", [assignment])
+
+
+def test_config_command_prints_and_regenerates(tmp_path: Path) -> None:
+    path = tmp_path / "mizu" / "config.yaml"
+    result = CliRunner().invoke(cli, ["config", "-r", "--config-path", str(path)])
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(path.read_text())
+    assert written["tap"]["max-entries-db-size"] == "200MB"
+    assert yaml.safe_load(result.stdout) == written
+    result = CliRunner().invoke(cli, ["config", "--config-path", str(path), "--set", "tap.x=1"])
+    assert result.exit_code == 1
+    assert "unknown config key tap.x" in result.stderr

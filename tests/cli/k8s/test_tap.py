@@ -1,0 +1,221 @@
+"""``mizu tap`` against the kmock emulator through the real client: what it creates, how it
+follows the hub's targets, and that every way of ending leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from mizu_cli import cluster
+from mizu_cli.main import cli
+
+from .conftest import Emulator, ForwardToLocalHub, LocalHub
+
+TARGET_PODS = [("web", "127.0.0.11", "node-1"), ("db", "127.0.0.12", "node-1")]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def make_hub_ready(emulator: Emulator, namespace: str) -> None:
+    """What the kubelet would do: the hub pod becomes Ready."""
+    wait_for(lambda: emulator.client.read("Pod", "mizu-hub", namespace))
+    emulator.client.patch(
+        "Pod",
+        "mizu-hub",
+        namespace,
+        {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+    )
+
+
+@pytest.fixture
+def forwarder(local_hub: LocalHub, monkeypatch: pytest.MonkeyPatch) -> ForwardToLocalHub:
+    forward = ForwardToLocalHub(local_hub)
+    monkeypatch.setattr(cluster, "make_port_forwarder", lambda kube: forward)
+    monkeypatch.setattr(cluster, "STATUS_INTERVAL", 0.05)
+    return forward
+
+
+def test_dry_run_lists_targets_and_objects_and_changes_nothing(emulator: Emulator) -> None:
+    for name, ip, node in TARGET_PODS:
+        emulator.pod(name, "shop", ip, node)
+    emulator.pod("web", "other", "127.0.0.21")
+    before = emulator.everything()
+    result = CliRunner().invoke(cli, ["tap", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["+db.shop", "+web.shop"]
+    for created in ("Namespace mizu", "ClusterRole mizu-role", "DaemonSet mizu-tapper in mizu"):
+        assert f"would create {created}" in result.stderr
+    assert emulator.everything() == before
+
+
+def test_tap_deploys_follows_targets_and_removes_everything_on_ctrl_c(
+    emulator: Emulator, local_hub: LocalHub, forwarder: ForwardToLocalHub
+) -> None:
+    for name, ip, node in TARGET_PODS:
+        emulator.pod(name, "shop", ip, node)
+    before = emulator.everything()
+    seen: dict[str, Any] = {}
+
+    def cluster_side() -> None:
+        make_hub_ready(emulator, "mizu")
+        seen["daemon_set"] = wait_for(
+            lambda: emulator.client.read("DaemonSet", "mizu-tapper", "mizu")
+        )
+        wait_for(lambda: forwarder.forwards)
+        seen["deployed"] = emulator.everything()
+        emulator.pod("cart", "shop", "127.0.0.13", "node-2")
+        emulator.client.delete("Pod", "web", "shop")
+        wait_for(lambda: [t.name for t in local_hub.hub.targets.targets()] == ["cart", "db"])
+        wait_for(
+            lambda: (
+                "node-2" in str(emulator.client.read("DaemonSet", "mizu-tapper", "mizu")["spec"])
+            )
+        )
+        time.sleep(0.3)  # a few of the CLI's looks at the hub's status
+        os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=cluster_side)
+    helper.start()
+    result = CliRunner().invoke(cli, ["tap", "--no-browser", "-p", "18899"])
+    helper.join()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["+db.shop", "+web.shop", "+cart.shop", "-web.shop"]
+    assert forwarder.forwards == [("mizu", "mizu-hub", 8899, 18899)]
+    assert forwarder.closed == 1
+    created = set(seen["deployed"]) - set(before)
+    assert created == {
+        ("Namespace", "", "mizu"),
+        ("ServiceAccount", "mizu", "mizu-service-account"),
+        ("ClusterRole", "", "mizu-role"),
+        ("ClusterRoleBinding", "", "mizu-role-binding"),
+        ("Secret", "mizu", "mizu-tapper-token"),
+        ("ConfigMap", "mizu", "mizu-config"),
+        ("Pod", "mizu", "mizu-hub"),
+        ("Service", "mizu", "mizu-hub"),
+        ("DaemonSet", "mizu", "mizu-tapper"),
+    }
+    spec = seen["daemon_set"]["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert spec["hostNetwork"] is True
+    assert set(container["securityContext"]["capabilities"]["add"]) == {"NET_RAW", "NET_ADMIN"}
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["node-1"]
+    assert container["resources"] == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    assert emulator.everything() == sorted(
+        set(before) - {("Pod", "shop", "web")} | {("Pod", "shop", "cart")}
+    )
+
+
+def test_hub_config_carries_targets_and_settings(emulator: Emulator, tmp_path: Any) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"tap": {"redact": ["x-secret"], "regex": "^w"}}))
+    settings = cluster.deploy_settings(
+        cluster.Config.load(config, ["tap.ignored-user-agents=kube-probe"]), ["shop"], "t", []
+    )
+    assert settings.hub_config["tap"] == {
+        "regex": "^w",
+        "namespaces": ["shop"],
+        "ignored-user-agents": ["kube-probe"],
+        "redact": ["x-secret"],
+        "max-entries-db-size": "200MB",
+    }
+
+
+def test_failure_half_way_removes_what_was_created(
+    emulator: Emulator, forwarder: ForwardToLocalHub
+) -> None:
+    emulator.pod("web", "shop", "127.0.0.11")
+    before = emulator.everything()
+    emulator.react("post /apis/apps/v1/namespaces/mizu/daemonsets", 500)
+    helper = threading.Thread(target=make_hub_ready, args=(emulator, "mizu"))
+    helper.start()
+    result = CliRunner().invoke(cli, ["tap", "--no-browser"])
+    helper.join()
+    assert result.exit_code == 1
+    assert "create DaemonSet failed: 500" in result.stderr
+    assert "removing the 9 objects created" in result.stderr
+    assert emulator.everything() == before
+    assert forwarder.forwards == []
+
+
+def test_sigterm_while_waiting_for_the_hub_removes_everything(emulator: Emulator) -> None:
+    before = emulator.everything()
+
+    def terminate() -> None:
+        wait_for(lambda: emulator.client.read("Pod", "mizu-hub", "mizu"))
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=terminate)
+    helper.start()
+    result = CliRunner().invoke(cli, ["tap", "--no-browser"])
+    helper.join()
+    assert result.exit_code == 0, result.output
+    assert "mizu: stopping" in result.stderr
+    assert emulator.everything() == before
+
+
+@pytest.mark.parametrize("local_hub", [["team"]], indirect=True)
+def test_restricted_mode_creates_only_namespaced_objects(
+    emulator: Emulator, forwarder: ForwardToLocalHub
+) -> None:
+    emulator.pod("web", "team", "127.0.0.11")
+    emulator.pod("web", "shop", "127.0.0.12")
+    before = emulator.everything()
+    seen: dict[str, Any] = {}
+
+    def cluster_side() -> None:
+        make_hub_ready(emulator, "team")
+        wait_for(lambda: forwarder.forwards)
+        seen["deployed"] = emulator.everything()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=cluster_side)
+    helper.start()
+    result = CliRunner().invoke(
+        cli, ["tap", "--no-browser", "-A", "--set", "mizu-resources-namespace=team"]
+    )
+    helper.join()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["+web.team"]
+    created = set(seen["deployed"]) - set(before)
+    assert {kind for kind, _, _ in created} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "ConfigMap",
+        "Pod",
+        "Service",
+        "DaemonSet",
+    }
+    assert {namespace for _, namespace, _ in created} == {"team"}
+    assert emulator.everything() == before
+
+
+def test_no_cluster_suggests_local(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    result = CliRunner().invoke(cli, ["tap"])
+    assert result.exit_code == 1
+    assert "mizu tap --local" in result.stderr
