@@ -23,19 +23,25 @@ import click
 import dpkt
 from aiohttp import web
 
+from mizu_cli.cluster import tap_in_cluster, with_cluster_tap_options
 from mizu_cli.common import TableSink, load_plugins, summary_line
-from mizu_core.capture import CaptureError, LiveSource, Packet
+from mizu_core.capture import CaptureError, FileSource, LiveSource, Packet
 from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
+from mizu_core.pcap_export import KeeperStats, PacketKeeper
 from mizu_core.plugins import PluginError, PluginManager
+from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
+from mizu_server.rules import RulesError, load_rules
 from mizu_server.tapper_client import TapperClient
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_DB = Path.home() / ".mizu" / "local" / "entries.db"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+PACKET_SHIPPING_INTERVAL = 0.5
+"""Seconds between shipments of kept raw packets to the hub (pcap export)."""
 
 
 def parse_size(text: str) -> int:
@@ -51,25 +57,52 @@ def parse_size(text: str) -> int:
 
 
 class RecordingLiveSource(LiveSource):
-    """A live source that also writes every packet it reads to a pcap file (``-w``)."""
+    """A live source that also writes every packet it reads to a pcap file (``-w``) and/or
+    keeps them per connection for ``/pcap`` (``--pcap-export``)."""
 
-    def __init__(self, interfaces: Sequence[str], bpf_filter: str, path: Path) -> None:
+    def __init__(
+        self,
+        interfaces: Sequence[str],
+        bpf_filter: str,
+        path: Path | None,
+        keep_packets: bool = False,
+    ) -> None:
         super().__init__(interfaces, bpf_filter)
-        self._file = path.open("wb")
-        self._writer = dpkt.pcap.Writer(self._file, snaplen=262144, linktype=self.linktype)
+        self.keeper = PacketKeeper(self.linktype) if keep_packets else None
+        self._file = path.open("wb") if path is not None else None
+        self._writer = (
+            dpkt.pcap.Writer(self._file, snaplen=262144, linktype=self.linktype)
+            if self._file is not None
+            else None
+        )
 
     def __iter__(self) -> Any:
-        write = self._writer.writepkt
+        write = self._writer.writepkt if self._writer is not None else None
+        keep = self.keeper.record if self.keeper is not None else None
         packet: Packet | None
         for packet in super().__iter__():
             if packet is not None:
-                write(packet[1], packet[0])
+                if write is not None:
+                    write(packet[1], packet[0])
+                if keep is not None:
+                    keep(packet[0], packet[1])
             yield packet
 
     def close(self) -> None:
         super().close()
-        if not self._file.closed:
+        if self._file is not None and not self._file.closed:
             self._file.close()
+
+
+class KeepingFileSource(FileSource):
+    """A capture file replayed with its packets kept per connection (``--pcap-export``)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.keeper = PacketKeeper(self.linktype)
+
+    def __iter__(self) -> Any:
+        return self.keeper.wrap(super().__iter__())
 
 
 def headless() -> bool:
@@ -126,6 +159,41 @@ def headless() -> bool:
     help="tap.max-entries-db-size: beyond it, the oldest entries are evicted.",
 )
 @click.option("--insertion-filter", default="", help="Store only the entries this query matches.")
+@click.option(
+    "--traffic-validation-file",
+    "rules_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="API rules (YAML) every HTTP entry is checked against; see the README.",
+)
+@click.option(
+    "--no-redact",
+    is_flag=True,
+    help="tap.redact=false: store secrets as captured (by default the values of tokens, "
+    "passwords, cookies, keys in headers, query strings and bodies become [REDACTED]).",
+)
+@click.option(
+    "--redact-pattern",
+    "redact_patterns",
+    multiple=True,
+    metavar="REGEX",
+    help="Another sensitive name (a regular expression searched in the name, lower-cased, "
+    "letters and digits only); repeatable.",
+)
+@click.option(
+    "--ignored-user-agent",
+    "ignored_user_agents",
+    multiple=True,
+    metavar="REGEX",
+    help="tap.ignored-user-agents: drop HTTP pairs whose User-Agent matches (e.g. kube-probe, "
+    "prometheus); repeatable.",
+)
+@click.option(
+    "--pcap-export",
+    is_flag=True,
+    help="tap.pcap-export: keep raw packets per connection for GET /pcap (off by default: "
+    "they carry the secrets that redaction removes).",
+)
+@with_cluster_tap_options
 def tap(
     pod_regex: str | None,
     local: bool,
@@ -138,8 +206,21 @@ def tap(
     db_path: Path,
     max_entries_db_size: str,
     insertion_filter: str,
+    rules_path: Path | None,
+    no_redact: bool,
+    redact_patterns: tuple[str, ...],
+    ignored_user_agents: tuple[str, ...],
+    pcap_export: bool,
+    **cluster_options: Any,
 ) -> None:
     """Watch API traffic live in the dashboard.
+
+    \b
+    In the current kube context (hub and tappers deployed, removed on Ctrl-C):
+      mizu tap                         pods of the context's namespace
+      mizu tap '^api' -n shop -n auth  pods matching a regex in two namespaces
+      mizu tap -A --dry-run            what it would tap and create, changing nothing
+    See the README's Kubernetes and Permissions sections for what it creates.
 
     \b
     On this machine, no cluster:
@@ -148,16 +229,25 @@ def tap(
       mizu tap --pcap capture.pcap     replay files into the dashboard
     """
     if not local and not pcaps:
-        raise click.ClickException(
-            "no Kubernetes cluster is reachable from here (cluster mode is not available in "
-            "this build); run `mizu tap --local` to watch this machine's traffic, or "
-            "`mizu tap --pcap FILE` to replay a capture"
+        tap_in_cluster(
+            pod_regex,
+            gui_port=gui_port,
+            no_browser=no_browser,
+            max_entries_db_size=max_entries_db_size,
+            **cluster_options,
         )
+        return
     if pod_regex:
         raise click.UsageError("POD_REGEX selects pods in a cluster; --local taps interfaces")
     if pcaps and (interfaces or write_path):
         raise click.UsageError("--pcap replays files: -i and -w apply to live capture only")
 
+    rules = None
+    if rules_path is not None:
+        try:
+            rules = load_rules(rules_path.read_text(encoding="utf-8"), str(rules_path))
+        except (RulesError, OSError, UnicodeDecodeError) as error:
+            raise click.ClickException(str(error)) from None
     plugins = load_plugins(None, None)
     try:
         plugins.configure({})
@@ -168,6 +258,8 @@ def tap(
         max_db_bytes=parse_size(max_entries_db_size),
         insertion_filter=insertion_filter,
         allowed_hosts=LOCAL_HOSTS,
+        rules=rules,
+        pcap_export=pcap_export,
     )
     stdout = sys.stdout
     printer: JsonlSink | TableSink | None = None
@@ -175,13 +267,20 @@ def tap(
         printer = JsonlSink(stdout)
     elif output == "table":
         printer = TableSink(plugins, stdout)
-    session = LocalSession(plugins, settings, gui_port, printer)
+    try:
+        redactor = None if no_redact else Redactor((*DEFAULT_PATTERNS, *redact_patterns))
+        ignored = UserAgentFilter(ignored_user_agents)
+    except re.error as error:
+        raise click.BadParameter(f"not a regular expression: {error}") from None
+    session = LocalSession(plugins, settings, gui_port, printer, redactor=redactor, ignored=ignored)
     source: LiveSource | None = None
     if not pcaps:
         bpf = f"not (tcp port {gui_port} and (host 127.0.0.1 or host ::1))"
         try:
-            if write_path is not None:
-                source = RecordingLiveSource(interfaces or ("any",), bpf, write_path)
+            if write_path is not None or pcap_export:
+                source = RecordingLiveSource(
+                    interfaces or ("any",), bpf, write_path, keep_packets=pcap_export
+                )
             else:
                 source = LiveSource(interfaces or ("any",), bpf)
         except CaptureError as error:
@@ -212,24 +311,58 @@ class LocalSession:
         settings: HubSettings,
         port: int,
         printer: Any,
+        redactor: Redactor | None = None,
+        ignored: UserAgentFilter | None = None,
     ) -> None:
         self.plugins = plugins
         self.settings = settings
         self.port = port
         self.printer = printer
+        self.redactor = redactor
+        self.ignored = ignored or UserAgentFilter(())
+        self.ignored_entries = 0
+        self.keepers: list[PacketKeeper] = []
+        """Packet keepers of the sources read so far (pcap export), shipped to the hub."""
         self.client = TapperClient(
             f"http://127.0.0.1:{port}/wsTapper", settings.token, tapper_id="local"
         )
         self.engine = Engine(plugins, self.emit, EngineSettings(tapper_id="local"))
 
     def emit(self, entry: dict[str, Any]) -> None:
-        """The engine's sink, on the capture thread."""
+        """The engine's sink, on the capture thread: ignored user agents dropped, secrets
+        redacted, before the entry goes anywhere."""
+        if self.ignored.ignores(entry):
+            self.ignored_entries += 1
+            return
+        if self.redactor is not None:
+            entry = self.redactor(entry)
         self.client.submit(entry)
         if self.printer is not None:
             self.printer.write(entry)
 
     def status(self) -> dict[str, Any]:
-        return {"capture": self.engine.stats(), "client": self.client.stats.as_dict()}
+        return {
+            "capture": self.engine.stats(),
+            "client": self.client.stats.as_dict(),
+            "ignoredUserAgents": self.ignored_entries,
+            "redaction": self.redactor is not None,
+            "pcapExport": {
+                "enabled": self.settings.pcap_export,
+                **{
+                    name: sum(keeper.stats.as_dict()[name] for keeper in self.keepers)
+                    for name in KeeperStats().as_dict()
+                },
+            },
+        }
+
+    def ship_packets(self) -> None:
+        for keeper in self.keepers:
+            self.client.submit_packets(keeper.take())
+
+    async def ship_packets_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.ship_packets()
 
     async def run(
         self, source: LiveSource | None, pcaps: Sequence[str], open_browser: bool
@@ -254,10 +387,13 @@ class LocalSession:
                 target=self.capture, args=(source, pcaps), name="mizu-capture", daemon=True
             )
             thread.start()
+            shipper = asyncio.create_task(self.ship_packets_every(PACKET_SHIPPING_INTERVAL))
             await stop.wait()
             if source is not None:
                 source.stop()
             await asyncio.to_thread(thread.join)
+            shipper.cancel()
+            self.ship_packets()
             await self.client.flush(timeout=5.0)
             await self.client.stop()
         finally:
@@ -266,8 +402,16 @@ class LocalSession:
     def capture(self, source: LiveSource | None, pcaps: Sequence[str]) -> None:
         try:
             if source is not None:
+                if isinstance(source, RecordingLiveSource) and source.keeper is not None:
+                    self.keepers.append(source.keeper)
                 self.engine.run(source)
                 self.engine.finish()
+            elif self.settings.pcap_export:
+                for path in pcaps:
+                    replayed = KeepingFileSource(path)
+                    self.keepers.append(replayed.keeper)
+                    self.engine.run(replayed)
+                    self.engine.finish()
             else:
                 self.engine.run_files(pcaps)
                 click.echo(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import sys
 import threading
 import time
+from typing import IO, Any
 
 import click
 
@@ -22,11 +25,33 @@ from mizu_core.decode import UnsupportedLinkType
 from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginError, PluginManager
+from mizu_core.redact import Redactor, redacting
+from mizu_server.har import har_log
+from mizu_server.oas import OasInference
 
 log = logging.getLogger("mizu")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs (or ``--help`` lists it):
+    ``mizu dissect`` should not pay for aiohttp and the Kubernetes client at start-up."""
+
+    lazy_commands = {"tap": "mizu_cli.local:tap"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy_commands and name not in self.commands:
+            module, attribute = self.lazy_commands[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--log-level",
     default="warning",
@@ -85,15 +110,51 @@ class Progress:
             sys.stderr.flush()
 
 
+class HarSink:
+    """The HTTP entries, kept until the end and written as one HAR 1.2 log."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.entries: list[dict[str, Any]] = []
+
+    def write(self, entry: dict[str, Any]) -> None:
+        if entry["protocol"]["name"] == "http":
+            self.entries.append(entry)
+
+    def close(self) -> None:
+        json.dump(har_log(self.entries), self.stream, ensure_ascii=False, indent=2)
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class OpenApiSink:
+    """Entries fed to OpenAPI inference (bounded state); at the end one document per service,
+    one per line (a single service's output is one plain JSON document)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.inference = OasInference()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self.inference.observe(entry)
+
+    def close(self) -> None:
+        for document in self.inference.documents():
+            self.stream.write(json.dumps(document, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "-o",
     "--output",
-    type=click.Choice(["jsonl", "table"]),
+    type=click.Choice(["jsonl", "table", "har", "openapi"]),
     default="jsonl",
     show_default=True,
-    help="jsonl: one entry (CONTRACT section 2) per line; table: one line per entry, for reading.",
+    help="jsonl: one entry (CONTRACT section 2) per line; table: one line per entry, for "
+    "reading; har: a HAR 1.2 log of the HTTP entries; openapi: an OpenAPI 3.1 document "
+    "inferred per service, one JSON document per line.",
 )
 @click.option(
     "-q",
@@ -117,6 +178,12 @@ class Progress:
     show_default=True,
     help="Prefix of entry ids; ids are deterministic for a given file.",
 )
+@click.option(
+    "--redact",
+    is_flag=True,
+    help="Replace secrets (tokens, passwords, cookies, keys in headers, query strings and "
+    "bodies) with [REDACTED], as tappers do; off for local files.",
+)
 @with_plugin_options
 def dissect(
     files: tuple[str, ...],
@@ -124,6 +191,7 @@ def dissect(
     query: str,
     response_timeout: float,
     tapper_id: str,
+    redact: bool,
     allow: str | None,
     deny: str | None,
 ) -> None:
@@ -138,6 +206,7 @@ def dissect(
       mizu dissect a.pcap b.pcapng -o table
       mizu dissect capture.pcap --plugins http,tcp
       mizu dissect capture.pcap -q 'http and response.status >= 400'
+      mizu dissect capture.pcap -o openapi > api.json
     """
     plugins = load_plugins(allow, deny)
     try:
@@ -145,10 +214,17 @@ def dissect(
     except PluginError as error:
         raise click.ClickException(str(error)) from None
     stdout = sys.stdout
-    sink = JsonlSink(stdout) if output == "jsonl" else TableSink(plugins, stdout)
+    sink: JsonlSink | TableSink | HarSink | OpenApiSink
+    if output == "har":
+        sink = HarSink(stdout)
+    elif output == "openapi":
+        sink = OpenApiSink(stdout)
+    else:
+        sink = JsonlSink(stdout) if output == "jsonl" else TableSink(plugins, stdout)
+    write = filtered(sink.write, query, plugins)
     engine = Engine(
         plugins,
-        filtered(sink.write, query, plugins),
+        redacting(write, Redactor()) if redact else write,
         EngineSettings(tapper_id=tapper_id, response_timeout=response_timeout),
     )
     sources = []
@@ -204,9 +280,14 @@ def version() -> None:
         click.echo(f"  {name} (not loaded: {reason})")
 
 
-from mizu_cli.local import tap  # noqa: E402
-
-cli.add_command(tap)
+# Kubernetes commands (mizu_cli/cluster.py) and the config, imported when they run
+LazyGroup.lazy_commands.update(
+    {
+        name: f"mizu_cli.cluster:{name}"
+        for name in ("check", "clean", "view", "logs", "hub", "tapper")
+    }
+    | {"config": "mizu_cli.config:config_command"}
+)
 
 
 def main() -> None:

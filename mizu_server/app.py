@@ -1,6 +1,6 @@
 """The hub's HTTP and WebSocket API (CONTRACT section 4) and the dashboard's static files.
 
-``/pcap`` is not served: tappers do not export raw packets yet.
+``/pcap`` serves the raw packets tappers send when pcap export is enabled (off by default).
 """
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import io
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,13 @@ import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from mizu_core import __version__
-from mizu_core.emit import unpack_entries
+from mizu_core.pcap_export import entry_connection_key, write_pcap
 from mizu_core.query import Query, QueryError
 from mizu_core.views import entry_representation
 from mizu_server.har import har_log
 from mizu_server.hub import Hub, TapperState
 from mizu_server.pushdown import translate
+from mizu_server.rules import rules_section
 from mizu_server.store import BACKWARD, FORWARD
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 HAR_MAX_ENTRIES = 10_000
 MAX_TAPPER_FRAME = 64 << 20
-DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "frontend"
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parent / "frontend"
+"""The dashboard (plain ES modules and CSS, no build step), shipped as package data."""
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -70,6 +74,10 @@ def create_app(hub: Hub) -> web.Application:
     app.router.add_get("/entries/{entry_id}", get_entry)
     app.router.add_post("/query/validate", validate_query)
     app.router.add_get("/har", get_har)
+    app.router.add_get("/oas", list_oas)
+    app.router.add_get("/oas/{service}", get_oas)
+    app.router.add_get("/servicemap", service_map)
+    app.router.add_get("/pcap", get_pcap)
     app.router.add_get("/ws", live_socket)
     app.router.add_get("/wsTapper", tapper_socket)
     app.router.add_get("/status/health", health)
@@ -155,7 +163,7 @@ async def list_entries(request: web.Request) -> web.Response:
     started = loop.time()
     page = await hub.run(hub.db.page, query, limit, left_off, direction)
     status = await hub.run(hub.db.status)
-    rows = [hub.row(query, item.entry) for item in page.entries]
+    rows = [{**hub.row(query, item.entry), "seq": item.seq} for item in page.entries]
     return web.json_response(
         {
             "data": rows,
@@ -180,10 +188,13 @@ async def get_entry(request: web.Request) -> web.Response:
     entry = await hub.run(hub.db.get, request.match_info["entry_id"])
     if entry is None:
         return web.json_response({"error": "no such entry"}, status=404)
+    representation = entry_representation(hub.plugins, entry)
+    if isinstance(entry.get("rules"), dict):
+        representation.setdefault("response", []).append(rules_section(entry["rules"]))
     return web.json_response(
         {
             "protocol": entry["protocol"],
-            "representation": entry_representation(hub.plugins, entry),
+            "representation": representation,
             "data": entry,
             "base": hub.row(hub.compile(""), entry),
         }
@@ -228,6 +239,64 @@ async def get_har(request: web.Request) -> web.Response:
     return web.json_response(
         document, headers={"Content-Disposition": 'attachment; filename="mizu.har"'}
     )
+
+
+async def get_pcap(request: web.Request) -> web.StreamResponse:
+    """A pcap file of the connections of the entries ``query`` matches (the newest
+    ``HAR_MAX_ENTRIES``), in the capture's link type, for Wireshark."""
+    hub = request.app[HUB_KEY]
+    if not hub.settings.pcap_export:
+        return web.json_response(
+            {
+                "error": "pcap export is off: tappers keep no raw packets (they carry the "
+                "secrets redaction removes); enable it with --pcap-export or tap.pcap-export"
+            },
+            status=409,
+        )
+    text = request.query.get("query", "")
+    try:
+        query = hub.compile(text)
+    except QueryError as error:
+        return query_error(error, text)
+    page = await hub.run(
+        hub.db.page, query, min(query.limit or HAR_MAX_ENTRIES, HAR_MAX_ENTRIES), None, BACKWARD
+    )
+    keys = {key for item in page.entries if (key := entry_connection_key(item.entry))}
+    packets = await hub.run(hub.db.packets, keys)
+    linktypes = Counter(linktype for linktype, _, _ in packets)
+    if not linktypes:
+        return web.json_response(
+            {"error": "no packets kept for the matching entries", "entries": len(page.entries)},
+            status=404,
+        )
+    linktype = linktypes.most_common(1)[0][0]  # one source per tapper: mixed only across nodes
+    body = io.BytesIO()
+    write_pcap(body, linktype, ((t, frame) for kind, t, frame in packets if kind == linktype))
+    return web.Response(
+        body=body.getvalue(),
+        content_type="application/vnd.tcpdump.pcap",
+        headers={"Content-Disposition": 'attachment; filename="mizu.pcap"'},
+    )
+
+
+async def list_oas(request: web.Request) -> web.Response:
+    """The services an OpenAPI document was inferred for: ``[{name, entries, paths}]``."""
+    hub = request.app[HUB_KEY]
+    return web.json_response(await hub.run(hub.oas.listing))
+
+
+async def get_oas(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    name = request.match_info["service"]
+    document = await hub.run(hub.oas.document, name)
+    if document is None:
+        return web.json_response({"error": f"no HTTP traffic seen to {name!r}"}, status=404)
+    return web.json_response(document)
+
+
+async def service_map(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    return web.json_response(await hub.run(hub.service_map.as_json))
 
 
 # -- live stream -----------------------------------------------------------------------------
@@ -291,7 +360,8 @@ async def stream(
             return
         page = await hub.run(hub.db.page, query, limit, min(left_off, after_seq + 1), BACKWARD)
         for item in page.entries:
-            await socket.send_json({"type": "entry", "data": hub.row(query, item.entry)})
+            row = {**hub.row(query, item.entry), "seq": item.seq}
+            await socket.send_json({"type": "entry", "data": row})
         await socket.send_json(
             {
                 "type": "meta",
@@ -341,16 +411,29 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
     state = hub.connect_tapper(request.query.get("tapper", "") or "tapper", request.remote or "")
     commits: asyncio.Queue[asyncio.Future[int] | None] = asyncio.Queue()
     acker = asyncio.create_task(acknowledge(socket, commits, state))
+    # in a cluster the tapper id is its node's name: send it the target IPs on that node
+    detach_targets = (
+        await hub.targets.attach(state.tapper_id, socket.send_json) if hub.targets else None
+    )
     try:
         async for message in socket:
             if message.type == WSMsgType.BINARY:
                 try:
-                    entries = unpack_entries(message.data)
-                except (ValueError, KeyError, TypeError, msgpack.ExtraData) as error:
+                    kind, items = read_tapper_frame(message.data)
+                except ValueError as error:
+                    log.warning(
+                        "tapper %s (%s) sent a bad frame, disconnecting it: %s",
+                        state.tapper_id,
+                        state.remote,
+                        error,
+                    )
                     await socket.close(code=1003, message=f"bad frame: {error}"[:120].encode())
                     break
+                if kind == "packets":
+                    hub.submit_packets(items)  # best effort, not acknowledged
+                    continue
                 state.frames += 1
-                commits.put_nowait(hub.submit(entries))
+                commits.put_nowait(hub.submit(items))
             elif message.type == WSMsgType.TEXT:
                 with contextlib.suppress(ValueError):
                     report = json.loads(message.data)
@@ -362,7 +445,44 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
         with contextlib.suppress(Exception):
             await acker
         state.connected = False
+        if detach_targets is not None:
+            detach_targets()
     return socket
+
+
+def read_tapper_frame(data: bytes) -> tuple[str, list[dict[str, Any]]]:
+    """``("entries", [entry])`` from a ``pack_entries`` frame, or ``("packets", [{connection,
+    linktype, frames}])`` from a frame of raw packets; ValueError for anything else."""
+    try:
+        message = msgpack.unpackb(data, raw=False)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as error:
+        raise ValueError(f"not msgpack ({error})") from None
+    if not isinstance(message, dict):
+        raise ValueError("not a msgpack map")
+    if isinstance(message.get("entries"), list):
+        entries = message["entries"]
+        if not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in entries):
+            raise ValueError("every entry must be a map with a string id")
+        return "entries", entries
+    if isinstance(message.get("packets"), list):
+        batches = message["packets"]
+        for batch in batches:
+            if not (
+                isinstance(batch, dict)
+                and isinstance(batch.get("connection"), str)
+                and isinstance(batch.get("linktype"), int)
+                and isinstance(batch.get("frames"), list)
+                and all(
+                    isinstance(f, list | tuple)
+                    and len(f) == 2
+                    and isinstance(f[0], int | float)
+                    and isinstance(f[1], bytes)
+                    for f in batch["frames"]
+                )
+            ):
+                raise ValueError("packets are {connection, linktype, frames: [[time, bytes]]}")
+        return "packets", batches
+    raise ValueError("neither entries nor packets")
 
 
 async def acknowledge(

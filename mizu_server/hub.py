@@ -21,7 +21,12 @@ from typing import Any, TypeVar
 from mizu_core.plugins import PluginManager
 from mizu_core.query import Query, compile_query
 from mizu_core.views import entry_row
+from mizu_server.oas import OasInference
+from mizu_server.resolver import NameResolver
+from mizu_server.rules import Rules, rules_row
+from mizu_server.servicemap import ServiceMap
 from mizu_server.store import SqliteStore, Store, StoredEntry
+from mizu_server.targets import TargetTracker
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,14 @@ class HubSettings:
     allowed_hosts: frozenset[str] | None = None
     """Host header values the browser API answers (None: any); local mode pins 127.0.0.1 and
     localhost so that a web page cannot reach the hub through DNS rebinding."""
+    rules: Rules | None = None
+    pcap_export: bool = False
+    """``tap.pcap-export``: tappers send raw packets and ``/pcap`` serves them. Off by
+    default: raw packets carry every secret that redaction removes from entries."""
+    scan_budget: float = 0.5
+    """Seconds a listing whose query needs Python re-checks (a header, ``json()``) may scan
+    before it answers with what it found (``meta.partial``)."""
+    """API rules (``--traffic-validation-file``) every HTTP entry is checked against."""
 
 
 @dataclass(slots=True)
@@ -67,6 +80,12 @@ class TapperState:
         }
 
 
+def checked(rules: Rules, entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``entry`` with the verdict of the API rules, when they apply to it."""
+    verdict = rules.check(entry)
+    return entry if verdict is None else {**entry, "rules": verdict}
+
+
 class Subscription:
     """One browser's live stream: rows of new entries its query matches."""
 
@@ -80,7 +99,8 @@ class Subscription:
     def offer(self, stored: StoredEntry) -> None:
         if stored.seq <= self.after_seq or not self.query(stored.entry):
             return
-        row = self.hub.row(self.query, stored.entry)
+        # ``seq`` is the row's leftOff: the dashboard pages its bounded window from it
+        row = {**self.hub.row(self.query, stored.entry), "seq": stored.seq}
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1
@@ -104,8 +124,21 @@ class Hub:
         self.subscriptions: set[Subscription] = set()
         self.tappers: list[TapperState] = []
         self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.targets: TargetTracker | None = None
+        """In a cluster: the pods to tap, pushed to each node's tapper (``mizu hub``)."""
+        self.resolver: NameResolver | None = None
+        """In a cluster: names for the entries' IPs, filled before the insertion filter."""
         self.filtered_out = 0
+        self.packets_refused = 0
+        self._packet_writes: set[asyncio.Task[int]] = set()
         self.started = time.time()
+        self.oas = OasInference()
+        self.service_map = ServiceMap()
+        self.observers: list[Callable[[Mapping[str, Any]], None]] = [
+            self.oas.observe,
+            self.service_map.observe,
+        ]
+        """Fed each newly stored entry on the store's thread; read them there too (``run``)."""
         self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -140,7 +173,13 @@ class Hub:
 
     def submit(self, entries: Sequence[Mapping[str, Any]]) -> asyncio.Future[int]:
         """Queue entries for the next transaction; the future gives how many were new once
-        they are committed. The insertion filter and its redactions apply here."""
+        they are committed. API rules, then the insertion filter and its redactions apply here
+        (so the filter may keep only entries that break rules)."""
+        if self.resolver is not None:
+            entries = [self.resolver.fill(dict(entry)) for entry in entries]
+        rules = self.settings.rules
+        if rules is not None:
+            entries = [checked(rules, entry) for entry in entries]
         query = self.insertion_filter
         kept = [dict(query.redact(entry)) for entry in entries if query(entry)]
         self.filtered_out += len(entries) - len(kept)
@@ -148,6 +187,22 @@ class Hub:
         self._pending.append((kept, future))
         self._wake.set()
         return future
+
+    def submit_packets(self, batches: list[dict[str, Any]]) -> None:
+        """Keep a tapper's raw packets (pcap export); dropped and counted when it is off."""
+        if not self.settings.pcap_export:
+            if not self.packets_refused:
+                log.warning("a tapper sends raw packets but pcap export is off: dropping them")
+            self.packets_refused += sum(len(batch["frames"]) for batch in batches)
+            return
+        task = asyncio.create_task(self.run(self.db.insert_packets, batches))
+        self._packet_writes.add(task)
+        task.add_done_callback(self._packet_written)
+
+    def _packet_written(self, task: asyncio.Task[int]) -> None:
+        self._packet_writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("storing raw packets failed: %s", task.exception())
 
     async def _write_loop(self) -> None:
         while True:
@@ -158,7 +213,7 @@ class Hub:
                 continue
             entries = [entry for frame, _ in batch for entry in frame]
             try:
-                stored = await self.run(self.db.insert, entries)
+                stored = await self.run(self._store, entries)
             except Exception as error:  # a failed write must not strand the tappers waiting
                 log.exception("storing %d entries failed", len(entries))
                 for _, future in batch:
@@ -173,6 +228,16 @@ class Hub:
                 for item in stored:
                     subscription.offer(item)
 
+    def _store(self, entries: list[dict[str, Any]]) -> list[StoredEntry]:
+        stored = self.db.insert(entries)
+        for observe in self.observers:
+            for item in stored:
+                try:
+                    observe(item.entry)
+                except Exception:  # an odd entry must not stop ingest
+                    log.exception("%s failed on entry %s", observe, item.entry.get("id"))
+        return stored
+
     async def _drain(self) -> None:
         """Wait until every submitted entry is committed."""
         while self._pending:
@@ -184,7 +249,10 @@ class Hub:
         return compile_query(text, self.macros)
 
     def row(self, query: Query, entry: Mapping[str, Any]) -> dict[str, Any]:
-        return entry_row(self.plugins, query.redact(entry))
+        row = entry_row(self.plugins, query.redact(entry))
+        if isinstance(entry.get("rules"), Mapping):
+            row["rules"] = rules_row(entry["rules"])
+        return row
 
     def subscribe(self, query: Query, after_seq: int) -> Subscription:
         subscription = Subscription(self, query, after_seq)
