@@ -193,11 +193,16 @@ class PluginManager:
 
     @property
     def macros(self) -> dict[str, str]:
-        """Filter-language words declared by the plugins, mapped to their expressions."""
-        words: dict[str, str] = {}
+        """Filter-language words declared by the plugins, mapped to their expressions.
+
+        Each protocol's ``macro`` selects its entries (``protocol.macro == "grpc"``); a word
+        in a protocol's ``macros`` overrides that default (an HTTP plugin may make ``http``
+        mean every HTTP version). Among plugins, the higher ranked one's word wins."""
+        declared: dict[str, str] = {}
+        defaults: dict[str, str] = {}
         for plugin in self.plugins:
             for protocol in plugin.protocols:
-                words.setdefault(protocol.macro, f'protocol.macro == "{protocol.macro}"')
+                defaults.setdefault(protocol.macro, f'protocol.macro == "{protocol.macro}"')
                 for word, expression in protocol.macros.items():
-                    words.setdefault(word, expression)
-        return words
+                    declared.setdefault(word, expression)
+        return defaults | declared

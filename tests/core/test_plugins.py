@@ -172,3 +172,29 @@ def test_roles_seen_in_the_handshake_cannot_be_swapped(tmp_path: Path) -> None:
     assert plugin.swapped == [False]
     assert plugin.clients == [40001]
     assert plugin.fed == [("CLIENT_TO_SERVER", b"REPLY")]
+
+
+class MacroPlugin:
+    @hookimpl
+    def protocols(self):
+        return [
+            Protocol(name="web", version="1", abbr="W1", long_name="Web 1", macro="web1"),
+            Protocol(
+                name="web",
+                version="2",
+                abbr="W2",
+                long_name="Web 2",
+                macro="web2",
+                macros={"web1": 'protocol.name == "web"', "webs": "web1 or web2"},
+            ),
+        ]
+
+
+def test_declared_macros_override_the_default_words() -> None:
+    plugins = PluginManager()
+    plugins.register(MacroPlugin(), "web")
+    assert plugins.macros == {
+        "web1": 'protocol.name == "web"',
+        "web2": 'protocol.macro == "web2"',
+        "webs": "web1 or web2",
+    }

@@ -1,0 +1,329 @@
+"""The per-entry hooks' work: finishing entries (analyze), list rows (summarize) and the
+detail view (represent).
+
+Dissectors report what was on the wire (the request target, headers, decoded bodies); the
+views derived from it for people and filters (absolute URL, path, query string, cookies, form
+parameters) are made here, the same for HTTP/1 and HTTP/2.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from mizu_http.http1 import add_header
+
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+MULTIPART_FORM = "multipart/form-data"
+
+
+def header_values(headers: Mapping[str, Any], name: str) -> list[str]:
+    """Every value of header ``name`` (given in lower case; found in any case), in order."""
+    value = headers.get(name)
+    if value is None:
+        # Most messages spell names one way: the exact and the capitalised form first.
+        value = headers.get(name.title())
+        if value is None:
+            if not any(key.lower() == name for key in headers):
+                return []
+            values: list[str] = []
+            for key, found in headers.items():
+                if key.lower() == name:
+                    values.extend(found if isinstance(found, list) else [found])
+            return values
+    return value if isinstance(value, list) else [value]
+
+
+def _pairs_object(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        add_header(result, name, value)
+    return result
+
+
+def request_cookies(headers: Mapping[str, Any]) -> dict[str, Any]:
+    pairs = []
+    for header in header_values(headers, "cookie"):
+        for part in header.split(";"):
+            name, equals, value = part.strip().partition("=")
+            if name and equals:
+                pairs.append((name, value))
+    return _pairs_object(pairs)
+
+
+def response_cookies(headers: Mapping[str, Any]) -> dict[str, Any]:
+    pairs = []
+    for header in header_values(headers, "set-cookie"):
+        name, equals, value = header.split(";", 1)[0].strip().partition("=")
+        if name and equals:
+            pairs.append((name, value))
+    return _pairs_object(pairs)
+
+
+def _body_bytes(body: Mapping[str, Any]) -> bytes:
+    text = body.get("text", "")
+    if body.get("encoding") == "base64":
+        return base64.b64decode(text)
+    return str(text).encode("utf-8")
+
+
+def form_params(post_data: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """HAR ``params`` of an urlencoded or multipart form, None for other bodies."""
+    mime = str(post_data.get("mimeType", ""))
+    kind = mime.split(";", 1)[0].strip().lower()
+    if kind == FORM_URLENCODED:
+        text = _body_bytes(post_data).decode("utf-8", "replace")
+        return [
+            {"name": name, "value": value}
+            for name, value in parse_qsl(text, keep_blank_values=True)
+        ]
+    if kind != MULTIPART_FORM:
+        return None
+    document = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + mime.encode("latin-1", "replace") + b"\r\n\r\n" + _body_bytes(post_data)
+    )
+    if not document.is_multipart():
+        return None
+    params = []
+    for part in document.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name is None:
+            continue
+        param: dict[str, Any] = {"name": str(name)}
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            payload = b""
+        if filename is not None:
+            param["fileName"] = filename
+            param["contentType"] = part.get_content_type()
+        try:
+            param["value"] = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            param["value"] = base64.b64encode(payload).decode("ascii")
+            param["encoding"] = "base64"
+        params.append(param)
+    return params
+
+
+def finish_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry's request: the wire's target split into URL, path, query string, cookies."""
+    result = dict(request)
+    target = str(result.pop("target", result.get("path", "")))
+    headers = result.get("headers", {})
+    if "://" in target.split("?", 1)[0]:  # absolute form (a request to a proxy)
+        url = target
+        split = urlsplit(target)
+        path, query = split.path or "/", split.query
+    else:
+        path, _, query = target.partition("?")
+        if result.get("httpVersion") == "HTTP/2.0":
+            hosts = header_values(headers, ":authority") or header_values(headers, "host")
+            schemes = header_values(headers, ":scheme")
+            scheme = schemes[0] if schemes else "http"
+        else:
+            hosts, scheme = header_values(headers, "host"), "http"
+        url = f"{scheme}://{hosts[0]}{target}" if hosts and target.startswith("/") else target
+    result["url"] = url
+    result["path"] = path
+    result["queryString"] = _pairs_object(parse_qsl(query, keep_blank_values=True)) if query else {}
+    result["cookies"] = request_cookies(headers)
+    post_data = result.get("postData")
+    if post_data and not post_data.get("truncated"):
+        params = form_params(post_data)
+        if params is not None:
+            result["postData"] = {**post_data, "params": params}
+    return result
+
+
+def finish_response(response: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(response)
+    result["cookies"] = response_cookies(result.get("headers", {}))
+    return result
+
+
+def analyze_http(entry: dict[str, Any]) -> dict[str, Any]:
+    if entry.get("request") is not None:
+        entry["request"] = finish_request(entry["request"])
+    if entry.get("response") is not None:
+        entry["response"] = finish_response(entry["response"])
+    return entry
+
+
+# -- summarize -----------------------------------------------------------------------------------
+
+
+def escape_query_string(text: str) -> str:
+    """``text`` as the inside of a double-quoted filter-language string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _string_query(selector: str, value: str) -> str:
+    return f'{selector} == "{escape_query_string(value)}"'
+
+
+def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+    protocol = entry["protocol"]
+    request = entry.get("request") or {}
+    response = entry.get("response") or {}
+    macro = protocol.get("macro", "http")
+    path = str(request.get("path", ""))
+    method = str(request.get("method", ""))
+    row: dict[str, Any] = {
+        "summary": path,
+        "summaryQuery": f"{macro} and {_string_query('request.path', path)}",
+        "method": method,
+        "methodQuery": f"{macro} and {_string_query('request.method', method)}",
+        "status": "",
+        "statusQuery": "",
+    }
+    if macro == "grpc":
+        status = response.get("grpcStatus")
+        if status is not None:
+            row["status"] = status
+            row["statusQuery"] = f"grpc and response.grpcStatus == {int(status)}"
+    elif "status" in response:
+        row["status"] = response["status"]
+        row["statusQuery"] = f"{macro} and response.status == {int(response['status'])}"
+    return row
+
+
+# -- represent -----------------------------------------------------------------------------------
+
+
+def _table(title: str, rows: list[tuple[str, Any, str]]) -> dict[str, Any]:
+    return {
+        "type": "table",
+        "title": title,
+        "data": [
+            {"name": name, "value": value, "selector": selector} for name, value, selector in rows
+        ],
+    }
+
+
+def _object_table(title: str, side: str, key: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return _table(
+        title,
+        [
+            (name, value, f'{side}.{key}["{escape_query_string(name)}"]')
+            for name, value in values.items()
+        ],
+    )
+
+
+def pretty(text: str, mime_type: str) -> str:
+    """JSON bodies indented for reading; everything else as it is."""
+    if "json" in mime_type.lower():
+        try:
+            return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        except ValueError:
+            return text
+    return text
+
+
+def _body_section(title: str, body: Mapping[str, Any], selector: str) -> dict[str, Any]:
+    mime_type = str(body.get("mimeType", ""))
+    section: dict[str, Any] = {
+        "type": "body",
+        "title": title,
+        "mimeType": mime_type,
+        "selector": selector,
+    }
+    if body.get("encoding"):
+        section["encoding"] = body["encoding"]
+        section["data"] = body.get("text", "")
+    else:
+        section["data"] = pretty(str(body.get("text", "")), mime_type)
+    return section
+
+
+def _messages_section(title: str, messages: list[Any], selector: str) -> dict[str, Any]:
+    return {
+        "type": "body",
+        "title": title,
+        "mimeType": "application/json",
+        "selector": selector,
+        "data": json.dumps(messages, indent=2, ensure_ascii=False),
+    }
+
+
+def _side_sections(side: str, message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    sections = []
+    if side == "request":
+        details = [
+            ("Method", message.get("method", ""), "request.method"),
+            ("URL", message.get("url", ""), "request.url"),
+            ("Path", message.get("path", ""), "request.path"),
+        ]
+    else:
+        details = [
+            ("Status", message.get("status", ""), "response.status"),
+            ("Status Text", message.get("statusText", ""), "response.statusText"),
+        ]
+        if "grpcStatus" in message:
+            details.append(("gRPC Status", message["grpcStatus"], "response.grpcStatus"))
+            details.append(("gRPC Message", message.get("grpcMessage", ""), "response.grpcMessage"))
+    details += [
+        ("HTTP Version", message.get("httpVersion", ""), f"{side}.httpVersion"),
+        ("Headers Size", message.get("headersSize", -1), f"{side}.headersSize"),
+        ("Body Size", message.get("bodySize", -1), f"{side}.bodySize"),
+    ]
+    sections.append(_table("Details", details))
+    sections.append(_object_table("Headers", side, "headers", message.get("headers", {})))
+    if message.get("queryString"):
+        sections.append(_object_table("Query String", side, "queryString", message["queryString"]))
+    if message.get("cookies"):
+        sections.append(_object_table("Cookies", side, "cookies", message["cookies"]))
+    body_key = "postData" if side == "request" else "content"
+    body = message.get(body_key) or {}
+    if body.get("params"):
+        sections.append(
+            _table(
+                "Form",
+                [
+                    (
+                        param["name"],
+                        param.get("value", ""),
+                        f"{side}.{body_key}.params[{index}].value",
+                    )
+                    for index, param in enumerate(body["params"])
+                ],
+            )
+        )
+    if "messages" in message:
+        sections.append(_messages_section("Messages", message["messages"], f"{side}.messages"))
+    elif body.get("text"):
+        sections.append(_body_section("Body", body, f"{side}.{body_key}.text"))
+    return sections
+
+
+def _websocket_sections(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    details = [
+        ("Opcode", message.get("method", ""), "request.method"),
+        ("Path", message.get("path", ""), "request.path"),
+        ("Size", message.get("size", 0), "request.size"),
+    ]
+    if "closeCode" in message:
+        details.append(("Close Code", message["closeCode"], "request.closeCode"))
+    payload = {"text": message.get("payload", ""), "encoding": message.get("encoding")}
+    mime_type = "application/octet-stream" if message.get("encoding") else "text/plain"
+    return [
+        _table("Details", details),
+        _body_section("Payload", {**payload, "mimeType": mime_type}, "request.payload"),
+    ]
+
+
+def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    if entry["protocol"].get("name") == "websocket":
+        return {"request": _websocket_sections(entry.get("request") or {}), "response": []}
+    result: dict[str, list[dict[str, Any]]] = {"request": [], "response": []}
+    for side in ("request", "response"):
+        message = entry.get(side)
+        if message:
+            result[side] = _side_sections(side, message)
+    return result

@@ -1,0 +1,144 @@
+"""Bodies: content decoding (gzip, deflate, br, zstd, stacked) and their JSON form.
+
+Decoding is for display: the entry keeps the wire size (``bodySize``) beside the decoded
+``size``. Every decoder stops at the body cap, so a compression bomb costs at most the cap.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from typing import Any
+
+import brotli
+import zstandard
+
+
+class DecodeError(Exception):
+    """A body could not be decoded with the encoding its headers name."""
+
+
+def _inflate(data: bytes, limit: int, wbits: int) -> bytes:
+    decoder = zlib.decompressobj(wbits)
+    try:
+        return decoder.decompress(data, limit + 1)
+    except zlib.error as error:
+        raise DecodeError(str(error)) from error
+
+
+def _deflate(data: bytes, limit: int) -> bytes:
+    # "deflate" is meant to be zlib-wrapped, but servers send raw deflate too.
+    try:
+        return _inflate(data, limit, zlib.MAX_WBITS)
+    except DecodeError:
+        return _inflate(data, limit, -zlib.MAX_WBITS)
+
+
+def _gzip(data: bytes, limit: int) -> bytes:
+    return _inflate(data, limit, zlib.MAX_WBITS | 16)
+
+
+def _brotli(data: bytes, limit: int) -> bytes:
+    try:
+        decoded: bytes = brotli.Decompressor().process(data, output_buffer_limit=limit + 1)
+    except brotli.error as error:
+        raise DecodeError(str(error)) from error
+    return decoded
+
+
+def _zstd(data: bytes, limit: int) -> bytes:
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            return reader.read(limit + 1)
+    except zstandard.ZstdError as error:
+        raise DecodeError(str(error)) from error
+
+
+DECODERS = {
+    "gzip": _gzip,
+    "x-gzip": _gzip,
+    "deflate": _deflate,
+    "br": _brotli,
+    "zstd": _zstd,
+}
+
+
+def content_decode(body: bytes, encodings: str, limit: int) -> tuple[bytes, bool]:
+    """Undo ``encodings`` (a Content-Encoding value, applied in the order listed).
+
+    :returns: the decoded body cut at ``limit`` bytes, and whether it was cut.
+    :raises DecodeError: an encoding is unknown or the data is not what it claims.
+    """
+    truncated = False
+    for name in reversed([part.strip().lower() for part in encodings.split(",")]):
+        if name in ("", "identity"):
+            continue
+        decoder = DECODERS.get(name)
+        if decoder is None:
+            raise DecodeError(f"unknown content encoding {name!r}")
+        body = decoder(body, limit)
+        if len(body) > limit:
+            body, truncated = body[:limit], True
+    return body, truncated
+
+
+class Body:
+    """A body as it arrives: kept up to a cap, counted beyond it."""
+
+    __slots__ = ("chunks", "kept", "limit", "truncated", "wire_size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.wire_size = 0
+        """Bytes the wire carried for it (chunk framing included, for HTTP/1)."""
+        self.truncated = False
+        """The wire carried more than was kept (the cap), or lost some (a capture gap)."""
+
+    def add(self, data: bytes, wire: int = -1) -> None:
+        """Append ``data``, which took ``wire`` bytes on the wire (default: its length)."""
+        self.wire_size += len(data) if wire < 0 else wire
+        room = self.limit - self.kept
+        if len(data) > room:
+            data = data[: max(room, 0)]
+            self.truncated = True
+        if data:
+            self.chunks.append(data)
+            self.kept += len(data)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def base64_fields(data: bytes) -> dict[str, Any]:
+    return {"text": base64.b64encode(data).decode("ascii"), "encoding": "base64"}
+
+
+def text_fields(data: bytes) -> dict[str, Any]:
+    """``{text}`` for UTF-8 data, ``{text, encoding: "base64"}`` for anything else (HAR)."""
+    try:
+        return {"text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return base64_fields(data)
+
+
+def describe(body: Body, mime_type: str, encodings: str, limit: int) -> dict[str, Any]:
+    """The HAR ``content`` / ``postData`` object of ``body``: decoded for display, with the
+    decoded ``size``; a body that fails to decode is shown as sent, with the reason."""
+    fields: dict[str, Any] = {"mimeType": mime_type}
+    data = body.data
+    truncated = body.truncated
+    if encodings and not truncated:
+        try:
+            data, truncated = content_decode(data, encodings, limit)
+        except DecodeError as error:
+            fields["decodeError"] = str(error)
+    elif encodings:
+        fields["decodeError"] = "body incomplete: not decoded"
+    fields["size"] = len(data)
+    fields.update(text_fields(data))
+    if truncated:
+        fields["truncated"] = True
+    return fields

@@ -1,0 +1,188 @@
+"""Claiming a connection, and the dissector that follows it across protocol switches.
+
+A connection starts as HTTP/1 (a request or status line) or HTTP/2 (the client preface, or
+frames that parse when the capture began mid-connection). HTTP/1 can switch to WebSocket or to
+HTTP/2 (``Upgrade: h2c``) after a ``101``; the dissector then hands the bytes that follow to
+the new protocol's session.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Protocol as TypingProtocol
+
+from mizu_core import NEED_MORE, CloseReason, ConnectionContext, Direction, Dissector, Verdict
+from mizu_http import http1, http2, websocket
+from mizu_http.analysis import header_values
+from mizu_http.settings import Settings
+
+MAX_FIRST_LINE = 8 << 10
+"""How long a start line may be before the offer is declined."""
+_LINE_PREFIX = re.compile(rb"[A-Z][A-Z_-]{0,19}(?: [^ \r\n]*)?(?: [HTP/1.0]{0,8})?\r?")
+_STATUS_PREFIX = b"HTTP/1."
+
+
+class Session(TypingProtocol):
+    """What each protocol's per-connection decoder offers the dissector."""
+
+    def feed(self, is_request: bool, data: bytes, timestamp: float) -> None: ...
+    def gap(self, is_request: bool, length: int) -> None: ...
+    def close(self, timestamp: float) -> None: ...
+
+
+class Start(enum.Enum):
+    HTTP1 = "http1"
+    HTTP1_MIDSTREAM = "http1-midstream"
+    HTTP2 = "http2"
+    HTTP2_MIDSTREAM = "http2-midstream"
+
+
+def _first_line(head: bytes) -> Verdict | bool:
+    """True when ``head`` starts with a request line; NEED_MORE while it may still become one."""
+    if http1.REQUEST_LINE.match(head):
+        return True
+    if len(head) < MAX_FIRST_LINE and b"\n" not in head and _LINE_PREFIX.fullmatch(head):
+        return NEED_MORE
+    return False
+
+
+def _status_line(head: bytes) -> Verdict | bool:
+    if http1.STATUS_LINE.match(head):
+        return True
+    if len(head) < len(_STATUS_PREFIX) + 4 and (
+        _STATUS_PREFIX.startswith(head[:7]) and head[7:8] in (b"", b"0", b"1")
+    ):
+        return NEED_MORE
+    return False
+
+
+def _contains_start_line(head: bytes, is_request: bool) -> bool:
+    """A start line after a line break: the capture began inside a message."""
+    pattern = http1.REQUEST_LINE if is_request else http1.STATUS_LINE
+    for found in pattern.finditer(head):
+        start = found.start()
+        if start and head[start - 1] == 10:
+            return True
+    return False
+
+
+def offer(
+    client_head: bytes, server_head: bytes, role_guessed: bool
+) -> tuple[Start, bool] | Verdict | None:
+    """What the first bytes are: ``(start, roles flipped)``, NEED_MORE, or None (not HTTP)."""
+    if client_head.startswith(http2.PREFACE):
+        return Start.HTTP2, False
+    if client_head and http2.PREFACE.startswith(client_head):
+        return NEED_MORE
+    if not client_head and server_head[3:4] == b"\x04" and http2.frames_verdict(server_head):
+        return NEED_MORE  # an HTTP/2 server's SETTINGS can precede the client's preface
+    undecided = False
+    for head, is_request, flipped in (
+        (client_head, True, False),
+        (server_head, False, False),
+        (server_head, True, True),
+        (client_head, False, True),
+    ):
+        if not head or (flipped and not role_guessed):
+            continue
+        verdict = _first_line(head) if is_request else _status_line(head)
+        if verdict is True:
+            return Start.HTTP1, flipped
+        undecided = undecided or verdict is NEED_MORE
+    if undecided:
+        return NEED_MORE
+    if not role_guessed:
+        return None
+    if _contains_start_line(client_head, True) or _contains_start_line(server_head, False):
+        return Start.HTTP1_MIDSTREAM, False
+    verdicts = [http2.frames_verdict(head) for head in (client_head, server_head) if head]
+    if False in verdicts:
+        return None
+    if True in verdicts:
+        return Start.HTTP2_MIDSTREAM, False
+    return NEED_MORE if verdicts else None
+
+
+class HttpDissector(Dissector):
+    """Feeds the current protocol's session; directions are flipped when the core guessed the
+    roles of a mid-connection capture the wrong way round."""
+
+    def __init__(
+        self, context: ConnectionContext, settings: Settings, start: Start, flipped: bool
+    ) -> None:
+        super().__init__(context)
+        self.settings = settings
+        self.request_direction = (
+            Direction.SERVER_TO_CLIENT if flipped else Direction.CLIENT_TO_SERVER
+        )
+        self.session: Session
+        if start in (Start.HTTP2, Start.HTTP2_MIDSTREAM):
+            self.session = http2.Http2Session(
+                context,
+                settings,
+                self.request_direction,
+                expect_preface=start is Start.HTTP2,
+                midstream=start is Start.HTTP2_MIDSTREAM,
+            )
+            return
+        session = http1.Http1Session(context, settings, self.request_direction, self._upgraded)
+        if start is Start.HTTP1_MIDSTREAM:
+            session.resync_both()
+        self.session = session
+
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        self.session.feed(direction == self.request_direction, data, timestamp)
+
+    def gap(self, direction: Direction, length: int, timestamp: float) -> None:
+        self.session.gap(direction == self.request_direction, length)
+
+    def close(self, timestamp: float, reason: CloseReason) -> None:
+        self.session.close(timestamp)
+
+    def _upgraded(
+        self,
+        kind: str,
+        request: http1.Partial,
+        response: http1.Head,
+        client_rest: bytes,
+        server_rest: bytes,
+        timestamp: float,
+    ) -> None:
+        """HTTP/1 ended with a ``101``: the bytes that follow belong to ``kind``."""
+        head = request.head
+        session: Session
+        if kind == "websocket":
+            extensions = ", ".join(header_values(response.headers, "sec-websocket-extensions"))
+            session = websocket.WebSocketSession(
+                self.context,
+                self.settings,
+                self.request_direction,
+                head.second,
+                websocket.Deflate.negotiated(extensions),
+            )
+        else:
+            h2 = http2.Http2Session(
+                self.context, self.settings, self.request_direction, expect_preface=True
+            )
+            hosts = header_values(head.headers, "host")
+            headers: dict[str, object] = {
+                ":method": head.first,
+                ":path": head.second,
+                ":scheme": "http",
+                ":authority": hosts[0] if hosts else "",
+            }
+            headers.update(head.headers)
+            h2.upgraded_request(
+                headers,
+                request.body.data,
+                request.first_time,
+                timestamp,
+                head.size + request.body.wire_size,
+            )
+            session = h2
+        self.session = session
+        if client_rest:
+            session.feed(True, client_rest, timestamp)
+        if server_rest:
+            session.feed(False, server_rest, timestamp)

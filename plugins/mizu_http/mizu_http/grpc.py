@@ -1,0 +1,73 @@
+"""gRPC over HTTP/2: length-prefixed messages, their compression, and schema-less protobuf."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from mizu_http import bodies
+from mizu_http.protobuf import decode_message
+
+GRPC_CONTENT_TYPE = "application/grpc"
+
+
+def is_grpc(content_type: str) -> bool:
+    """``application/grpc``, ``application/grpc+proto``, ``application/grpc-web``…"""
+    return content_type.lower().startswith(GRPC_CONTENT_TYPE)
+
+
+def _payload(data: bytes) -> dict[str, Any]:
+    try:
+        return {"fields": decode_message(data)}
+    except ValueError as error:  # not protobuf (JSON over gRPC, say): shown as sent
+        return {
+            "data": base64.b64encode(data).decode("ascii"),
+            "encoding": "base64",
+            "decodeError": str(error),
+        }
+
+
+def messages(body: bytes, encoding: str, limit: int) -> list[dict[str, Any]]:
+    """The length-prefixed messages of a gRPC body.
+
+    :param encoding: the ``grpc-encoding`` header, for messages whose compressed flag is set.
+    :param limit: cap of each decompressed message.
+
+    A last message cut short (the body cap, a gap) is kept as bytes, marked ``truncated``.
+    """
+    found: list[dict[str, Any]] = []
+    position = 0
+    while position + 5 <= len(body):
+        compressed = body[position] & 1
+        length = int.from_bytes(body[position + 1 : position + 5], "big")
+        data = body[position + 5 : position + 5 + length]
+        position += 5 + length
+        message: dict[str, Any] = {"compressed": bool(compressed), "size": length}
+        if len(data) < length:
+            message["truncated"] = True
+            message["data"] = base64.b64encode(data).decode("ascii")
+            message["encoding"] = "base64"
+            found.append(message)
+            break
+        if compressed:
+            try:
+                data, cut = bodies.content_decode(data, encoding or "identity", limit)
+            except bodies.DecodeError as error:
+                message["decodeError"] = str(error)
+                message["data"] = base64.b64encode(data).decode("ascii")
+                message["encoding"] = "base64"
+                found.append(message)
+                continue
+            if cut:
+                message["truncated"] = True
+        message.update(_payload(data))
+        found.append(message)
+    if position < len(body):
+        found.append(
+            {
+                "truncated": True,
+                "data": base64.b64encode(body[position:]).decode("ascii"),
+                "encoding": "base64",
+            }
+        )
+    return found

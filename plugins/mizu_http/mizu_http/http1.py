@@ -1,0 +1,557 @@
+"""HTTP/1.0 and 1.1 (RFC 9112): a sans-IO parser of both directions of one connection.
+
+Messages are framed by Content-Length, chunked transfer coding (its trailers kept apart, as
+``trailers``) or the end of the connection. Requests and responses are paired by their order on
+the connection (keep-alive and pipelining), numbered on each side so that a message lost in a
+capture gap shifts nothing: its partner is emitted alone. A response's framing depends on its
+request (HEAD) and its status (1xx, 204, 304 have no body), so each side's parser knows the
+method of every request it has read the head of.
+
+A hand-written parser rather than httptools/llhttp, although llhttp frames messages about
+twice as fast (see the plugin's README for the measurement): httptools cannot be told that a
+response answers a HEAD (its ``on_headers_complete`` result is fixed), reports no position
+after an error (only after an upgrade) and cannot be told that the connection ended (a body
+read until the close never completes), all of which a passive observer needs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mizu_core import ConnectionContext, Direction, Message
+from mizu_http import bodies, declarations
+from mizu_http.counters import COUNTERS
+from mizu_http.settings import Settings
+
+MAX_HEAD = 64 << 10
+"""A start line with its headers longer than this is not HTTP (or not worth keeping)."""
+MAX_PAUSED = 256 << 10
+"""Client bytes kept while an upgrade request waits for its answer."""
+_RESYNC_TAIL = 64
+"""Bytes kept across feeds while searching for a start line (one may straddle two feeds)."""
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+REQUEST_LINE = re.compile(rb"[A-Z][A-Z_-]{2,19} [^ \r\n]+ HTTP/1\.[01]\r?\n")
+STATUS_LINE = re.compile(rb"HTTP/1\.[01] [1-9][0-9][0-9][ \r]")
+_NO_BODY_STATUSES = frozenset((204, 304))
+
+
+class _State:
+    HEAD = 0
+    BODY_LENGTH = 1
+    CHUNK_SIZE = 2
+    CHUNK_DATA = 3
+    CHUNK_END = 4
+    TRAILERS = 5
+    BODY_UNTIL_CLOSE = 6
+    RESYNC = 7
+    PAUSED = 8
+    """Client side after an upgrade request: bytes wait until the answer says what they are."""
+    STOPPED = 9
+    """Not HTTP/1 any more (a CONNECT tunnel)."""
+
+
+@dataclass(slots=True)
+class Head:
+    """A parsed start line and header block."""
+
+    first: str
+    second: str
+    third: str
+    headers: dict[str, Any]
+    size: int
+    content_length: int = -1
+    chunked: bool = False
+    content_type: str = ""
+    content_encoding: str = ""
+    upgrade: str = ""
+    connection: str = ""
+
+
+def add_header(headers: dict[str, Any], name: str, value: str) -> None:
+    """Add to a header object keyed by name as sent; a repeated name maps to a list."""
+    existing = headers.get(name)
+    if existing is None:
+        headers[name] = value
+    elif isinstance(existing, list):
+        existing.append(value)
+    else:
+        headers[name] = [existing, value]
+
+
+def _slow_headers(lines: list[str]) -> dict[str, Any]:
+    """Headers with repeated names, obsolete line folding or malformed lines."""
+    headers: dict[str, Any] = {}
+    last_name = ""
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            if last_name:  # obsolete line folding: a continuation of the previous value
+                previous = headers[last_name]
+                folded = line.strip()
+                if isinstance(previous, list):
+                    previous[-1] = f"{previous[-1]} {folded}"
+                else:
+                    headers[last_name] = f"{previous} {folded}"
+            continue
+        name, colon, value = line.partition(":")
+        if colon:
+            add_header(headers, name, value.strip())
+            last_name = name
+    return headers
+
+
+def _framing_value(headers: dict[str, Any], name: str, lower: str) -> str | None:
+    """A framing header's (last) value, found in the usual spellings first."""
+    value = headers.get(name)
+    if value is None:
+        value = headers.get(lower)
+        if value is None:
+            for key, found in headers.items():
+                if key.lower() == lower:
+                    value = found
+                    break
+            else:
+                return None
+    return str(value[-1] if isinstance(value, list) else value)
+
+
+def parse_headers(text: str, head: Head) -> None:
+    """Set ``head.headers`` (and the framing fields) from the ``Name: value`` lines of
+    ``text``."""
+    lines = text.split("\n")
+    try:
+        pairs = [line.split(":", 1) for line in lines if line]
+        headers: dict[str, Any] = {name: value.strip() for name, value in pairs}
+    except ValueError:  # a line without a colon
+        headers = _slow_headers(lines)
+    else:
+        if len(headers) != len(pairs) or "\n " in text or "\n\t" in text:
+            headers = _slow_headers(lines)
+    head.headers = headers
+    lowered = text.lower()
+    if "content-length" in lowered:
+        value = _framing_value(headers, "Content-Length", "content-length")
+        head.content_length = int(value) if value is not None and value.isdigit() else -1
+    if "transfer-encoding" in lowered:
+        value = _framing_value(headers, "Transfer-Encoding", "transfer-encoding")
+        head.chunked = value is not None and value.lower().endswith("chunked")
+    if "content-type" in lowered:
+        head.content_type = _framing_value(headers, "Content-Type", "content-type") or ""
+    if "content-encoding" in lowered:
+        head.content_encoding = (
+            _framing_value(headers, "Content-Encoding", "content-encoding") or ""
+        )
+    if "upgrade" in lowered:
+        head.upgrade = (_framing_value(headers, "Upgrade", "upgrade") or "").lower()
+        head.connection = (_framing_value(headers, "Connection", "connection") or "").lower()
+
+
+def parse_head(block: bytes, is_request: bool, blank: int = 4) -> Head | None:
+    """The head in ``block`` (without the ``blank`` bytes that end it), or None when it is
+    not HTTP/1."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = block.decode("latin-1")
+    first, _, rest = text.partition("\n")
+    parts = first.rstrip("\r").split(" ", 2)
+    if is_request:
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not _TOKEN.fullmatch(parts[0]):
+            return None
+    else:
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            return None
+        if len(parts) == 2:
+            parts.append("")
+    head = Head(parts[0], parts[1], parts[2], {}, len(block) + blank)
+    parse_headers(rest, head)
+    return head
+
+
+@dataclass(slots=True)
+class Partial:
+    """A message whose head is read and whose body is coming."""
+
+    head: Head
+    first_time: float
+    sequence: int
+    body: bodies.Body
+    trailers: dict[str, Any] = field(default_factory=dict)
+    """Fields after a chunked body (RFC 9112 section 7.1.2), kept apart from the headers."""
+
+
+class Http1Session:
+    """Both directions of an HTTP/1 connection.
+
+    ``on_upgrade(kind, upgrade_request, client_rest, server_rest, timestamp)`` is called after
+    a ``101 Switching Protocols`` to a protocol other than HTTP/1 (kind ``websocket`` or
+    ``h2c``); the session is finished then and the caller takes the connection over.
+    """
+
+    def __init__(
+        self,
+        context: ConnectionContext,
+        settings: Settings,
+        request_direction: Direction,
+        on_upgrade: Callable[[str, Partial, Head, bytes, bytes, float], None],
+    ) -> None:
+        self.context = context
+        self.max_body = settings.max_body_size
+        self.request_direction = request_direction
+        self.response_direction = request_direction.reverse
+        self.matcher = context.keyed_matcher()
+        self.on_upgrade = on_upgrade
+        self.sides = (_Side(self, is_request=True), _Side(self, is_request=False))
+        self.methods: dict[int, str] = {}
+        """Method of each request whose head was read, by sequence number, until answered."""
+        self.upgrades: dict[int, tuple[Partial, str]] = {}
+        """Requests asking to switch protocols, by sequence number, until answered."""
+        self.switch: tuple[str, Partial, Head] | None = None
+        self.finished = False
+
+    def feed(self, is_request: bool, data: bytes, timestamp: float) -> None:
+        self.sides[0 if is_request else 1].feed(data, timestamp)
+
+    def gap(self, is_request: bool, length: int) -> None:
+        self.sides[0 if is_request else 1].gap(length)
+
+    def close(self, timestamp: float) -> None:
+        for side in self.sides:
+            side.finish(timestamp)
+
+    def resync_both(self) -> None:
+        """Start both sides searching for a start line (the capture began mid-connection)."""
+        for side in self.sides:
+            side.state = _State.RESYNC
+
+    # -- called by the sides -------------------------------------------------------------------
+
+    def message(self, partial: Partial, is_request: bool, timestamp: float) -> None:
+        head = partial.head
+        body = partial.body
+        has_body = body.wire_size > 0 or head.chunked
+        if is_request:
+            data: dict[str, Any] = {
+                "method": head.first,
+                "target": head.second,
+                "httpVersion": head.third,
+                "headers": head.headers,
+                "headersSize": head.size,
+                "bodySize": body.wire_size,
+            }
+            if has_body:
+                data["postData"] = bodies.describe(
+                    body, head.content_type, head.content_encoding, self.max_body
+                )
+            version = head.third
+            direction = self.request_direction
+        else:
+            content = (
+                bodies.describe(body, head.content_type, head.content_encoding, self.max_body)
+                if has_body
+                else {"size": 0, "mimeType": head.content_type, "text": ""}
+            )
+            data = {
+                "status": int(head.second),
+                "statusText": head.third,
+                "httpVersion": head.first,
+                "headers": head.headers,
+                "content": content,
+                "headersSize": head.size,
+                "bodySize": body.wire_size,
+            }
+            version = head.first
+            direction = self.response_direction
+        if partial.trailers:
+            data["trailers"] = partial.trailers
+        message = Message(
+            protocol=declarations.http1(version),
+            direction=direction,
+            first_time=partial.first_time,
+            last_time=timestamp,
+            size=head.size + body.wire_size,
+            data=data,
+        )
+        if is_request:
+            self.matcher.request(partial.sequence, message)
+        else:
+            self.matcher.response(partial.sequence, message)
+
+    def request_head(self, partial: Partial) -> None:
+        methods = self.methods
+        methods[partial.sequence] = partial.head.first
+        if len(methods) > 1024:  # answers lost in gaps: forget the oldest
+            del methods[next(iter(methods))]
+
+    def response_method(self, sequence: int) -> str:
+        """The method of the request a final response (by its number) answers. Methods of
+        requests whose answers were lost stay until the bound of :meth:`request_head`."""
+        return self.methods.pop(sequence, "")
+
+    def answered_upgrade(self, response: Partial, timestamp: float) -> bool:
+        """A final response arrived: resume a paused client, or get ready to hand the
+        connection over (see :meth:`hand_over`). True when HTTP/1 ends with this response."""
+        pending = self.upgrades.pop(response.sequence, None)
+        client = self.sides[0]
+        if response.head.second != "101":
+            if pending is not None and client.state == _State.PAUSED:
+                client.resume(timestamp)
+            return False
+        self.finished = True
+        if pending is not None and pending[1] in ("websocket", "h2c"):
+            self.switch = (pending[1], pending[0], response.head)
+        return True
+
+    def hand_over(self, server_rest: bytes, timestamp: float) -> None:
+        """After a 101: give the bytes that follow to the protocol switched to, if known."""
+        client = self.sides[0]
+        client_rest = client.buffer if client.state == _State.PAUSED else b""
+        for side in self.sides:
+            side.state = _State.STOPPED
+            side.buffer = b""
+        if self.switch is not None:
+            kind, request, response = self.switch
+            self.on_upgrade(kind, request, response, client_rest, server_rest, timestamp)
+
+
+class _Side:
+    """One direction's parser."""
+
+    __slots__ = ("buffer", "current", "is_request", "remaining", "sequence", "session", "state")
+
+    def __init__(self, session: Http1Session, is_request: bool) -> None:
+        self.session = session
+        self.is_request = is_request
+        self.state = _State.HEAD
+        self.buffer = b""
+        """Bytes of an incomplete head or chunk-size line (bounded by MAX_HEAD)."""
+        self.current: Partial | None = None
+        self.remaining = 0
+        self.sequence = 0
+        """Number of the next message on this side."""
+
+    def feed(self, data: bytes, timestamp: float) -> None:
+        if self.buffer:
+            data = self.buffer + data
+            self.buffer = b""
+        if self.state == _State.PAUSED:
+            self._pause(data)
+            return
+        position = 0
+        end = len(data)
+        while position < end and not self.session.finished:
+            state = self.state
+            if state == _State.HEAD:
+                position = self._head(data, position, timestamp)
+                if position < 0:
+                    return
+                if self.session.finished:
+                    self.session.hand_over(data[position:], timestamp)
+                    return
+            elif state == _State.BODY_LENGTH:
+                take = min(self.remaining, end - position)
+                self._body(data if take == end else data[position : position + take], take)
+                position += take
+                self.remaining -= take
+                if not self.remaining:
+                    self._complete(timestamp)
+            elif state == _State.BODY_UNTIL_CLOSE:
+                self._body(data[position:] if position else data, end - position)
+                return
+            elif state in (_State.CHUNK_SIZE, _State.CHUNK_END, _State.TRAILERS):
+                line_end = data.find(b"\n", position)
+                if line_end < 0:
+                    if end - position > MAX_HEAD:
+                        self._lost()
+                        return
+                    self.buffer = data[position:]
+                    return
+                self._chunk_line(data[position:line_end].strip(), line_end + 1 - position)
+                position = line_end + 1
+                if self.state == _State.HEAD and self.current is not None:
+                    self._complete(timestamp)
+            elif state == _State.CHUNK_DATA:
+                take = min(self.remaining, end - position)
+                self._body(data[position : position + take], take)
+                position += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = _State.CHUNK_END
+            elif state == _State.RESYNC:
+                position = self._resync(data, position)
+                if position < 0:
+                    return
+            elif state == _State.PAUSED:
+                self._pause(data[position:])
+                return
+            else:  # STOPPED
+                return
+
+    def _head(self, data: bytes, position: int, timestamp: float) -> int:
+        """Read a head at ``position``; the position after it, or -1 when it is incomplete."""
+        while data.startswith(b"\r\n", position) or data.startswith(b"\n", position):
+            position += 1 if data[position] == 10 else 2  # blank lines between messages
+        line_end = data.find(b"\n", position)
+        if line_end > position and data[line_end - 1] != 13:
+            end, blank = data.find(b"\n\n", position), 2  # bare LF line ends (tolerated)
+        else:
+            end, blank = data.find(b"\r\n\r\n", position), 4
+        if end < 0:
+            if len(data) - position > MAX_HEAD:
+                self._lost()
+                return self._resync(data, position + 1)
+            self.buffer = data[position:]
+            return -1
+        head = parse_head(data[position:end], self.is_request, blank)
+        if head is None:
+            self._lost()
+            return self._resync(data, position + 1)
+        self._start(head, timestamp)
+        return end + blank
+
+    def _start(self, head: Head, timestamp: float) -> None:
+        session = self.session
+        partial = Partial(head, timestamp, self.sequence, bodies.Body(session.max_body))
+        if self.is_request:
+            self.sequence += 1
+            session.request_head(partial)
+            if head.upgrade and "upgrade" in head.connection:
+                kind = "h2c" if head.upgrade.startswith("h2c") else head.upgrade.split("/")[0]
+                session.upgrades[partial.sequence] = (partial, kind)
+            if head.chunked:
+                self._begin_body(partial, _State.CHUNK_SIZE, 0)
+            elif head.content_length > 0:
+                self._begin_body(partial, _State.BODY_LENGTH, head.content_length)
+            else:
+                self._begin_body(partial, _State.HEAD, 0)
+                self._complete(timestamp)
+            return
+        status = int(head.second)
+        if status < 200 and status != 101:
+            return  # interim (100 Continue, 103 Early Hints): the final response follows
+        self.sequence += 1
+        method = session.response_method(partial.sequence)
+        if session.answered_upgrade(partial, timestamp):
+            self.current = partial
+            self._complete(timestamp)
+            return
+        if method == "HEAD" or status in _NO_BODY_STATUSES:
+            self._begin_body(partial, _State.HEAD, 0)
+            self._complete(timestamp)
+        elif method == "CONNECT" and status < 300:
+            self._begin_body(partial, _State.HEAD, 0)
+            self._complete(timestamp)
+            self.state = _State.STOPPED
+            session.sides[0].state = _State.STOPPED
+        elif head.chunked:
+            self._begin_body(partial, _State.CHUNK_SIZE, 0)
+        elif head.content_length >= 0:
+            self._begin_body(partial, _State.BODY_LENGTH, head.content_length)
+            if not head.content_length:
+                self._complete(timestamp)
+        else:
+            self._begin_body(partial, _State.BODY_UNTIL_CLOSE, 0)
+
+    def _begin_body(self, partial: Partial, state: int, length: int) -> None:
+        self.current = partial
+        self.state = state
+        self.remaining = length
+
+    def _body(self, data: bytes, wire: int) -> None:
+        assert self.current is not None
+        self.current.body.add(data, wire)
+
+    def _chunk_line(self, line: bytes, wire: int) -> None:
+        partial = self.current
+        assert partial is not None
+        partial.body.wire_size += wire
+        if self.state == _State.CHUNK_END:
+            self.state = _State.CHUNK_SIZE
+            if line:  # data ran past its announced size: not chunked as claimed
+                self._lost()
+            return
+        if self.state == _State.TRAILERS:
+            if line:
+                name, _, value = line.decode("latin-1").partition(":")
+                add_header(partial.trailers, name.strip(), value.strip())
+            else:
+                self.state = _State.HEAD
+            return
+        size_text = line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            self._lost()
+            return
+        if size:
+            self.state = _State.CHUNK_DATA
+            self.remaining = size
+        else:
+            self.state = _State.TRAILERS
+
+    def _complete(self, timestamp: float) -> None:
+        partial = self.current
+        self.current = None
+        assert partial is not None
+        upgrading = self.is_request and partial.sequence in self.session.upgrades
+        self.state = _State.PAUSED if upgrading else _State.HEAD
+        self.session.message(partial, self.is_request, timestamp)
+
+    # -- gaps, garbage and the end -------------------------------------------------------------
+
+    def gap(self, length: int) -> None:
+        if self.state == _State.BODY_LENGTH and self.remaining > length:
+            # Lost inside a body of known length: the message goes on, marked incomplete.
+            assert self.current is not None
+            self.current.body.wire_size += length
+            self.current.body.truncated = True
+            self.remaining -= length
+            return
+        if self.state == _State.BODY_UNTIL_CLOSE:
+            assert self.current is not None
+            self.current.body.wire_size += length
+            self.current.body.truncated = True
+            return
+        if self.state in (_State.STOPPED, _State.PAUSED):
+            return
+        if self.current is None and self.state != _State.RESYNC:
+            self.sequence += 1  # the gap held (the start of) a message
+        self._lost()
+
+    def _lost(self) -> None:
+        """Give up on the message in progress and search for the next start line."""
+        if self.current is not None:
+            self.current = None
+        COUNTERS["http1 messages dropped"] += 1
+        self.buffer = b""
+        self.state = _State.RESYNC
+
+    def _resync(self, data: bytes, position: int) -> int:
+        pattern = REQUEST_LINE if self.is_request else STATUS_LINE
+        while True:
+            found = pattern.search(data, position)
+            if found is None:
+                self.buffer = data[max(position, len(data) - _RESYNC_TAIL) :]
+                return -1
+            start = found.start()
+            if start == 0 or data[start - 1] == 10:
+                self.state = _State.HEAD
+                return start
+            position = start + 1
+
+    def _pause(self, data: bytes) -> None:
+        self.buffer = (self.buffer + data)[:MAX_PAUSED]
+
+    def resume(self, timestamp: float) -> None:
+        self.state = _State.HEAD
+        kept, self.buffer = self.buffer, b""
+        if kept:
+            self.feed(kept, timestamp)
+
+    def finish(self, timestamp: float) -> None:
+        """The connection ended: a body read until the close is complete now."""
+        if self.state == _State.BODY_UNTIL_CLOSE and self.current is not None:
+            self._complete(timestamp)

@@ -1,0 +1,553 @@
+"""HTTP/2 (RFC 9113) without TLS: frames, HPACK (RFC 7541), streams paired, gRPC decoded.
+
+Each direction has its own frame buffer and HPACK decoder (the ``hpack`` library). Every
+frame type is understood: DATA and HEADERS with padding and priority, CONTINUATION,
+PRIORITY, RST_STREAM, SETTINGS (the header table size a peer allows is applied to the other
+direction's decoder), PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE; unknown types are skipped
+as the RFC says. A stream is one pair: request headers, data and trailers from the client,
+response headers, data and trailers from the server.
+
+A capture that starts mid-connection misses the HPACK dynamic table built so far. Its
+header blocks are then decoded by :class:`TolerantDecoder`, which knows the entries added
+since the capture began and reports the references it cannot resolve
+(``undecodedHeaders``) instead of failing the block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import hpack
+from hpack.hpack import decode_integer
+from hpack.huffman_table import decode_huffman
+from hpack.table import HeaderTable
+
+from mizu_core import ConnectionContext, Direction, Message
+from mizu_http import bodies, declarations, grpc
+from mizu_http.counters import COUNTERS
+from mizu_http.http1 import add_header
+from mizu_http.settings import Settings
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAME_HEADER = 9
+MAX_BUFFERED_FRAME = 2 << 20
+"""Largest frame kept whole (peers default to 16 KiB and rarely allow more than 1 MiB); a
+larger one ends the decoding of the connection rather than the memory bound."""
+MAX_STREAMS = 1000
+"""Open streams kept per connection; beyond, the oldest is emitted as it is."""
+MAX_HEADER_LIST = 1 << 20
+
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
+PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
+END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
+SETTINGS_HEADER_TABLE_SIZE = 1
+
+_FIXED_LENGTHS = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
+_CONNECTION_FRAMES = frozenset((SETTINGS, PING, GOAWAY))
+_STREAM_FRAMES = frozenset((DATA, HEADERS, PRIORITY, RST_STREAM, PUSH_PROMISE, CONTINUATION))
+
+
+def frames_verdict(head: bytes) -> bool | None:
+    """Whether ``head`` is a run of valid HTTP/2 frames from its first byte: True, False, or
+    None when not even one frame header is there yet."""
+    position = 0
+    complete = 0
+    while position + FRAME_HEADER <= len(head):
+        length = int.from_bytes(head[position : position + 3], "big")
+        kind = head[position + 3]
+        stream = int.from_bytes(head[position + 5 : position + 9], "big")
+        if kind > CONTINUATION or stream >> 31:
+            return False
+        if kind in _CONNECTION_FRAMES and stream:
+            return False
+        if kind in _STREAM_FRAMES and not stream:
+            return False
+        if _FIXED_LENGTHS.get(kind, length) != length or (kind == SETTINGS and length % 6):
+            return False
+        if length > MAX_BUFFERED_FRAME:
+            return False
+        position += FRAME_HEADER + length
+        if position <= len(head):
+            complete += 1
+    if complete:
+        return True
+    return None if position == 0 else False
+
+
+class TolerantDecoder:
+    """HPACK decoding that survives an unknown start: references to dynamic-table entries
+    added before the capture began are counted, not fatal."""
+
+    def __init__(self, max_size: int) -> None:
+        self.table: list[tuple[str | None, str | None]] = []
+        self.size = 0
+        self.max_size = max_size
+
+    def _entry(self, index: int) -> tuple[str | None, str | None]:
+        static = HeaderTable.STATIC_TABLE
+        if 0 < index <= len(static):
+            name, value = static[index - 1]
+            return name.decode("latin-1"), value.decode("latin-1")
+        dynamic = index - len(static) - 1
+        if 0 <= dynamic < len(self.table):
+            return self.table[dynamic]
+        return None, None
+
+    def _add(self, name: str | None, value: str | None) -> None:
+        size = len(name or "") + len(value or "") + 32
+        self.table.insert(0, (name, value))
+        self.size += size
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.size > self.max_size and self.table:
+            name, value = self.table.pop()
+            self.size -= len(name or "") + len(value or "") + 32
+
+    def _string(self, data: bytes, position: int) -> tuple[str, int]:
+        huffman = data[position] & 0x80
+        length, consumed = decode_integer(data[position:], 7)
+        position += consumed
+        raw = data[position : position + length]
+        if len(raw) < length:
+            raise hpack.HPACKDecodingError("string runs past the block")
+        text = decode_huffman(raw) if huffman else raw
+        return text.decode("utf-8", "replace"), position + length
+
+    def decode(self, data: bytes) -> tuple[list[tuple[str, str]], int]:
+        """The headers of a block, and how many could not be resolved."""
+        headers: list[tuple[str, str]] = []
+        unknown = 0
+        position = 0
+        while position < len(data):
+            byte = data[position]
+            if byte & 0x80:  # indexed
+                index, consumed = decode_integer(data[position:], 7)
+                position += consumed
+                name, value = self._entry(index)
+            elif byte & 0xE0 == 0x20:  # dynamic table size update
+                self.max_size, consumed = decode_integer(data[position:], 5)
+                position += consumed
+                self._evict()
+                continue
+            else:
+                prefix = 6 if byte & 0x40 else 4
+                index, consumed = decode_integer(data[position:], prefix)
+                position += consumed
+                if index:
+                    name = self._entry(index)[0]
+                else:
+                    name, position = self._string(data, position)
+                value, position = self._string(data, position)
+                if byte & 0x40:
+                    self._add(name, value)
+            if name is None or value is None:
+                unknown += 1
+            else:
+                headers.append((name, value))
+        return headers, unknown
+
+
+@dataclass(slots=True)
+class _Half:
+    """One direction of a stream."""
+
+    body: bodies.Body
+    first_time: float = 0.0
+    last_time: float = 0.0
+    headers: dict[str, Any] | None = None
+    headers_size: int = 0
+    undecoded: int = 0
+    wire: int = 0
+    ended: bool = False
+
+    def add_headers(self, headers: list[tuple[str, str]], size: int, undecoded: int) -> None:
+        if self.headers is None:
+            self.headers = {}
+        for name, value in headers:
+            add_header(self.headers, name, value)
+        self.headers_size += size
+        self.undecoded += undecoded
+
+
+@dataclass(slots=True)
+class _Stream:
+    number: int
+    request: _Half
+    response: _Half
+    pushed: bool = False
+    queued: bool = False
+    """The request is complete and waits in the matcher."""
+    reset: int | None = None
+
+
+def _header(headers: dict[str, Any] | None, name: str) -> str:
+    value = (headers or {}).get(name, "")
+    return str(value[0] if isinstance(value, list) else value)
+
+
+class Http2Session:
+    """Both directions of an HTTP/2 connection."""
+
+    def __init__(
+        self,
+        context: ConnectionContext,
+        settings: Settings,
+        request_direction: Direction,
+        expect_preface: bool,
+        midstream: bool = False,
+    ) -> None:
+        self.context = context
+        self.max_body = settings.max_body_size
+        self.request_direction = request_direction
+        self.matcher = context.keyed_matcher()
+        self.buffers = [b"", b""]
+        self.expect_preface = expect_preface
+        self.decoders: list[hpack.Decoder | None] = [hpack.Decoder(), hpack.Decoder()]
+        self.tolerant: list[TolerantDecoder | None] = [None, None]
+        for decoder in self.decoders:
+            assert decoder is not None
+            decoder.max_header_list_size = MAX_HEADER_LIST
+        if midstream:
+            self.decoders = [None, None]
+            self.tolerant = [TolerantDecoder(4096), TolerantDecoder(4096)]
+        self.streams: dict[int, _Stream] = {}
+        self.pending_block: list[tuple[int, int, bytearray, int, int] | None] = [None, None]
+        """Per side: a header block awaiting CONTINUATION (stream, flags, fragments, kind,
+        promised stream)."""
+        self.stopped = False
+
+    # -- bytes in --------------------------------------------------------------------------------
+
+    def feed(self, is_request: bool, data: bytes, timestamp: float) -> None:
+        if self.stopped:
+            return
+        side = 0 if is_request else 1
+        buffer = self.buffers[side] + data if self.buffers[side] else data
+        position = 0
+        if is_request and self.expect_preface:
+            if len(buffer) < len(PREFACE):
+                if PREFACE.startswith(buffer):
+                    self.buffers[side] = buffer
+                    return
+                self._give_up("no connection preface")
+                return
+            if not buffer.startswith(PREFACE):
+                self._give_up("no connection preface")
+                return
+            self.expect_preface = False
+            position = len(PREFACE)
+        end = len(buffer)
+        while end - position >= FRAME_HEADER:
+            length = int.from_bytes(buffer[position : position + 3], "big")
+            if length > MAX_BUFFERED_FRAME:
+                self._give_up("frame too large")
+                return
+            if end - position < FRAME_HEADER + length:
+                break
+            kind = buffer[position + 3]
+            flags = buffer[position + 4]
+            stream = int.from_bytes(buffer[position + 5 : position + 9], "big") & 0x7FFFFFFF
+            payload = buffer[position + FRAME_HEADER : position + FRAME_HEADER + length]
+            position += FRAME_HEADER + length
+            self._frame(side, kind, flags, stream, payload, timestamp)
+            if self.stopped:
+                return
+        self.buffers[side] = buffer[position:]
+
+    def gap(self, is_request: bool, length: int) -> None:
+        """Frame boundaries and the HPACK state are lost with the bytes: emit what the
+        streams hold and decode no more of this connection."""
+        self._give_up("capture gap")
+
+    def close(self, timestamp: float) -> None:
+        for number in list(self.streams):
+            self._finish(number, timestamp)
+
+    def _give_up(self, reason: str) -> None:
+        COUNTERS[f"http2 gave up: {reason}"] += 1
+        self.stopped = True
+        self.buffers = [b"", b""]
+        for number, stream in list(self.streams.items()):
+            stream.request.body.truncated = stream.response.body.truncated = True
+            self._finish(number, max(stream.request.last_time, stream.response.last_time))
+
+    # -- frames ----------------------------------------------------------------------------------
+
+    def _stream(self, number: int, timestamp: float) -> _Stream:
+        stream = self.streams.get(number)
+        if stream is None:
+            if len(self.streams) >= MAX_STREAMS:
+                COUNTERS["http2 streams evicted"] += 1
+                self._finish(next(iter(self.streams)), timestamp)
+            stream = self.streams[number] = _Stream(
+                number, _Half(bodies.Body(self.max_body)), _Half(bodies.Body(self.max_body))
+            )
+        return stream
+
+    def _half(self, stream: _Stream, side: int) -> _Half:
+        return stream.request if side == 0 else stream.response
+
+    def _frame(
+        self, side: int, kind: int, flags: int, number: int, payload: bytes, timestamp: float
+    ) -> None:
+        pending = self.pending_block[side]
+        if pending is not None and kind != CONTINUATION:
+            COUNTERS["http2 header block interrupted"] += 1
+            self.pending_block[side] = None
+        if kind == DATA:
+            stream = self._stream(number, timestamp)
+            half = self._half(stream, side)
+            half.last_time = timestamp
+            half.first_time = half.first_time or timestamp
+            half.wire += FRAME_HEADER + len(payload)
+            half.body.add(_unpad(payload, flags))
+            if flags & END_STREAM:
+                self._ended(stream, side, timestamp)
+        elif kind in (HEADERS, PUSH_PROMISE):
+            fragment = _unpad(payload, flags)
+            promised = 0
+            if kind == HEADERS and flags & PRIORITY_FLAG:
+                fragment = fragment[5:]
+            elif kind == PUSH_PROMISE:
+                promised = int.from_bytes(fragment[:4], "big") & 0x7FFFFFFF
+                fragment = fragment[4:]
+            stream = self._stream(number, timestamp)
+            half = self._half(stream, side)
+            half.first_time = half.first_time or timestamp
+            half.wire += FRAME_HEADER + len(payload)
+            block = (number, flags, bytearray(fragment), kind, promised)
+            if flags & END_HEADERS:
+                self._header_block(side, block, timestamp)
+            else:
+                self.pending_block[side] = block
+        elif kind == CONTINUATION:
+            if pending is None or pending[0] != number:
+                COUNTERS["http2 stray continuation"] += 1
+                return
+            pending[2].extend(payload)
+            half = self._half(self._stream(number, timestamp), side)
+            half.wire += FRAME_HEADER + len(payload)
+            if len(pending[2]) > MAX_HEADER_LIST:
+                self._give_up("header block too large")
+            elif flags & END_HEADERS:
+                self.pending_block[side] = None
+                self._header_block(side, pending, timestamp)
+        elif kind == RST_STREAM:
+            reset = self.streams.get(number)
+            if reset is not None:
+                reset.reset = int.from_bytes(payload[:4], "big")
+                # A response already in flight when the client cancels still arrives: the
+                # stream stays open for it (until the connection ends or streams are evicted).
+                if side == 1:
+                    self._finish(number, timestamp)
+        elif kind == SETTINGS and not flags & ACK:
+            for offset in range(0, len(payload) - 5, 6):
+                identifier = int.from_bytes(payload[offset : offset + 2], "big")
+                if identifier == SETTINGS_HEADER_TABLE_SIZE:
+                    # What this side can decode bounds what the other side's encoder uses.
+                    size = int.from_bytes(payload[offset + 2 : offset + 6], "big")
+                    decoder = self.decoders[1 - side]
+                    if decoder is not None:
+                        decoder.max_allowed_table_size = size
+        elif kind == GOAWAY:
+            COUNTERS["http2 goaway"] += 1
+        # PRIORITY, PING, WINDOW_UPDATE and unknown types carry nothing an entry shows.
+
+    def _header_block(
+        self, side: int, block: tuple[int, int, bytearray, int, int], timestamp: float
+    ) -> None:
+        number, flags, fragments, kind, promised = block
+        headers, undecoded = self._decode(side, bytes(fragments))
+        if headers is None:
+            return
+        stream = self._stream(number, timestamp)
+        if kind == PUSH_PROMISE:
+            pushed = self._stream(promised, timestamp)
+            pushed.pushed = True
+            pushed.request.first_time = pushed.request.last_time = timestamp
+            pushed.request.add_headers(headers, len(fragments), undecoded)
+            self._ended(pushed, 0, timestamp)
+            return
+        half = self._half(stream, side)
+        half.last_time = timestamp
+        status = _first(headers, ":status")
+        if side == 1 and status.startswith("1") and len(status) == 3:
+            return  # an interim response (100 Continue): the final one follows
+        half.add_headers(headers, len(fragments), undecoded)
+        if flags & END_STREAM:
+            self._ended(stream, side, timestamp)
+
+    def _decode(self, side: int, block: bytes) -> tuple[list[tuple[str, str]] | None, int]:
+        decoder = self.decoders[side]
+        if decoder is not None:
+            try:
+                return [(str(name), str(value)) for name, value in decoder.decode(block)], 0
+            except hpack.HPACKError:
+                # Its table is now unreliable: carry on with what it learnt, tolerantly.
+                COUNTERS["http2 hpack failures"] += 1
+                self.decoders[side] = None
+                learnt = TolerantDecoder(decoder.header_table_size)
+                learnt.table = [
+                    (name.decode("utf-8", "replace"), value.decode("utf-8", "replace"))
+                    for name, value in decoder.header_table.dynamic_entries
+                ]
+                learnt.size = decoder.header_table._current_size
+                self.tolerant[side] = learnt
+        tolerant = self.tolerant[side]
+        assert tolerant is not None
+        try:
+            return tolerant.decode(block)
+        except (hpack.HPACKError, IndexError, UnicodeDecodeError):
+            COUNTERS["http2 hpack blocks lost"] += 1
+            return None, 0
+
+    # -- streams to messages ---------------------------------------------------------------------
+
+    def _ended(self, stream: _Stream, side: int, timestamp: float) -> None:
+        half = self._half(stream, side)
+        half.ended = True
+        half.last_time = timestamp
+        if side == 0 and not stream.queued:
+            stream.queued = True
+            self.matcher.request(stream.number, self._message(stream, True))
+        elif side == 1:
+            self._finish(stream.number, timestamp)
+
+    def _finish(self, number: int, timestamp: float) -> None:
+        stream = self.streams.pop(number, None)
+        if stream is None:
+            return
+        if stream.queued:
+            request = self.matcher.take(number)
+        elif stream.request.headers is not None or stream.request.wire:
+            request = self._message(stream, True)
+        else:
+            request = None
+        response = None
+        if stream.response.headers is not None or stream.response.wire:
+            response = self._message(stream, False, request)
+        elif stream.reset is not None:
+            response = self._reset_message(stream, timestamp)
+        if request is not None or response is not None:
+            self.context.emit(request, response)
+
+    def _message(
+        self, stream: _Stream, is_request: bool, request: Message | None = None
+    ) -> Message:
+        half = stream.request if is_request else stream.response
+        headers = half.headers or {}
+        content_type = _header(headers, "content-type")
+        if not is_request and request is not None and not content_type:
+            content_type = _header(request.data.get("headers"), "content-type")
+        body = half.body
+        is_grpc = grpc.is_grpc(content_type) or (
+            request is not None and request.protocol is declarations.GRPC
+        )
+        data: dict[str, Any]
+        if is_request:
+            data = {
+                "method": _header(headers, ":method"),
+                "target": _header(headers, ":path"),
+                "httpVersion": "HTTP/2.0",
+                "headers": headers,
+                "headersSize": half.headers_size,
+                "bodySize": body.wire_size,
+                "streamId": stream.number,
+            }
+            if stream.pushed:
+                data["pushed"] = True
+        else:
+            status = _header(headers, ":status")
+            data = {
+                "status": int(status) if status.isdigit() else 0,
+                "statusText": "",
+                "httpVersion": "HTTP/2.0",
+                "headers": headers,
+                "headersSize": half.headers_size,
+                "bodySize": body.wire_size,
+                "streamId": stream.number,
+            }
+            if stream.reset is not None:
+                data["resetCode"] = stream.reset
+        if half.undecoded:
+            data["undecodedHeaders"] = half.undecoded
+        if not half.ended:
+            data["incomplete"] = True
+        if is_grpc:
+            data["messages"] = grpc.messages(
+                body.data, _header(headers, "grpc-encoding"), self.max_body
+            )
+            if not is_request:
+                grpc_status = _header(headers, "grpc-status")
+                if grpc_status.isdigit():
+                    data["grpcStatus"] = int(grpc_status)
+                data["grpcMessage"] = _header(headers, "grpc-message")
+        body_fields = bodies.describe(
+            body, content_type, _header(headers, "content-encoding"), self.max_body
+        )
+        if is_request:
+            if body.wire_size:
+                data["postData"] = body_fields
+        else:
+            data["content"] = body_fields
+        direction = self.request_direction if is_request else self.request_direction.reverse
+        if stream.pushed and is_request:
+            direction = self.request_direction.reverse
+        return Message(
+            protocol=declarations.GRPC if is_grpc else declarations.HTTP2,
+            direction=direction,
+            first_time=half.first_time,
+            last_time=half.last_time,
+            size=half.wire,
+            data=data,
+        )
+
+    def _reset_message(self, stream: _Stream, timestamp: float) -> Message:
+        return Message(
+            protocol=declarations.HTTP2,
+            direction=self.request_direction.reverse,
+            first_time=timestamp,
+            last_time=timestamp,
+            size=0,
+            data={
+                "status": 0,
+                "statusText": "RST_STREAM",
+                "httpVersion": "HTTP/2.0",
+                "headers": {},
+                "headersSize": 0,
+                "bodySize": 0,
+                "content": {"size": 0, "mimeType": "", "text": ""},
+                "streamId": stream.number,
+                "resetCode": stream.reset,
+            },
+        )
+
+    # -- h2c upgrade -----------------------------------------------------------------------------
+
+    def upgraded_request(
+        self, headers: dict[str, Any], body: bytes, first_time: float, last_time: float, size: int
+    ) -> None:
+        """The HTTP/1.1 request that asked for ``Upgrade: h2c`` is stream 1's request."""
+        stream = self._stream(1, first_time)
+        half = stream.request
+        half.first_time, half.last_time = first_time, last_time
+        half.headers = headers
+        half.wire = size
+        half.body.add(body)
+        self._ended(stream, 0, last_time)
+
+
+def _unpad(payload: bytes, flags: int) -> bytes:
+    if flags & PADDED and payload:
+        padding = payload[0]
+        return payload[1 : max(len(payload) - padding, 1)]
+    return payload
+
+
+def _first(headers: list[tuple[str, str]], name: str) -> str:
+    for key, value in headers:
+        if key == name:
+            return value
+    return ""

@@ -1,0 +1,49 @@
+"""The hook implementations: the module registered as the ``http`` plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mizu_core import ConnectionContext, Dissector, Pair, Protocol, Verdict, hookimpl
+from mizu_http import analysis, declarations
+from mizu_http import settings as plugin_settings
+from mizu_http.dissector import HttpDissector, offer
+
+
+@hookimpl
+def protocols() -> Sequence[Protocol]:
+    return declarations.ALL
+
+
+@hookimpl
+def configure(settings: Mapping[str, Any]) -> None:
+    plugin_settings.current = plugin_settings.parse(settings)
+
+
+@hookimpl
+def dissect(
+    context: ConnectionContext, client_head: bytes, server_head: bytes
+) -> Dissector | Verdict | None:
+    answer = offer(client_head, server_head, context.connection.role_guessed)
+    if answer is None or isinstance(answer, Verdict):
+        return answer
+    start, flipped = answer
+    return HttpDissector(context, plugin_settings.current, start, flipped)
+
+
+@hookimpl
+def analyze(pair: Pair, entry: dict[str, Any]) -> dict[str, Any] | None:
+    if pair.protocol.name == "http":
+        return analysis.analyze_http(entry)
+    return None
+
+
+@hookimpl
+def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return analysis.summarize(entry)
+
+
+@hookimpl
+def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return analysis.represent(entry)

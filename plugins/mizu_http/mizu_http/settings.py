@@ -1,0 +1,38 @@
+"""The plugin's settings (``plugins.http.*``), validated by the ``configure`` hook."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MAX_BODY_SIZE = 1 << 20
+
+
+@dataclass(slots=True)
+class Settings:
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    """Bytes kept of each body (and of each decoded body); the rest is counted, not kept."""
+
+
+KEYS = {"max-body-size": "max_body_size"}
+
+current = Settings()
+"""What ``configure`` set; dissectors read it when a connection is claimed."""
+
+
+def parse(values: Mapping[str, Any]) -> Settings:
+    """Settings from the ``plugins.http.*`` keys; ValueError names an unknown key or bad value."""
+    settings = Settings()
+    for key, value in values.items():
+        if key not in KEYS:
+            raise ValueError(f"unknown key {key!r} (known: {', '.join(sorted(KEYS))})")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            try:
+                value = int(str(value), 0)
+            except ValueError:
+                raise ValueError(f"{key}: expected a byte count, got {value!r}") from None
+            if value < 0:
+                raise ValueError(f"{key}: expected a byte count, got {value!r}")
+        setattr(settings, KEYS[key], value)
+    return settings

@@ -1,0 +1,107 @@
+"""Entries, rows and detail views from dissected messages."""
+
+from __future__ import annotations
+
+from mizu_http.analysis import (
+    finish_request,
+    finish_response,
+    form_params,
+    header_values,
+    represent,
+    summarize,
+)
+
+HTTP11 = {"name": "http", "version": "1.1", "abbr": "HTTP", "macro": "http"}
+
+
+def test_request_views() -> None:
+    request = finish_request(
+        {
+            "method": "GET",
+            "target": "/a%20b?x=1&x=2&e=",
+            "headers": {"host": "svc:8080", "Cookie": ["a=1; b=2", "a=3"]},
+        }
+    )
+    assert request["url"] == "http://svc:8080/a%20b?x=1&x=2&e="
+    assert request["path"] == "/a%20b"
+    assert request["queryString"] == {"x": ["1", "2"], "e": ""}
+    assert request["cookies"] == {"a": ["1", "3"], "b": "2"}
+    proxied = finish_request({"method": "GET", "target": "http://other/p?q=1", "headers": {}})
+    assert (proxied["url"], proxied["path"]) == ("http://other/p?q=1", "/p")
+
+
+def test_response_cookies_and_header_lookup_ignore_case() -> None:
+    response = finish_response({"headers": {"set-cookie": ["s=1; Path=/", "t=2; HttpOnly"]}})
+    assert response["cookies"] == {"s": "1", "t": "2"}
+    assert header_values({"X-Thing": ["1", "2"]}, "x-thing") == ["1", "2"]
+
+
+def test_multipart_form() -> None:
+    body = (
+        '--B\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\nfile text\r\n"
+        '--B\r\nContent-Disposition: form-data; name="n"\r\n\r\nvalue\r\n--B--\r\n'
+    )
+    params = form_params({"mimeType": "multipart/form-data; boundary=B", "text": body})
+    assert params == [
+        {"name": "f", "fileName": "a.txt", "contentType": "text/plain", "value": "file text"},
+        {"name": "n", "value": "value"},
+    ]
+    assert form_params({"mimeType": "application/json", "text": "{}"}) is None
+
+
+def test_summary_queries_escape_quotes() -> None:
+    entry = {
+        "protocol": HTTP11,
+        "request": {"method": "GET", "path": '/say"hi"'},
+        "response": {"status": 404},
+    }
+    row = summarize(entry)
+    assert row["summary"] == '/say"hi"'
+    assert row["summaryQuery"] == 'http and request.path == "/say\\"hi\\""'
+    assert row["statusQuery"] == "http and response.status == 404"
+
+
+def test_representation_sections() -> None:
+    entry = {
+        "protocol": HTTP11,
+        "request": finish_request(
+            {
+                "method": "POST",
+                "target": "/f?q=1",
+                "headers": {"Host": "h"},
+                "postData": {
+                    "mimeType": "application/x-www-form-urlencoded",
+                    "text": "a=1",
+                },
+            }
+        ),
+        "response": {
+            "status": 200,
+            "headers": {"Content-Type": "application/json"},
+            "content": {"mimeType": "application/json", "text": '{"a":1}'},
+        },
+    }
+    sections = represent(entry)
+    assert [s["title"] for s in sections["request"]] == [
+        "Details",
+        "Headers",
+        "Query String",
+        "Form",
+        "Body",
+    ]
+    body = sections["response"][-1]
+    assert body["data"] == '{\n  "a": 1\n}'
+    assert body["selector"] == "response.content.text"
+
+
+def test_websocket_representation_shows_the_payload() -> None:
+    entry = {
+        "protocol": {"name": "websocket", "abbr": "WS", "macro": "ws"},
+        "request": {"method": "binary", "path": "/ws", "payload": "AAE=", "encoding": "base64"},
+        "response": None,
+    }
+    details, payload = represent(entry)["request"]
+    assert details["data"][0]["value"] == "binary"
+    assert (payload["data"], payload["encoding"]) == ("AAE=", "base64")
+    assert summarize(entry)["summaryQuery"] == 'ws and request.path == "/ws"'
