@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s bench``.
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``fuzz``, ``bench``.
 
 ``make test`` (the README's command) runs the same suite in the project's ``.venv``; nox builds
 throwaway environments instead, to prove that the packages install from scratch.
@@ -26,6 +26,13 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".", "mypy")
     session.run("mypy")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Mutated real traffic into every plugin's dissectors, thousands of examples each."""
+    session.install("-r", "requirements-dev.txt")
+    session.run("pytest", "-q", "tests/fuzz", *session.posargs, env={"MIZU_FUZZ": "1"})
 
 
 @nox.session
