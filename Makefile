@@ -1,12 +1,11 @@
 # The two commands of the README's quick start, and the pieces they are made of.
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-SAMPLE := tests/data/core/http11-keepalive.pcap
 
 .PHONY: demo test setup lint typecheck bench clean
 
-demo: setup  ## Set up, then dissect a bundled capture (the dashboard comes with the hub)
-	$(VENV)/bin/mizu dissect $(SAMPLE) -o table
+demo: setup  ## Set up, then watch this machine's traffic live in the dashboard (Ctrl-C stops)
+	$(VENV)/bin/mizu tap --local
 
 test: setup  ## Set up, then run the whole test suite
 	$(PYTHON) -m pytest -q
@@ -18,6 +17,7 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt $(wildcard plugins/*/pyp
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" .ci/get-helm >/dev/null
 	touch $@
 
 lint: setup

@@ -749,7 +749,9 @@ class Tapper:
         pcap_export: bool = False,
     ) -> None:
         from mizu_cli.local import RecordingLiveSource
+        from mizu_core.capture import LiveSource
         from mizu_core.engine import Engine, EngineSettings
+        from mizu_core.pcap_export import PacketKeeper
         from mizu_server.tapper_client import TapperClient
 
         self.base_filter = bpf_filter
@@ -759,12 +761,14 @@ class Tapper:
         self.ignored_entries = 0
         self.plugins = load_plugins(None, None)
         self.plugins.configure({})
-        self.source = RecordingLiveSource(
-            interfaces,
-            target_filter(bpf_filter, []) if targeted else bpf_filter,
-            None,
-            keep_packets=pcap_export,
-        )
+        initial_filter = target_filter(bpf_filter, []) if targeted else bpf_filter
+        self.source: LiveSource
+        self.keeper: PacketKeeper | None = None
+        if pcap_export:
+            self.source = RecordingLiveSource(interfaces, initial_filter, None, keep_packets=True)
+            self.keeper = self.source.keeper
+        else:
+            self.source = LiveSource(interfaces, initial_filter)
         self.client = TapperClient(f"{hub_url.rstrip('/')}/wsTapper", token, tapper_id)
         self.client.on_message = self.on_hub_message
         self.engine = Engine(self.plugins, self.emit, EngineSettings(tapper_id=tapper_id))
@@ -787,8 +791,8 @@ class Tapper:
             log.info("capturing %d target IPs", len(ips))
 
     def ship_packets(self) -> None:
-        if self.source.keeper is not None:
-            self.client.submit_packets(self.source.keeper.take())
+        if self.keeper is not None:
+            self.client.submit_packets(self.keeper.take())
 
     async def run(self, stop: asyncio.Event) -> None:
         from mizu_cli.local import PACKET_SHIPPING_INTERVAL
@@ -808,6 +812,8 @@ class Tapper:
             await self.client.flush(timeout=5.0)
             await self.client.stop()
             self.source.close()
+            if self.ignored_entries:
+                log.info("dropped %d entries of ignored user agents", self.ignored_entries)
 
     def _capture(self) -> None:
         from mizu_core.capture import CaptureError
@@ -932,8 +938,16 @@ def tap_in_cluster(pod_regex: str | None, **params: Any) -> None:
         ("gui_port", "tap.gui-port"),
         ("max_entries_db_size", "tap.max-entries-db-size"),
         ("no_browser", "headless"),
+        ("ignored_user_agents", "tap.ignored-user-agents"),
+        ("redact_patterns", "tap.redact"),
+        ("pcap_export", "tap.pcap-export"),
     ):
         if flag in given:
-            overrides[key] = list(params[flag]) if flag == "namespaces" else params[flag]
+            value = params[flag]
+            overrides[key] = list(value) if isinstance(value, tuple) else value
+    if "no_redact" in given and params["no_redact"]:
+        overrides["tap.redact"] = False
+    if "rules_path" in given:
+        overrides["tap.traffic-validation-file"] = str(params["rules_path"])
     config = Config.load(params["config_path"], params["assignments"], overrides)
     cluster_tap(config, params["dry_run"])

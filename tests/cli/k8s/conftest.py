@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 import kmock
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 from kmock._internal import parsing
 
 from mizu_cli.k8s import KubeClient
+from mizu_cli.main import cli
 
 VERSION = {
     "major": "1",
@@ -29,6 +32,28 @@ VERSION = {
     "platform": "linux/amd64",
 }
 _parse_path = parsing.parse_path
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    """``condition()``'s first true value, polled until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting{' for ' + what if what else ''}")
+
+
+def invoke_beside(side: Callable[[], None], arguments: Sequence[str]) -> Result:
+    """Run ``mizu ARGUMENTS`` while ``side`` (a thread) plays the cluster or the user, e.g.
+    makes the hub ready, then presses Ctrl-C."""
+    helper = threading.Thread(target=side)
+    helper.start()
+    try:
+        return CliRunner().invoke(cli, list(arguments))
+    finally:
+        helper.join()
 
 
 def parse_namespace_paths(path: str) -> parsing.ParsedPath:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -10,11 +13,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from mizu_cli import cluster
 from mizu_cli.config import Config, ConfigError
-from mizu_cli.k8s.manifests import DeploySettings, manifests
+from mizu_cli.k8s.manifests import DeploySettings, hub_pod, manifests
 from mizu_cli.main import cli
 
-from .conftest import Emulator
+from .conftest import Emulator, ForwardToLocalHub, LocalHub, invoke_beside, wait_for
 
 SSAR = "post /apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
@@ -110,6 +114,9 @@ def test_config_layers_file_then_set_then_flags(tmp_path: Path) -> None:
         ("tap.max-entries-db-size=big", "config key tap.max-entries-db-size"),
         ("image-pull-policy=Sometimes", "config key image-pull-policy"),
         ("mizu-resources-namespace=Not_A_Name", "config key mizu-resources-namespace"),
+        ("tap.redact=[x, (]", "config key tap.redact"),
+        ("tap.ignored-user-agents=kube-probe,[", "config key tap.ignored-user-agents"),
+        ("tap.pcap-export=maybe", "config key tap.pcap-export: expected true or false"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(assignment: str, message: str, tmp_path: Path) -> None:
@@ -127,3 +134,64 @@ def test_config_command_prints_and_regenerates(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["config", "--config-path", str(path), "--set", "tap.x=1"])
     assert result.exit_code == 1
     assert "unknown config key tap.x" in result.stderr
+
+
+def test_view_forwards_the_running_hub_until_ctrl_c(
+    emulator: Emulator, local_hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forwarder = ForwardToLocalHub(local_hub)
+    monkeypatch.setattr(cluster, "make_port_forwarder", lambda kube: forwarder)
+    result = CliRunner().invoke(cli, ["view", "--no-browser"])
+    assert result.exit_code == 1
+    assert "no Mizu hub runs in namespace mizu; start one with `mizu tap`" in result.stderr
+    assert forwarder.forwards == []
+
+    emulator.client.create(hub_pod(DeploySettings(token="t")))
+    health: dict[str, int] = {}
+
+    def browse_then_interrupt() -> None:
+        wait_for(lambda: forwarder.forwards, what="the port-forward")
+        with urllib.request.urlopen(f"{local_hub.url}/status/health", timeout=5) as reply:
+            health["status"] = reply.status
+        os.kill(os.getpid(), signal.SIGINT)
+
+    result = invoke_beside(browse_then_interrupt, ["view", "--no-browser", "-p", "18900"])
+    assert result.exit_code == 0, result.output
+    assert f"dashboard at {local_hub.url}" in result.stderr
+    assert forwarder.forwards == [("mizu", "mizu-hub", 8899, 18900)]
+    assert forwarder.closed == 1
+    assert health == {"status": 200}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "redacted", "kept"),
+    [
+        ("tap.redact=true", ["Authorization"], ["X-Customer"]),
+        ("tap.redact=[customer]", ["Authorization", "X-Customer"], []),
+        ("tap.redact=false", [], ["Authorization", "X-Customer"]),
+    ],
+)
+def test_tap_redact_is_on_off_or_more_names(
+    assignment: str, redacted: list[str], kept: list[str], tmp_path: Path
+) -> None:
+    setting = Config.load(tmp_path / "none.yaml", [assignment])["tap.redact"]
+    redactor = cluster.redactor_for(setting)
+    headers = {"Authorization": "Bearer x", "X-Customer": "42"}
+    entry = {"request": {"headers": headers}}
+    result = redactor(entry)["request"]["headers"] if redactor else headers
+    assert [name for name in headers if result[name] == "[REDACTED]"] == redacted
+    assert [name for name in headers if result[name] == headers[name]] == kept
+
+
+def test_a_bad_rules_file_stops_tap_before_anything_is_created(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: a\n    type: xml\n")
+    before = emulator.everything()
+    result = CliRunner().invoke(
+        cli, ["tap", "--no-browser", "--set", f"tap.traffic-validation-file={rules}"]
+    )
+    assert result.exit_code == 1
+    assert "rule 1 ('a'), field 'type'" in result.stderr
+    assert emulator.everything() == before

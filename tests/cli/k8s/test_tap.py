@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,19 +15,9 @@ from click.testing import CliRunner
 from mizu_cli import cluster
 from mizu_cli.main import cli
 
-from .conftest import Emulator, ForwardToLocalHub, LocalHub
+from .conftest import Emulator, ForwardToLocalHub, LocalHub, invoke_beside, wait_for
 
 TARGET_PODS = [("web", "127.0.0.11", "node-1"), ("db", "127.0.0.12", "node-1")]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def make_hub_ready(emulator: Emulator, namespace: str) -> None:
@@ -90,10 +78,7 @@ def test_tap_deploys_follows_targets_and_removes_everything_on_ctrl_c(
         time.sleep(0.3)  # a few of the CLI's looks at the hub's status
         os.kill(os.getpid(), signal.SIGINT)
 
-    helper = threading.Thread(target=cluster_side)
-    helper.start()
-    result = CliRunner().invoke(cli, ["tap", "--no-browser", "-p", "18899"])
-    helper.join()
+    result = invoke_beside(cluster_side, ["tap", "--no-browser", "-p", "18899"])
     assert result.exit_code == 0, result.output
     assert result.stdout.split() == ["+db.shop", "+web.shop", "+cart.shop", "-web.shop"]
     assert forwarder.forwards == [("mizu", "mizu-hub", 8899, 18899)]
@@ -138,6 +123,8 @@ def test_hub_config_carries_targets_and_settings(emulator: Emulator, tmp_path: A
         "ignored-user-agents": ["kube-probe"],
         "redact": ["x-secret"],
         "max-entries-db-size": "200MB",
+        "pcap-export": False,
+        "traffic-validation-file": "",
     }
 
 
@@ -147,10 +134,7 @@ def test_failure_half_way_removes_what_was_created(
     emulator.pod("web", "shop", "127.0.0.11")
     before = emulator.everything()
     emulator.react("post /apis/apps/v1/namespaces/mizu/daemonsets", 500)
-    helper = threading.Thread(target=make_hub_ready, args=(emulator, "mizu"))
-    helper.start()
-    result = CliRunner().invoke(cli, ["tap", "--no-browser"])
-    helper.join()
+    result = invoke_beside(lambda: make_hub_ready(emulator, "mizu"), ["tap", "--no-browser"])
     assert result.exit_code == 1
     assert "create DaemonSet failed: 500" in result.stderr
     assert "removing the 9 objects created" in result.stderr
@@ -166,10 +150,7 @@ def test_sigterm_while_waiting_for_the_hub_removes_everything(emulator: Emulator
         time.sleep(0.2)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    helper = threading.Thread(target=terminate)
-    helper.start()
-    result = CliRunner().invoke(cli, ["tap", "--no-browser"])
-    helper.join()
+    result = invoke_beside(terminate, ["tap", "--no-browser"])
     assert result.exit_code == 0, result.output
     assert "mizu: stopping" in result.stderr
     assert emulator.everything() == before
@@ -190,12 +171,9 @@ def test_restricted_mode_creates_only_namespaced_objects(
         seen["deployed"] = emulator.everything()
         os.kill(os.getpid(), signal.SIGINT)
 
-    helper = threading.Thread(target=cluster_side)
-    helper.start()
-    result = CliRunner().invoke(
-        cli, ["tap", "--no-browser", "-A", "--set", "mizu-resources-namespace=team"]
+    result = invoke_beside(
+        cluster_side, ["tap", "--no-browser", "-A", "--set", "mizu-resources-namespace=team"]
     )
-    helper.join()
     assert result.exit_code == 0, result.output
     assert result.stdout.split() == ["+web.team"]
     created = set(seen["deployed"]) - set(before)
@@ -219,3 +197,24 @@ def test_no_cluster_suggests_local(tmp_path: Any, monkeypatch: pytest.MonkeyPatc
     result = CliRunner().invoke(cli, ["tap"])
     assert result.exit_code == 1
     assert "mizu tap --local" in result.stderr
+
+
+def test_flags_of_local_tap_set_the_cluster_settings(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: []\n")
+    seen: list[cluster.Config] = []
+    monkeypatch.setattr(cluster, "cluster_tap", lambda config, dry_run: seen.append(config))
+    flags = ["--ignored-user-agent", "^kube-probe/", "--pcap-export"]
+    flags += ["--traffic-validation-file", str(rules), "--redact-pattern", "customer"]
+    no_file = ["--config-path", str(tmp_path / "absent.yaml")]
+    result = CliRunner().invoke(cli, ["tap", *no_file, *flags])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["tap", *no_file, "--no-redact", "--set", "tap.redact=[x]"])
+    assert result.exit_code == 0, result.output
+    assert seen[0]["tap.ignored-user-agents"] == ["^kube-probe/"]
+    assert seen[0]["tap.pcap-export"] is True
+    assert seen[0]["tap.traffic-validation-file"] == str(rules)
+    assert seen[0]["tap.redact"] == ["customer"]
+    assert seen[1]["tap.redact"] is False  # the flag wins over --set
