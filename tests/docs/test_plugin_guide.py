@@ -190,3 +190,33 @@ def test_the_redis_example_installs_from_its_directory(tmp_path: Path) -> None:
     entries = [json.loads(line) for line in dissected.stdout.splitlines()]
     assert [e["protocol"]["name"] for e in entries] == ["redis"] * 7
     assert {e["request"]["method"] for e in entries} == {"SET", "GET", "DEL", "PING"}
+
+
+def test_the_redis_macro_selects_its_entries() -> None:
+    capture = EXAMPLE / "tests" / "data" / "redis-cli.pcap"
+    selected = subprocess.run(
+        mizu("dissect", str(capture), "-q", "redis"), capture_output=True, text=True, check=True
+    )
+    assert len(selected.stdout.splitlines()) == 7
+    others = subprocess.run(
+        mizu("dissect", str(capture), "-q", "not redis"), capture_output=True, text=True, check=True
+    )
+    assert others.stdout == ""
+
+
+def test_uninstalling_the_example_removes_it_from_mizu_plugins() -> None:
+    """The example is installed into the test environment like any third-party package;
+    uninstalling it there removes it (and it is put back afterwards)."""
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "uninstall", "-y", "mizu-redis"], check=True, capture_output=True)
+    try:
+        listed = subprocess.run(mizu("plugins"), capture_output=True, text=True, check=True)
+        assert not any(line.startswith("redis ") for line in listed.stdout.splitlines())
+    finally:
+        subprocess.run(
+            [*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(EXAMPLE)],
+            check=True,
+            capture_output=True,
+        )
+    listed = subprocess.run(mizu("plugins"), capture_output=True, text=True, check=True)
+    assert any(line.startswith("redis ") for line in listed.stdout.splitlines())
