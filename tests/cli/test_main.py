@@ -218,3 +218,20 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
         check=True,
     )
     assert piped.stderr.count(b"\n") == 1 and b"%" not in piped.stderr
+
+
+def test_reading_a_file_leaves_ctrl_c_to_the_program() -> None:
+    """pypcap swallows SIGINT after reading a file unless the source puts Python's back."""
+    import signal
+    import time
+
+    from mizu_core.capture import FileSource
+    from mizu_core.engine import Engine
+    from mizu_core.plugins import PluginManager
+
+    Engine(PluginManager().discover(allow=["tcp"]), lambda entry: None).run(
+        FileSource(DATA / "http11-keepalive.pcap")
+    )
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(2)
