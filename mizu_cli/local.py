@@ -25,6 +25,7 @@ from aiohttp import web
 
 from mizu_cli.cluster import tap_in_cluster, with_cluster_tap_options
 from mizu_cli.common import TableSink, load_plugins, summary_line
+from mizu_cli.config import Config
 from mizu_core.capture import CaptureError, FileSource, LiveSource, Packet
 from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
@@ -234,6 +235,11 @@ def tap(
             gui_port=gui_port,
             no_browser=no_browser,
             max_entries_db_size=max_entries_db_size,
+            rules_path=rules_path,
+            no_redact=no_redact,
+            redact_patterns=redact_patterns,
+            ignored_user_agents=ignored_user_agents,
+            pcap_export=pcap_export,
             **cluster_options,
         )
         return
@@ -242,6 +248,10 @@ def tap(
     if pcaps and (interfaces or write_path):
         raise click.UsageError("--pcap replays files: -i and -w apply to live capture only")
 
+    if rules_path is None:
+        config = Config.load(cluster_options["config_path"], cluster_options["assignments"])
+        configured = config["tap.traffic-validation-file"]
+        rules_path = Path(configured) if configured else None
     rules = None
     if rules_path is not None:
         try:
@@ -381,11 +391,23 @@ class LocalSession:
                 webbrowser.open(url)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
-            thread = threading.Thread(
-                target=self.capture, args=(source, pcaps), name="mizu-capture", daemon=True
-            )
+
+            def listen_for_signals() -> None:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, stop.set)
+
+            def capture() -> None:
+                try:
+                    self.capture(source, pcaps)
+                except KeyboardInterrupt:  # Ctrl-C seen by libpcap's handler, below
+                    loop.call_soon_threadsafe(stop.set)
+                finally:
+                    # iterating a pypcap handle installs its own SIGINT handler, which only
+                    # flags that handle and is never removed: give Ctrl-C back to the loop
+                    loop.call_soon_threadsafe(listen_for_signals)
+
+            listen_for_signals()
+            thread = threading.Thread(target=capture, name="mizu-capture", daemon=True)
             thread.start()
             shipper = asyncio.create_task(self.ship_packets_every(PACKET_SHIPPING_INTERVAL))
             await stop.wait()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import io
 import json
@@ -161,7 +162,7 @@ async def list_entries(request: web.Request) -> web.Response:
     limit, left_off, direction = parse_paging(request)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    page = await hub.run(hub.db.page, query, limit, left_off, direction)
+    page = await hub.run(hub.db.page, query, limit, left_off, direction, hub.settings.scan_budget)
     status = await hub.run(hub.db.status)
     rows = [{**hub.row(query, item.entry), "seq": item.seq} for item in page.entries]
     return web.json_response(
@@ -175,6 +176,7 @@ async def list_entries(request: web.Request) -> web.Response:
                 "leftOff": page.left_off,
                 "direction": direction,
                 "exhausted": page.exhausted,
+                "partial": page.partial,
                 "pushedDown": page.exact,
                 "truncatedTimestamp": status["truncatedTimestamp"],
                 "elapsedMs": round((loop.time() - started) * 1000, 2),
@@ -453,10 +455,17 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
 def read_tapper_frame(data: bytes) -> tuple[str, list[dict[str, Any]]]:
     """``("entries", [entry])`` from a ``pack_entries`` frame, or ``("packets", [{connection,
     linktype, frames}])`` from a frame of raw packets; ValueError for anything else."""
+    collecting = gc.isenabled()
+    # a frame decodes to tens of thousands of objects that all survive: the cyclic collector
+    # would walk them several times over while they are made (msgpack's own advice)
+    gc.disable()
     try:
         message = msgpack.unpackb(data, raw=False)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as error:
         raise ValueError(f"not msgpack ({error})") from None
+    finally:
+        if collecting:
+            gc.enable()
     if not isinstance(message, dict):
         raise ValueError("not a msgpack map")
     if isinstance(message.get("entries"), list):

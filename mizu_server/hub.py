@@ -22,6 +22,7 @@ from mizu_core.plugins import PluginManager
 from mizu_core.query import Query, compile_query
 from mizu_core.views import entry_row
 from mizu_server.oas import OasInference
+from mizu_server.observing import BudgetedObservers
 from mizu_server.resolver import NameResolver
 from mizu_server.rules import Rules, rules_row
 from mizu_server.servicemap import ServiceMap
@@ -134,11 +135,9 @@ class Hub:
         self.started = time.time()
         self.oas = OasInference()
         self.service_map = ServiceMap()
-        self.observers: list[Callable[[Mapping[str, Any]], None]] = [
-            self.oas.observe,
-            self.service_map.observe,
-        ]
-        """Fed each newly stored entry on the store's thread; read them there too (``run``)."""
+        self.observers = BudgetedObservers([self.oas.observe, self.service_map.observe])
+        """Fed newly stored entries on the store's thread, sampled when they fall behind; read
+        what they hold there too (``run``)."""
         self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -181,7 +180,10 @@ class Hub:
         if rules is not None:
             entries = [checked(rules, entry) for entry in entries]
         query = self.insertion_filter
-        kept = [dict(query.redact(entry)) for entry in entries if query(entry)]
+        if query.matches_all:
+            kept = [entry if type(entry) is dict else dict(entry) for entry in entries]
+        else:
+            kept = [dict(query.redact(entry)) for entry in entries if query(entry)]
         self.filtered_out += len(entries) - len(kept)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((kept, future))
@@ -230,12 +232,7 @@ class Hub:
 
     def _store(self, entries: list[dict[str, Any]]) -> list[StoredEntry]:
         stored = self.db.insert(entries)
-        for observe in self.observers:
-            for item in stored:
-                try:
-                    observe(item.entry)
-                except Exception:  # an odd entry must not stop ingest
-                    log.exception("%s failed on entry %s", observe, item.entry.get("id"))
+        self.observers.feed([item.entry for item in stored])
         return stored
 
     async def _drain(self) -> None:
@@ -274,6 +271,7 @@ class Hub:
             "uptimeSeconds": round(time.time() - self.started, 1),
             "store": await self.run(self.db.status),
             "filteredOut": self.filtered_out,
+            "observers": self.observers.as_json(),
             "liveClients": len(self.subscriptions),
             "tappers": sum(1 for tapper in self.tappers if tapper.connected),
         }

@@ -58,18 +58,12 @@ COLUMNS: dict[tuple[str, ...], str] = {
 }
 """Selector path → column of the ``entries`` table."""
 
-INDEXED = (
-    "timestamp",
-    "protocol",
-    "macro",
-    "method",
-    "path",
-    "status",
-    "src_ip",
-    "dst_ip",
-    "src_name",
-    "dst_name",
-)
+INDEXED = ("timestamp", "macro", "status", "path", "src_ip", "dst_ip", "dst_name")
+"""Columns with an index of their own (each implicitly ``(column, seq)``, so an equality walks
+it newest first with no sort). Every index costs each insert about as much as the row itself:
+these are the columns whose values can be rare (a protocol's macro, an error status, a path
+prefix, a peer, a time range); a common value (``protocol.name == "http"``, a method) fills a
+page from a plain backward scan quickly anyway."""
 
 _INT64 = 1 << 63
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -233,7 +227,15 @@ def _method(target: Node, name: str, args: tuple[Node, ...]) -> Sql | None:
     part = argument.value
     guard = f"typeof({column}) = 'text'"
     if name == "startsWith":
-        return Sql(f"({guard} AND substr({column}, 1, ?) = ?)", (len(part), part), True)
+        if not part:
+            return Sql(f"({guard})", (), True)
+        # a range over the text, which the column's index answers (SQLite compares text as
+        # UTF-8 bytes, in code point order like Python); a prefix with no successor (all
+        # U+10FFFF) has nothing above it
+        above = prefix_successor(part)
+        if above is None:
+            return Sql(f"({guard} AND {column} >= ?)", (part,), True)
+        return Sql(f"({guard} AND {column} >= ? AND {column} < ?)", (part, above), True)
     if name == "endsWith":
         if not part:
             return Sql(f"({guard})", (), True)
@@ -241,4 +243,16 @@ def _method(target: Node, name: str, args: tuple[Node, ...]) -> Sql | None:
     if name == "contains":
         # a list or an object (a NULL column) may contain it too: sound, not exact
         return Sql(f"(({guard} AND instr({column}, ?) > 0) OR {column} IS NULL)", (part,), False)
+    return None
+
+
+def prefix_successor(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix``; None if none is."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:  # surrogates are not text: skip to the next encodable code point
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
     return None

@@ -26,12 +26,20 @@ import orjson
 
 from mizu_core.emit import json_default
 from mizu_core.query import Query
-from mizu_server.pushdown import COLUMNS, INDEXED, column_values, sql_regex, translate
+from mizu_server.pushdown import COLUMNS, INDEXED, Sql, column_values, sql_regex, translate
 
 log = logging.getLogger(__name__)
 
 BACKWARD, FORWARD = -1, 1
 _SCAN_CHUNK = 2000
+_WALK_PROBE = 0.03
+"""Seconds a listing walks the table in order before it asks an index for its matches."""
+_WINDOW = 20_000
+"""Rows per step of a listing that no index helps."""
+_PROGRESS_STEPS = 20_000
+"""SQLite VM steps between checks of a running statement's time limit."""
+CACHE_KIB = 32 * 1024
+"""SQLite's page cache (its default is 2 MiB)."""
 
 
 @dataclass(slots=True)
@@ -114,6 +122,8 @@ class SqliteStore:
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # index pages touched by random keys (paths, peers) stay cached across transactions
+        self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.db.create_function("mizu_regex", 2, sql_regex, deterministic=True)
         columns = ", ".join(_COLUMN_NAMES)
         known = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
@@ -127,6 +137,13 @@ class SqliteStore:
             f"NULL, id TEXT NOT NULL, {columns}, size INTEGER NOT NULL, data BLOB NOT NULL)"
         )
         self.db.execute("CREATE INDEX IF NOT EXISTS entries_id_key ON entries (id_key)")
+        wanted = {"entries_id_key", *(f"entries_{column}" for column in INDEXED)}
+        for (stale,) in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries' "
+            "AND name LIKE 'entries_%'"
+        ).fetchall():
+            if stale not in wanted:  # an index an older version kept: it only slows inserts
+                self.db.execute(f'DROP INDEX "{stale}"')
         for column in INDEXED:
             self.db.execute(f"CREATE INDEX IF NOT EXISTS entries_{column} ON entries ({column})")
         self.db.execute(
@@ -246,16 +263,14 @@ class SqliteStore:
         budget: float | None = None,
     ) -> Page:
         """Up to ``limit`` matching entries next to ``left_off`` (exclusive) in ``direction``;
-        backward from the newest when ``left_off`` is None. A scan that re-checks rows in
-        Python stops after ``budget`` seconds with what it found."""
+        backward from the newest when ``left_off`` is None. With a ``budget``, the listing
+        returns what it found after that many seconds (``partial``, to be continued from
+        ``left_off``)."""
         deadline = None if budget is None else time.monotonic() + budget
         if query.limit is not None:
             limit = min(limit, query.limit)
         sql = translate(query)
-        if direction == FORWARD:
-            bound, order, cursor = "seq > ?", "ASC", left_off or 0
-        else:
-            bound, order, cursor = "seq < ?", "DESC", left_off if left_off else self._seq + 1
+        cursor = (left_off or 0) if direction == FORWARD else (left_off or self._seq + 1)
         found: list[StoredEntry] = []
         scanned = 0
         exhausted = partial = False
@@ -263,11 +278,7 @@ class SqliteStore:
         # scan in chunks, keeping what the query matches, until the page is full.
         chunk = limit if sql.exact else max(_SCAN_CHUNK, limit)
         while len(found) < limit:
-            rows = self.db.execute(
-                f"SELECT seq, data FROM entries WHERE {bound} AND {sql.where} "
-                f"ORDER BY seq {order} LIMIT ?",
-                (cursor, *sql.params, chunk),
-            ).fetchall()
+            rows, reached, exhausted = self._matching_rows(sql, direction, cursor, chunk, deadline)
             for seq, data in rows:
                 scanned += 1
                 cursor = seq
@@ -275,10 +286,11 @@ class SqliteStore:
                 if sql.exact or query(entry):
                     found.append(StoredEntry(seq, entry))
                     if len(found) == limit:
+                        exhausted = exhausted and seq == rows[-1][0]
                         break
             else:
-                if len(rows) < chunk:
-                    exhausted = True
+                cursor = reached
+                if exhausted:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     partial = True
@@ -286,6 +298,65 @@ class SqliteStore:
         if direction != FORWARD:
             found.reverse()
         return Page(found, cursor, scanned, sql.exact, exhausted, partial)
+
+    def _matching_rows(
+        self, sql: Sql, direction: int, cursor: int, chunk: int, deadline: float | None
+    ) -> tuple[list[tuple[int, bytes]], int, bool]:
+        """Up to ``chunk`` ``(seq, data)`` rows the SQL matches beyond ``cursor``, in order; the
+        seq the search reached (the next cursor when fewer came back); whether nothing lies
+        beyond. Three plans, each tried while the previous one runs too long:
+
+        - walk the table from ``cursor`` (instant when matches are common);
+        - let SQLite find the matches through an index, then sort them (``+seq`` keeps it
+          from walking the table in order instead): instant for rare values of an indexed
+          column, a path prefix or a time range;
+        - walk windows of ``_WINDOW`` rows until the deadline (nothing indexed helps), so that
+          a partial answer still moves ``cursor`` on.
+        """
+        forward = direction == FORWARD
+        bound, order = ("seq > ?", "ASC") if forward else ("seq < ?", "DESC")
+        select = f"SELECT seq, data FROM entries WHERE {bound} AND {sql.where}"
+        params = (cursor, *sql.params, chunk)
+        end = (self._seq + 1) if forward else 0
+        now = time.monotonic()
+        probe = now + _WALK_PROBE if deadline is None else min(now + _WALK_PROBE, deadline)
+        rows = self._run(f"{select} ORDER BY seq {order} LIMIT ?", params, probe)
+        if rows is None:
+            until = None if deadline is None else now + (deadline - now) / 2
+            rows = self._run(f"{select} ORDER BY +seq {order} LIMIT ?", params, until)
+        if rows is not None:
+            full = len(rows) == chunk
+            return rows, (rows[-1][0] if full else end), not full
+        rows = []
+        window = "seq <= ?" if forward else "seq >= ?"
+        while True:
+            edge = cursor + _WINDOW if forward else max(cursor - _WINDOW, 0)
+            rows += self.db.execute(
+                f"{select} AND {window} ORDER BY seq {order} LIMIT ?",
+                (cursor, *sql.params, edge, chunk - len(rows)),
+            ).fetchall()
+            if len(rows) == chunk:
+                return rows, rows[-1][0], False
+            cursor = edge
+            done = edge >= self._seq if forward else edge <= 0
+            if done or (deadline is not None and time.monotonic() >= deadline):
+                return rows, cursor, done
+
+    def _run(
+        self, sql: str, params: tuple[Any, ...], until: float | None
+    ) -> list[tuple[int, bytes]] | None:
+        """The rows of ``sql``, or None if it was still running at ``until``."""
+        if until is None:
+            return self.db.execute(sql, params).fetchall()
+        self.db.set_progress_handler(lambda: time.monotonic() >= until, _PROGRESS_STEPS)
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as error:
+            if "interrupted" not in str(error):
+                raise
+            return None
+        finally:
+            self.db.set_progress_handler(None, 0)
 
     # -- raw packets (pcap export) ------------------------------------------------------------
 
@@ -365,6 +436,10 @@ def id_key(entry_id: str) -> int:
 
 def _encode(entry: Mapping[str, Any]) -> bytes:
     try:
+        return orjson.dumps(entry, default=json_default)
+    except orjson.JSONEncodeError:
+        pass
+    try:  # keys that are not strings (decoded msgpack may have them) take the slower option
         return orjson.dumps(entry, default=json_default, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
         return msgpack.packb(entry, use_bin_type=True)

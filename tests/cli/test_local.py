@@ -182,3 +182,43 @@ def test_tap_without_local_says_what_to_do() -> None:
 )
 def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
+
+
+def test_pcap_replay_ends_on_sigint_and_reads_rules_from_config(tmp_path: Path) -> None:
+    """Replaying left libpcap's SIGINT handler installed, so Ctrl-C was ignored; and
+    ``tap.traffic-validation-file`` in the config stands in for the flag."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - name: answers-in-a-minute\n    type: slo\n    response-time: 60000\n"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(f"tap:\n  traffic-validation-file: {rules}\n")
+    port = free_port()
+    capture = Path(__file__).resolve().parent.parent / "data" / "http" / "mizu-http1.pcap"
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mizu_cli", "tap", "--pcap", str(capture), "--no-browser"),
+            *("--db", str(tmp_path / "entries.db"), "-p", str(port), "--config-path", str(config)),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "still serving" in line:
+                break
+        else:
+            pytest.fail(f"mizu tap exited: {process.wait()}")
+        rows = get_json(port, "/entries", query="http")["data"]
+        assert rows and all(row["rules"] == {"passed": 1, "failed": 0} for row in rows)
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        remaining = process.stderr.read()
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 3
+        assert "entries" in remaining and "sent to the hub" in remaining
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

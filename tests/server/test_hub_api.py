@@ -275,3 +275,23 @@ def test_real_websocket_client_against_a_served_hub(plugins: PluginManager) -> N
                 assert (await browser.receive_json())["data"]["id"] == "tapper-1-1"
 
     run(scenario())
+
+
+def test_a_listing_that_scans_in_python_stops_at_the_scan_budget(plugins: PluginManager) -> None:
+    async def scenario() -> None:
+        async with hub_client(plugins, scan_budget=0.0) as client:
+            await send_frames(
+                client, [[make_entry(n) for n in range(k, k + 1000)] for k in range(0, 5000, 1000)]
+            )
+            no_such_host = 'request.headers["Host"] == "nowhere"'
+            body = await (await client.get("/entries", params={"query": no_such_host})).json()
+            meta = body["meta"]
+            assert body["data"] == [] and meta["partial"] and not meta["exhausted"]
+            assert not meta["pushedDown"] and 0 < meta["scanned"] < 5000
+            params = {"query": no_such_host, "leftOff": str(meta["leftOff"])}
+            more = (await (await client.get("/entries", params=params)).json())["meta"]
+            assert more["leftOff"] < meta["leftOff"]
+            exact = await (await client.get("/entries", params={"query": "http"})).json()
+            assert len(exact["data"]) == 100 and not exact["meta"]["partial"]
+
+    run(scenario())

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from mizu_core.query import Query, QueryError, compile_query, parse, to_text
 from mizu_core.query.syntax import Call, Compare, Literal, Logic, Member, Name, Node, Not, Regex
-from mizu_server.pushdown import translate
+from mizu_server import store as store_module
+from mizu_server.pushdown import prefix_successor, translate
 from mizu_server.store import BACKWARD, FORWARD, SqliteStore
 
 MACROS = {"http": 'protocol.macro == "http"', "tcp": 'protocol.macro == "tcp"'}
 _values = st.one_of(
-    st.sampled_from(["GET", "POST", "/api/x", "/", "500", "FIN", "", "é/ü", "get"]),
+    st.sampled_from(["GET", "POST", "/api/x", "/", "500", "FIN", "", "é/ü", "get", "\U0010ffffé"]),
     st.integers(-3, 600),
     st.sampled_from([200, 404, 503, 1.5, 2**62]),
     st.booleans(),
@@ -92,7 +94,7 @@ _atoms = st.one_of(
         lambda name, path, part: Call(_selector(path), name, (Literal(part),)),
         st.sampled_from(["startsWith", "endsWith", "contains"]),
         _columns,
-        st.sampled_from(["", "/", "GE", "x", "0"]),
+        st.sampled_from(["", "/", "GE", "x", "0", "é", "\U0010ffff"]),
     ),
     st.sampled_from(["http", "tcp", "limit(1000)"]).map(lambda word: parse(word, MACROS)),
 )
@@ -161,3 +163,54 @@ def test_paging_continues_where_it_left_off() -> None:
         47,
         49,
     ]
+
+
+def test_prefix_successor_bounds_exactly_the_strings_with_the_prefix() -> None:
+    assert prefix_successor("/api") == "/apj"
+    assert prefix_successor("a\ud7ff") == "a\ue000"
+    assert prefix_successor("a\U0010ffff") == "b"
+    assert prefix_successor("\U0010ffff") is None
+
+
+def test_a_path_prefix_is_answered_from_the_path_index() -> None:
+    store = _store([{"request": {"path": f"/api/{n}"}} for n in range(20)])
+    sql = translate(compile_query('request.path.startsWith("/api/1")'))
+    plan = store.db.execute(
+        f"EXPLAIN QUERY PLAN SELECT seq FROM entries WHERE {sql.where} ORDER BY seq", sql.params
+    ).fetchall()
+    assert any("entries_path" in str(row) for row in plan), plan
+    page = store.page(compile_query('request.path.startsWith("/api/1")'), 100, None, FORWARD)
+    assert [item.entry["request"]["path"] for item in page.entries] == ["/api/1"] + [
+        f"/api/{n}" for n in range(10, 20)
+    ]
+
+
+@pytest.mark.parametrize("direction", [BACKWARD, FORWARD])
+def test_slow_plans_give_the_same_pages(monkeypatch: pytest.MonkeyPatch, direction: int) -> None:
+    """When walking the table takes too long, the index plan and then the windowed walk
+    (here forced: no walk time, a time check at every SQLite step) list the same entries,
+    and a listing out of budget continues from ``left_off`` to the end."""
+    monkeypatch.setattr(store_module, "_WALK_PROBE", 0.0)
+    monkeypatch.setattr(store_module, "_PROGRESS_STEPS", 1)
+    monkeypatch.setattr(store_module, "_WINDOW", 7)
+    store = _store(
+        [{"request": {"path": f"/api/{n % 5}"}, "response": {"status": n}} for n in range(60)]
+    )
+    for text in ('request.path.startsWith("/api/3")', 'request.path.contains("3")'):
+        query = compile_query(text)
+        expected = [n + 1 for n in range(60) if query({"request": {"path": f"/api/{n % 5}"}})]
+        if direction == BACKWARD:
+            expected.reverse()
+        whole = store.page(query, 100, None, direction)
+        assert whole.exhausted and not whole.partial
+        assert sorted(item.seq for item in whole.entries) == sorted(expected)
+        seen: list[int] = []
+        left_off = None
+        for _ in range(100):
+            page = store.page(query, 5, left_off, direction, budget=0.0)
+            ordered = [item.seq for item in page.entries]
+            seen += ordered if direction == FORWARD else ordered[::-1]
+            left_off = page.left_off
+            if page.exhausted:
+                break
+        assert seen == expected

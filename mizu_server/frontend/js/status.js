@@ -1,0 +1,125 @@
+// The status bar: tappers, targets, packets, drops, stored entries, live rate.
+
+import { getJSON } from "./api.js";
+import { clear, h } from "./dom.js";
+import { bytes, count } from "./format.js";
+
+const POLL_MS = 2000;
+// Per-protocol counts cost the hub a scan of its whole store (seconds at a million entries,
+// with its store thread busy meanwhile): asked for less often, and beyond TRAFFIC_POLL_MAX
+// stored entries only by the Stats view.
+const TRAFFIC_POLL_MS = 15000;
+const TRAFFIC_POLL_MAX = 200_000;
+
+/** Sum what every tapper reports (local capture or cluster tappers) into one summary. */
+export function tapSummary(tap) {
+  const tappers = tap.tappers || [];
+  const summary = { tappers: tappers.filter((t) => t.connected).length, targets: [], packets: 0, drops: 0 };
+  const captures = [];
+  if (tap.local && tap.local.capture) captures.push({ capture: tap.local.capture, client: tap.local.client });
+  for (const tapper of tappers) {
+    const reported = tapper.reported || {};
+    if (reported.capture) captures.push({ capture: reported.capture, client: reported.client || reported });
+    for (const target of reported.targets || []) summary.targets.push(String(target.name || target));
+  }
+  for (const { capture, client } of captures) {
+    summary.packets += Number(capture.packets) || 0;
+    for (const source of capture.capture || []) {
+      summary.targets.push(String(source.source || ""));
+      summary.drops += (Number(source.dropped) || 0) + (Number(source.interface_dropped) || 0);
+    }
+    if (client) summary.drops += Number(client.shed) || 0;
+  }
+  for (const tapper of tappers) summary.drops += Number((tapper.reported || {}).shed) || 0;
+  return summary;
+}
+
+export class StatusBar {
+  constructor(root, list) {
+    this.root = root;
+    this.list = list;
+    this.lastReceived = 0;
+    this.lastTime = performance.now();
+    this.rate = 0;
+    this.fields = {};
+    for (const name of ["live", "window", "stored", "rate", "tappers", "targets", "packets", "drops", "hubDrops"]) {
+      this.fields[name] = h("span", { class: `stat stat-${name}` });
+    }
+    this.protocols = h("span", { class: "stat-protocols" });
+    root.append(...Object.values(this.fields), h("span", { class: "grow" }), this.protocols);
+    this.hubDropped = 0;
+    this.trafficPolled = -Infinity;
+    this.stored = 0;
+  }
+
+  start() {
+    setTimeout(() => this.poll(), 300); // after the list's first page
+    setInterval(() => this.poll(), POLL_MS);
+  }
+
+  async poll() {
+    if (this.polling) return; // a slow hub: never stack requests
+    this.polling = true;
+    const now = performance.now();
+    this.rate = ((this.list.received - this.lastReceived) * 1000) / Math.max(1, now - this.lastTime);
+    this.lastReceived = this.list.received;
+    this.lastTime = now;
+    try {
+      const trafficDue = now - this.trafficPolled >= TRAFFIC_POLL_MS && this.stored < TRAFFIC_POLL_MAX;
+      const [tap, health, traffic] = await Promise.all([
+        getJSON("/status/tap"),
+        getJSON("/status/health"),
+        trafficDue ? getJSON("/status/trafficStats") : null,
+      ]);
+      if (trafficDue) this.trafficPolled = now;
+      this.stored = (health.store && health.store.entries) || 0;
+      this.render(tapSummary(tap), health);
+      if (traffic) this.renderTraffic(traffic);
+    } catch {
+      this.fields.tappers.textContent = "hub unreachable";
+    } finally {
+      this.polling = false;
+    }
+    this.update();
+  }
+
+  render(summary, health) {
+    const f = this.fields;
+    f.stored.textContent = `${count(health.store && health.store.entries)} stored`;
+    f.stored.title = health.store ? `${bytes(health.store.usedBytes)} of ${bytes(health.store.maxBytes)}; ${count(health.store.evicted)} evicted` : "";
+    f.tappers.textContent = `${summary.tappers} tapper${summary.tappers === 1 ? "" : "s"}`;
+    const targets = [...new Set(summary.targets.filter(Boolean))];
+    f.targets.textContent = `targets: ${targets.length ? targets.join(", ") : "–"}`;
+    f.packets.textContent = `${count(summary.packets)} packets`;
+    f.drops.textContent = `${count(summary.drops)} dropped`;
+    f.drops.classList.toggle("warn", summary.drops > 0);
+  }
+
+  renderTraffic(traffic) {
+    const protocols = new Map();
+    for (const row of traffic.protocols || []) {
+      const entry = protocols.get(row.protocol) || { entries: 0, bytes: 0 };
+      entry.entries += row.entries;
+      entry.bytes += row.bytes || 0;
+      protocols.set(row.protocol, entry);
+    }
+    clear(this.protocols).append(
+      ...[...protocols].map(([name, value]) =>
+        h("span", { class: "proto-stat", title: `${count(value.entries)} entries, ${bytes(value.bytes)}` }, h("b", {}, name), ` ${count(value.entries)}`),
+      ),
+    );
+  }
+
+  /** The parts that change with every row: called on each list change, cheaply. */
+  update() {
+    const list = this.list;
+    const f = this.fields;
+    const live = list.live && !list.hasNewer;
+    f.live.textContent = list.live ? (live ? "● Live" : "● Live (scrolled back)") : "❚❚ Paused";
+    f.live.className = `stat stat-live ${list.live ? "on" : "off"}`;
+    f.window.textContent = `${count(list.rows.length)} in view`;
+    f.rate.textContent = `${Math.round(this.rate)}/s`;
+    f.hubDrops.textContent = this.hubDropped ? `${count(this.hubDropped)} not streamed` : "";
+    f.hubDrops.title = "Rows the hub skipped because this browser fell behind";
+  }
+}

@@ -1,0 +1,47 @@
+"""``mizu tap --local`` or ``--pcap`` (tapper and hub) in a process of its own, for tests that
+need real captured traffic behind the hub's API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.server.multiservice import free_port
+
+
+@contextmanager
+def local_tap(db_dir: Path, *source: str) -> Iterator[int]:
+    """Run ``mizu tap`` on ``source`` (e.g. ``--local -i lo``); yield the hub's port once it
+    serves (for ``--pcap``, once the files are replayed)."""
+    if "--local" in source and os.geteuid() != 0:
+        pytest.fail("live capture on lo needs root (run the live tests as root)")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mizu_cli", "tap", *source, "--no-browser"),
+            *("--db", str(db_dir / "entries.db"), "-p", str(port)),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    ready = "still serving" if "--pcap" in source else "dashboard at"
+    deadline = time.monotonic() + 30
+    try:
+        for line in process.stderr:
+            if ready in line:
+                break
+            assert time.monotonic() < deadline, "mizu tap did not start"
+        else:
+            pytest.fail(f"mizu tap exited: {process.wait()}")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
