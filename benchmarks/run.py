@@ -291,7 +291,7 @@ def print_report(
             file=out,
         )
     tshark = rows[TSHARK]
-    if tshark["ok"]:
+    if tshark["ok"] and "requests" in tshark["counts"]:  # the HTTP fields (see TsharkPairs)
         c = tshark["counts"]
         print(
             f"\ntshark pairs: min({c['requests']:,} request lines, "

@@ -26,8 +26,6 @@ from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginError, PluginManager
 from mizu_core.redact import Redactor, redacting
-from mizu_server.har import har_log
-from mizu_server.oas import OasInference
 
 log = logging.getLogger("mizu")
 
@@ -122,6 +120,8 @@ class HarSink:
             self.entries.append(entry)
 
     def close(self) -> None:
+        from mizu_server.har import har_log  # only for -o har: keeps start-up light
+
         json.dump(har_log(self.entries), self.stream, ensure_ascii=False, indent=2)
         self.stream.write("\n")
         self.stream.flush()
@@ -132,6 +132,8 @@ class OpenApiSink:
     one per line (a single service's output is one plain JSON document)."""
 
     def __init__(self, stream: IO[str]) -> None:
+        from mizu_server.oas import OasInference  # only for -o openapi: keeps start-up light
+
         self.stream = stream
         self.inference = OasInference()
 

@@ -64,8 +64,3 @@ WEBSOCKET = Protocol(
 )
 
 ALL = (HTTP10, HTTP11, HTTP2, GRPC, WEBSOCKET)
-
-
-def http1(version: str) -> Protocol:
-    """The protocol of an HTTP/1 message by its ``HTTP/1.x`` version string."""
-    return HTTP10 if version == "HTTP/1.0" else HTTP11

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mizu_core import ConnectionContext, Direction, Message
 from mizu_http import bodies, declarations
-from mizu_http.counters import COUNTERS
 from mizu_http.settings import Settings
 
 MAX_HEAD = 64 << 10
@@ -37,6 +36,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 REQUEST_LINE = re.compile(rb"[A-Z][A-Z_-]{2,19} [^ \r\n]+ HTTP/1\.[01]\r?\n")
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] [1-9][0-9][0-9][ \r]")
 _NO_BODY_STATUSES = frozenset((204, 304))
+_COMMON_METHODS = frozenset(("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"))
+"""Methods accepted without matching the token pattern."""
 
 
 class _State:
@@ -103,6 +104,20 @@ def _slow_headers(lines: list[str]) -> dict[str, Any]:
     return headers
 
 
+def _headers(lines: list[str], text: str) -> dict[str, Any]:
+    """The header object of a head's ``lines`` (the start line excluded); ``text`` is the
+    whole head, searched once for folded lines."""
+    headers: dict[str, Any] = {}
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if not colon:
+            return _slow_headers(lines)
+        headers[name] = value.strip()
+    if len(headers) != len(lines) or "\n " in text or "\n\t" in text:
+        return _slow_headers(lines)  # a repeated name, or a folded line
+    return headers
+
+
 def _framing_value(headers: dict[str, Any], name: str, lower: str) -> str | None:
     """A framing header's (last) value, found in the usual spellings first."""
     value = headers.get(name)
@@ -118,20 +133,11 @@ def _framing_value(headers: dict[str, Any], name: str, lower: str) -> str | None
     return str(value[-1] if isinstance(value, list) else value)
 
 
-def parse_headers(text: str, head: Head) -> None:
-    """Set ``head.headers`` (and the framing fields) from the ``Name: value`` lines of
-    ``text``."""
-    lines = text.split("\n")
-    try:
-        pairs = [line.split(":", 1) for line in lines if line]
-        headers: dict[str, Any] = {name: value.strip() for name, value in pairs}
-    except ValueError:  # a line without a colon
-        headers = _slow_headers(lines)
-    else:
-        if len(headers) != len(pairs) or "\n " in text or "\n\t" in text:
-            headers = _slow_headers(lines)
-    head.headers = headers
+def _framing(head: Head, text: str) -> None:
+    """Set the fields of ``head`` that framing and decoding need, searching the lower-cased
+    head once for each name before looking the value up."""
     lowered = text.lower()
+    headers = head.headers
     if "content-length" in lowered:
         value = _framing_value(headers, "Content-Length", "content-length")
         head.content_length = int(value) if value is not None and value.isdigit() else -1
@@ -153,21 +159,24 @@ def parse_head(block: bytes, is_request: bool, blank: int = 4) -> Head | None:
     """The head in ``block`` (without the ``blank`` bytes that end it), or None when it is
     not HTTP/1."""
     try:
-        text = block.decode("utf-8")
+        text = block.decode()
     except UnicodeDecodeError:
         text = block.decode("latin-1")
-    first, _, rest = text.partition("\n")
-    parts = first.rstrip("\r").split(" ", 2)
+    lines = text.split("\n")
+    parts = lines[0].rstrip("\r").split(" ", 2)
     if is_request:
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not _TOKEN.fullmatch(parts[0]):
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            return None
+        if parts[0] not in _COMMON_METHODS and not _TOKEN.fullmatch(parts[0]):
             return None
     else:
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
             return None
         if len(parts) == 2:
             parts.append("")
-    head = Head(parts[0], parts[1], parts[2], {}, len(block) + blank)
-    parse_headers(rest, head)
+    del lines[0]
+    head = Head(parts[0], parts[1], parts[2], _headers(lines, text), len(block) + blank)
+    _framing(head, text)
     return head
 
 
@@ -179,7 +188,7 @@ class Partial:
     first_time: float
     sequence: int
     body: bodies.Body
-    trailers: dict[str, Any] = field(default_factory=dict)
+    trailers: dict[str, Any] | None = None
     """Fields after a chunked body (RFC 9112 section 7.1.2), kept apart from the headers."""
 
 
@@ -268,12 +277,12 @@ class Http1Session:
         if partial.trailers:
             data["trailers"] = partial.trailers
         message = Message(
-            protocol=declarations.http1(version),
-            direction=direction,
-            first_time=partial.first_time,
-            last_time=timestamp,
-            size=head.size + body.wire_size,
-            data=data,
+            declarations.HTTP10 if version == "HTTP/1.0" else declarations.HTTP11,
+            direction,
+            partial.first_time,
+            timestamp,
+            head.size + body.wire_size,
+            data,
         )
         if is_request:
             self.matcher.request(partial.sequence, message)
@@ -352,7 +361,7 @@ class _Side:
                     self.session.hand_over(data[position:], timestamp)
                     return
             elif state == _State.BODY_LENGTH:
-                take = min(self.remaining, end - position)
+                take = self.remaining if self.remaining < end - position else end - position
                 self._body(data if take == end else data[position : position + take], take)
                 position += take
                 self.remaining -= take
@@ -374,7 +383,7 @@ class _Side:
                 if self.state == _State.HEAD and self.current is not None:
                     self._complete(timestamp)
             elif state == _State.CHUNK_DATA:
-                take = min(self.remaining, end - position)
+                take = self.remaining if self.remaining < end - position else end - position
                 self._body(data[position : position + take], take)
                 position += take
                 self.remaining -= take
@@ -476,6 +485,8 @@ class _Side:
         if self.state == _State.TRAILERS:
             if line:
                 name, _, value = line.decode("latin-1").partition(":")
+                if partial.trailers is None:
+                    partial.trailers = {}
                 add_header(partial.trailers, name.strip(), value.strip())
             else:
                 self.state = _State.HEAD
@@ -525,7 +536,7 @@ class _Side:
         """Give up on the message in progress and search for the next start line."""
         if self.current is not None:
             self.current = None
-        COUNTERS["http1 messages dropped"] += 1
+        self.session.context.count("http1 messages dropped")
         self.buffer = b""
         self.state = _State.RESYNC
 

@@ -49,11 +49,13 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf import descriptor_pb2, json_format, message_factory
-from google.protobuf.descriptor_pool import DescriptorPool
-from google.protobuf.message import DecodeError
+if TYPE_CHECKING:
+    from google.protobuf.descriptor_pool import DescriptorPool
+
+# google.protobuf is imported by the schema functions only: it takes about 0.2 s to import,
+# which every `mizu dissect` would pay while the schema-less decoder needs none of it.
 
 __all__ = [
     "ProtobufError",
@@ -263,6 +265,10 @@ def pool_from_descriptor_set(data: bytes) -> DescriptorPool:
     :raises ProtobufError: the set does not parse, lacks an imported file (build it with
         ``--include_imports``) or describes invalid types.
     """
+    from google.protobuf import descriptor_pb2
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from google.protobuf.message import DecodeError
+
     file_set = descriptor_pb2.FileDescriptorSet()
     try:
         file_set.ParseFromString(data)
@@ -380,6 +386,9 @@ def decode_named(data: bytes, message_type: str, pool: DescriptorPool) -> dict[s
 
     :raises ProtobufError: the pool lacks the type, or the bytes are not such a message.
     """
+    from google.protobuf import json_format, message_factory
+    from google.protobuf.message import DecodeError
+
     try:
         descriptor = pool.FindMessageTypeByName(message_type.removeprefix("."))
     except KeyError as error:

@@ -14,7 +14,6 @@ from typing import Any
 
 from mizu_core import ConnectionContext, Direction, Message
 from mizu_http import bodies, declarations
-from mizu_http.counters import COUNTERS
 from mizu_http.settings import Settings
 
 OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
@@ -262,7 +261,7 @@ class WebSocketSession:
     def gap(self, is_request: bool, length: int) -> None:
         """Frame boundaries are lost: this direction is not decoded any further."""
         index = 0 if is_request else 1
-        COUNTERS["websocket directions given up"] += 1
+        self.context.count("websocket directions given up")
         self.stopped[index] = True
         self.sides[index].buffer = b""
 

@@ -71,6 +71,16 @@ def build_app() -> web.Application:
         await response.write_eof()
         return response
 
+    @routes.get("/stream")
+    async def stream(request: web.Request) -> web.StreamResponse:
+        """No length: chunked for HTTP/1.1, read until the close for HTTP/1.0."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        for index in range(3):
+            await response.write(b"part %d\n" % index)
+        await response.write_eof()
+        return response
+
     @routes.get("/empty")
     async def empty(request: web.Request) -> web.Response:
         return web.Response(status=204)
@@ -211,7 +221,7 @@ def tshark_http(capture: Path, decode_as: tuple[str, ...] = ()) -> list[tuple[in
     for rule in decode_as:
         command += ["-d", rule]
     output = subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
-    messages = []
+    messages: list[tuple[int, dict[str, Any]]] = []
     for packet in json.loads(output or b"[]"):
         layers = packet["_source"]["layers"]
         stream = int(layers["tcp"]["tcp.stream"])
@@ -445,7 +455,11 @@ def hello(name: str) -> bytes:
     return b"\x0a" + varint + bytes([length]) + data
 
 
-def _grpc_server() -> tuple[Any, int]:
+BIG_GRPC_TEXT = 1_000_000
+"""A 1 MB gRPC message: under the default 1 MiB body cap, above HTTP/2's 16 KiB frames."""
+
+
+def grpc_server() -> tuple[Any, int]:
     from concurrent import futures
 
     import grpc
@@ -465,6 +479,18 @@ def _grpc_server() -> tuple[Any, int]:
         context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
         return b""
 
+    def client_stream(requests: Iterator[bytes], context: Any) -> bytes:
+        return hello(",".join(request[2:].decode() for request in requests))
+
+    def with_metadata(request: bytes, context: Any) -> bytes:
+        received = dict(context.invocation_metadata())
+        context.send_initial_metadata((("x-initial", "early"),))
+        context.set_trailing_metadata((("x-echo", received.get("x-trace", "")),))
+        return hello("meta")
+
+    def big(request: bytes, context: Any) -> bytes:
+        return hello("b" * BIG_GRPC_TEXT)
+
     handlers = grpc.method_handlers_generic_handler(
         "test.Greeter",
         {
@@ -472,6 +498,9 @@ def _grpc_server() -> tuple[Any, int]:
             "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
             "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
             "Fail": grpc.unary_unary_rpc_method_handler(failing),
+            "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
+            "Metadata": grpc.unary_unary_rpc_method_handler(with_metadata),
+            "Big": grpc.unary_unary_rpc_method_handler(big),
         },
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -485,7 +514,7 @@ def record_grpc(path: Path) -> Path:
     """Unary (plain and gzip-compressed), server streaming, bidi streaming and a failing call."""
     import grpc
 
-    server, port = _grpc_server()
+    server, port = grpc_server()
     try:
         with record(path, f"tcp port {port}"):
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

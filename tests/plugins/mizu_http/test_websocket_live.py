@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from http_peers import record_websocket
@@ -22,7 +23,7 @@ def websocket(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, HookOutpu
     return capture, run_capture(capture, "http")
 
 
-def _tshark_frames(capture: Path) -> list[dict[str, object]]:
+def _tshark_frames(capture: Path) -> list[dict[str, Any]]:
     output = subprocess.run(
         ["tshark", "-r", str(capture), "-Y", "websocket", "-T", "json", "--no-duplicate-keys"],
         capture_output=True,
