@@ -1,0 +1,374 @@
+"""The dashboard end to end: headless Chromium against ``mizu tap --local -i lo`` watching real
+HTTP traffic on loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.frontend.conftest import Traffic
+
+pytestmark = pytest.mark.live
+
+ROWS = "#viewport .row:not([hidden])"
+
+
+def open_dashboard(page: Page, hub: str, query: str) -> None:
+    """The dashboard filtered by ``query``, once its history is loaded."""
+    page.goto(f"{hub}/?{urllib.parse.urlencode({'q': query})}")
+    page.wait_for_function("() => window.mizu && !window.mizu.list.loadingHistory")
+
+
+def stored(hub: str, query: str, count: int) -> int:
+    """How many entries the hub holds for ``query``, once it has ``count`` (or after 15 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        url = f"{hub}/entries?{urllib.parse.urlencode({'query': query, 'limit': count + 10})}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            found = len(json.load(response)["data"])
+        if found >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def summaries(page: Page) -> list[str]:
+    return sorted(page.locator(f"{ROWS} .cell.summary").all_inner_texts())
+
+
+def wait_rows(page: Page, count: int) -> None:
+    page.wait_for_function(
+        "(count) => { const list = window.mizu.list;"
+        " return list.rows.length >= count && !list.dirty && !list.incoming.length; }",
+        arg=count,
+    )
+
+
+def row_with(page: Page, summary: str):  # type: ignore[no-untyped-def]
+    return page.locator(ROWS, has=page.locator(".cell.summary", has_text=summary))
+
+
+def test_rows_appear_live(page: Page, hub: str, traffic: Traffic) -> None:
+    open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/live/")')
+    assert summaries(page) == []
+    for number in range(3):
+        traffic.get(f"/live/{number}")
+    wait_rows(page, 3)
+    assert summaries(page) == ["/live/0", "/live/1", "/live/2"]
+    row = row_with(page, "/live/1")
+    expect(row.locator(".badge")).to_have_text("HTTP")
+    expect(row.locator(".cell.method")).to_have_text("GET")
+    expect(row.locator(".cell.status .snippet")).to_have_text("200")
+    expect(row.locator(".cell.status .snippet")).to_have_class("snippet s2xx")
+    expect(row.locator(".cell.peers")).to_contain_text(f"→ 127.0.0.1:{traffic.port}")
+    expect(row.locator(".cell.latency")).to_contain_text("s")  # ms or µs
+    expect(page.locator(".stat-tappers")).to_have_text("1 tapper")
+    expect(page.locator(".stat-targets")).to_have_text("targets: lo")
+
+
+def test_filter_narrows_clicks_add_snippets_and_errors_show(
+    page: Page, hub: str, traffic: Traffic
+) -> None:
+    base = f'{traffic.query} and request.path.startsWith("/narrow/")'
+    traffic.get("/narrow/a")
+    traffic.post("/narrow/b", b'{"n": 1}', "application/json")
+    open_dashboard(page, hub, base)
+    wait_rows(page, 2)
+    assert summaries(page) == ["/narrow/a", "/narrow/b"]
+
+    page.fill("#filter", f'{base} and request.method == "POST"')
+    expect(page.locator(".filter-box")).to_have_class("filter-box valid")
+    page.press("#filter", "Enter")
+    page.wait_for_function(
+        "() => window.mizu.list.rows.length === 1 && !window.mizu.list.loadingHistory"
+    )
+    assert summaries(page) == ["/narrow/b"]
+
+    # clicking a row's status adds its statusQuery to the filter
+    page.fill("#filter", base)
+    page.press("#filter", "Enter")
+    wait_rows(page, 2)
+    row_with(page, "/narrow/a").locator(".cell.method .snippet").click()
+    expect(page.locator("#filter")).to_have_value(f'{base} and http and request.method == "GET"')
+    page.wait_for_function(
+        "() => window.mizu.list.rows.length === 1 && !window.mizu.list.loadingHistory"
+    )
+    assert summaries(page) == ["/narrow/a"]
+
+    page.fill("#filter", "http and request.method ==")
+    expect(page.locator(".filter-box")).to_have_class("filter-box invalid")
+    error = page.locator("#filter-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("at position")
+    expect(error.locator("mark")).to_have_count(1)
+    page.press("#filter", "Enter")  # an invalid filter is not applied
+    assert summaries(page) == ["/narrow/a"]
+    page.fill("#filter", base)
+    expect(error).to_be_hidden()
+
+
+def test_detail_shows_headers_and_pretty_json(page: Page, hub: str, traffic: Traffic) -> None:
+    traffic.get("/detail/x?color=blue", **{"X-Trace": "abc-123"})
+    open_dashboard(page, hub, f'{traffic.query} and request.path == "/detail/x"')
+    wait_rows(page, 1)
+    page.locator(ROWS).first.locator(".cell.time").click()
+    detail = page.locator("#detail")
+    expect(detail.locator(".tab.active")).to_have_text("Response")
+    expect(detail.locator("td.name", has_text="Content-Type")).to_be_visible()
+    body = detail.locator("pre.code.json")
+    expect(body).to_contain_text('"user": {\n    "id": 7,\n    "name": "Ann"\n  }')
+    assert detail.locator("pre.code.json .j-key").count() >= 4
+
+    detail.locator(".tab", has_text="Request").click()
+    header = detail.locator("tr", has=page.locator("td.name", has_text="X-Trace"))
+    expect(header.locator("td.value")).to_have_text("abc-123")
+    expect(detail.locator(".section-title", has_text="Query String")).to_be_visible()
+
+    # a header's name adds `selector == value` to the filter
+    header.locator("td.name").click()
+    expect(page.locator("#filter")).to_have_value(
+        f'{traffic.query} and request.path == "/detail/x" and '
+        'request.headers["X-Trace"] == "abc-123"'
+    )
+
+    detail.locator("button", has_text="Copy as curl").click()
+    expect(page.locator("#toast")).to_have_text("Copied the curl command")
+    curl = page.evaluate("navigator.clipboard.readText()")
+    assert curl.startswith(f"curl 'http://127.0.0.1:{traffic.port}/detail/x?color=blue'")
+    assert "-H 'X-Trace: abc-123'" in curl
+
+
+def test_raw_toggle_and_images(page: Page, hub: str, traffic: Traffic) -> None:
+    traffic.get("/pixel.png")
+    traffic.get("/raw/1")
+    open_dashboard(
+        page, hub, f'{traffic.query} and (request.path == "/pixel.png" or request.path == "/raw/1")'
+    )
+    wait_rows(page, 2)
+    row_with(page, "/pixel.png").locator(".cell.time").click()
+    image = page.locator("#detail .image img")
+    expect(image).to_be_visible()
+    assert page.evaluate("document.querySelector('#detail .image img').naturalWidth") == 1
+
+    row_with(page, "/raw/1").locator(".cell.time").click()
+    expect(page.locator("#detail pre.code.json")).to_contain_text('"tags": [\n    "a",')
+    page.locator("#detail button.toggle").click()
+    expect(page.locator("#detail pre.code.text")).to_contain_text('"tags": ["a", "b"]}')
+
+
+def test_har_download(page: Page, hub: str, traffic: Traffic, tmp_path: Path) -> None:
+    traffic.get("/har/1")
+    traffic.get("/har/2")
+    open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/har/")')
+    wait_rows(page, 2)
+    with page.expect_download() as download:
+        page.click("#har")
+    saved = tmp_path / "mizu.har"
+    download.value.save_as(saved)
+    har = json.loads(saved.read_text())
+    urls = sorted(entry["request"]["url"] for entry in har["log"]["entries"])
+    assert [url.rsplit("/", 2)[-2:] for url in urls] == [["har", "1"], ["har", "2"]]
+
+
+def test_pause_and_resume(page: Page, hub: str, traffic: Traffic) -> None:
+    open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/pause/")')
+    traffic.get("/pause/0")
+    wait_rows(page, 1)
+    page.click("#pause")
+    expect(page.locator("#pause")).to_have_text("▶ Resume")
+    expect(page.locator(".stat-live")).to_have_text("❚❚ Paused")
+    traffic.get("/pause/1")
+    traffic.get("/pause/2")
+    page.wait_for_function("() => window.mizu.list.missed >= 2")
+    assert summaries(page) == ["/pause/0"]
+    expect(page.locator("#jump")).to_contain_text("2 new")
+    page.click("#pause")
+    wait_rows(page, 3)
+    assert summaries(page) == ["/pause/0", "/pause/1", "/pause/2"]
+    expect(page.locator(".stat-live")).to_have_text("● Live")
+    traffic.get("/pause/3")
+    wait_rows(page, 4)
+
+
+def test_scrolling_back_pages_older_entries_from_the_hub(
+    page: Page, hub: str, traffic: Traffic
+) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", traffic.port, timeout=5)
+    for number in range(260):
+        connection.request("GET", f"/page/{number}")
+        connection.getresponse().read()
+    connection.close()
+    query = f'{traffic.query} and request.path.startsWith("/page/")'
+    # a loaded machine may drop a few packets: what counts is more than one page stored
+    total = stored(hub, query, 260)
+    assert total > 200
+    open_dashboard(page, hub, query)
+    assert page.evaluate("window.mizu.list.rows.length") == 200  # one page from the hub
+    oldest_loaded = page.evaluate("window.mizu.list.rows[0].summary")
+    page.locator("#viewport").evaluate("(viewport) => { viewport.scrollTop = 0; }")
+    wait_rows(page, total)
+    assert not page.evaluate("window.mizu.list.hasOlder")
+    viewport = page.locator("#viewport")
+    # the rows in view stayed where they were; the older ones are above them
+    expect(viewport.get_by_text(oldest_loaded, exact=True)).to_be_visible()
+    viewport.evaluate("(viewport) => { viewport.scrollTop = 0; }")
+    oldest = page.evaluate("window.mizu.list.rows[0].summary")
+    expect(viewport.get_by_text(oldest, exact=True)).to_be_visible()
+
+
+def test_pcap_export_off_is_said(page: Page, hub: str, traffic: Traffic) -> None:
+    traffic.get("/pcap/1")
+    open_dashboard(page, hub, f'{traffic.query} and request.path == "/pcap/1"')
+    wait_rows(page, 1)
+    page.locator(ROWS).first.locator(".cell.time").click()
+    page.locator("#detail button", has_text="pcap").click()
+    expect(page.locator("#toast")).to_contain_text("pcap export is off")
+
+
+def test_stats_view(page: Page, hub: str, traffic: Traffic) -> None:
+    traffic.get("/stats/1")
+    open_dashboard(page, hub, traffic.query)
+    page.click("[data-view=stats]")
+    expect(page.locator("table.stats td", has_text="http").first).to_be_visible()
+    page.click("[data-view=traffic]")
+    expect(page.locator("#traffic")).to_be_visible()
+
+
+XSS_SCRIPT = "<script>window.__pwned='script'</script>"
+XSS_IMAGE = "<img src=x onerror=\"window.__pwned='img'\">"
+XSS_LINK = "<a href=\"javascript:window.__pwned='link'\">click</a>"
+
+
+def test_captured_markup_is_text_and_runs_nothing(page: Page, hub: str, traffic: Traffic) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    traffic.raw(
+        f"GET /xss/{XSS_SCRIPT} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"X-Evil: {XSS_IMAGE}\r\nConnection: close\r\n\r\n".encode()
+    )
+    body = f"{XSS_SCRIPT}{XSS_IMAGE}{XSS_LINK}<svg onload=\"alert('svg')\"></svg>"
+    traffic.raw(
+        f"POST /xss/body HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/html\r\n"
+        f"X-Evil: {XSS_IMAGE}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"{body}".encode()
+    )
+    traffic.post(
+        "/xss/json",
+        json.dumps({"url": "javascript:alert('json')", "html": body}).encode(),
+        "application/json",
+    )
+    open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/xss/")')
+    wait_rows(page, 3)
+    expect(page.get_by_text(f"/xss/{XSS_SCRIPT}", exact=True)).to_be_visible()
+    for index in range(3):
+        page.locator(ROWS).nth(index).locator(".cell.time").click()
+        for tab in ("Request", "Response", "Entry JSON"):
+            tab_button = page.locator("#detail .tab", has_text=tab)
+            if tab_button.count():
+                tab_button.click()
+                page.locator("#detail .detail-body").wait_for()
+        page.locator("#detail button.toggle").click()  # raw bodies too
+    row_with(page, "/xss/body").locator(".cell.time").click()
+    page.locator("#detail .tab", has_text="Request").click()
+    expect(page.locator("#detail td.value", has_text=XSS_IMAGE).first).to_be_visible()
+    expect(page.locator("#detail pre.code", has_text=XSS_LINK)).to_be_visible()
+    page.wait_for_timeout(300)  # time for an injected handler to run, if one existed
+    assert dialogs == []
+    assert page.evaluate("window.__pwned") is None
+    injected = page.evaluate(
+        'document.querySelectorAll(\'img[src="x"], script:not([src]), svg[onload], '
+        'a[href^="javascript"], [onerror], [onload]\').length'
+    )
+    assert injected == 0
+    assert page.url.startswith(hub)
+
+
+def test_service_map_and_api_views(page: Page, hub: str, traffic: Traffic) -> None:
+    traffic.get("/views/users/1")
+    traffic.get("/views/users/2")
+    open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/views/")')
+    wait_rows(page, 2)
+    server = f"127.0.0.1:{traffic.port}"
+    page.click("[data-view=map]")
+    expect(page.locator("svg.map .node text", has_text=server)).to_have_count(1)
+    expect(page.locator("table.grid td", has_text=server).first).to_be_visible()
+
+    page.click("[data-view=api]")
+    service = page.locator(".oas-services .service", has_text=str(traffic.port))
+    expect(service).to_have_count(1)
+    service.click()
+    expect(page.locator(".oas-spec .spec-head")).to_contain_text("paths")
+    expect(page.locator(".operation .path", has_text="/views/users").first).to_be_visible()
+
+
+def test_formatting_helpers(page: Page, hub: str) -> None:
+    """The pure helpers of js/format.js, run in the page as the dashboard runs them."""
+    page.goto(hub)
+    results = page.evaluate(
+        """async () => {
+          const f = await import("/js/format.js");
+          return {
+            xml: f.prettyXml('<?xml version="1.0"?><a><b x="1">text</b><c/><d><e>1</e></d></a>'),
+            literal: f.literal('say "hi" \\\\ bye'),
+            clause: f.addClause("http or amqp", 'request.method == "GET"'),
+            value: f.valueAt({request: {headers: {"X-A": ["1", "2"]}}},
+                             'request.headers["X-A"][1]'),
+            statuses: [200, 302, 404, 503, "FIN", "RST", ""]
+              .map((status) => f.statusClass({status})),
+            grpc: [f.statusClass({status: 0, proto: {macro: "grpc"}}),
+                   f.statusClass({status: 14, proto: {macro: "grpc"}})],
+            quoted: f.shellQuote("it's"),
+            form: f.prettyBody("a=1&b=x%20y", "application/x-www-form-urlencoded").text,
+            hex: f.hexDump(new Uint8Array([0, 65, 255])),
+          };
+        }"""
+    )
+    assert results["xml"] == (
+        '<?xml version="1.0"?>\n<a>\n  <b x="1">text</b>\n  <c/>\n  <d>\n    <e>1</e>\n  </d>\n</a>'
+    )
+    assert results["literal"] == '"say \\"hi\\" \\\\ bye"'
+    assert results["clause"] == '(http or amqp) and request.method == "GET"'
+    assert results["value"] == "2"
+    assert results["statuses"] == ["s2xx", "s3xx", "s4xx", "s5xx", "s2xx", "s5xx", "none"]
+    assert results["grpc"] == ["s2xx", "s5xx"]
+    assert results["quoted"] == "'it'\\''s'"
+    assert results["form"] == "a = 1\nb = x y"
+    assert results["hex"] == "00000000  00 41 ff" + " " * 39 + "  .A."
+
+
+def test_rules_marks_and_section(page: Page, hub: str, traffic: Traffic) -> None:
+    traffic.get("/rules/1")
+    traffic.get("/norules/1")
+    open_dashboard(page, hub, f'{traffic.query} and request.path.contains("rules/1")')
+    wait_rows(page, 2)
+    checked = row_with(page, "/rules/1").locator(".cell.rules")
+    expect(checked).to_have_text("✗")
+    expect(checked).to_have_attribute("title", "rules: 1 passed, 1 failed")
+    expect(row_with(page, "/norules/1").locator(".cell.rules")).to_have_text("")
+
+    row_with(page, "/rules/1").locator(".cell.time").click()
+    rules_tab = page.locator("#detail .tab", has_text="Rules")
+    expect(rules_tab.locator(".count")).to_have_text("1")
+    rules_tab.click()
+    expect(page.locator("#detail .rule.failed")).to_contain_text("user-is-bob")
+    expect(page.locator("#detail .rule.passed")).to_contain_text("user-is-seven")
+
+
+def test_detail_title_adds_the_rows_filters(page: Page, hub: str, traffic: Traffic) -> None:
+    traffic.get("/title/1")
+    open_dashboard(page, hub, traffic.query)
+    row_with(page, "/title/1").locator(".cell.summary").click()  # the path opens the row
+    expect(page.locator("#detail .detail-title .summary")).to_have_text("/title/1")
+    page.locator("#detail .detail-title .summary").click()
+    expect(page.locator("#filter")).to_have_value(
+        f'{traffic.query} and http and request.path == "/title/1"'
+    )
+    page.wait_for_function(
+        "() => window.mizu.list.rows.length === 1 && !window.mizu.list.loadingHistory"
+    )
