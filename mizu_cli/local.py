@@ -274,7 +274,7 @@ def tap(
     stdout = sys.stdout
     printer: JsonlSink | TableSink | None = None
     if output == "jsonl":
-        printer = JsonlSink(stdout)
+        printer = JsonlSink(stdout, live=True)
     elif output == "table":
         printer = TableSink(plugins, stdout)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from typing import IO, Any, Protocol
@@ -23,14 +24,23 @@ class JsonlSink:
     at a hundred thousand entries; the standard library still takes what orjson refuses
     (integers beyond 64 bits, which schema-less decoders can produce)."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], live: bool = False) -> None:
         self.stream = stream
-        self._binary: IO[bytes] | None = getattr(stream, "buffer", None)
+        self.live = live
+        """Flush every entry (a live capture's output is read as it comes)."""
+        binary = getattr(stream, "buffer", None)
+        if isinstance(binary, io.RawIOBase):
+            # Python runs unbuffered (PYTHONUNBUFFERED, -u): one system call per entry would
+            # cost more than encoding it.
+            binary = io.BufferedWriter(binary, buffer_size=1 << 16)
+        self._binary: IO[bytes] | None = binary
 
     def write(self, entry: dict[str, Any]) -> None:
         line = encode_json_line(entry)
         if self._binary is not None:
             self._binary.write(line)
+            if self.live:
+                self._binary.flush()
         else:
             self.stream.write(line.decode())
 

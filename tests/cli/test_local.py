@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -22,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from mizu_cli.local import parse_size
+from tests.support.web import threaded_server
 
 pytestmark = pytest.mark.live
 
@@ -35,34 +35,14 @@ def free_port() -> int:
 @pytest.fixture
 def web_server() -> Iterator[int]:
     """A local aiohttp server answering /hello/{name}, on a thread of its own."""
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
 
     async def hello(request: web.Request) -> web.Response:
         return web.json_response({"hello": request.match_info["name"]})
 
-    async def start() -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get("/hello/{name}", hello)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        runner = loop.run_until_complete(start())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield port
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with threaded_server(
+        lambda app: app.router.add_get("/hello/{name}", hello), free_port()
+    ) as port:
+        yield port
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ Playwright."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from tests.support.web import threaded_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -134,34 +135,14 @@ async def pixel(request: web.Request) -> web.Response:
 
 @pytest.fixture(scope="session")
 def traffic() -> Iterator[Traffic]:
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    async def start() -> web.AppRunner:
-        app = web.Application()
+    def routes(app: web.Application) -> None:
         app.router.add_get("/pixel.png", pixel)
         app.router.add_get("/chat", chat)
         app.router.add_post("/{tail:.*}", echo)
         app.router.add_route("*", "/{tail:.*}", json_reply)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner
 
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        runner = loop.run_until_complete(start())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield Traffic(port)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with threaded_server(routes, free_port()) as port:
+        yield Traffic(port)
 
 
 @pytest.fixture(scope="session")
