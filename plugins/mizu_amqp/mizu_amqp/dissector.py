@@ -1,9 +1,10 @@
 """The AMQP 0-9-1 connection dissector: frames → messages → entries.
 
-Each direction has a :class:`FrameReader` and a :class:`_Side` that decodes its frames with
-pamqp and assembles content (a ``basic.publish``, ``basic.deliver``, ``basic.return`` or
-``basic.get-ok`` with its content header and body frames) per channel, so that channels may
-interleave. Complete methods go to :class:`AmqpDissector`, which pairs them:
+Each direction has a :class:`FrameReader` and a :class:`_Side` that decodes its frames (the
+hot ones by hand, :mod:`mizu_amqp.hot`, the rest with pamqp) and assembles content (a
+``basic.publish``, ``basic.deliver``, ``basic.return`` or ``basic.get-ok`` with its content
+header and body frames) per channel, so that channels may interleave. Complete methods go to
+:class:`AmqpDissector`, which pairs them:
 
 - a synchronous method waits for its reply on the same channel (``queue.declare`` ↔
   ``queue.declare-ok``, ``basic.get`` ↔ ``basic.get-ok`` or ``basic.get-empty``), either side
@@ -25,11 +26,13 @@ from typing import Any, cast
 from pamqp import base, commands, exceptions, header
 
 from mizu_amqp.frames import (
+    DEFAULT_FRAME_LIMIT,
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     FRAME_OVERHEAD,
     FrameReader,
 )
+from mizu_amqp.hot import HOT_METHODS, METHOD_INDEX, content_header
 from mizu_amqp.values import body_json, method_arguments, properties_json, spec_name
 from mizu_core import CloseReason, ConnectionContext, Direction, Dissector, Message, Protocol
 
@@ -60,7 +63,28 @@ REPLY_TO: dict[str, str] = {
 }
 """Reply method → the method it answers (``basic.get-empty`` → ``basic.get``)."""
 
-DECODE_ERRORS = (exceptions.UnmarshalingException, ValueError, struct.error, KeyError, IndexError)
+DECODE_ERRORS = (
+    exceptions.UnmarshalingException,
+    ValueError,
+    struct.error,
+    KeyError,
+    IndexError,
+    OverflowError,  # a timestamp property past what datetime holds
+    OSError,  # the same, on some platforms
+)
+
+MethodType = type[base.Frame]
+
+STATEFUL_METHODS = frozenset(
+    {
+        commands.Confirm.Select,
+        commands.Channel.Open,
+        commands.Channel.Close,
+        commands.Channel.CloseOk,
+        commands.Connection.TuneOk,
+    }
+)
+"""Methods that change what the dissector expects of a channel or of the connection."""
 
 RequestKey = tuple[int, str, Direction]
 """(channel, method, who sent it): a synchronous method waiting for its reply."""
@@ -74,36 +98,19 @@ class Settings:
     """Body octets kept per message; the rest is counted, not kept."""
     max_unconfirmed: int = 1024
     """Publishes of one connection held for their publisher confirm."""
-
-
-@dataclass
-class Stats:
-    """Counters over every connection the plugin dissected."""
-
-    frames: int = 0
-    heartbeats: int = 0
-    protocol_headers: int = 0
-    messages: int = 0
-    skipped_bytes: int = 0
-    lost_sync: int = 0
-    malformed_frames: int = 0
-    orphan_frames: int = 0
-    incomplete_messages: int = 0
-    body_bytes_dropped: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
+    max_frame_size: int = DEFAULT_FRAME_LIMIT
+    """Largest frame accepted when the connection's negotiation (``frame-max``) was not seen
+    or allowed more: a larger size is taken for garbage."""
 
 
 SETTINGS = Settings()
-STATS = Stats()
 
 
 @dataclass(slots=True)
 class _Content:
     """A content method waiting for its header and body frames."""
 
-    method: base.Frame
+    method: MethodType
     data: dict[str, Any]
     first_time: float
     last_time: float
@@ -131,45 +138,59 @@ class _Side:
 
     def __init__(self, dissector: AmqpDissector, direction: Direction) -> None:
         self.dissector = dissector
+        self.count = dissector.context.count
         self.direction = direction
-        self.reader = FrameReader(self)
+        self.reader = FrameReader(self, SETTINGS.max_frame_size)
         self.contents: dict[int, _Content] = {}
 
     # -- FrameHandler --------------------------------------------------------------------------
 
     def on_protocol_header(self, header: bytes, timestamp: float) -> None:
-        STATS.protocol_headers += 1
+        self.count("protocol_headers")
         self.dissector.protocol_header = header[4:].hex(".")
 
     def on_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
-        STATS.frames += 1
-        if frame_type == FRAME_HEARTBEAT:
-            STATS.heartbeats += 1
-            self.dissector.heartbeats += 1
-        elif frame_type == FRAME_METHOD:
+        if frame_type == FRAME_METHOD:
             self._method(channel, payload, timestamp)
+        elif frame_type == FRAME_HEARTBEAT:
+            self.count("heartbeats")
+            self.dissector.heartbeats += 1
         else:
             self._content_header(channel, payload, timestamp)
 
-    def on_body_start(self, channel: int, size: int, timestamp: float) -> None:
-        STATS.frames += 1
+    def on_body(self, channel: int, payload: bytes, timestamp: float) -> None:
         content = self.contents.get(channel)
         if content is None or content.body_size < 0:
-            STATS.orphan_frames += 1
+            self.count("orphan_frames")
+            return
+        content.size += len(payload) + FRAME_OVERHEAD
+        self._keep(content, payload)
+        self._check_complete(channel, content, timestamp)
+
+    def on_body_start(self, channel: int, size: int, timestamp: float) -> None:
+        content = self.contents.get(channel)
+        if content is None or content.body_size < 0:
+            self.count("orphan_frames")
             return
         content.size += size + FRAME_OVERHEAD
 
     def on_body_chunk(self, channel: int, chunk: bytes, timestamp: float) -> None:
         content = self.contents.get(channel)
-        if content is None or content.body_size < 0:
-            return
+        if content is not None and content.body_size >= 0:
+            self._keep(content, chunk)
+
+    def _keep(self, content: _Content, chunk: bytes) -> None:
+        """Count a piece of the body and keep what the body cap allows."""
         content.received += len(chunk)
         room = SETTINGS.max_body_size - content.kept
+        if room >= len(chunk):
+            content.chunks.append(chunk)
+            content.kept += len(chunk)
+            return
         if room > 0:
-            kept = chunk[:room]
-            content.chunks.append(kept)
-            content.kept += len(kept)
-        STATS.body_bytes_dropped += max(0, len(chunk) - max(room, 0))
+            content.chunks.append(chunk[:room])
+            content.kept += room
+        self.count("body_bytes_dropped", len(chunk) - max(room, 0))
 
     def on_body_end(self, channel: int, timestamp: float) -> None:
         content = self.contents.get(channel)
@@ -177,46 +198,61 @@ class _Side:
             self._check_complete(channel, content, timestamp)
 
     def on_lost_sync(self) -> None:
-        STATS.lost_sync += 1
+        self.count("lost_sync")
         self.abandon()
 
     def on_skipped(self, count: int) -> None:
-        STATS.skipped_bytes += count
+        if count:
+            self.count("skipped_bytes", count)
 
     # -- decoding ------------------------------------------------------------------------------
 
     def _method(self, channel: int, payload: bytes, timestamp: float) -> None:
         try:
-            method = commands.INDEX_MAPPING[int.from_bytes(payload[:4])]()
-            method.unmarshal(payload[4:])
+            (index,) = METHOD_INDEX.unpack_from(payload)
+            hot = HOT_METHODS.get(index)
+            if hot is not None:
+                data = hot(payload, channel)
+            else:
+                method = commands.INDEX_MAPPING[index]()
+                method.unmarshal(payload[4:])
+                data = {"method": spec_name(method.name), "channel": channel}
+                data.update(method_arguments(method))
         except DECODE_ERRORS:
-            STATS.malformed_frames += 1
+            self.count("malformed_frames")
             return
-        data = {"method": spec_name(method.name), "channel": channel, **method_arguments(method)}
+        method_type = commands.INDEX_MAPPING[index]
         size = len(payload) + FRAME_OVERHEAD
-        pending = self.contents.pop(channel, None)
-        if pending is not None:
-            self._finish(channel, pending, complete=False)
-        if type(method) in CONTENT_METHODS:
-            self.contents[channel] = _Content(method, data, timestamp, timestamp, size)
+        if self.contents:
+            pending = self.contents.pop(channel, None)
+            if pending is not None:
+                self._finish(channel, pending, complete=False)
+        if method_type in CONTENT_METHODS:
+            self.contents[channel] = _Content(method_type, data, timestamp, timestamp, size)
             return
         message = Message(AMQP, self.direction, timestamp, timestamp, size, data)
-        self.dissector.method(self.direction, channel, method, message)
+        self.dissector.method(self.direction, channel, method_type, message)
 
     def _content_header(self, channel: int, payload: bytes, timestamp: float) -> None:
         content = self.contents.get(channel)
         if content is None or content.body_size >= 0:
-            STATS.orphan_frames += 1
+            self.count("orphan_frames")
             return
-        content_header = header.ContentHeader()
         try:
-            content_header.unmarshal(payload)
+            decoded = content_header(payload)
+            if decoded is None:
+                content_header_frame = header.ContentHeader()
+                content_header_frame.unmarshal(payload)
+                body_size = content_header_frame.body_size
+                properties = properties_json(content_header_frame.properties, payload)
+            else:
+                body_size, properties = decoded
         except DECODE_ERRORS:
-            STATS.malformed_frames += 1
+            self.count("malformed_frames")
             return
-        content.body_size = content_header.body_size
+        content.body_size = body_size
         content.size += len(payload) + FRAME_OVERHEAD
-        content.data["properties"] = properties_json(content_header.properties, payload)
+        content.data["properties"] = properties
         self._check_complete(channel, content, timestamp)
 
     def _check_complete(self, channel: int, content: _Content, timestamp: float) -> None:
@@ -228,7 +264,8 @@ class _Side:
     def _finish(self, channel: int, content: _Content, complete: bool) -> None:
         """Hand over a content method, complete or cut short (by a gap, garbage or a method
         that came before its last body frame)."""
-        body = b"".join(content.chunks)
+        chunks = content.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         data = content.data
         data.setdefault("properties", {})
         data.update(body_json(body, complete=len(body) == content.received))
@@ -237,7 +274,7 @@ class _Side:
             data["bodyTruncated"] = True
         if not complete:
             data["incomplete"] = True
-            STATS.incomplete_messages += 1
+            self.count("incomplete_messages")
         message = Message(
             AMQP, self.direction, content.first_time, content.last_time, content.size, data
         )
@@ -266,7 +303,9 @@ class AmqpDissector(Dissector):
         self.protocol_header = ""
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
-        self.sides[direction].reader.feed(data, timestamp)
+        frames = self.sides[direction].reader.feed(data, timestamp)
+        if frames:
+            self.context.count("frames", frames)
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         side = self.sides[direction]
@@ -280,9 +319,8 @@ class AmqpDissector(Dissector):
     # -- pairing -------------------------------------------------------------------------------
 
     def method(
-        self, direction: Direction, channel: int, method: base.Frame, message: Message
+        self, direction: Direction, channel: int, method: MethodType, message: Message
     ) -> None:
-        STATS.messages += 1
         data = message.data
         name = data["method"]
         state = self.channels.get(channel)
@@ -308,30 +346,31 @@ class AmqpDissector(Dissector):
             self.context.emit(message, None)
         else:
             self.context.emit(message, None)
-        self._track(direction, channel, state, method, data)
+        if method in STATEFUL_METHODS:
+            self._track(direction, channel, state, method, data)
 
     def _track(
         self,
         direction: Direction,
         channel: int,
         state: _Channel,
-        method: base.Frame,
+        method: MethodType,
         data: dict[str, Any],
     ) -> None:
         """The state changes a method makes to its channel or connection."""
-        if isinstance(method, commands.Confirm.Select):
+        if method is commands.Confirm.Select:
             state.confirm_mode = True
-        elif isinstance(method, commands.Channel.Close | commands.Channel.Open):
+        elif method is commands.Channel.Close or method is commands.Channel.Open:
             self._abort_channel(channel, state, keep=(channel, data["method"], direction))
-            if isinstance(method, commands.Channel.Open):
+            if method is commands.Channel.Open:
                 state.confirm_mode = False
                 state.published = 0
-        elif isinstance(method, commands.Channel.CloseOk):
+        elif method is commands.Channel.CloseOk:
             self._abort_channel(channel, state, keep=None)
             del self.channels[channel]
-        elif isinstance(method, commands.Connection.TuneOk) and method.frame_max:
+        elif method is commands.Connection.TuneOk and data.get("frameMax"):
             for side in self.sides:
-                side.reader.max_frame = method.frame_max
+                side.reader.negotiate(data["frameMax"])
 
     def _abort_channel(self, channel: int, state: _Channel, keep: RequestKey | None) -> None:
         """The channel is closing: what it waited for will not come."""

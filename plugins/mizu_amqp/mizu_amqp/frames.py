@@ -15,6 +15,7 @@ frames are never trusted for resynchronisation: their payload is arbitrary.
 from __future__ import annotations
 
 import re
+import struct
 from typing import Protocol
 
 from pamqp.commands import INDEX_MAPPING
@@ -30,6 +31,13 @@ FRAME_OVERHEAD = 8
 PROTOCOL_HEADER_PREFIX = b"AMQP"
 PROTOCOL_HEADER_SIZE = 8
 BASIC_CLASS_ID = 60
+
+_FRAME_HEADER = struct.Struct(">BHI")
+"""Frame type, channel, payload size."""
+_PROTOCOL_HEADER_FIRST = PROTOCOL_HEADER_PREFIX[0]
+
+DEFAULT_FRAME_LIMIT = 16 << 20
+"""Largest frame accepted by default when none was negotiated (RabbitMQ's default is 128 KiB)."""
 
 MAX_CONTROL_FRAME = 1 << 20
 """Largest method or content-header frame accepted once synchronised (they hold a few tables)."""
@@ -49,7 +57,11 @@ class FrameHandler(Protocol):
     def on_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
         """A whole method, content-header or heartbeat frame (``payload`` without framing)."""
 
-    def on_body_start(self, channel: int, size: int, timestamp: float) -> None: ...
+    def on_body(self, channel: int, payload: bytes, timestamp: float) -> None:
+        """A whole body frame that checked out (``payload`` without framing)."""
+
+    def on_body_start(self, channel: int, size: int, timestamp: float) -> None:
+        """A body frame larger than what has arrived: its payload follows in chunks."""
 
     def on_body_chunk(self, channel: int, chunk: bytes, timestamp: float) -> None: ...
 
@@ -123,27 +135,45 @@ def find_frame(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
 
 
 class FrameReader:
-    """One direction's frames, resynchronising after gaps and garbage."""
+    """One direction's frames, resynchronising after gaps and garbage.
+
+    No frame may be larger than the negotiated ``frame-max`` (:attr:`max_frame`) nor than
+    :attr:`limit`: a size past them is garbage, not a reason to wait for gigabytes.
+    """
 
     __slots__ = (
         "_body_channel",
         "_body_left",
         "_buffer",
         "_end_expected",
+        "_largest_body",
+        "_largest_control",
         "_synchronised",
         "handler",
+        "limit",
         "max_frame",
     )
 
-    def __init__(self, handler: FrameHandler) -> None:
+    def __init__(self, handler: FrameHandler, limit: int = DEFAULT_FRAME_LIMIT) -> None:
         self.handler = handler
+        self.limit = limit
+        """The largest frame accepted whatever was negotiated (octets, framing included)."""
         self.max_frame = 0
         """The negotiated ``frame-max`` (0: not known yet, or no limit)."""
+        self._largest_control = min(MAX_CONTROL_FRAME, limit - FRAME_OVERHEAD)
+        """Largest method or header payload every limit allows (the fast path's check)."""
+        self._largest_body = limit - FRAME_OVERHEAD
         self._buffer = bytearray()
         self._synchronised = False
         self._body_left = 0
         self._body_channel = 0
         self._end_expected = False
+
+    def negotiate(self, frame_max: int) -> None:
+        """The connection's ``frame-max``, from its ``connection.tune-ok``."""
+        self.max_frame = frame_max
+        self._largest_body = min(self.limit, frame_max) - FRAME_OVERHEAD
+        self._largest_control = min(MAX_CONTROL_FRAME, self._largest_body)
 
     def gap(self) -> None:
         """Bytes were lost: whatever was half read is dropped."""
@@ -152,30 +182,37 @@ class FrameReader:
         self._body_left = 0
         self._end_expected = False
 
-    def feed(self, data: bytes, timestamp: float) -> None:
+    def feed(self, data: bytes, timestamp: float) -> int:
+        """Read what ``data`` completes; the number of frames read."""
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            view: bytes | bytearray = buffer
+        else:
+            view = data
         handler = self.handler
         offset = 0
-        size = len(buffer)
+        frames = 0
+        size = len(view)
         while offset < size:
             if self._body_left:
                 take = min(self._body_left, size - offset)
-                chunk = bytes(buffer[offset : offset + take])
+                # bytes() of a slice of bytes is that slice, not another copy.
+                chunk = bytes(view[offset : offset + take])
                 handler.on_body_chunk(self._body_channel, chunk, timestamp)
                 self._body_left -= take
                 offset += take
                 continue
             if self._end_expected:
                 self._end_expected = False
-                if buffer[offset] == FRAME_END:
+                if view[offset] == FRAME_END:
                     offset += 1
                     handler.on_body_end(self._body_channel, timestamp)
                 else:
                     offset += self._lose_sync()
                 continue
             if not self._synchronised:
-                found, length = find_frame(buffer, offset)
+                found, length = find_frame(view, offset)
                 if found < 0:
                     # Keep a tail that may be the start of a candidate.
                     keep = max(offset, size - 6)
@@ -188,28 +225,60 @@ class FrameReader:
                 if length == 0:
                     break
                 self._synchronised = True
-            consumed = self._frame(buffer, offset, size, timestamp)
+            if size - offset < 7:
+                break
+            frame_type, channel, length = _FRAME_HEADER.unpack_from(view, offset)
+            end = offset + 7 + length
+            if end < size and view[end] == FRAME_END:
+                # The common cases, read here rather than through _frame: a whole method,
+                # content-header or body frame within every limit.
+                if FRAME_METHOD <= frame_type <= FRAME_HEADER and length <= self._largest_control:
+                    payload = bytes(view[offset + 7 : end])
+                    handler.on_frame(frame_type, channel, payload, timestamp)
+                    offset = end + 1
+                    frames += 1
+                    continue
+                if frame_type == FRAME_BODY and length <= self._largest_body:
+                    handler.on_body(channel, bytes(view[offset + 7 : end]), timestamp)
+                    offset = end + 1
+                    frames += 1
+                    continue
+            if (
+                frame_type == _PROTOCOL_HEADER_FIRST
+                and view[offset : offset + 4] == PROTOCOL_HEADER_PREFIX
+            ):
+                if size - offset < PROTOCOL_HEADER_SIZE:
+                    break
+                handler.on_protocol_header(bytes(view[offset : offset + 8]), timestamp)
+                offset += PROTOCOL_HEADER_SIZE
+                continue
+            consumed = self._frame(view, offset, frame_type, channel, length, timestamp)
             if consumed == 0:
                 break
+            frames += consumed > 1  # not a resynchronising skip
             offset += consumed
-        del buffer[:offset]
+        if view is buffer:
+            del buffer[:offset]
+        else:
+            buffer += data[offset:]
+        return frames
 
-    def _frame(self, buffer: bytearray, offset: int, size: int, timestamp: float) -> int:
-        """Read the frame at ``offset``; the octets used (0: wait for more)."""
-        available = size - offset
-        if buffer[offset : offset + 4] == PROTOCOL_HEADER_PREFIX:
-            if available < PROTOCOL_HEADER_SIZE:
-                return 0
-            self.handler.on_protocol_header(bytes(buffer[offset : offset + 8]), timestamp)
-            return PROTOCOL_HEADER_SIZE
-        if available < 7:
-            return 0
-        frame_type = buffer[offset]
-        channel = int.from_bytes(buffer[offset + 1 : offset + 3])
-        length = int.from_bytes(buffer[offset + 3 : offset + 7])
-        if self.max_frame and length + FRAME_OVERHEAD > self.max_frame:
+    def _frame(
+        self,
+        view: bytes | bytearray,
+        offset: int,
+        frame_type: int,
+        channel: int,
+        length: int,
+        timestamp: float,
+    ) -> int:
+        """Read the frame whose header is at ``offset``; the octets used (0: wait for more)."""
+        if length + FRAME_OVERHEAD > self.limit or (
+            self.max_frame and length + FRAME_OVERHEAD > self.max_frame
+        ):
             return self._lose_sync()
         if frame_type == FRAME_BODY:
+            # Not all here yet (feed reads whole ones): stream it.
             self.handler.on_body_start(channel, length, timestamp)
             self._body_left = length
             self._body_channel = channel
@@ -220,11 +289,11 @@ class FrameReader:
         if length > MAX_CONTROL_FRAME:
             return self._lose_sync()
         end = offset + 7 + length
-        if size <= end:
+        if len(view) <= end:
             return 0
-        if buffer[end] != FRAME_END:
+        if view[end] != FRAME_END:
             return self._lose_sync()
-        self.handler.on_frame(frame_type, channel, bytes(buffer[offset + 7 : end]), timestamp)
+        self.handler.on_frame(frame_type, channel, bytes(view[offset + 7 : end]), timestamp)
         return length + FRAME_OVERHEAD
 
     def _lose_sync(self) -> int:

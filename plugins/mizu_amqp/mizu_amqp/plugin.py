@@ -1,8 +1,10 @@
 """The ``amqp`` plugin's hooks: AMQP 0-9-1 (RabbitMQ) connections become entries.
 
 Settings (``plugins.amqp.*``): ``max-body-size`` (octets of a message body kept, default 64 KiB)
-and ``max-unconfirmed`` (publishes per connection held for their publisher confirm, default
-1024). Counters over every connection (frames, heartbeats, resynchronisations …): :func:`stats`.
+``max-unconfirmed`` (publishes per connection held for their publisher confirm, default 1024)
+and ``max-frame-size`` (the largest frame believed when no ``frame-max`` was negotiated, default
+16 MiB). Counters (frames, heartbeats, resynchronisations …) go to the engine's
+``plugin_counters``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mizu_amqp.dissector import AMQP, SETTINGS, STATS, AmqpDissector
+from mizu_amqp.dissector import AMQP, SETTINGS, AmqpDissector
 from mizu_amqp.frames import FRAME_HEARTBEAT, find_frame
 from mizu_core import NEED_MORE, ConnectionContext, Dissector, Protocol, Verdict, hookimpl
 
-SETTING_NAMES = {"max-body-size": "max_body_size", "max-unconfirmed": "max_unconfirmed"}
+SETTING_NAMES = {
+    "max-body-size": "max_body_size",
+    "max-unconfirmed": "max_unconfirmed",
+    "max-frame-size": "max_frame_size",
+}
 
 SHORTEST_PROOF = 12
 """Octets of a head below which the absence of a frame is no evidence (a method frame is 12)."""
@@ -25,11 +31,6 @@ UNPROVEN_LIMIT = 1024
 
 CONTENT_FIELDS = ("properties", "body", "bodyEncoding", "bodySize", "bodyTruncated", "incomplete")
 """Fields of a content method that are not method arguments."""
-
-
-def stats() -> dict[str, int]:
-    """Counters over every connection dissected in this process."""
-    return STATS.as_dict()
 
 
 @hookimpl

@@ -66,10 +66,12 @@ class KafkaDissector(Dissector):
 
     def close(self, timestamp: float, reason: CloseReason) -> None:
         self._pending.clear()
-
-    @property
-    def dropped_bytes(self) -> int:
-        return sum(splitter.dropped_bytes for splitter in self._splitters.values())
+        # Counted once per connection: the splitters' hot path stays free of counter calls.
+        for splitter in self._splitters.values():
+            if splitter.dropped_bytes:
+                self.context.count("dropped_bytes", splitter.dropped_bytes)
+            if splitter.resyncs:
+                self.context.count("resyncs", splitter.resyncs)
 
     def _message(self, direction: Direction, frame: Frame, data: dict) -> Message:
         if frame.truncated:

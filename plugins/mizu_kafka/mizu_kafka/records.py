@@ -160,39 +160,34 @@ def decompress(codec: int, data: bytes, budget: RecordBudget) -> bytes:
     raise RecordError(f"unknown compression codec {codec}")
 
 
-class _Cursor:
-    """Varint reading over a decompressed batch body; runs past the end raise IndexError."""
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    """A zigzag varint at ``position`` and the position after it; a run past the end of
+    ``data`` raises IndexError."""
+    byte = data[position]
+    if byte < 0x80:  # most lengths and deltas of small records: one octet
+        return (byte >> 1) ^ -(byte & 1), position + 1
+    value = byte & 0x7F
+    shift = 7
+    while True:
+        position += 1
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (value >> 1) ^ -(value & 1), position + 1
+        shift += 7
+        if shift > 63:
+            raise RecordError("varint longer than 10 bytes")
 
-    __slots__ = ("data", "position")
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.position = 0
-
-    def varint(self) -> int:
-        value = 0
-        shift = 0
-        data = self.data
-        while True:
-            byte = data[self.position]
-            self.position += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return (value >> 1) ^ -(value & 1)
-            shift += 7
-            if shift > 63:
-                raise RecordError("varint longer than 10 bytes")
-
-    def blob(self) -> bytes | None:
-        length = self.varint()
-        if length < 0:
-            return None
-        start = self.position
-        end = start + length
-        if end > len(self.data):
-            raise IndexError
-        self.position = end
-        return self.data[start:end]
+def _blob(data: bytes, position: int) -> tuple[bytes | None, int]:
+    """A varint-length byte string (null when the length is negative)."""
+    length, position = _varint(data, position)
+    if length < 0:
+        return None, position
+    end = position + length
+    if end > len(data):
+        raise IndexError
+    return data[position:end], end
 
 
 def _batch_records(
@@ -204,31 +199,28 @@ def _batch_records(
     budget: RecordBudget,
     out: list[dict[str, Any]],
 ) -> None:
-    cursor = _Cursor(body)
+    position = 0
+    cap = budget.value_bytes
     try:
-        for _ in range(count):
-            if budget.records <= 0:
-                return
-            length = cursor.varint()
-            end = cursor.position + length
-            cursor.position += 1  # attributes: unused by the format so far
-            timestamp_delta = cursor.varint()
-            offset_delta = cursor.varint()
-            key = cursor.blob()
-            value = cursor.blob()
+        for _ in range(min(count, max(budget.records, 0))):
+            length, position = _varint(body, position)
+            end = position + length
+            # after the attributes octet, unused by the format so far
+            timestamp_delta, position = _varint(body, position + 1)
+            offset_delta, position = _varint(body, position)
+            key, position = _blob(body, position)
+            value, position = _blob(body, position)
+            header_count, position = _varint(body, position)
             headers = []
-            for _ in range(cursor.varint()):
-                name = cursor.blob() or b""
-                headers.append((name.decode("utf-8", "replace"), cursor.blob()))
-            cursor.position = end
+            for _ in range(header_count):
+                name, position = _blob(body, position)
+                header_value, position = _blob(body, position)
+                headers.append(((name or b"").decode("utf-8", "replace"), header_value))
+            position = end
             timestamp = (
                 log_append_time if log_append_time is not None else base_timestamp + timestamp_delta
             )
-            out.append(
-                _record(
-                    base_offset + offset_delta, timestamp, key, value, headers, budget.value_bytes
-                )
-            )
+            out.append(_record(base_offset + offset_delta, timestamp, key, value, headers, cap))
             budget.records -= 1
     except IndexError:
         return  # a body cut by the decompression cap: keep the records read so far

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mizu_amqp import plugin
-from mizu_amqp.dissector import STATS
 from mizu_amqp.frames import find_frame
 from pamqp import commands, frame, header, heartbeat
 from pamqp.body import ContentBody
@@ -63,6 +62,11 @@ def run(chunks: Chunks, **settings: Any) -> HookOutputs:
     outputs = run_bytes(chunks, plugin, settings=settings)
     assert outputs.stats["plugin_errors"] == {}
     return outputs
+
+
+def counters(outputs: HookOutputs) -> dict[str, int]:
+    """The plugin's counters (it is registered as ``plugin``, its module's name)."""
+    return dict(outputs.stats["plugin_counters"].get("plugin", {}))
 
 
 def requests(outputs: HookOutputs, name: str) -> list[dict[str, Any]]:
@@ -155,11 +159,11 @@ def test_binary_body_is_base64_and_capped() -> None:
             for part in content(1, commands.Basic.Deliver("ctag", 1, False, "x", "k"), body)
         ),
     ]
-    before = STATS.body_bytes_dropped
-    entry = requests(run(chunks, **{"max-body-size": 1000}), "basic.deliver")[0]["request"]
+    outputs = run(chunks, **{"max-body-size": 1000})
+    entry = requests(outputs, "basic.deliver")[0]["request"]
     assert entry["bodyEncoding"] == "base64" and entry["bodyTruncated"] is True
     assert entry["bodySize"] == 2048
-    assert STATS.body_bytes_dropped - before == 1048
+    assert counters(outputs)["body_bytes_dropped"] == 1048
     plugin.configure(settings={})
 
 
@@ -257,10 +261,9 @@ def test_methods_without_reply_and_rabbitmq_extensions() -> None:
         (C, method(0, commands.Connection.UpdateSecret(new_secret="token", reason="refresh"))),
         (S, method(0, commands.Connection.UpdateSecretOk())),
     ]
-    before = STATS.heartbeats
     chunks.insert(3, (S, heartbeat.Heartbeat.marshal()))
     outputs = run(chunks)
-    assert STATS.heartbeats == before + 1
+    assert counters(outputs)["heartbeats"] == 1
     shown = [
         (e["request"]["method"], (e["response"] or {}).get("method")) for e in outputs.entries[4:]
     ]

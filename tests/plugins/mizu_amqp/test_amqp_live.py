@@ -11,9 +11,6 @@ import asyncio
 import datetime
 import decimal
 import itertools
-import os
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,86 +23,19 @@ import pika
 import pika.exceptions
 import pytest
 from amqp_oracle import dissected_methods, tshark_methods
-from mizu_amqp.dissector import STATS
+from amqp_peers import Broker, rabbitmq_broker
 
 from mizu_core.testkit import HookOutputs, run_capture
 from tests.support.perturb import read_pcap, write_pcap
 from tests.support.tcpdump import record
 
-RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
-READY_TIMEOUT = 90.0
 TCPDUMP_SETTLE = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def epmd_pids() -> set[int]:
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "epmd":
-                    pids.add(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-@dataclass
-class Broker:
-    port: int
-
-    def parameters(self, **options: Any) -> pika.ConnectionParameters:
-        return pika.ConnectionParameters("127.0.0.1", self.port, **options)
 
 
 @pytest.fixture(scope="module")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    assert RABBITMQ_SERVER.exists(), "Debian's rabbitmq-server is needed (apt-get install it)"
-    directory = tmp_path_factory.mktemp("rabbitmq")
-    port = free_port()
-    epmd_before = epmd_pids()
-    environment = os.environ | {
-        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(directory / "log"),
-        "RABBITMQ_NODENAME": f"mizu-amqp-{os.getpid()}@localhost",
-        "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(free_port()),
-    }
-    with open(directory / "server.out", "wb") as output:
-        server = subprocess.Popen(
-            [str(RABBITMQ_SERVER)],
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    broker = Broker(port)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                pika.BlockingConnection(broker.parameters(connection_attempts=1)).close()
-                break
-            except pika.exceptions.AMQPConnectionError:
-                assert server.poll() is None, (directory / "server.out").read_text()
-                assert time.monotonic() < deadline, "RabbitMQ did not accept connections"
-                time.sleep(0.5)
+    with rabbitmq_broker(tmp_path_factory.mktemp("rabbitmq")) as broker:
         yield broker
-    finally:
-        # The server script and its beam.smp share the session we gave them.
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        for pid in epmd_pids() - epmd_before:
-            os.kill(pid, signal.SIGTERM)  # the epmd daemon this broker started
 
 
 # -- what the clients did ------------------------------------------------------------------------
@@ -274,7 +204,6 @@ class Recording:
 def _record(tmp: Path, broker: Broker, name: str, session: Any) -> Recording:
     log = ClientLog()
     capture = tmp / f"{name}.pcap"
-    heartbeats = STATS.heartbeats
     with record(capture, f"tcp port {broker.port}"):
         session(broker, log)
         # tcpdump (without --immediate-mode) loses the packets of its last ring block, up to
@@ -282,7 +211,8 @@ def _record(tmp: Path, broker: Broker, name: str, session: Any) -> Recording:
         time.sleep(TCPDUMP_SETTLE)
     outputs = run_capture(capture, "amqp")
     assert outputs.stats["plugin_errors"] == {}
-    return Recording(capture, broker.port, log, outputs, STATS.heartbeats - heartbeats)
+    heartbeats = outputs.stats["plugin_counters"]["amqp"].get("heartbeats", 0)
+    return Recording(capture, broker.port, log, outputs, heartbeats)
 
 
 @pytest.fixture(scope="module")
