@@ -14,6 +14,7 @@ from mizu_amqp.values import spec_name
 from pamqp.commands import INDEX_MAPPING
 
 from mizu_core import Direction, Pair
+from tests.support.tshark import REASSEMBLE_OUT_OF_ORDER
 
 Method = tuple[str, int, str, str | None, str | None, str | None, int | None]
 """(sender "ip:port", channel, method, exchange, routing key, queue, body size)."""
@@ -36,7 +37,7 @@ def tshark_methods(capture: Path, port: int = 5672) -> Counter[Method]:
     """Every AMQP method tshark finds in ``capture`` (content methods with their body size)."""
     output = subprocess.run(
         [
-            "tshark", "-r", str(capture), "-d", f"tcp.port=={port},amqp",
+            "tshark", "-r", str(capture), *REASSEMBLE_OUT_OF_ORDER, "-d", f"tcp.port=={port},amqp",
             "-T", "json", "--no-duplicate-keys", "-Y", "amqp",
         ],
         capture_output=True, check=True, timeout=120,

@@ -28,6 +28,7 @@ from amqp_peers import Broker, rabbitmq_broker
 from mizu_core.testkit import HookOutputs, run_capture
 from tests.support.perturb import read_pcap, write_pcap
 from tests.support.tcpdump import record
+from tests.support.tshark import REASSEMBLE_OUT_OF_ORDER
 
 TCPDUMP_SETTLE = 1.5
 
@@ -369,7 +370,7 @@ def test_interleaving_really_happened(aio_recording: Recording) -> None:
     """The capture has body frames of several channels between one message's frames."""
     output = subprocess.run(
         [
-            "tshark", "-r", str(aio_recording.capture), "-d",
+            "tshark", "-r", str(aio_recording.capture), *REASSEMBLE_OUT_OF_ORDER, "-d",
             f"tcp.port=={aio_recording.port},amqp", "-Y", "amqp.type == 3",
             "-T", "fields", "-e", "amqp.channel", "-E", "occurrence=a",
         ],

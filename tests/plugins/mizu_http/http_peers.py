@@ -22,6 +22,7 @@ import zstandard
 from aiohttp import web
 
 from tests.support.tcpdump import record
+from tests.support.tshark import REASSEMBLE_OUT_OF_ORDER
 
 RECORD_FLUSH = 1.2
 """tcpdump hands packets over in blocks; its block timeout is about a second, so the last
@@ -217,7 +218,17 @@ def record_http1(path: Path) -> Path:
 
 def tshark_http(capture: Path, decode_as: tuple[str, ...] = ()) -> list[tuple[int, dict[str, Any]]]:
     """tshark's HTTP/1 messages of ``capture`` as ``(tcp stream, message)``, in capture order."""
-    command = ["tshark", "-r", str(capture), "-Y", "http", "-T", "json", "--no-duplicate-keys"]
+    command = [
+        "tshark",
+        "-r",
+        str(capture),
+        *REASSEMBLE_OUT_OF_ORDER,
+        "-Y",
+        "http",
+        "-T",
+        "json",
+        "--no-duplicate-keys",
+    ]
     for rule in decode_as:
         command += ["-d", rule]
     output = subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
@@ -274,7 +285,17 @@ def tshark_h2_streams(
     ``decode_as`` tells tshark the port speaks HTTP/2 (prior knowledge); without it, tshark
     finds HTTP/2 only after an ``Upgrade: h2c``.
     """
-    command = ["tshark", "-r", str(capture), "-Y", "http2", "-T", "json", "--no-duplicate-keys"]
+    command = [
+        "tshark",
+        "-r",
+        str(capture),
+        *REASSEMBLE_OUT_OF_ORDER,
+        "-Y",
+        "http2",
+        "-T",
+        "json",
+        "--no-duplicate-keys",
+    ]
     if decode_as:
         command += ["-d", f"tcp.port=={server_port},http2"]
     output = subprocess.run(command, capture_output=True, check=True, timeout=60).stdout

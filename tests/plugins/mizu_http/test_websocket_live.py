@@ -13,6 +13,7 @@ import pytest
 from http_peers import record_websocket
 
 from mizu_core.testkit import HookOutputs, run_capture
+from tests.support.tshark import REASSEMBLE_OUT_OF_ORDER
 
 OPCODE_NAMES = {"1": "text", "2": "binary", "8": "close", "9": "ping", "10": "pong"}
 
@@ -25,7 +26,17 @@ def websocket(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, HookOutpu
 
 def _tshark_frames(capture: Path) -> list[dict[str, Any]]:
     output = subprocess.run(
-        ["tshark", "-r", str(capture), "-Y", "websocket", "-T", "json", "--no-duplicate-keys"],
+        [
+            "tshark",
+            "-r",
+            str(capture),
+            *REASSEMBLE_OUT_OF_ORDER,
+            "-Y",
+            "websocket",
+            "-T",
+            "json",
+            "--no-duplicate-keys",
+        ],
         capture_output=True,
         check=True,
         timeout=60,

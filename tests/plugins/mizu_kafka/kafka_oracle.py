@@ -12,6 +12,8 @@ from typing import Any
 from mizu_kafka.protocol import error_codes
 from mizu_kafka.views import topics
 
+from tests.support.tshark import REASSEMBLE_OUT_OF_ORDER
+
 FIELDS = (
     "tcp.srcport",
     "tcp.dstport",
@@ -32,7 +34,16 @@ def unique(values: Iterable[Any]) -> list[Any]:
 
 def tshark_messages(capture: Path, port: int) -> dict[tuple[int, int, str], dict[str, Any]]:
     """``(client port, correlation id, "request"|"response")`` → what tshark decoded."""
-    command = ["tshark", "-r", str(capture), "-d", f"tcp.port=={port},kafka", "-Y", "kafka"]
+    command = [
+        "tshark",
+        "-r",
+        str(capture),
+        *REASSEMBLE_OUT_OF_ORDER,
+        "-d",
+        f"tcp.port=={port},kafka",
+        "-Y",
+        "kafka",
+    ]
     command += ["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|"]
     for name in FIELDS:
         command += ["-e", name]
