@@ -182,9 +182,12 @@ class LiveSource:
                 yield None
                 continue
             for fd in ready:
-                packets = by_fd[fd].readpkts()
-                stats.received += len(packets)
-                yield from packets
+                # One readpkts returns one buffer's worth; the ring may hold many more, and
+                # select does not wake again for them: drain the handle.
+                handle = by_fd[fd]
+                while packets := handle.readpkts():
+                    stats.received += len(packets)
+                    yield from packets
             self._refresh_drops()
 
     def _refresh_drops(self) -> None:
