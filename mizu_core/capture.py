@@ -113,15 +113,21 @@ class FileSource:
 
 
 class LiveSource:
-    """One or more live interfaces, read together."""
+    """One or more live interfaces, read together.
+
+    Not immediate by default: in immediate mode Linux's capture ring has one slot of snap-length
+    size per packet (a few dozen slots in 8 MB at 256 KiB), so a moment's stall of the reader
+    drops packets; otherwise packets are packed into blocks handed over at least every 50 ms,
+    which is the latency a live view needs anyway.
+    """
 
     def __init__(
         self,
         interfaces: Sequence[str],
         bpf_filter: str = "",
         snaplen: int = 262144,
-        immediate: bool = True,
-        buffer_size: int = 8 << 20,
+        immediate: bool = False,
+        buffer_size: int = 32 << 20,
         promiscuous: bool = False,
     ) -> None:
         if not interfaces:

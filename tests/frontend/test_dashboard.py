@@ -27,12 +27,24 @@ def open_dashboard(page: Page, hub: str, query: str) -> None:
 
 
 def stored(hub: str, query: str, count: int) -> int:
-    """How many entries the hub holds for ``query``, once it has ``count`` (or after 15 s)."""
+    """How many entries the hub holds for ``query``, once it has ``count`` (or after 15 s).
+
+    A query the store cannot answer from an index comes back in time-budgeted partial pages:
+    follow ``leftOff`` until the store says it has looked at everything."""
     deadline = time.monotonic() + 15
     while True:
-        url = f"{hub}/entries?{urllib.parse.urlencode({'query': query, 'limit': count + 10})}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            found = len(json.load(response)["data"])
+        found, left_off = 0, "latest"
+        while True:
+            arguments = {"query": query, "limit": count + 10, "leftOff": left_off}
+            with urllib.request.urlopen(
+                f"{hub}/entries?{urllib.parse.urlencode(arguments)}", timeout=5
+            ) as response:
+                page = json.load(response)
+            found += len(page["data"])
+            meta = page["meta"]
+            if not meta["partial"] or meta["exhausted"] or meta["leftOff"] is None:
+                break
+            left_off = meta["leftOff"]
         if found >= count or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
