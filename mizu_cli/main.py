@@ -62,7 +62,11 @@ def cli(log_level: str) -> None:
     """Mizu: see the API traffic between your pods, live.
 
     \b
-    Quick look at a capture file:
+    Watch this machine's traffic in the dashboard (no cluster needed):
+      mizu tap --local
+    Deploy into the current kube context and tap pods whose name matches:
+      mizu tap '^api' -n shop
+    Dissect a capture file:
       mizu dissect capture.pcap -o table
     List the protocols Mizu understands:
       mizu plugins
