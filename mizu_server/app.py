@@ -124,8 +124,24 @@ async def host_guard(request: web.Request, handler: Handler) -> web.StreamRespon
 # -- queries ---------------------------------------------------------------------------------
 
 
+def query_error_json(error: QueryError, text: str) -> dict[str, Any]:
+    return {"valid": False, "query": text, **error.as_json()}
+
+
 def query_error(error: QueryError, text: str) -> web.Response:
-    return web.json_response({"valid": False, "query": text, **error.as_json()}, status=400)
+    return web.json_response(query_error_json(error, text), status=400)
+
+
+def request_query(request: web.Request) -> Query:
+    """The request's ``query`` parameter, compiled; a bad one answers 400 with where and why."""
+    text = request.query.get("query", "")
+    try:
+        return request.app[HUB_KEY].compile(text)
+    except QueryError as error:
+        raise web.HTTPBadRequest(
+            text=json.dumps(query_error_json(error, text)),
+            content_type="application/json",
+        ) from None
 
 
 def parse_paging(request: web.Request) -> tuple[int, int | None, int]:
@@ -154,11 +170,7 @@ def parse_paging(request: web.Request) -> tuple[int, int | None, int]:
 
 async def list_entries(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
-    text = request.query.get("query", "")
-    try:
-        query = hub.compile(text)
-    except QueryError as error:
-        return query_error(error, text)
+    query = request_query(request)
     limit, left_off, direction = parse_paging(request)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -169,7 +181,7 @@ async def list_entries(request: web.Request) -> web.Response:
         {
             "data": rows,
             "meta": {
-                "query": text,
+                "query": request.query.get("query", ""),
                 "current": len(rows),
                 "total": status["entries"],
                 "scanned": page.scanned,
@@ -228,11 +240,7 @@ async def validate_query(request: web.Request) -> web.Response:
 
 async def get_har(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
-    text = request.query.get("query", "")
-    try:
-        query = hub.compile(text)
-    except QueryError as error:
-        return query_error(error, text)
+    query = request_query(request)
     http = hub.compile('protocol.name == "http"') & query
     page = await hub.run(
         hub.db.page, http, min(query.limit or HAR_MAX_ENTRIES, HAR_MAX_ENTRIES), None, BACKWARD
@@ -255,11 +263,7 @@ async def get_pcap(request: web.Request) -> web.StreamResponse:
             },
             status=409,
         )
-    text = request.query.get("query", "")
-    try:
-        query = hub.compile(text)
-    except QueryError as error:
-        return query_error(error, text)
+    query = request_query(request)
     page = await hub.run(
         hub.db.page, query, min(query.limit or HAR_MAX_ENTRIES, HAR_MAX_ENTRIES), None, BACKWARD
     )
