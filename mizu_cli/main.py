@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import click
+import orjson
 
 from mizu_cli.common import (
     TableSink,
@@ -24,7 +27,9 @@ from mizu_core.capture import CaptureError, FileSource
 from mizu_core.decode import UnsupportedLinkType
 from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
+from mizu_core.parallel import ShardedDissection, ShardSettings, WorkerFailed, auto_workers
 from mizu_core.plugins import PluginError, PluginManager
+from mizu_core.query import QueryError, compile_query
 from mizu_core.redact import Redactor, redacting
 
 log = logging.getLogger("mizu")
@@ -77,10 +82,10 @@ def cli(log_level: str) -> None:
 class Progress:
     """A progress line on stderr while files are read; silent unless stderr is a terminal."""
 
-    def __init__(self, engine: Engine, total_bytes: int) -> None:
-        self.engine = engine
+    def __init__(self, total_bytes: int, status: Callable[[], tuple[int, int]]) -> None:
+        self.status = status
+        """Bytes read so far and entries made so far."""
         self.total = max(total_bytes, 1)
-        self.done_bytes = 0
         self.enabled = sys.stderr.isatty()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -99,15 +104,14 @@ class Progress:
     def _run(self) -> None:
         started = time.monotonic()
         while not self._stop.wait(0.2):
-            source = self.engine.sources[-1] if self.engine.sources else None
-            current = getattr(source, "consumed", 0)
-            done = min(self.done_bytes + current, self.total)
+            done, entries = self.status()
+            done = min(done, self.total)
             fraction = done / self.total
             elapsed = time.monotonic() - started
             bar = "█" * int(fraction * 30)
             sys.stderr.write(
                 f"\r{bar:<30} {fraction:6.1%}  {done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB  "
-                f"{self.engine.dispatcher.stats.entries:,} entries  {elapsed:.0f}s"
+                f"{entries:,} entries  {elapsed:.0f}s"
             )
             sys.stderr.flush()
 
@@ -190,6 +194,17 @@ class OpenApiSink:
     help="Replace secrets (tokens, passwords, cookies, keys in headers, query strings and "
     "bodies) with [REDACTED], as tappers do; off for local files.",
 )
+@click.option(
+    "--workers",
+    default="auto",
+    show_default=True,
+    metavar="N|auto",
+    callback=lambda ctx, param, value: parse_workers(value),
+    help="Processes that dissect: TCP connections are shared out whole among N workers, one "
+    "per core; the output is the same as with one (same entries, same ids), in an order "
+    "fixed for a given file and N. auto: as many as usable CPUs (at most 8), but 1 for "
+    "files under 16 MB. --workers 1 is the single-process path.",
+)
 @with_plugin_options
 def dissect(
     files: tuple[str, ...],
@@ -198,6 +213,7 @@ def dissect(
     response_timeout: float,
     tapper_id: str,
     redact: bool,
+    workers: int | None,
     allow: str | None,
     deny: str | None,
 ) -> None:
@@ -213,50 +229,169 @@ def dissect(
       mizu dissect capture.pcap --plugins http,tcp
       mizu dissect capture.pcap -q 'http and response.status >= 400'
       mizu dissect capture.pcap -o openapi > api.json
+      mizu dissect big.pcap --workers 2
     """
     plugins = load_plugins(allow, deny)
     try:
         plugins.configure({})
     except PluginError as error:
         raise click.ClickException(str(error)) from None
-    stdout = sys.stdout
-    sink: JsonlSink | TableSink | HarSink | OpenApiSink
-    if output == "har":
-        sink = HarSink(stdout)
-    elif output == "openapi":
-        sink = OpenApiSink(stdout)
-    else:
-        sink = JsonlSink(stdout) if output == "jsonl" else TableSink(plugins, stdout)
-    write = filtered(sink.write, query, plugins)
-    engine = Engine(
-        plugins,
-        redacting(write, Redactor()) if redact else write,
-        EngineSettings(tapper_id=tapper_id, response_timeout=response_timeout),
-    )
     sources = []
     for path in files:
         try:
             sources.append(FileSource(path))
         except CaptureError as error:
             raise click.ClickException(str(error)) from None
-    failed = False
+    if workers is None:
+        workers = auto_workers(sum(source.size for source in sources))
+    stdout = sys.stdout
+    sink: DissectSink
+    if output == "har":
+        sink = HarSink(stdout)
+    elif output == "openapi":
+        sink = OpenApiSink(stdout)
+    elif workers > 1:
+        sink = LineSink(stdout)  # the workers encode or render the lines
+    else:
+        sink = JsonlSink(stdout) if output == "jsonl" else TableSink(plugins, stdout)
+    settings = EngineSettings(tapper_id=tapper_id, response_timeout=response_timeout)
     try:
-        with Progress(engine, sum(source.size for source in sources)) as progress:
-            for source in sources:
-                try:
-                    engine.run(source)
-                except UnsupportedLinkType as error:
-                    click.echo(f"mizu: {source.name}: {error}", err=True)
-                    failed = True
-                engine.finish()
-                progress.done_bytes += source.size
+        if workers > 1:
+            stats, failed = dissect_sharded(
+                plugins, sources, sink, output, query, redact, settings, workers
+            )
+        else:
+            stats, failed = dissect_in_process(plugins, sources, sink, query, redact, settings)
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (| head): stop quietly, as tshark does
         return
     sink.close()
-    click.echo(summary_line(engine.stats()), err=True)
+    click.echo(summary_line(stats), err=True)
     if failed:
         sys.exit(1)
+
+
+def parse_workers(value: str) -> int | None:
+    """``--workers``: a positive count, or None for auto."""
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter(f"{value!r} is neither a positive number nor auto")
+    return int(value)
+
+
+class LineSink:
+    """Output lines the workers already encoded or rendered, written as they are."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        binary = getattr(stream, "buffer", None)
+        if isinstance(binary, io.RawIOBase):  # an unbuffered Python (-u): buffer the lines
+            binary = io.BufferedWriter(binary, buffer_size=1 << 16)
+        self._binary: IO[bytes] | None = binary
+
+    def write_line(self, line: bytes) -> None:
+        if self._binary is not None:
+            self._binary.write(line)
+        else:
+            self.stream.write(line.decode())
+
+    def close(self) -> None:
+        self.stream.flush()
+        if self._binary is not None:
+            self._binary.flush()
+
+
+DissectSink = JsonlSink | TableSink | HarSink | OpenApiSink | LineSink
+
+
+def dissect_in_process(
+    plugins: PluginManager,
+    sources: list[FileSource],
+    sink: DissectSink,
+    query: str,
+    redact: bool,
+    settings: EngineSettings,
+) -> tuple[dict[str, Any], bool]:
+    """The files through one engine, here; returns the stats and whether a file failed."""
+    assert not isinstance(sink, LineSink)
+    write = filtered(sink.write, query, plugins)
+    engine = Engine(plugins, redacting(write, Redactor()) if redact else write, settings)
+    failed = False
+    done_bytes = 0
+
+    def status() -> tuple[int, int]:
+        current = getattr(engine.sources[-1], "consumed", 0) if engine.sources else 0
+        return done_bytes + current, engine.dispatcher.stats.entries
+
+    with Progress(sum(source.size for source in sources), status):
+        for source in sources:
+            try:
+                engine.run(source)
+            except UnsupportedLinkType as error:
+                click.echo(f"mizu: {source.name}: {error}", err=True)
+                failed = True
+            engine.finish()
+            done_bytes += source.size
+    return engine.stats(), failed
+
+
+def dissect_sharded(
+    plugins: PluginManager,
+    sources: list[FileSource],
+    sink: DissectSink,
+    output: str,
+    query: str,
+    redact: bool,
+    settings: EngineSettings,
+    workers: int,
+) -> tuple[dict[str, Any], bool]:
+    """The files' connections shared out among ``workers`` processes; the workers filter,
+    redact and render, this process merges their lines."""
+    try:
+        compiled = compile_query(query, plugins.macros) if query else None
+    except QueryError as error:
+        raise click.BadParameter(error.describe(query), param_hint="'-q'") from None
+    write_line: Callable[[bytes], None]
+    if isinstance(sink, LineSink):
+        write_line = sink.write_line
+    else:
+        write_entry = sink.write
+
+        def write_line(line: bytes) -> None:
+            write_entry(orjson.loads(line))
+
+    sharded = ShardedDissection(
+        plugins,
+        ShardSettings(
+            workers=workers,
+            engine=settings,
+            output="table" if output == "table" else "jsonl",
+            query=compiled,
+            redact=redact,
+        ),
+        write_line,
+    )
+    failed = False
+    sharded.start()
+    try:
+        with Progress(
+            sum(source.size for source in sources),
+            lambda: (sharded.consumed, sharded.entries_written),
+        ):
+            for source in sources:
+                try:
+                    sharded.run(source)
+                except UnsupportedLinkType as error:
+                    click.echo(f"mizu: {source.name}: {error}", err=True)
+                    failed = True
+            stats = sharded.finish()
+    except WorkerFailed as error:
+        raise click.ClickException(str(error)) from None
+    except BaseException:
+        sharded.stop()
+        raise
+    return stats, failed
 
 
 @cli.command()

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pcap
 
@@ -44,6 +45,16 @@ class CaptureStats:
             "interface_dropped": self.interface_dropped,
             "truncated_file": self.truncated_file,
         }
+
+
+class PacketSource(Protocol):
+    """What the engine reads: files, live interfaces, the packets a parent hands a worker."""
+
+    name: str
+    linktype: int
+    stats: CaptureStats
+
+    def __iter__(self) -> Iterator[Packet | None]: ...
 
 
 class FileSource:

@@ -166,6 +166,53 @@ class FragmentJoiner:
             stats.fragments_dropped += 1
 
 
+def network_offset(linktype: int, buf: bytes) -> int:
+    """Where the IP header of a ``linktype`` frame starts, or -1 for a frame that carries no IP
+    (raises ``IndexError`` or ``struct.error`` on a frame cut short)."""
+    if linktype == LINKTYPE_ETHERNET:
+        ethertype = buf[12] << 8 | buf[13]
+        offset = 14
+        while ethertype in (ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD):
+            ethertype = buf[offset + 2] << 8 | buf[offset + 3]
+            offset += 4
+        return offset if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) else -1
+    if linktype == LINKTYPE_LINUX_SLL:
+        ethertype = buf[14] << 8 | buf[15]
+        return 16 if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) else -1
+    if linktype == LINKTYPE_LINUX_SLL2:
+        ethertype = buf[0] << 8 | buf[1]
+        return 20 if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) else -1
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        family = struct.unpack_from("<I" if linktype == LINKTYPE_NULL else "!I", buf)[0]
+        if family > 0xFFFF:  # written on a host of the other byte order
+            family = struct.unpack_from(">I" if linktype == LINKTYPE_NULL else "<I", buf)[0]
+        return 4 if family == 2 or family in _BSD_AF_INET6 else -1
+    return 0  # raw IP, IPv4, IPv6
+
+
+def skip_ipv6_options(buf: bytes, next_header: int, offset: int) -> tuple[int, int]:
+    """Past the IPv6 extension headers that carry options (hop-by-hop, routing, destination,
+    AH, ...): the first other header (TCP, a fragment header, ...) and where it starts."""
+    while True:
+        if next_header in IPV6_EXTENSION_HEADERS:
+            next_header, offset = buf[offset], offset + (buf[offset + 1] + 1) * 8
+        elif next_header == IPV6_AH:
+            next_header, offset = buf[offset], offset + (buf[offset + 1] + 2) * 4
+        else:
+            return next_header, offset
+
+
+def ipv4_fragment_key(buf: bytes, ip: int) -> tuple[bytes, ...]:
+    """What the fragments of one IPv4 datagram share: addresses, identification, protocol."""
+    return (buf[ip + 12 : ip + 20], buf[ip + 4 : ip + 6], buf[ip + 9 : ip + 10])
+
+
+def ipv6_fragment_key(src: bytes, dst: bytes, buf: bytes, fragment: int) -> tuple[bytes, ...]:
+    """What the fragments of one IPv6 datagram share: addresses and the fragment header's
+    identification (``fragment``: where that header starts)."""
+    return (src, dst, buf[fragment + 4 : fragment + 8])
+
+
 class Decoder:
     """Decodes frames of one link type into TCP segments, counting everything it skips."""
 
@@ -183,7 +230,7 @@ class Decoder:
         """The TCP segment in ``buf``, or ``None`` (counted) when there is none."""
         self.stats.frames += 1
         try:
-            offset = self._network_offset(buf)
+            offset = network_offset(self.linktype, buf)
             if offset < 0:
                 self.stats.not_ip += 1
                 return None
@@ -197,29 +244,6 @@ class Decoder:
         except (IndexError, struct.error):
             self.stats.malformed += 1
             return None
-
-    def _network_offset(self, buf: bytes) -> int:
-        """Where the IP header starts, or -1 for a frame that carries no IP."""
-        linktype = self.linktype
-        if linktype == LINKTYPE_ETHERNET:
-            ethertype = buf[12] << 8 | buf[13]
-            offset = 14
-            while ethertype in (ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD):
-                ethertype = buf[offset + 2] << 8 | buf[offset + 3]
-                offset += 4
-            return offset if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) else -1
-        if linktype == LINKTYPE_LINUX_SLL:
-            ethertype = buf[14] << 8 | buf[15]
-            return 16 if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) else -1
-        if linktype == LINKTYPE_LINUX_SLL2:
-            ethertype = buf[0] << 8 | buf[1]
-            return 20 if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) else -1
-        if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-            family = struct.unpack_from("<I" if linktype == LINKTYPE_NULL else "!I", buf)[0]
-            if family > 0xFFFF:  # written on a host of the other byte order
-                family = struct.unpack_from(">I" if linktype == LINKTYPE_NULL else "<I", buf)[0]
-            return 4 if family == 2 or family in _BSD_AF_INET6 else -1
-        return 0  # raw IP, IPv4, IPv6
 
     def _ipv4(self, buf: bytes, ip: int, timestamp: float) -> Segment | None:
         header_len = (buf[ip] & 0x0F) * 4
@@ -236,9 +260,8 @@ class Decoder:
                 self.stats.snaplen_cut += 1
                 self.stats.fragments_dropped += 1
                 return None
-            key = (buf[ip + 12 : ip + 20], buf[ip + 4 : ip + 6], bytes((protocol,)))
             payload = self.fragments.add(
-                key,
+                ipv4_fragment_key(buf, ip),
                 bytes(buf[ip : ip + header_len]),
                 (flags_fragment & 0x1FFF) * 8,
                 bool(flags_fragment & 0x2000),
@@ -274,33 +297,31 @@ class Decoder:
         dst = buf[ip + 24 : ip + 40]
         end = ip + 40 + payload_len if payload_len else len(buf)
         offset = ip + 40
-        while next_header != IPPROTO_TCP:
-            if next_header in IPV6_EXTENSION_HEADERS:
-                next_header, offset = buf[offset], offset + (buf[offset + 1] + 1) * 8
-            elif next_header == IPV6_AH:
-                next_header, offset = buf[offset], offset + (buf[offset + 1] + 2) * 4
-            elif next_header == IPV6_FRAGMENT:
-                if end > len(buf):
-                    self.stats.snaplen_cut += 1
-                    self.stats.fragments_dropped += 1
-                    return None
-                fragment_field = buf[offset + 2] << 8 | buf[offset + 3]
-                payload = self.fragments.add(
-                    (src, dst, buf[offset + 4 : offset + 8]),
-                    bytes((buf[offset],)),
-                    fragment_field & 0xFFF8,
-                    bool(fragment_field & 1),
-                    bytes(buf[offset + 8 : end]),
-                    timestamp,
-                    self.stats,
-                )
-                if payload is None:
-                    return None
-                next_header = buf[offset]
-                buf, offset, end = payload, 0, len(payload)
-            else:
+        while True:
+            next_header, offset = skip_ipv6_options(buf, next_header, offset)
+            if next_header == IPPROTO_TCP:
+                break
+            if next_header != IPV6_FRAGMENT:
                 self.stats.not_tcp += 1
                 return None
+            if end > len(buf):
+                self.stats.snaplen_cut += 1
+                self.stats.fragments_dropped += 1
+                return None
+            fragment_field = buf[offset + 2] << 8 | buf[offset + 3]
+            payload = self.fragments.add(
+                ipv6_fragment_key(src, dst, buf, offset),
+                bytes((buf[offset],)),
+                fragment_field & 0xFFF8,
+                bool(fragment_field & 1),
+                bytes(buf[offset + 8 : end]),
+                timestamp,
+                self.stats,
+            )
+            if payload is None:
+                return None
+            next_header = buf[offset]
+            buf, offset, end = payload, 0, len(payload)
         return self._tcp(buf, offset, end, src, dst, length + buf[offset : offset + 14])
 
     def _tcp(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from mizu_core.capture import FileSource, LiveSource
+from mizu_core.capture import FileSource, PacketSource
 from mizu_core.decode import Decoder, DecodeStats
 from mizu_core.dispatch import Dispatcher, EntrySink
 from mizu_core.model import Pair
@@ -44,11 +44,11 @@ class Engine:
         self.reassembler = Reassembler(self.dispatcher, settings.limits, plugins.server_ports)
         self.dispatcher.swap_roles = self.reassembler.swap_roles
         self.decode_stats = DecodeStats()
-        self.sources: list[FileSource | LiveSource] = []
+        self.sources: list[PacketSource] = []
         self.last_time = 0.0
         self._decoder: Decoder | None = None  # the running source's, counting as it goes
 
-    def run(self, source: FileSource | LiveSource) -> None:
+    def run(self, source: PacketSource) -> None:
         """Read ``source`` to its end (a live source: until it is stopped)."""
         self.sources.append(source)
         decoder = self._decoder = Decoder(source.linktype)

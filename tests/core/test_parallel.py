@@ -1,0 +1,123 @@
+"""Sharding connections over worker processes: routing, merging, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mizu_core.capture import FileSource
+from mizu_core.emit import encode_json_line
+from mizu_core.engine import Engine, EngineSettings
+from mizu_core.parallel import (
+    AUTO_MIN_BYTES,
+    ConnectionRouter,
+    ShardedDissection,
+    ShardSettings,
+    WorkerFailed,
+    auto_workers,
+    merge_stats,
+)
+from mizu_core.plugins import PluginManager
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def one_process(paths: list[Path]) -> tuple[list[bytes], dict[str, object]]:
+    lines: list[bytes] = []
+    engine = Engine(
+        PluginManager().discover(),
+        lambda entry: lines.append(encode_json_line(entry)),
+        EngineSettings(tapper_id="file"),
+    )
+    for path in paths:
+        engine.run(FileSource(path))
+        engine.finish()
+    return lines, engine.stats()
+
+
+def sharded(paths: list[Path], workers: int) -> tuple[list[bytes], dict[str, object]]:
+    lines: list[bytes] = []
+    dissection = ShardedDissection(
+        PluginManager().discover(),
+        ShardSettings(workers=workers, engine=EngineSettings(tapper_id="file")),
+        lines.append,
+    )
+    dissection.start()
+    try:
+        for path in paths:
+            dissection.run(FileSource(path))
+        return lines, dissection.finish()
+    finally:
+        dissection.stop()
+
+
+def test_ipv4_fragments_follow_their_connection() -> None:
+    capture = DATA / "core/http11-keepalive-ipfrag.pcap"
+    expected, expected_stats = one_process([capture])
+    lines, stats = sharded([capture], 2)
+    assert lines == expected
+    assert stats["sharding"]["fragments_held"] > 0  # later fragments came before the first
+    assert stats["sharding"]["fragments_unrouted"] == 0
+    assert stats["decode"] == expected_stats["decode"]
+    assert stats["decode"]["fragments_reassembled"] > 0
+
+
+def test_stats_are_the_sums_over_workers() -> None:
+    captures = [DATA / "core/deepflow_http.pcap", DATA / "amqp/deepflow_amqp1.pcap"]
+    expected, expected_stats = one_process(captures)
+    lines, stats = sharded(captures, 3)
+    assert sorted(lines) == sorted(expected)
+    for name in ("packets", "tcp_packets", "connections", "entries", "skipped"):
+        assert stats[name] == expected_stats[name], name
+    assert stats["plugin_errors"] == expected_stats["plugin_errors"]
+    assert stats["sharding"]["workers"] == 3
+
+
+def test_a_killed_worker_is_reported() -> None:
+    dissection = ShardedDissection(
+        PluginManager().discover(allow=["tcp"]),
+        ShardSettings(workers=2, engine=EngineSettings(tapper_id="file")),
+        lambda line: None,
+    )
+    dissection.start()
+    try:
+        os.kill(dissection.workers[1].pid, signal.SIGKILL)
+        with pytest.raises(WorkerFailed, match="worker 1 was killed by signal SIGKILL"):
+            dissection.run(FileSource(DATA / "core/http11-keepalive.pcap"))
+            dissection.finish()
+    finally:
+        dissection.stop()
+    assert all(worker.status is not None for worker in dissection.workers)  # reaped
+
+
+def test_routes_are_direction_independent_and_balanced() -> None:
+    router = ConnectionRouter(2)
+    a = bytes([10, 0, 0, 1, 10, 0, 0, 2]) + (40000).to_bytes(2, "big") + (80).to_bytes(2, "big")
+    reverse = a[4:8] + a[:4] + a[10:12] + a[8:10]
+    first = router.flow(a, 0.0)
+    router.stats.worker_bytes[first] += 1000
+    assert router.flow(reverse, 0.1) == first
+    b = a[:8] + (40001).to_bytes(2, "big") + a[10:]
+    assert router.flow(b, 0.2) != first  # the other worker had fewer bytes
+
+
+def test_auto_uses_one_process_for_small_files_or_one_cpu() -> None:
+    assert auto_workers(AUTO_MIN_BYTES - 1, cpus=4) == 1
+    assert auto_workers(AUTO_MIN_BYTES * 10, cpus=1) == 1
+    assert auto_workers(AUTO_MIN_BYTES * 10, cpus=2) == 2
+    assert auto_workers(AUTO_MIN_BYTES * 10, cpus=64) == 8
+
+
+def test_merge_stats_sums_by_name() -> None:
+    merged = merge_stats(
+        [
+            {"entries": 2, "plugin_errors": {"http": 1}, "flag": False},
+            {"entries": 3, "plugin_errors": {"http": 2, "amqp": 1}, "flag": True},
+        ]
+    )
+    assert merged == {"entries": 5, "plugin_errors": {"http": 3, "amqp": 1}, "flag": True}
+    assert orjson.dumps(merged)
