@@ -12,7 +12,7 @@ as a child with its output streamed back and counted (see run.py, whose measurin
   tshark amqp    `tshark -r FILE -d ... -Y amqp -T fields -e amqp.method.method`: methods =
                  values printed (one per method frame; a packet's are comma-separated)
   tshark kafka   `tshark -r FILE -d ... -Y kafka -T fields -e kafka.request_key`: messages =
-                 values printed (one per request and response)
+                 values printed (tshark 4.0 prints the field on requests only: one per request)
 Rates are per wall second and per CPU second (user + system, GNU time): on a shared machine
 the CPU figure is the steadier one. The ratio line divides mizu's rates by tshark's.
 """

@@ -27,8 +27,6 @@ from pamqp import base, commands, exceptions, header
 
 from mizu_amqp.frames import (
     DEFAULT_FRAME_LIMIT,
-    FRAME_HEARTBEAT,
-    FRAME_METHOD,
     FRAME_OVERHEAD,
     FrameReader,
 )
@@ -149,14 +147,9 @@ class _Side:
         self.count("protocol_headers")
         self.dissector.protocol_header = header[4:].hex(".")
 
-    def on_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
-        if frame_type == FRAME_METHOD:
-            self._method(channel, payload, timestamp)
-        elif frame_type == FRAME_HEARTBEAT:
-            self.count("heartbeats")
-            self.dissector.heartbeats += 1
-        else:
-            self._content_header(channel, payload, timestamp)
+    def on_heartbeat(self) -> None:
+        self.count("heartbeats")
+        self.dissector.heartbeats += 1
 
     def on_body(self, channel: int, payload: bytes, timestamp: float) -> None:
         content = self.contents.get(channel)
@@ -207,7 +200,7 @@ class _Side:
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def _method(self, channel: int, payload: bytes, timestamp: float) -> None:
+    def on_method(self, channel: int, payload: bytes, timestamp: float) -> None:
         try:
             (index,) = METHOD_INDEX.unpack_from(payload)
             hot = HOT_METHODS.get(index)
@@ -233,7 +226,7 @@ class _Side:
         message = Message(AMQP, self.direction, timestamp, timestamp, size, data)
         self.dissector.method(self.direction, channel, method_type, message)
 
-    def _content_header(self, channel: int, payload: bytes, timestamp: float) -> None:
+    def on_content_header(self, channel: int, payload: bytes, timestamp: float) -> None:
         content = self.contents.get(channel)
         if content is None or content.body_size >= 0:
             self.count("orphan_frames")
@@ -267,8 +260,11 @@ class _Side:
         chunks = content.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         data = content.data
-        data.setdefault("properties", {})
-        data.update(body_json(body, complete=len(body) == content.received))
+        if "properties" not in data:
+            data["properties"] = {}
+        data["body"], is_base64 = body_json(body, complete=len(body) == content.received)
+        if is_base64:
+            data["bodyEncoding"] = "base64"
         data["bodySize"] = max(content.body_size, content.received)
         if content.kept < content.received:
             data["bodyTruncated"] = True

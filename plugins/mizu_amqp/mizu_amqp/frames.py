@@ -54,8 +54,13 @@ class FrameHandler(Protocol):
 
     def on_protocol_header(self, header: bytes, timestamp: float) -> None: ...
 
-    def on_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
-        """A whole method, content-header or heartbeat frame (``payload`` without framing)."""
+    def on_method(self, channel: int, payload: bytes, timestamp: float) -> None:
+        """A whole method frame (``payload`` without framing)."""
+
+    def on_content_header(self, channel: int, payload: bytes, timestamp: float) -> None:
+        """A whole content-header frame (``payload`` without framing)."""
+
+    def on_heartbeat(self) -> None: ...
 
     def on_body(self, channel: int, payload: bytes, timestamp: float) -> None:
         """A whole body frame that checked out (``payload`` without framing)."""
@@ -195,6 +200,11 @@ class FrameReader:
         frames = 0
         size = len(view)
         while offset < size:
+            if self._synchronised and not (self._body_left or self._end_expected):
+                offset, read = self._whole_frames(view, offset, timestamp)
+                frames += read
+                if offset >= size:
+                    break
             if self._body_left:
                 take = min(self._body_left, size - offset)
                 # bytes() of a slice of bytes is that slice, not another copy.
@@ -225,24 +235,12 @@ class FrameReader:
                 if length == 0:
                     break
                 self._synchronised = True
+                continue
+            # What _whole_frames left: a frame not all here yet, a heartbeat, a protocol
+            # header, or one that breaks a limit or the framing.
             if size - offset < 7:
                 break
             frame_type, channel, length = _FRAME_HEADER.unpack_from(view, offset)
-            end = offset + 7 + length
-            if end < size and view[end] == FRAME_END:
-                # The common cases, read here rather than through _frame: a whole method,
-                # content-header or body frame within every limit.
-                if FRAME_METHOD <= frame_type <= FRAME_HEADER and length <= self._largest_control:
-                    payload = bytes(view[offset + 7 : end])
-                    handler.on_frame(frame_type, channel, payload, timestamp)
-                    offset = end + 1
-                    frames += 1
-                    continue
-                if frame_type == FRAME_BODY and length <= self._largest_body:
-                    handler.on_body(channel, bytes(view[offset + 7 : end]), timestamp)
-                    offset = end + 1
-                    frames += 1
-                    continue
             if (
                 frame_type == _PROTOCOL_HEADER_FIRST
                 and view[offset : offset + 4] == PROTOCOL_HEADER_PREFIX
@@ -262,6 +260,46 @@ class FrameReader:
         else:
             buffer += data[offset:]
         return frames
+
+    def _whole_frames(
+        self, view: bytes | bytearray, offset: int, timestamp: float
+    ) -> tuple[int, int]:
+        """Read the whole method, content-header and body frames within every limit from
+        ``offset`` on (nearly all of a synchronised stream) in one tight loop; the offset of
+        the first octet it leaves to :meth:`feed`, and the frames read."""
+        handler = self.handler
+        on_method = handler.on_method
+        on_content_header = handler.on_content_header
+        on_body = handler.on_body
+        unpack = _FRAME_HEADER.unpack_from
+        size = len(view)
+        if isinstance(view, bytes):
+            data = view
+        else:
+            # The reassembly buffer: copied once so that every payload is a slice of bytes,
+            # but only when a whole frame is there (a large frame arriving in many segments
+            # waits in the buffer without being copied again and again).
+            if size - offset < 7 or offset + 7 + unpack(view, offset)[2] >= size:
+                return offset, 0
+            data = bytes(view)
+        frames = 0
+        while size - offset >= 7:
+            frame_type, channel, length = unpack(data, offset)
+            end = offset + 7 + length
+            if end >= size or data[end] != FRAME_END:
+                break
+            # A method may renegotiate the limits: they are read again for every frame.
+            if frame_type == FRAME_METHOD and length <= self._largest_control:
+                on_method(channel, data[offset + 7 : end], timestamp)
+            elif frame_type == FRAME_BODY and length <= self._largest_body:
+                on_body(channel, data[offset + 7 : end], timestamp)
+            elif frame_type == FRAME_HEADER and length <= self._largest_control:
+                on_content_header(channel, data[offset + 7 : end], timestamp)
+            else:
+                break
+            offset = end + 1
+            frames += 1
+        return offset, frames
 
     def _frame(
         self,
@@ -293,7 +331,13 @@ class FrameReader:
             return 0
         if view[end] != FRAME_END:
             return self._lose_sync()
-        self.handler.on_frame(frame_type, channel, bytes(view[offset + 7 : end]), timestamp)
+        payload = bytes(view[offset + 7 : end])
+        if frame_type == FRAME_METHOD:
+            self.handler.on_method(channel, payload, timestamp)
+        elif frame_type == FRAME_HEADER:
+            self.handler.on_content_header(channel, payload, timestamp)
+        else:
+            self.handler.on_heartbeat()
         return length + FRAME_OVERHEAD
 
     def _lose_sync(self) -> int:

@@ -121,34 +121,44 @@ def simple_table(payload: bytes, offset: int) -> tuple[dict[str, Any], int] | No
     end = offset + 4 + length
     if end > len(payload):
         return None
+    table = _table_json(payload[offset + 4 : end])
+    # A copy: the cached table is shared by every message that carries the same octets.
+    return None if table is None else (dict(table), end)
+
+
+@functools.lru_cache(maxsize=4096)
+def _table_json(encoded: bytes) -> dict[str, Any] | None:
+    """:func:`simple_table` of a table's content octets. Publishers send the same few header
+    tables over and over (a tenant, a content kind, a retry count): decoded once each."""
     table: dict[str, Any] = {}
-    offset += 4
+    offset = 0
+    end = len(encoded)
     try:
         while offset < end:
-            key_end = offset + 1 + payload[offset]
-            key = payload[offset + 1 : key_end].decode("utf-8")
-            kind = payload[key_end]
+            key_end = offset + 1 + encoded[offset]
+            key = encoded[offset + 1 : key_end].decode("utf-8")
+            kind = encoded[key_end]
             offset = key_end + 1
             if kind == _LONG_STRING:
-                (size,) = _U32.unpack_from(payload, offset)
-                value = payload[offset + 4 : offset + 4 + size]
+                (size,) = _U32.unpack_from(encoded, offset)
+                value = encoded[offset + 4 : offset + 4 + size]
                 offset += 4 + size
                 try:
                     table[key] = value.decode("utf-8")
                 except UnicodeDecodeError:
                     table[key] = to_json(value)  # base64, as pamqp's bytes would show
             elif kind == _BOOLEAN:
-                table[key] = bool(payload[offset])
+                table[key] = bool(encoded[offset])
                 offset += 1
             else:
                 scalar = _SCALARS.get(kind)
                 if scalar is None:
                     return None
-                (table[key],) = scalar.unpack_from(payload, offset)
+                (table[key],) = scalar.unpack_from(encoded, offset)
                 offset += scalar.size
     except (IndexError, struct.error, UnicodeDecodeError):
         return None
-    return (table, end) if offset == end else None
+    return table if offset == end else None
 
 
 _SHORT_STRING, _OCTET, _TABLE, _TIMESTAMP = range(4)

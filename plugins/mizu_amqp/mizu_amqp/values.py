@@ -120,22 +120,27 @@ def properties_json(properties: commands.Basic.Properties, header_payload: bytes
     }
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_OCTETS = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+"""Control characters that make a body binary (tab, line feed and carriage return do not).
+All are ASCII, and UTF-8 never uses an ASCII octet inside another character: looking for them
+in the octets is looking for them in the text, and deleting with ``bytes.translate`` is several
+times faster than a regular expression over the text."""
 
 
-def body_json(body: bytes, complete: bool) -> dict[str, Any]:
-    """The ``body`` of an entry: text when the bytes are text, else base64.
+def body_json(body: bytes, complete: bool) -> tuple[str, bool]:
+    """The ``body`` of an entry: the text when the bytes are text, else base64, and whether
+    it is base64.
 
     A body cut at the size cap may end in the middle of a UTF-8 sequence; up to three octets
     are then given up to still show it as text.
     """
-    candidates = [body] if complete else [body[: len(body) - cut] for cut in range(4)]
+    candidates = (body,) if complete else [body[: len(body) - cut] for cut in range(4)]
     for candidate in candidates:
         try:
             text = candidate.decode("utf-8")
         except UnicodeDecodeError:
             continue
-        if not _CONTROL.search(text):
-            return {"body": text}
+        if len(candidate.translate(None, CONTROL_OCTETS)) == len(candidate):
+            return text, False
         break
-    return {"body": base64.b64encode(body).decode("ascii"), "bodyEncoding": "base64"}
+    return base64.b64encode(body).decode("ascii"), True

@@ -4,6 +4,10 @@ Field names are the upstream definitions' in camelCase; ``records`` fields are d
 records by :mod:`mizu_kafka.records`; ``bytes`` fields become base64. A body cut short (a frame
 larger than the buffering cap) decodes as far as it goes: the dicts are attached to their parent
 before they are filled, so what was read before :class:`Truncated` stays in the result.
+
+Each struct of a message is decoded by a plan worked out once per version (:func:`_plan`): the
+version checks done, consecutive fixed-width fields read with one ``struct`` call, and error
+codes noted on the way (a response's status without walking its payload again).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,28 +57,29 @@ class Reader:
 
     def _unpack(self, layout: struct.Struct) -> Any:
         position = self.position
-        if position + layout.size > self.end:
+        end = position + layout.size
+        if end > self.end:
             raise Truncated
-        self.position = position + layout.size
+        self.position = end
         return layout.unpack_from(self.data, position)[0]
 
     def int8(self) -> int:
-        return int(self._unpack(INT8))
+        return self._unpack(INT8)
 
     def int16(self) -> int:
-        return int(self._unpack(INT16))
+        return self._unpack(INT16)
 
     def uint16(self) -> int:
-        return int(self._unpack(UINT16))
+        return self._unpack(UINT16)
 
     def int32(self) -> int:
-        return int(self._unpack(INT32))
+        return self._unpack(INT32)
 
     def int64(self) -> int:
-        return int(self._unpack(INT64))
+        return self._unpack(INT64)
 
     def float64(self) -> float:
-        return float(self._unpack(FLOAT64))
+        return self._unpack(FLOAT64)
 
     def take(self, length: int) -> bytes:
         if length < 0:
@@ -116,6 +122,16 @@ class Layout:
     version: int
     flexible: bool
     budget: RecordBudget
+    error_code: int = 0
+    """The first non-zero ``…errorCode`` decoded, in the order the payload's dicts list them
+    (what :func:`mizu_kafka.protocol.error_codes` walks): the response's status."""
+
+
+ERROR_CODE_SUFFIXES = ("errorCode", "ErrorCode")
+
+
+def is_error_code(field: Field) -> bool:
+    return field.kind == "int16" and field.name.endswith(ERROR_CODE_SUFFIXES)
 
 
 def _nullable(field: Field, version: int) -> bool:
@@ -198,37 +214,198 @@ def _decode_field(reader: Reader, field: Field, layout: Layout, out: dict[str, A
         for _ in range(count):
             values.append(_scalar(reader, element, flexible))
     elif kind == "records":
-        length = _length(reader, flexible, wide=True)
-        if length < 0:
-            out[field.name] = None
-            return
-        # A body cut short by the buffering cap still shows the records it holds.
-        available = min(length, reader.remaining)
-        decoded = decode_records(reader.take(available), layout.budget)
-        out[field.name] = decoded.records
-        out["recordCount"] = decoded.count
-        out["recordBatches"] = decoded.batches
-        if available < length:
-            raise Truncated
+        _records(reader, field.name, flexible, layout, out)
     else:
-        out[field.name] = _scalar(reader, kind, flexible)
+        value = out[field.name] = _scalar(reader, kind, flexible)
+        if value and not layout.error_code and is_error_code(field):
+            layout.error_code = value
+
+
+FIXED_WIDTH = {"int8": "b", "int16": "h", "uint16": "H", "int32": "i", "int64": "q", "float64": "d"}
+"""Kinds of a fixed width: a run of them decodes with one ``struct`` call ("bool" is an int8)."""
+
+Step = Callable[[Reader, Layout, dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The fields of one struct in one version, worked out once: fixed-width runs merged into
+    one ``struct`` call each, the other fields bound to their decoder, tags looked up."""
+
+    fields: tuple[Field, ...]
+    """Kept so that the ``id`` the plan is cached under stays this tuple's."""
+    steps: tuple[Step, ...]
+    tagged: dict[int, Field]
+
+
+_PLANS: dict[tuple[int, int, bool], _Plan] = {}
+"""Plans by (fields tuple, version, flexible). The tables are module constants: a few hundred
+plans once every API and version in use has been seen."""
+
+
+def _plan(fields: tuple[Field, ...], version: int, flexible: bool) -> _Plan:
+    key = (id(fields), version, flexible)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = _compile(fields, version, flexible)
+    return plan
+
+
+def _compile(fields: tuple[Field, ...], version: int, flexible: bool) -> _Plan:
+    present = [field for field in fields if field.low <= version <= field.high]
+    steps: list[Step] = []
+    run: list[Field] = []
+    for field in present:
+        if field.tag is not None:
+            continue
+        if field.kind in FIXED_WIDTH or field.kind == "bool":
+            run.append(field)
+            continue
+        if run:
+            steps.append(_fixed_run(tuple(run)))
+            run = []
+        steps.append(_field_step(field, version, flexible))
+    if run:
+        steps.append(_fixed_run(tuple(run)))
+    tagged = {field.tag: field for field in present if field.tag is not None}
+    return _Plan(fields, tuple(steps), tagged)
+
+
+def _fixed_run(fields: tuple[Field, ...]) -> Step:
+    layout = struct.Struct(">" + "".join(FIXED_WIDTH.get(field.kind, "b") for field in fields))
+    size = layout.size
+    unpack = layout.unpack_from
+    names = tuple(field.name for field in fields)
+    booleans = tuple(index for index, field in enumerate(fields) if field.kind == "bool")
+    error_codes = tuple(index for index, field in enumerate(fields) if is_error_code(field))
+    if len(fields) == 1 and not booleans:
+        (name,) = names
+        error_code = bool(error_codes)
+
+        def one_fixed(reader: Reader, plan_layout: Layout, out: dict[str, Any]) -> None:
+            position = reader.position
+            end = position + size
+            if end > reader.end:
+                raise Truncated
+            reader.position = end
+            value = out[name] = unpack(reader.data, position)[0]
+            if error_code and value and not plan_layout.error_code:
+                plan_layout.error_code = value
+
+        return one_fixed
+
+    def fixed_run(reader: Reader, plan_layout: Layout, out: dict[str, Any]) -> None:
+        position = reader.position
+        end = position + size
+        if end > reader.end:
+            # Cut short: field by field, so the ones that fit are kept before Truncated.
+            for field in fields:
+                _decode_field(reader, field, plan_layout, out)
+            return
+        reader.position = end
+        values = unpack(reader.data, position)
+        if booleans:
+            values = tuple(
+                value != 0 if index in booleans else value for index, value in enumerate(values)
+            )
+        out.update(zip(names, values, strict=True))
+        if error_codes and not plan_layout.error_code:
+            for index in error_codes:
+                if values[index]:
+                    plan_layout.error_code = values[index]
+                    break
+
+    return fixed_run
+
+
+def _field_step(field: Field, version: int, flexible: bool) -> Step:
+    name = field.name
+    if field.kind == "string" and not flexible:
+
+        def string(reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
+            position = reader.position
+            if position + 2 > reader.end:
+                raise Truncated
+            data = reader.data
+            (length,) = INT16.unpack_from(data, position)
+            position += 2
+            if length < 0:
+                reader.position = position
+                out[name] = None
+                return
+            end = position + length
+            if end > reader.end:
+                raise Truncated
+            reader.position = end
+            out[name] = data[position:end].decode("utf-8", "replace")
+
+        return string
+    if field.kind == "[]struct":
+        item_plan = _plan(field.fields, version, flexible)
+
+        def struct_array(reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
+            if flexible:
+                count = reader.unsigned_varint() - 1
+            else:
+                position = reader.position
+                if position + 4 > reader.end:
+                    raise Truncated
+                reader.position = position + 4
+                (count,) = INT32.unpack_from(reader.data, position)
+            if count < 0:
+                out[name] = None
+                return
+            items: list[dict[str, Any]] = []
+            out[name] = items
+            for _ in range(count):
+                item: dict[str, Any] = {}
+                items.append(item)
+                _run(item_plan, reader, layout, item)
+
+        return struct_array
+
+    if field.kind == "records":
+
+        def records(reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
+            _records(reader, name, flexible, layout, out)
+
+        return records
+
+    def generic(reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
+        _decode_field(reader, field, layout, out)
+
+    return generic
+
+
+def _run(plan: _Plan, reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
+    for step in plan.steps:
+        step(reader, layout, out)
+    if layout.flexible:
+        _read_tagged(reader, plan.tagged, layout, out)
+
+
+def _records(
+    reader: Reader, name: str, flexible: bool, layout: Layout, out: dict[str, Any]
+) -> None:
+    length = _length(reader, flexible, wide=True)
+    if length < 0:
+        out[name] = None
+        return
+    # A body cut short by the buffering cap still shows the records it holds.
+    available = min(length, reader.remaining)
+    decoded = decode_records(reader.take(available), layout.budget)
+    out[name] = decoded.records
+    out["recordCount"] = decoded.count
+    out["recordBatches"] = decoded.batches
+    if available < length:
+        raise Truncated
 
 
 def decode_fields(
     reader: Reader, fields: tuple[Field, ...], layout: Layout, out: dict[str, Any]
 ) -> None:
     """Decode the fields of ``fields`` present in ``layout.version`` into ``out``."""
-    version = layout.version
-    tagged = False
-    for field in fields:
-        if not field.low <= version <= field.high:
-            continue
-        if field.tag is not None:
-            tagged = True
-            continue
-        _decode_field(reader, field, layout, out)
-    if layout.flexible:
-        read_tagged_fields(reader, fields if tagged else (), layout, out)
+    _run(_plan(fields, layout.version, layout.flexible), reader, layout, out)
 
 
 def read_tagged_fields(
@@ -240,6 +417,12 @@ def read_tagged_fields(
         for field in fields
         if field.tag is not None and field.low <= layout.version <= field.high
     }
+    _read_tagged(reader, by_tag, layout, out)
+
+
+def _read_tagged(
+    reader: Reader, by_tag: dict[int, Field], layout: Layout, out: dict[str, Any]
+) -> None:
     for _ in range(reader.unsigned_varint()):
         tag = reader.unsigned_varint()
         size = reader.unsigned_varint()

@@ -79,6 +79,12 @@ class FrameSplitter:
             return frames
         if not self._buffer:
             self._first_time = timestamp
+            if not self._lost:
+                # Most segments hold whole frames: cut them from ``data`` without buffering.
+                position = self._whole_frames(data, timestamp, frames)
+                if position == len(data):
+                    return frames
+                data = data[position:]
         self._buffer += data
         while True:
             if self._lost and not self._search():
@@ -105,6 +111,19 @@ class FrameSplitter:
                 self.dropped_bytes += len(buffer) - 4 - self._cap
                 buffer.clear()
             return frames
+
+    def _whole_frames(self, data: bytes, timestamp: float, frames: list[Frame]) -> int:
+        """Append the whole frames at the start of ``data``; the offset after the last."""
+        position = 0
+        available = len(data)
+        while available - position >= 4:
+            (size,) = SIZE.unpack_from(data, position)
+            end = position + 4 + size
+            if not 0 <= size <= MAX_FRAME or end > available:
+                break
+            frames.append(Frame(bytes(data[position + 4 : end]), size, timestamp, timestamp))
+            position = end
+        return position
 
     def _search(self) -> bool:
         buffer = self._buffer

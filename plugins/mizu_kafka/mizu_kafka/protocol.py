@@ -13,7 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mizu_kafka.codec import Layout, Malformed, Reader, Truncated, decode_fields, read_tagged_fields
+from mizu_kafka.codec import (
+    ERROR_CODE_SUFFIXES,
+    Layout,
+    Malformed,
+    Reader,
+    Truncated,
+    decode_fields,
+    read_tagged_fields,
+)
 from mizu_kafka.messages import API_NAMES, APIS, ERROR_NAMES
 from mizu_kafka.records import RecordBudget
 
@@ -191,7 +199,7 @@ def decode_response(
     problem = _decode_body(reader, schema.response, layout, truncated, data)
     if problem:
         data["decodeError"] = problem
-    code = next((code for _, code in error_codes(data["payload"]) if code), 0)
+    code = layout.error_code
     data["errorCode"] = code
     data["errorName"] = error_name(code)
     return data
@@ -202,7 +210,7 @@ def error_codes(value: Any, path: str = "") -> Iterator[tuple[str, int]]:
     if isinstance(value, dict):
         for name, inner in value.items():
             selector = f"{path}.{name}" if path else name
-            if name.endswith(("errorCode", "ErrorCode")) and isinstance(inner, int):
+            if name.endswith(ERROR_CODE_SUFFIXES) and isinstance(inner, int):
                 yield selector, inner
             elif isinstance(inner, dict | list) and name != "records":
                 yield from error_codes(inner, selector)

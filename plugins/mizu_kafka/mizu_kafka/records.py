@@ -23,6 +23,7 @@ XERIAL_MAGIC = b"\x82SNAPPY\x00"
 BATCH_HEADER = struct.Struct(">qiibIhiqqqhii")
 """baseOffset, batchLength, partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta,
 baseTimestamp, maxTimestamp, producerId, producerEpoch, baseSequence, recordCount."""
+INT32 = struct.Struct(">i")
 LEGACY_HEADER = struct.Struct(">qiIbb")
 """offset, messageSize, crc, magic, attributes."""
 LOG_APPEND_TIME = 0x08
@@ -51,12 +52,21 @@ class RecordError(Exception):
     """Records that cannot be decoded (bad magic, codec failure)."""
 
 
+NON_TEXT_ASCII = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+"""The ASCII octets that are not printable text (tab, line feed and carriage return are)."""
+
+
 def render(data: bytes | None, cap: int) -> tuple[str | None, bool]:
     """Text when ``data`` is UTF-8 without control characters, else base64; cut to ``cap``
     bytes. Returns the shown string and whether it is base64."""
     if data is None:
         return None, False
-    shown = data[:cap]
+    shown = data[:cap] if len(data) > cap else data
+    if shown.isascii():
+        # Most keys and values: the printable test is then one pass in C over the octets.
+        if len(shown.translate(None, NON_TEXT_ASCII)) == len(shown):
+            return shown.decode("ascii"), False
+        return base64.b64encode(shown).decode("ascii"), True
     try:
         text = shown.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -79,13 +89,18 @@ def _record(
     cap: int,
 ) -> dict[str, Any]:
     record: dict[str, Any] = {"offset": offset, "timestamp": timestamp}
-    for name, data in (("key", key), ("value", value)):
-        shown, is_base64 = render(data, cap)
-        record[name] = shown
-        if is_base64:
-            record[f"{name}Encoding"] = "base64"
-        if data is not None and len(data) > cap:
-            record[f"{name}Size"] = len(data)
+    shown, is_base64 = render(key, cap)
+    record["key"] = shown
+    if is_base64:
+        record["keyEncoding"] = "base64"
+    if key is not None and len(key) > cap:
+        record["keySize"] = len(key)
+    shown, is_base64 = render(value, cap)
+    record["value"] = shown
+    if is_base64:
+        record["valueEncoding"] = "base64"
+    if value is not None and len(value) > cap:
+        record["valueSize"] = len(value)
     shown_headers: dict[str, Any] = {}
     binary: list[str] = []
     for name, data in headers:
@@ -166,8 +181,13 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
     byte = data[position]
     if byte < 0x80:  # most lengths and deltas of small records: one octet
         return (byte >> 1) ^ -(byte & 1), position + 1
-    value = byte & 0x7F
-    shift = 7
+    second = data[position + 1]
+    if second < 0x80:  # the length of a record or value of 64 to 8191 octets
+        value = (byte & 0x7F) | second << 7
+        return (value >> 1) ^ -(value & 1), position + 2
+    value = byte & 0x7F | (second & 0x7F) << 7
+    position += 1
+    shift = 14
     while True:
         position += 1
         byte = data[position]
@@ -181,7 +201,12 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
 
 def _blob(data: bytes, position: int) -> tuple[bytes | None, int]:
     """A varint-length byte string (null when the length is negative)."""
-    length, position = _varint(data, position)
+    byte = data[position]
+    if byte < 0x80:
+        length = (byte >> 1) ^ -(byte & 1)
+        position += 1
+    else:
+        length, position = _varint(data, position)
     if length < 0:
         return None, position
     end = position + length
@@ -201,16 +226,46 @@ def _batch_records(
 ) -> None:
     position = 0
     cap = budget.value_bytes
+    # Most varints of a record (deltas, lengths of keys and small values, header counts) are
+    # one octet: those are read in line (a call each is most of the cost), longer ones by
+    # _varint.
     try:
         for _ in range(min(count, max(budget.records, 0))):
             length, position = _varint(body, position)
             end = position + length
             # after the attributes octet, unused by the format so far
-            timestamp_delta, position = _varint(body, position + 1)
-            offset_delta, position = _varint(body, position)
+            byte = body[position + 1]
+            if byte < 0x80:
+                timestamp_delta = (byte >> 1) ^ -(byte & 1)
+                position += 2
+            else:
+                timestamp_delta, position = _varint(body, position + 1)
+            byte = body[position]
+            if byte < 0x80:
+                offset_delta = (byte >> 1) ^ -(byte & 1)
+                position += 1
+            else:
+                offset_delta, position = _varint(body, position)
             key, position = _blob(body, position)
-            value, position = _blob(body, position)
-            header_count, position = _varint(body, position)
+            byte = body[position]
+            if byte < 0x80:  # a value under 64 octets: its length in line
+                value_length = (byte >> 1) ^ -(byte & 1)
+                position += 1
+            else:
+                value_length, position = _varint(body, position)
+            if value_length < 0:
+                value = None
+            elif position + value_length > len(body):
+                raise IndexError
+            else:
+                value = body[position : position + value_length]
+                position += value_length
+            byte = body[position]
+            if byte < 0x80:
+                header_count = (byte >> 1) ^ -(byte & 1)
+                position += 1
+            else:
+                header_count, position = _varint(body, position)
             headers = []
             for _ in range(header_count):
                 name, position = _blob(body, position)
@@ -226,7 +281,10 @@ def _batch_records(
         return  # a body cut by the decompression cap: keep the records read so far
 
 
-def _record_batch(data: bytes, start: int, end: int, budget: RecordBudget) -> DecodedRecords:
+def _record_batch(
+    data: bytes, start: int, end: int, budget: RecordBudget, decoded: DecodedRecords
+) -> dict[str, Any]:
+    """Decode the record batch at ``start`` into ``decoded``; returns its header's summary."""
     (
         base_offset,
         _length,
@@ -255,16 +313,18 @@ def _record_batch(data: bytes, start: int, end: int, budget: RecordBudget) -> De
         "isControl": bool(attributes & CONTROL),
         "timestampType": "LogAppendTime" if attributes & LOG_APPEND_TIME else "CreateTime",
     }
-    decoded = DecodedRecords(batches=[batch], count=max(count, 0))
+    records: list[dict[str, Any]] = []
     if budget.records > 0 and count > 0:
         body = data[start + BATCH_HEADER.size : end]
         if codec:
             body = decompress(codec, body, budget)
         log_append = max_timestamp if attributes & LOG_APPEND_TIME else None
-        _batch_records(
-            body, count, base_offset, base_timestamp, log_append, budget, decoded.records
-        )
-    return decoded
+        _batch_records(body, count, base_offset, base_timestamp, log_append, budget, records)
+    # Added once the batch decoded: one that fails adds nothing (decode_records says why).
+    decoded.batches.append(batch)
+    decoded.records += records
+    decoded.count += max(count, 0)
+    return batch
 
 
 def _legacy_messages(
@@ -337,24 +397,19 @@ def decode_records(data: bytes, budget: RecordBudget) -> DecodedRecords:
     position = 0
     try:
         while position + 17 <= len(data):
-            (length,) = struct.unpack_from(">i", data, position + 8)
+            (length,) = INT32.unpack_from(data, position + 8)
             end = position + 12 + length
             magic = data[position + 16]
             if length < 0 or end > len(data):
                 if magic == 2 and position + BATCH_HEADER.size <= len(data):
                     # Cut by the capture cap: the header still tells what the batch held.
-                    batch = _record_batch(data, position, position, RecordBudget(records=0))
-                    batch.batches[0]["partial"] = True
-                    decoded.batches.extend(batch.batches)
-                    decoded.count += batch.count
+                    header = RecordBudget(records=0)
+                    _record_batch(data, position, position, header, decoded)["partial"] = True
                 break
             if magic == 2:
                 if length < BATCH_HEADER.size - 12:
                     raise RecordError(f"record batch of {length} bytes")
-                batch = _record_batch(data, position, end, budget)
-                decoded.records.extend(batch.records)
-                decoded.batches.extend(batch.batches)
-                decoded.count += batch.count
+                _record_batch(data, position, end, budget, decoded)
             elif magic in (0, 1):
                 _legacy_messages(data[position:end], budget, decoded, nested=False)
             else:
