@@ -14,6 +14,7 @@ entries without a response.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,10 +48,21 @@ class DispatchStats:
 class _State:
     """What the dispatcher keeps per connection."""
 
-    __slots__ = ("candidates", "chunks", "context", "dissector", "entry_count", "heads", "owner")
+    __slots__ = (
+        "candidates",
+        "chunks",
+        "context",
+        "dissector",
+        "entry_count",
+        "entry_prefix",
+        "heads",
+        "owner",
+    )
 
-    def __init__(self, candidates: list[LoadedPlugin]) -> None:
+    def __init__(self, candidates: list[LoadedPlugin], entry_prefix: str) -> None:
         self.candidates = candidates
+        self.entry_prefix = entry_prefix
+        """What the ids of the connection's entries start with (tapper, connection number)."""
         self.chunks: list[tuple[Direction, bytes, int, float]] = []
         self.heads = [bytearray(), bytearray()]
         self.context: ConnectionContext | None = None
@@ -87,13 +99,13 @@ class Dispatcher:
     # -- the reassembler's callbacks -----------------------------------------------------------
 
     def opened(self, connection: Connection) -> None:
-        state = _State(list(self.plugins.plugins))
+        state = _State(list(self.plugins.plugins), f"{self.tapper_id}-{connection.info.number}-")
         connection.state = state
         swap_roles = self.swap_roles
         state.context = ConnectionContext(
             connection.info,
             connection.stats,
-            lambda pair: self._pair(state, pair),
+            functools.partial(self._pair, state),
             self.plugin_counters,
             (lambda: swap_roles(connection)) if swap_roles is not None else None,
         )
@@ -222,18 +234,18 @@ class Dispatcher:
         if self.on_pair is not None:
             self.on_pair(pair)
         state.entry_count += 1
-        entry = self.builder.build(
-            f"{self.tapper_id}-{pair.connection.number}-{state.entry_count}", pair
-        )
+        entry = self.builder.build(f"{state.entry_prefix}{state.entry_count}", pair)
         owner = self.plugins.owner(pair.protocol.name) or state.owner
-        if owner is not None and "analyze" in owner.hooks:
-            try:
-                analyzed = owner.hooks["analyze"](pair=pair, entry=entry)
-            except Exception as error:
-                self.plugins.failed(owner, "analyze", error)
-                return
-            if analyzed is not None:
-                entry = analyzed
+        if owner is not None:
+            analyze = owner.hooks.get("analyze")
+            if analyze is not None:
+                try:
+                    analyzed = analyze(pair=pair, entry=entry)
+                except Exception as error:
+                    self.plugins.failed(owner, "analyze", error)
+                    return
+                if analyzed is not None:
+                    entry = analyzed
         self.stats.entries += 1
         self.sink(entry)
 

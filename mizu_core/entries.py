@@ -9,18 +9,24 @@ from typing import Any
 
 from mizu_core.model import Direction, Pair, Protocol
 
+_CLIENT_TO_SERVER = Direction.CLIENT_TO_SERVER
+
 
 class EntryBuilder:
     """Builds the generic part of entries; plugins fill in the rest in ``analyze``."""
 
     def __init__(self) -> None:
-        self._protocols: dict[Protocol, dict[str, Any]] = {}
+        self._protocols: dict[int, tuple[Protocol, dict[str, Any]]] = {}
+        """Each protocol's JSON, by the identity of its (long-lived, declared) object: a
+        protocol's own hash goes through all its fields."""
 
     def protocol_json(self, protocol: Protocol) -> dict[str, Any]:
-        cached = self._protocols.get(protocol)
-        if cached is None:
-            cached = self._protocols[protocol] = protocol.to_json()
-        return dict(cached)
+        cached = self._protocols.get(id(protocol))
+        if cached is None or cached[0] is not protocol:
+            if len(self._protocols) >= 256:  # protocols made on the fly: keep memory flat
+                self._protocols.clear()
+            cached = self._protocols[id(protocol)] = (protocol, protocol.to_json())
+        return dict(cached[1])
 
     def build(self, entry_id: str, pair: Pair) -> dict[str, Any]:
         request, response = pair.request, pair.response
@@ -28,20 +34,24 @@ class EntryBuilder:
         last = response or request
         assert first is not None and last is not None
         connection = pair.connection
-        if first.direction == Direction.CLIENT_TO_SERVER:
+        if first.direction == _CLIENT_TO_SERVER:
             src, dst = connection.client, connection.server
         else:
             src, dst = connection.server, connection.client
         start = first.first_time
+        milliseconds = int(start * 1000)
+        elapsed = last.last_time - start
+        if elapsed < 0.0:
+            elapsed = 0.0
         return {
             "id": entry_id,
             "protocol": self.protocol_json(first.protocol),
             "src": src.to_json(),
             "dst": dst.to_json(),
             "outgoing": False,
-            "timestamp": int(start * 1000),
-            "startTime": iso_time(start),
-            "elapsedTime": round(max(last.last_time - start, 0.0) * 1000, 3),
+            "timestamp": milliseconds,
+            "startTime": iso_time(milliseconds),
+            "elapsedTime": round(elapsed * 1000, 3),
             "requestSize": request.size if request else 0,
             "responseSize": response.size if response else 0,
             "request": request.data if request else None,
@@ -49,11 +59,12 @@ class EntryBuilder:
         }
 
 
-def iso_time(seconds: float) -> str:
-    """ISO 8601 in UTC with milliseconds: ``2024-05-01T12:00:00.250Z``."""
-    milliseconds = int(seconds * 1000)
-    whole, fraction = divmod(milliseconds, 1000)
-    return f"{_iso_second(whole)}.{fraction:03d}Z"
+def iso_time(milliseconds: int) -> str:
+    """ISO 8601 in UTC with milliseconds (since the epoch): ``2024-05-01T12:00:00.250Z``."""
+    return _iso_second(milliseconds // 1000) + _ISO_FRACTIONS[milliseconds % 1000]
+
+
+_ISO_FRACTIONS = tuple(f".{fraction:03d}Z" for fraction in range(1000))
 
 
 @functools.lru_cache(maxsize=4096)

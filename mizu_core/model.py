@@ -18,7 +18,10 @@ class Direction(enum.IntEnum):
 
     @property
     def reverse(self) -> Direction:
-        return Direction(1 - self)
+        # Not Direction(1 - self): an enum's lookup by value goes through its metaclass.
+        if self is Direction.CLIENT_TO_SERVER:
+            return Direction.SERVER_TO_CLIENT
+        return Direction.CLIENT_TO_SERVER
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ _SEQ_MASK = 0xFFFFFFFF
 # From the IPv4 header on: version and header length, total length, flags and fragment offset,
 # protocol, then addresses and ports together (the connection table's key), sequence,
 # acknowledgement, TCP data offset and flags.
-_IPV4_TCP_HEADERS = struct.Struct("!BxH2xHxB2x12sIIH")
+_IPV4_TCP_FORMAT = "BxH2xHxB2x12sIIH"
 
 DUPLICATE_WINDOW = 0.002
 """Seconds within which a packet with the same headers (lengths, IPv4 identification, TCP
@@ -60,6 +60,17 @@ _FAST_LAYOUTS = {
     LINKTYPE_RAW_DLT: (0, -1),
     LINKTYPE_IPV4: (0, -1),
 }
+_ETHERTYPE_IPV4 = 0x0800
+
+
+def _short_path_headers(ip: int, ethertype_at: int) -> tuple[struct.Struct, int, int | bytes]:
+    """The short path's one unpacking of a frame of a layout of :data:`_FAST_LAYOUTS`: the
+    struct, where it starts, and the first field's value for IPv4 (the ethertype; an empty
+    field where the link layer has none)."""
+    if ethertype_at < 0:
+        return struct.Struct(f"!0s{_IPV4_TCP_FORMAT}"), ip, b""
+    padding = ip - ethertype_at - 2
+    return struct.Struct(f"!H{padding}x{_IPV4_TCP_FORMAT}"), ethertype_at, _ETHERTYPE_IPV4
 
 
 @dataclass(slots=True)
@@ -210,9 +221,10 @@ class Reassembler:
         deliver = self.consumer.data
         decode = decoder.decode
         segment = self.segment
-        unpack = _IPV4_TCP_HEADERS.unpack_from
         ip, ethertype_at = _FAST_LAYOUTS.get(decoder.linktype, (-1, -1))
         minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
+        headers, headers_at, ipv4 = _short_path_headers(max(ip, 0), ethertype_at)
+        unpack = headers.unpack_from
         short_path = 0
         frame_bytes = 0
         for packet in packets:
@@ -224,15 +236,22 @@ class Reassembler:
             time, frame = packet
             size = len(frame)
             frame_bytes += size
-            if size >= minimum and (
-                ethertype_at < 0 or (frame[ethertype_at] == 8 and frame[ethertype_at + 1] == 0)
-            ):
-                version_ihl, total_length, fragment, protocol, key, seq, _ack, offset_flags = (
-                    unpack(frame, ip)
-                )
+            if size >= minimum:
+                (
+                    ethertype,
+                    version_ihl,
+                    total_length,
+                    fragment,
+                    protocol,
+                    key,
+                    seq,
+                    _ack,
+                    offset_flags,
+                ) = unpack(frame, headers_at)
                 half = table.get(key)
                 if (
-                    version_ihl == 0x45
+                    ethertype == ipv4
+                    and version_ihl == 0x45
                     and protocol == 6
                     and not fragment & 0x3FFF
                     and half is not None

@@ -52,7 +52,7 @@ def request_cookies(headers: Mapping[str, Any]) -> dict[str, Any]:
             name, equals, value = part.strip().partition("=")
             if name and equals:
                 pairs.append((name, value))
-    return _pairs_object(pairs)
+    return _pairs_object(pairs) if pairs else {}
 
 
 def response_cookies(headers: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def response_cookies(headers: Mapping[str, Any]) -> dict[str, Any]:
         name, equals, value = header.split(";", 1)[0].strip().partition("=")
         if name and equals:
             pairs.append((name, value))
-    return _pairs_object(pairs)
+    return _pairs_object(pairs) if pairs else {}
 
 
 def _body_bytes(body: Mapping[str, Any]) -> bytes:
@@ -117,9 +117,10 @@ def form_params(post_data: Mapping[str, Any]) -> list[dict[str, Any]] | None:
 def finish_request(request: Mapping[str, Any]) -> dict[str, Any]:
     """The entry's request: the wire's target split into URL, path, query string, cookies."""
     result = dict(request)
-    target = str(result.pop("target", result.get("path", "")))
+    target = result.pop("target", None)
+    target = str(result.get("path", "") if target is None else target)
     headers = result.get("headers", {})
-    if "://" in target.split("?", 1)[0]:  # absolute form (a request to a proxy)
+    if "://" in target and "://" in target.split("?", 1)[0]:  # absolute form (to a proxy)
         url = target
         split = urlsplit(target)
         path, query = split.path or "/", split.query
@@ -151,10 +152,12 @@ def finish_response(response: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def analyze_http(entry: dict[str, Any]) -> dict[str, Any]:
-    if entry.get("request") is not None:
-        entry["request"] = finish_request(entry["request"])
-    if entry.get("response") is not None:
-        entry["response"] = finish_response(entry["response"])
+    request = entry.get("request")
+    if request is not None:
+        entry["request"] = finish_request(request)
+    response = entry.get("response")
+    if response is not None:
+        entry["response"] = finish_response(response)
     return entry
 
 

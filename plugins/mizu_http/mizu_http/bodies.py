@@ -127,9 +127,14 @@ def text_fields(data: bytes) -> dict[str, Any]:
 def describe(body: Body, mime_type: str, encodings: str, limit: int) -> dict[str, Any]:
     """The HAR ``content`` / ``postData`` object of ``body``: decoded for display, with the
     decoded ``size``; a body that fails to decode is shown as sent, with the reason."""
+    return describe_data(body.data, body.truncated, mime_type, encodings, limit)
+
+
+def describe_data(
+    data: bytes, truncated: bool, mime_type: str, encodings: str, limit: int
+) -> dict[str, Any]:
+    """:func:`describe` of a body's kept bytes, ``truncated`` when the wire carried more."""
     fields: dict[str, Any] = {"mimeType": mime_type}
-    data = body.data
-    truncated = body.truncated
     if encodings and not truncated:
         try:
             data, truncated = content_decode(data, encodings, limit)

@@ -117,6 +117,8 @@ class HttpDissector(Dissector):
             Direction.SERVER_TO_CLIENT if flipped else Direction.CLIENT_TO_SERVER
         )
         self.session: Session
+        self.http1_sides: tuple[http1.Side, http1.Side] | None = None
+        """The HTTP/1 parsers of the client's and the server's bytes (none after a switch)."""
         if start in (Start.HTTP2, Start.HTTP2_MIDSTREAM):
             self.session = http2.Http2Session(
                 context,
@@ -130,9 +132,15 @@ class HttpDissector(Dissector):
         if start is Start.HTTP1_MIDSTREAM:
             session.resync_both()
         self.session = session
+        # Each packet goes straight to its direction's parser while the connection is HTTP/1.
+        self.http1_sides = session.sides[::-1] if flipped else session.sides
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
-        self.session.feed(direction == self.request_direction, data, timestamp)
+        sides = self.http1_sides
+        if sides is not None:
+            sides[direction].feed(data, timestamp)
+        else:
+            self.session.feed(direction == self.request_direction, data, timestamp)
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         self.session.gap(direction == self.request_direction, length)
@@ -150,6 +158,7 @@ class HttpDissector(Dissector):
         timestamp: float,
     ) -> None:
         """HTTP/1 ended with a ``101``: the bytes that follow belong to ``kind``."""
+        self.http1_sides = None
         head = request.head
         session: Session
         if kind == "websocket":

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mizu_core import ConnectionContext, Direction, Message
 from mizu_http import bodies, declarations
@@ -55,6 +55,21 @@ class _State:
     """Not HTTP/1 any more (a CONNECT tunnel)."""
 
 
+class HeaderBlock(NamedTuple):
+    """The headers of a head (the lines after its start line) and what framing and decoding
+    need of them."""
+
+    headers: dict[str, Any]
+    content_length: int = -1
+    chunked: bool = False
+    content_type: str = ""
+    content_encoding: str = ""
+    upgrade: str = ""
+    connection: str = ""
+    reusable: bool = True
+    """Every value is a string: a copy of ``headers`` is independent of it."""
+
+
 @dataclass(slots=True)
 class Head:
     """A parsed start line and header block."""
@@ -64,12 +79,8 @@ class Head:
     third: str
     headers: dict[str, Any]
     size: int
-    content_length: int = -1
-    chunked: bool = False
-    content_type: str = ""
-    content_encoding: str = ""
-    upgrade: str = ""
-    connection: str = ""
+    framing: HeaderBlock
+    """What framing and decoding need of the headers."""
 
 
 def add_header(headers: dict[str, Any], name: str, value: str) -> None:
@@ -104,18 +115,23 @@ def _slow_headers(lines: list[str]) -> dict[str, Any]:
     return headers
 
 
-def _headers(lines: list[str], text: str) -> dict[str, Any]:
-    """The header object of a head's ``lines`` (the start line excluded); ``text`` is the
-    whole head, searched once for folded lines."""
+def _headers(lines: list[str], text: str) -> tuple[dict[str, Any], bool]:
+    """The header object of a header block's ``lines``, and whether each name came once
+    (every value is a string); ``text`` is the block, searched once for folded lines."""
     headers: dict[str, Any] = {}
     for line in lines:
         name, colon, value = line.partition(":")
         if not colon:
-            return _slow_headers(lines)
+            return _slow_headers(lines), False
         headers[name] = value.strip()
-    if len(headers) != len(lines) or "\n " in text or "\n\t" in text:
-        return _slow_headers(lines)  # a repeated name, or a folded line
-    return headers
+    if (
+        len(headers) != len(lines)
+        or "\n " in text
+        or "\n\t" in text
+        or text.startswith((" ", "\t"))
+    ):
+        return _slow_headers(lines), False  # a repeated name, or a folded line
+    return headers, True
 
 
 def _framing_value(headers: dict[str, Any], name: str, lower: str) -> str | None:
@@ -133,37 +149,76 @@ def _framing_value(headers: dict[str, Any], name: str, lower: str) -> str | None
     return str(value[-1] if isinstance(value, list) else value)
 
 
-def _framing(head: Head, text: str) -> None:
-    """Set the fields of ``head`` that framing and decoding need, searching the lower-cased
-    head once for each name before looking the value up."""
+def parse_header_block(text: str) -> HeaderBlock:
+    """The header block ``text``. The framing headers are looked up only when the lower-cased
+    block holds their names, which rules absent ones out without a pass over the names."""
+    headers, reusable = _headers(text.split("\n"), text)
     lowered = text.lower()
-    headers = head.headers
+    content_length = -1
+    chunked = False
+    content_type = content_encoding = upgrade = connection = ""
     if "content-length" in lowered:
         value = _framing_value(headers, "Content-Length", "content-length")
-        head.content_length = int(value) if value is not None and value.isdigit() else -1
+        if value is not None and value.isdigit():
+            content_length = int(value)
     if "transfer-encoding" in lowered:
         value = _framing_value(headers, "Transfer-Encoding", "transfer-encoding")
-        head.chunked = value is not None and value.lower().endswith("chunked")
+        chunked = value is not None and value.lower().endswith("chunked")
     if "content-type" in lowered:
-        head.content_type = _framing_value(headers, "Content-Type", "content-type") or ""
+        content_type = _framing_value(headers, "Content-Type", "content-type") or ""
     if "content-encoding" in lowered:
-        head.content_encoding = (
-            _framing_value(headers, "Content-Encoding", "content-encoding") or ""
-        )
+        content_encoding = _framing_value(headers, "Content-Encoding", "content-encoding") or ""
     if "upgrade" in lowered:
-        head.upgrade = (_framing_value(headers, "Upgrade", "upgrade") or "").lower()
-        head.connection = (_framing_value(headers, "Connection", "connection") or "").lower()
+        upgrade = (_framing_value(headers, "Upgrade", "upgrade") or "").lower()
+        connection = (_framing_value(headers, "Connection", "connection") or "").lower()
+    return HeaderBlock(
+        headers,
+        content_length,
+        chunked,
+        content_type,
+        content_encoding,
+        upgrade,
+        connection,
+        reusable,
+    )
+
+
+_NO_HEADERS = HeaderBlock({})
+_header_blocks: dict[bytes, HeaderBlock] = {}
+"""Header blocks parsed lately, by their bytes. A client sends the same headers with most of
+its requests, and a server with most of its answers: each such block is parsed once."""
+MAX_HEADER_BLOCKS = 512
+MAX_CACHED_BLOCK = 2048
+"""Longer header blocks are parsed every time (the cache stays within about 2 MB)."""
+
+
+def _ascii_header_block(block: bytes) -> HeaderBlock:
+    """The ASCII header block ``block``, parsed once while it keeps coming. Its ``headers``
+    are shared with the heads to come: a head takes a copy."""
+    parsed = _header_blocks.get(block)
+    if parsed is None:
+        parsed = parse_header_block(block.decode("ascii"))
+        if parsed.reusable and len(block) <= MAX_CACHED_BLOCK:
+            if len(_header_blocks) >= MAX_HEADER_BLOCKS:
+                _header_blocks.clear()
+            _header_blocks[block] = parsed
+    return parsed
 
 
 def parse_head(block: bytes, is_request: bool, blank: int = 4) -> Head | None:
     """The head in ``block`` (without the ``blank`` bytes that end it), or None when it is
-    not HTTP/1."""
-    try:
-        text = block.decode()
-    except UnicodeDecodeError:
-        text = block.decode("latin-1")
-    lines = text.split("\n")
-    parts = lines[0].rstrip("\r").split(" ", 2)
+    not HTTP/1. Text that is not UTF-8 is taken for Latin-1."""
+    line_end = block.find(b"\n")
+    ascii_text = block.isascii()
+    if ascii_text:
+        start_line = (block if line_end < 0 else block[:line_end]).decode("ascii")
+    else:
+        try:
+            text = block.decode()
+        except UnicodeDecodeError:
+            text = block.decode("latin-1")
+        start_line = text if line_end < 0 else text[: text.index("\n")]
+    parts = start_line.rstrip("\r").split(" ", 2)
     if is_request:
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             return None
@@ -174,10 +229,14 @@ def parse_head(block: bytes, is_request: bool, blank: int = 4) -> Head | None:
             return None
         if len(parts) == 2:
             parts.append("")
-    del lines[0]
-    head = Head(parts[0], parts[1], parts[2], _headers(lines, text), len(block) + blank)
-    _framing(head, text)
-    return head
+    if line_end < 0:
+        fields = _NO_HEADERS
+    elif ascii_text:
+        fields = _ascii_header_block(block[line_end + 1 :])
+    else:
+        fields = parse_header_block(text[len(start_line) + 1 :])
+    # Entries are changed in place downstream (redaction): each head gets its own headers.
+    return Head(parts[0], parts[1], parts[2], fields.headers.copy(), len(block) + blank, fields)
 
 
 @dataclass(slots=True)
@@ -213,7 +272,7 @@ class Http1Session:
         self.response_direction = request_direction.reverse
         self.matcher = context.keyed_matcher()
         self.on_upgrade = on_upgrade
-        self.sides = (_Side(self, is_request=True), _Side(self, is_request=False))
+        self.sides = (Side(self, is_request=True), Side(self, is_request=False))
         self.methods: dict[int, str] = {}
         """Method of each request whose head was read, by sequence number, until answered."""
         self.upgrades: dict[int, tuple[Partial, str]] = {}
@@ -238,10 +297,21 @@ class Http1Session:
 
     # -- called by the sides -------------------------------------------------------------------
 
-    def message(self, partial: Partial, is_request: bool, timestamp: float) -> None:
-        head = partial.head
-        body = partial.body
-        has_body = body.wire_size > 0 or head.chunked
+    def message(
+        self,
+        head: Head,
+        is_request: bool,
+        sequence: int,
+        first_time: float,
+        last_time: float,
+        body: bytes,
+        wire_size: int,
+        truncated: bool,
+        trailers: dict[str, Any] | None,
+    ) -> None:
+        """Hand a complete message to the matcher: ``body`` is what was kept of the
+        ``wire_size`` bytes that followed the head (``truncated`` when that is not all)."""
+        has_body = wire_size > 0 or head.framing.chunked
         if is_request:
             data: dict[str, Any] = {
                 "method": head.first,
@@ -249,49 +319,64 @@ class Http1Session:
                 "httpVersion": head.third,
                 "headers": head.headers,
                 "headersSize": head.size,
-                "bodySize": body.wire_size,
+                "bodySize": wire_size,
             }
             if has_body:
-                data["postData"] = bodies.describe(
-                    body, head.content_type, head.content_encoding, self.max_body
+                data["postData"] = bodies.describe_data(
+                    body,
+                    truncated,
+                    head.framing.content_type,
+                    head.framing.content_encoding,
+                    self.max_body,
                 )
-            version = head.third
-            direction = self.request_direction
-        else:
-            content = (
-                bodies.describe(body, head.content_type, head.content_encoding, self.max_body)
-                if has_body
-                else {"size": 0, "mimeType": head.content_type, "text": ""}
+            if trailers:
+                data["trailers"] = trailers
+            self.matcher.request(
+                sequence,
+                Message(
+                    declarations.HTTP10 if head.third == "HTTP/1.0" else declarations.HTTP11,
+                    self.request_direction,
+                    first_time,
+                    last_time,
+                    head.size + wire_size,
+                    data,
+                ),
             )
-            data = {
-                "status": int(head.second),
-                "statusText": head.third,
-                "httpVersion": head.first,
-                "headers": head.headers,
-                "content": content,
-                "headersSize": head.size,
-                "bodySize": body.wire_size,
-            }
-            version = head.first
-            direction = self.response_direction
-        if partial.trailers:
-            data["trailers"] = partial.trailers
-        message = Message(
-            declarations.HTTP10 if version == "HTTP/1.0" else declarations.HTTP11,
-            direction,
-            partial.first_time,
-            timestamp,
-            head.size + body.wire_size,
-            data,
+            return
+        data = {
+            "status": int(head.second),
+            "statusText": head.third,
+            "httpVersion": head.first,
+            "headers": head.headers,
+            "content": bodies.describe_data(
+                body,
+                truncated,
+                head.framing.content_type,
+                head.framing.content_encoding,
+                self.max_body,
+            )
+            if has_body
+            else {"size": 0, "mimeType": head.framing.content_type, "text": ""},
+            "headersSize": head.size,
+            "bodySize": wire_size,
+        }
+        if trailers:
+            data["trailers"] = trailers
+        self.matcher.response(
+            sequence,
+            Message(
+                declarations.HTTP10 if head.first == "HTTP/1.0" else declarations.HTTP11,
+                self.response_direction,
+                first_time,
+                last_time,
+                head.size + wire_size,
+                data,
+            ),
         )
-        if is_request:
-            self.matcher.request(partial.sequence, message)
-        else:
-            self.matcher.response(partial.sequence, message)
 
-    def request_head(self, partial: Partial) -> None:
+    def request_head(self, sequence: int, method: str) -> None:
         methods = self.methods
-        methods[partial.sequence] = partial.head.first
+        methods[sequence] = method
         if len(methods) > 1024:  # answers lost in gaps: forget the oldest
             del methods[next(iter(methods))]
 
@@ -326,7 +411,7 @@ class Http1Session:
             self.on_upgrade(kind, request, response, client_rest, server_rest, timestamp)
 
 
-class _Side:
+class Side:
     """One direction's parser."""
 
     __slots__ = ("buffer", "current", "is_request", "remaining", "sequence", "session", "state")
@@ -346,13 +431,14 @@ class _Side:
         if self.buffer:
             data = self.buffer + data
             self.buffer = b""
-        if self.state == _State.PAUSED:
+        state = self.state
+        if state == _State.PAUSED:
             self._pause(data)
             return
         position = 0
         end = len(data)
-        while position < end and not self.session.finished:
-            state = self.state
+        # Only a head can end HTTP/1 (a 101): the session is not finished while this runs on.
+        while position < end:
             if state == _State.HEAD:
                 position = self._head(data, position, timestamp)
                 if position < 0:
@@ -398,11 +484,15 @@ class _Side:
                 return
             else:  # STOPPED
                 return
+            state = self.state
 
     def _head(self, data: bytes, position: int, timestamp: float) -> int:
-        """Read a head at ``position``; the position after it, or -1 when it is incomplete."""
-        while data.startswith(b"\r\n", position) or data.startswith(b"\n", position):
-            position += 1 if data[position] == 10 else 2  # blank lines between messages
+        """Read a head at ``position`` (and the body after it when that is all there); the
+        position after what was read, or -1 when the head is incomplete."""
+        first = data[position]
+        if first == 13 or first == 10:  # blank lines between messages
+            while data.startswith(b"\r\n", position) or data.startswith(b"\n", position):
+                position += 1 if data[position] == 10 else 2
         line_end = data.find(b"\n", position)
         if line_end > position and data[line_end - 1] != 13:
             end, blank = data.find(b"\n\n", position), 2  # bare LF line ends (tolerated)
@@ -418,56 +508,105 @@ class _Side:
         if head is None:
             self._lost()
             return self._resync(data, position + 1)
-        self._start(head, timestamp)
-        return end + blank
-
-    def _start(self, head: Head, timestamp: float) -> None:
-        session = self.session
-        partial = Partial(head, timestamp, self.sequence, bodies.Body(session.max_body))
         if self.is_request:
-            self.sequence += 1
-            session.request_head(partial)
-            if head.upgrade and "upgrade" in head.connection:
-                kind = "h2c" if head.upgrade.startswith("h2c") else head.upgrade.split("/")[0]
-                session.upgrades[partial.sequence] = (partial, kind)
-            if head.chunked:
-                self._begin_body(partial, _State.CHUNK_SIZE, 0)
-            elif head.content_length > 0:
-                self._begin_body(partial, _State.BODY_LENGTH, head.content_length)
+            return self._request(head, data, end + blank, timestamp)
+        return self._response(head, data, end + blank, timestamp)
+
+    def _request(self, head: Head, data: bytes, position: int, timestamp: float) -> int:
+        """Frame the request whose head ends at ``position``; the position after what was
+        read of it."""
+        session = self.session
+        sequence = self.sequence
+        self.sequence = sequence + 1
+        session.request_head(sequence, head.first)
+        if head.framing.upgrade and "upgrade" in head.framing.connection:
+            kind = (
+                "h2c"
+                if head.framing.upgrade.startswith("h2c")
+                else head.framing.upgrade.split("/")[0]
+            )
+            partial = self._begin_body(head, sequence, timestamp, _State.HEAD, 0)
+            session.upgrades[sequence] = (partial, kind)
+            if head.framing.chunked:
+                self.state = _State.CHUNK_SIZE
+            elif head.framing.content_length > 0:
+                self.state = _State.BODY_LENGTH
+                self.remaining = head.framing.content_length
             else:
-                self._begin_body(partial, _State.HEAD, 0)
                 self._complete(timestamp)
-            return
+            return position
+        if head.framing.chunked:
+            self._begin_body(head, sequence, timestamp, _State.CHUNK_SIZE, 0)
+            return position
+        return self._sized_body(
+            head, sequence, max(head.framing.content_length, 0), data, position, timestamp
+        )
+
+    def _response(self, head: Head, data: bytes, position: int, timestamp: float) -> int:
+        """Frame the response whose head ends at ``position``: its body depends on its status
+        and on the method of the request it answers."""
         status = int(head.second)
         if status < 200 and status != 101:
-            return  # interim (100 Continue, 103 Early Hints): the final response follows
-        self.sequence += 1
-        method = session.response_method(partial.sequence)
-        if session.answered_upgrade(partial, timestamp):
-            self.current = partial
-            self._complete(timestamp)
-            return
+            return position  # interim (100 Continue, 103 Early Hints): the final response follows
+        session = self.session
+        sequence = self.sequence
+        self.sequence = sequence + 1
+        method = session.response_method(sequence)
+        if status == 101 or session.upgrades:
+            partial = Partial(head, timestamp, sequence, bodies.Body(session.max_body))
+            if session.answered_upgrade(partial, timestamp):
+                self.current = partial
+                self._complete(timestamp)
+                return position
         if method == "HEAD" or status in _NO_BODY_STATUSES:
-            self._begin_body(partial, _State.HEAD, 0)
-            self._complete(timestamp)
+            session.message(head, False, sequence, timestamp, timestamp, b"", 0, False, None)
         elif method == "CONNECT" and status < 300:
-            self._begin_body(partial, _State.HEAD, 0)
-            self._complete(timestamp)
+            session.message(head, False, sequence, timestamp, timestamp, b"", 0, False, None)
             self.state = _State.STOPPED
             session.sides[0].state = _State.STOPPED
-        elif head.chunked:
-            self._begin_body(partial, _State.CHUNK_SIZE, 0)
-        elif head.content_length >= 0:
-            self._begin_body(partial, _State.BODY_LENGTH, head.content_length)
-            if not head.content_length:
-                self._complete(timestamp)
+        elif head.framing.chunked:
+            self._begin_body(head, sequence, timestamp, _State.CHUNK_SIZE, 0)
+        elif head.framing.content_length >= 0:
+            return self._sized_body(
+                head, sequence, head.framing.content_length, data, position, timestamp
+            )
         else:
-            self._begin_body(partial, _State.BODY_UNTIL_CLOSE, 0)
+            self._begin_body(head, sequence, timestamp, _State.BODY_UNTIL_CLOSE, 0)
+        return position
 
-    def _begin_body(self, partial: Partial, state: int, length: int) -> None:
+    def _sized_body(
+        self, head: Head, sequence: int, length: int, data: bytes, position: int, timestamp: float
+    ) -> int:
+        """A body of ``length`` bytes follows the head at ``position``. Usually all of it came
+        with the head: the message is complete without a partial one."""
+        end = position + length
+        if end > len(data):
+            self._begin_body(head, sequence, timestamp, _State.BODY_LENGTH, length)
+            return position
+        limit = self.session.max_body
+        body = data[position:end] if length else b""
+        truncated = length > limit
+        self.session.message(
+            head,
+            self.is_request,
+            sequence,
+            timestamp,
+            timestamp,
+            body[:limit] if truncated else body,
+            length,
+            truncated,
+            None,
+        )
+        return end
+
+    def _begin_body(
+        self, head: Head, sequence: int, timestamp: float, state: int, length: int
+    ) -> Partial:
+        partial = Partial(head, timestamp, sequence, bodies.Body(self.session.max_body))
         self.current = partial
         self.state = state
         self.remaining = length
+        return partial
 
     def _body(self, data: bytes, wire: int) -> None:
         assert self.current is not None
@@ -509,7 +648,18 @@ class _Side:
         assert partial is not None
         upgrading = self.is_request and partial.sequence in self.session.upgrades
         self.state = _State.PAUSED if upgrading else _State.HEAD
-        self.session.message(partial, self.is_request, timestamp)
+        body = partial.body
+        self.session.message(
+            partial.head,
+            self.is_request,
+            partial.sequence,
+            partial.first_time,
+            timestamp,
+            body.data,
+            body.wire_size,
+            body.truncated,
+            partial.trailers,
+        )
 
     # -- gaps, garbage and the end -------------------------------------------------------------
 

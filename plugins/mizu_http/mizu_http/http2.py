@@ -14,6 +14,7 @@ references it cannot resolve (``undecodedHeaders``) instead of failing the block
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ from mizu_http.settings import Settings
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER = 9
+_FRAME_HEADER = struct.Struct("!BHBBI")
+"""A frame header: its 24-bit length (high octet, low 16 bits), type, flags, stream."""
 MAX_BUFFERED_FRAME = 2 << 20
 """Largest frame kept whole (peers default to 16 KiB and rarely allow more than 1 MiB); a
 larger one ends the decoding of the connection rather than the memory bound."""
@@ -269,16 +272,16 @@ class Http2Session:
             self.expect_preface = False
             position = len(PREFACE)
         end = len(buffer)
+        unpack = _FRAME_HEADER.unpack_from
         while end - position >= FRAME_HEADER:
-            length = int.from_bytes(buffer[position : position + 3], "big")
+            length_high, length_low, kind, flags, stream = unpack(buffer, position)
+            length = length_high << 16 | length_low
             if length > MAX_BUFFERED_FRAME:
                 self._give_up("frame too large")
                 return
             if end - position < FRAME_HEADER + length:
                 break
-            kind = buffer[position + 3]
-            flags = buffer[position + 4]
-            stream = int.from_bytes(buffer[position + 5 : position + 9], "big") & 0x7FFFFFFF
+            stream &= 0x7FFFFFFF
             payload = buffer[position + FRAME_HEADER : position + FRAME_HEADER + length]
             position += FRAME_HEADER + length
             self._frame(side, kind, flags, stream, payload, timestamp)

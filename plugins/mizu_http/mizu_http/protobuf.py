@@ -187,6 +187,8 @@ class _SchemaLessDecoder:
 
 
 def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    if pos < end and data[pos] < 0x80:  # most tags and lengths take one octet
+        return data[pos], pos + 1
     start = pos
     value = 0
     shift = 0
@@ -244,6 +246,8 @@ def _printable_text(chunk: bytes) -> str | None:
         text = chunk.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    if text.isprintable():  # no tab or line break either: nothing to strip
+        return text
     return text if text.translate(_TEXT_WHITESPACE).isprintable() else None
 
 
