@@ -1,11 +1,13 @@
 """How fast the hub stores entries that tappers send over ``/wsTapper``.
 
 The hub runs as a child process of its own (``--serve``) on a SQLite file in a temporary
-directory, so its peak RSS is its own (``ru_maxrss``, reported by the child when it stops). The
-parent packs HTTP entries shaped as the HTTP plugin makes them (headers, query, JSON bodies of
-a few hundred bytes) into ``pack_entries`` frames before the clock starts, sends them on one
-tapper connection with a window of unacknowledged frames as ``TapperClient`` does, and stops
-the clock at the last ack: every entry is committed by then. Entries/s = entries ÷ that time.
+directory, so its CPU time and peak RSS are its own (``getrusage``, reported by the child when
+it stops). The parent packs HTTP entries shaped as the HTTP plugin makes them (headers, query,
+JSON bodies of a few hundred bytes) into frames as ``TapperClient`` does
+(``pack_encoded_entries``; ``--entry-maps``: plain ``pack_entries`` maps, which the hub encodes
+itself) before the clock starts, sends them on one tapper connection with a window of
+unacknowledged frames as ``TapperClient`` does, and stops the clock at the last ack: every entry
+is committed by then. Entries/s = entries ÷ that time.
 
 The hub always feeds stored entries to OAS inference and the service map (sampled when they
 fall behind: ``observers`` in the output says how many were observed and skipped); ``--rules``
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -29,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -40,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from mizu_core.emit import pack_entries  # noqa: E402
+from mizu_server.frames import pack_encoded_entries  # noqa: E402
 
 TOKEN = "benchmark-token"
 METHODS = ("GET", "GET", "GET", "POST", "PUT", "DELETE")
@@ -140,6 +145,7 @@ def serve(port: int, db_path: str, max_bytes: int, with_rules: bool = False) -> 
     settings = HubSettings(db_path=db_path, max_db_bytes=max_bytes, token=TOKEN, rules=rules)
     hub = Hub(settings, plugins)
     observers: dict[str, int] = {}
+    threads: dict[str, float] = {}
 
     async def main() -> None:
         runner = web.AppRunner(create_app(hub), access_log=None)
@@ -150,16 +156,40 @@ def serve(port: int, db_path: str, max_bytes: int, with_rules: bool = False) -> 
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
         observers.update(hub.observers.as_json())
+        threads.update(thread_cpu_seconds())
         await runner.cleanup()
 
     asyncio.run(main())
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report = {
-        "peakRssBytes": usage.ru_maxrss * 1024,
+        "peakRssBytes": peak_rss_bytes(usage),
         "cpuSeconds": usage.ru_utime + usage.ru_stime,
         "observers": observers,
+        "threads": threads,
     }
     print(json.dumps(report), flush=True)
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of each of this process's threads so far, by Python name (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for thread in threading.enumerate():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().split(")")[-1]
+            user, system = fields.split()[11:13]
+            seconds[thread.name] = round((int(user) + int(system)) / tick, 2)
+    return seconds
+
+
+def peak_rss_bytes(usage: resource.struct_rusage) -> int:
+    """This process's peak RSS. Linux's ``ru_maxrss`` also counts the parent's RSS when it
+    forked this process (the frames packed for sending): ``VmHWM`` is this program's own."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return usage.ru_maxrss * 1024
 
 
 # -- the tapper's side ------------------------------------------------------------------------
@@ -199,10 +229,16 @@ def free_port() -> int:
 
 
 def run(
-    entries: int, frame_entries: int, window: int, max_bytes: int, with_rules: bool = False
+    entries: int,
+    frame_entries: int,
+    window: int,
+    max_bytes: int,
+    with_rules: bool = False,
+    entry_maps: bool = False,
 ) -> dict[str, Any]:
+    pack = pack_entries if entry_maps else pack_encoded_entries
     frames = [
-        pack_entries(http_entry(n) for n in range(start, min(start + frame_entries, entries)))
+        pack(http_entry(n) for n in range(start, min(start + frame_entries, entries)))
         for start in range(0, entries, frame_entries)
     ]
     frame_bytes = sum(len(frame) for frame in frames)
@@ -230,9 +266,10 @@ def run(
     return {
         "entries": entries,
         "rules": with_rules,
+        "frameFormat": "entries" if entry_maps else "encoded",
         "frameEntries": frame_entries,
         "frames": len(frames),
-        "msgpackMB": round(frame_bytes / 1e6, 1),
+        "frameMB": round(frame_bytes / 1e6, 1),
         "seconds": round(seconds, 2),
         "entriesPerSecond": round(entries / seconds),
         "hubCpuSeconds": round(report["cpuSeconds"], 2),
@@ -240,6 +277,7 @@ def run(
         "hubPeakRssMB": round(report["peakRssBytes"] / 1e6, 1),
         "observed": report["observers"].get("observed", 0),
         "observersSkipped": report["observers"].get("skipped", 0),
+        "hubThreadCpuSeconds": report["threads"],
         "dbMB": round(db_bytes / 1e6, 1),
     }
 
@@ -251,9 +289,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--frame-entries", type=int, default=500, help="entries per frame")
-    parser.add_argument("--window", type=int, default=8, help="unacknowledged frames in flight")
+    parser.add_argument(
+        "--window", type=int, default=16, help="unacknowledged frames in flight (as TapperClient)"
+    )
     parser.add_argument("--max-db-bytes", type=int, default=10**10, help="the store's cap")
     parser.add_argument("--rules", action="store_true", help="check entries against API rules")
+    parser.add_argument(
+        "--entry-maps", action="store_true", help="send entries as maps for the hub to encode"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     arguments = parser.parse_args()
     result = run(
@@ -262,6 +305,7 @@ def main() -> None:
         arguments.window,
         arguments.max_db_bytes,
         arguments.rules,
+        arguments.entry_maps,
     )
     for name, value in result.items():
         print(f"{name:>22}  {value:,}" if type(value) is int else f"{name:>22}  {value}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hmac
 import io
 import json
@@ -17,13 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from mizu_core import __version__
 from mizu_core.pcap_export import entry_connection_key, write_pcap
 from mizu_core.query import Query, QueryError
 from mizu_core.views import entry_representation
+from mizu_server.frames import read_tapper_frame
 from mizu_server.har import har_log
 from mizu_server.hub import Hub, TapperState
 from mizu_server.pushdown import translate
@@ -288,13 +287,13 @@ async def get_pcap(request: web.Request) -> web.StreamResponse:
 async def list_oas(request: web.Request) -> web.Response:
     """The services an OpenAPI document was inferred for: ``[{name, entries, paths}]``."""
     hub = request.app[HUB_KEY]
-    return web.json_response(await hub.run(hub.oas.listing))
+    return web.json_response(await hub.run_observers(hub.oas.listing))
 
 
 async def get_oas(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     name = request.match_info["service"]
-    document = await hub.run(hub.oas.document, name)
+    document = await hub.run_observers(hub.oas.document, name)
     if document is None:
         return web.json_response({"error": f"no HTTP traffic seen to {name!r}"}, status=404)
     return web.json_response(document)
@@ -302,7 +301,7 @@ async def get_oas(request: web.Request) -> web.Response:
 
 async def service_map(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
-    return web.json_response(await hub.run(hub.service_map.as_json))
+    return web.json_response(await hub.run_observers(hub.service_map.as_json))
 
 
 # -- live stream -----------------------------------------------------------------------------
@@ -404,9 +403,10 @@ def bearer_token(request: web.Request) -> str:
 
 
 async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
-    """Binary frames: ``pack_entries`` batches, acknowledged in order with ``{"ack": n}`` (n
-    frames of this connection committed). Text frames: JSON ``{"type": "stats", ...}`` reports
-    from the tapper (entries it had to shed, its buffer), shown by ``/status/tap``."""
+    """Binary frames (:mod:`mizu_server.frames`): batches of entries, acknowledged in order
+    with ``{"ack": n}`` (n frames of this connection committed), or raw packets. Text frames:
+    JSON ``{"type": "stats", ...}`` reports from the tapper (entries it had to shed, its
+    buffer), shown by ``/status/tap``."""
     hub = request.app[HUB_KEY]
     if not hmac.compare_digest(bearer_token(request).encode(), hub.settings.token.encode()):
         raise web.HTTPUnauthorized(text="a valid tapper token is required")
@@ -439,7 +439,10 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
                     hub.submit_packets(items)  # best effort, not acknowledged
                     continue
                 state.frames += 1
-                commits.put_nowait(hub.submit(items))
+                if kind == "encoded":
+                    commits.put_nowait(hub.submit_encoded(items))
+                else:
+                    commits.put_nowait(hub.submit(items))
             elif message.type == WSMsgType.TEXT:
                 with contextlib.suppress(ValueError):
                     report = json.loads(message.data)
@@ -454,48 +457,6 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
         if detach_targets is not None:
             detach_targets()
     return socket
-
-
-def read_tapper_frame(data: bytes) -> tuple[str, list[dict[str, Any]]]:
-    """``("entries", [entry])`` from a ``pack_entries`` frame, or ``("packets", [{connection,
-    linktype, frames}])`` from a frame of raw packets; ValueError for anything else."""
-    collecting = gc.isenabled()
-    # a frame decodes to tens of thousands of objects that all survive: the cyclic collector
-    # would walk them several times over while they are made (msgpack's own advice)
-    gc.disable()
-    try:
-        message = msgpack.unpackb(data, raw=False)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as error:
-        raise ValueError(f"not msgpack ({error})") from None
-    finally:
-        if collecting:
-            gc.enable()
-    if not isinstance(message, dict):
-        raise ValueError("not a msgpack map")
-    if isinstance(message.get("entries"), list):
-        entries = message["entries"]
-        if not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in entries):
-            raise ValueError("every entry must be a map with a string id")
-        return "entries", entries
-    if isinstance(message.get("packets"), list):
-        batches = message["packets"]
-        for batch in batches:
-            if not (
-                isinstance(batch, dict)
-                and isinstance(batch.get("connection"), str)
-                and isinstance(batch.get("linktype"), int)
-                and isinstance(batch.get("frames"), list)
-                and all(
-                    isinstance(f, list | tuple)
-                    and len(f) == 2
-                    and isinstance(f[0], int | float)
-                    and isinstance(f[1], bytes)
-                    for f in batch["frames"]
-                )
-            ):
-                raise ValueError("packets are {connection, linktype, frames: [[time, bytes]]}")
-        return "packets", batches
-    raise ValueError("neither entries nor packets")
 
 
 async def acknowledge(

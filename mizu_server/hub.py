@@ -4,6 +4,11 @@ connected tappers. The aiohttp routes (:mod:`mizu_server.app`) are thin over thi
 Every store call runs on one worker thread, so SQLite sees a single user and the event loop
 never blocks on disk. Frames that arrive while a batch is being written are committed together
 in the next transaction: batching follows the load without a timer.
+
+Entries travel encoded (:func:`~mizu_server.store.encode_entry`: id, indexed columns, JSON)
+from the tapper to the database. The hub decodes one only for what needs its content: name
+resolution when an end is unnamed and the resolver knows its IP, API rules for HTTP entries,
+an insertion filter, and readers (live subscribers, sampled observers) of the stored entry.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +28,19 @@ from mizu_core.query import Query, compile_query
 from mizu_core.views import entry_row
 from mizu_server.oas import OasInference
 from mizu_server.observing import BudgetedObservers
+from mizu_server.pushdown import COLUMN_NAMES
 from mizu_server.resolver import NameResolver
 from mizu_server.rules import Rules, rules_row
 from mizu_server.servicemap import ServiceMap
-from mizu_server.store import SqliteStore, Store, StoredEntry
+from mizu_server.store import (
+    EncodedEntry,
+    SqliteStore,
+    Store,
+    StoredEntry,
+    decode_data,
+    encode_entry,
+    has_id,
+)
 from mizu_server.targets import TargetTracker
 
 log = logging.getLogger(__name__)
@@ -35,6 +49,13 @@ T = TypeVar("T")
 
 LIVE_QUEUE_SIZE = 10_000
 """Rows waiting for one browser; beyond that its oldest unsent rows are dropped and counted."""
+
+# where an encoded entry holds what the hub looks at without decoding it
+_PROTOCOL = 1 + COLUMN_NAMES.index("protocol")
+_ENDS = tuple(
+    (1 + COLUMN_NAMES.index(f"{side}_name"), 1 + COLUMN_NAMES.index(f"{side}_ip"))
+    for side in ("src", "dst")
+)
 
 
 @dataclass(slots=True)
@@ -87,6 +108,23 @@ def checked(rules: Rules, entry: Mapping[str, Any]) -> Mapping[str, Any]:
     return entry if verdict is None else {**entry, "rules": verdict}
 
 
+class _EntriesOf(Sequence[Mapping[str, Any]]):
+    """The entries of stored items, each decoded when an observer takes it: observers sample
+    when they fall behind, and those left out are never decoded."""
+
+    def __init__(self, stored: Sequence[StoredEntry]) -> None:
+        self.stored = stored
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]:  # type: ignore[override]
+        return self.stored[index].entry
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return (item.entry for item in self.stored)
+
+
 class Subscription:
     """One browser's live stream: rows of new entries its query matches."""
 
@@ -98,10 +136,16 @@ class Subscription:
         self.dropped = 0
 
     def offer(self, stored: StoredEntry) -> None:
-        if stored.seq <= self.after_seq or not self.query(stored.entry):
+        if stored.seq <= self.after_seq:
+            return
+        try:
+            entry = stored.entry
+        except ValueError:  # sent broken by its tapper: listings leave it out too
+            return
+        if not self.query(entry):
             return
         # ``seq`` is the row's leftOff: the dashboard pages its bounded window from it
-        row = {**self.hub.row(self.query, stored.entry), "seq": stored.seq}
+        row = {**self.hub.row(self.query, entry), "seq": stored.seq}
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1
@@ -136,9 +180,10 @@ class Hub:
         self.oas = OasInference()
         self.service_map = ServiceMap()
         self.observers = BudgetedObservers([self.oas.observe, self.service_map.observe])
-        """Fed newly stored entries on the store's thread, sampled when they fall behind; read
-        what they hold there too (``run``)."""
-        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
+        """Fed newly committed entries on a thread of their own, off the store's path, sampled
+        when they fall behind; read what they hold there too (:meth:`run_observers`)."""
+        self._observing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mizu-observe")
+        self._pending: list[tuple[Sequence[EncodedEntry], asyncio.Future[int]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
@@ -158,10 +203,16 @@ class Hub:
         if self.store is not None:
             await self.run(self.store.close)
         self._executor.shutdown(wait=True)
+        self._observing.shutdown(wait=True)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run a store call on the store's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def run_observers(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a call that reads the observers (OAS, the service map) on their thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._observing, function, *args)
 
     @property
     def db(self) -> Store:
@@ -172,21 +223,71 @@ class Hub:
 
     def submit(self, entries: Sequence[Mapping[str, Any]]) -> asyncio.Future[int]:
         """Queue entries for the next transaction; the future gives how many were new once
-        they are committed. API rules, then the insertion filter and its redactions apply here
-        (so the filter may keep only entries that break rules)."""
-        if self.resolver is not None:
-            entries = [self.resolver.fill(dict(entry)) for entry in entries]
+        they are committed. Name resolution, API rules, then the insertion filter and its
+        redactions apply here (so the filter may keep only entries that break rules)."""
+        kept = []
+        for entry in entries:
+            if not has_id(entry):
+                continue
+            if self.resolver is not None:
+                entry = self.resolver.fill(dict(entry))
+            prepared = self._checked_and_filtered(entry)
+            if prepared is not None:
+                kept.append(encode_entry(prepared))
+        return self._queue(kept)
+
+    def submit_encoded(self, encoded: Sequence[EncodedEntry]) -> asyncio.Future[int]:
+        """:meth:`submit` for entries encoded by :func:`~mizu_server.store.encode_entry` (as
+        tappers send them): decoded, changed and encoded again only where resolution, rules
+        or the insertion filter need their content."""
+        if (
+            self.resolver is None
+            and self.settings.rules is None
+            and self.insertion_filter.matches_all
+        ):
+            return self._queue(encoded)
+        resolver = self.resolver
+        kept = []
+        for item in encoded:
+            entry: Mapping[str, Any] | None = None
+            if resolver is not None and any(
+                not item[name] and (type(item[ip]) is not str or resolver.lookup(item[ip]))
+                for name, ip in _ENDS
+            ):
+                entry = resolver.fill(decode_data(item[-1]))
+            if entry is None and self._needs_content(item):
+                entry = decode_data(item[-1])
+            if entry is None:
+                kept.append(item)
+                continue
+            prepared = self._checked_and_filtered(entry)
+            if prepared is not None:
+                kept.append(encode_entry(prepared))
+        return self._queue(kept)
+
+    def _needs_content(self, item: EncodedEntry) -> bool:
+        """Whether rules or the insertion filter must see this entry's content."""
+        return not self.insertion_filter.matches_all or (
+            self.settings.rules is not None and item[_PROTOCOL] == "http"
+        )
+
+    def _checked_and_filtered(self, entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """``entry`` with the verdict of the API rules and the insertion filter's redactions;
+        None when the filter leaves it out (counted)."""
         rules = self.settings.rules
         if rules is not None:
-            entries = [checked(rules, entry) for entry in entries]
+            entry = checked(rules, entry)
         query = self.insertion_filter
         if query.matches_all:
-            kept = [entry if type(entry) is dict else dict(entry) for entry in entries]
-        else:
-            kept = [dict(query.redact(entry)) for entry in entries if query(entry)]
-        self.filtered_out += len(entries) - len(kept)
+            return entry
+        if not query(entry):
+            self.filtered_out += 1
+            return None
+        return query.redact(entry)
+
+    def _queue(self, encoded: Sequence[EncodedEntry]) -> asyncio.Future[int]:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((kept, future))
+        self._pending.append((encoded, future))
         self._wake.set()
         return future
 
@@ -213,27 +314,34 @@ class Hub:
             batch, self._pending = self._pending, []
             if not batch:
                 continue
-            entries = [entry for frame, _ in batch for entry in frame]
+            encoded = [entry for frame, _ in batch for entry in frame]
             try:
-                stored = await self.run(self._store, entries)
+                stored = await self.run(self.db.insert_encoded, encoded)
             except Exception as error:  # a failed write must not strand the tappers waiting
-                log.exception("storing %d entries failed", len(entries))
+                log.exception("storing %d entries failed", len(encoded))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            new_ids = {item.entry["id"] for item in stored}
+            if stored:
+                # queued ahead of any read of the observers that follows this commit
+                self._observing.submit(self._observe, stored)
+            all_new = len(stored) == len(encoded)
+            new_ids = set() if all_new else {item.id for item in stored}
             for frame, future in batch:
                 if not future.done():
-                    future.set_result(sum(1 for entry in frame if entry.get("id") in new_ids))
+                    future.set_result(
+                        len(frame) if all_new else sum(1 for entry in frame if entry[0] in new_ids)
+                    )
             for subscription in list(self.subscriptions):
                 for item in stored:
                     subscription.offer(item)
 
-    def _store(self, entries: list[dict[str, Any]]) -> list[StoredEntry]:
-        stored = self.db.insert(entries)
-        self.observers.feed([item.entry for item in stored])
-        return stored
+    def _observe(self, stored: list[StoredEntry]) -> None:
+        try:
+            self.observers.feed(_EntriesOf(stored))
+        except Exception:  # an entry that does not decode must not stop the observers
+            log.exception("observing %d entries failed", len(stored))
 
     async def _drain(self) -> None:
         """Wait until every submitted entry is committed."""

@@ -1,8 +1,8 @@
 """Feeding stored entries to the hub's observers (OAS inference, the service map) without
 letting them set the ingest rate.
 
-Observers run on the store's thread after each batch is committed, within a share of that
-thread's time: time passing earns allowance (``share`` of it, up to ``burst`` seconds), observing
+Observers run on a thread of their own after each batch is committed, within a share of the
+time: time passing earns allowance (``share`` of it, up to ``burst`` seconds), observing
 spends it. Under a light load every entry is observed; when entries arrive faster than the
 observers can follow, each batch is sampled evenly and the entries left out are counted. The
 entries themselves are stored either way.

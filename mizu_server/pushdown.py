@@ -58,6 +58,9 @@ COLUMNS: dict[tuple[str, ...], str] = {
 }
 """Selector path → column of the ``entries`` table."""
 
+COLUMN_NAMES = tuple(COLUMNS.values())
+"""The columns :func:`column_values` fills, in its order."""
+
 INDEXED = ("timestamp", "macro", "status", "path", "src_ip", "dst_ip", "dst_name")
 """Columns with an index of their own (each implicitly ``(column, seq)``, so an equality walks
 it newest first with no sort). Every index costs each insert about as much as the row itself:

@@ -7,6 +7,10 @@ cheaper to write and read than msgpack or the json module; msgpack for the rare 
 cannot hold, such as integers beyond 64 bits) beside the columns that queries are pushed down
 to (:mod:`mizu_server.pushdown`). With pcap export on, the raw frames of the entries'
 connections are kept too, and evicted with the entries of their time.
+
+The store takes entries already encoded (:func:`encode_entry`: id, column values, JSON), the
+form tappers send them in, so that the hub stores what it receives without decoding it; an
+entry is decoded again only when something reads it (:class:`StoredEntry`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ import orjson
 
 from mizu_core.emit import json_default
 from mizu_core.query import Query
-from mizu_server.pushdown import COLUMNS, INDEXED, Sql, column_values, sql_regex, translate
+from mizu_server.pushdown import (
+    COLUMN_NAMES,
+    INDEXED,
+    Sql,
+    column_values,
+    sql_regex,
+    translate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +51,37 @@ _PROGRESS_STEPS = 20_000
 """SQLite VM steps between checks of a running statement's time limit."""
 CACHE_KIB = 32 * 1024
 """SQLite's page cache (its default is 2 MiB)."""
+CHECKPOINT_PAGES = 10_000
+"""WAL pages between checkpoints (SQLite's default is 1000). Each batch rewrites the index
+pages its random keys (ids, paths, peers) land on; a checkpoint copies each page once however
+many batches rewrote it, so rarer checkpoints write less (a fifth less over 200,000 entries)
+and sync a tenth as often. The WAL file grows to about this many pages."""
+
+EncodedEntry = Sequence[Any]
+"""``(id, *column values in COLUMN_NAMES order, data)``: an entry as the store takes it, made
+by :func:`encode_entry` (tappers send entries in this form)."""
+ENCODED_LENGTH = len(COLUMN_NAMES) + 2
 
 
-@dataclass(slots=True)
 class StoredEntry:
-    seq: int
-    entry: dict[str, Any]
+    """An entry the store holds, with its sequence; decoded from its stored bytes when first
+    read (a batch that nobody watches is never decoded)."""
+
+    __slots__ = ("_entry", "data", "id", "seq")
+
+    def __init__(
+        self, seq: int, entry_id: str, data: bytes, entry: dict[str, Any] | None = None
+    ) -> None:
+        self.seq = seq
+        self.id = entry_id
+        self.data = data
+        self._entry = entry
+
+    @property
+    def entry(self) -> dict[str, Any]:
+        if self._entry is None:
+            self._entry = decode_data(self.data)
+        return self._entry
 
 
 @dataclass(slots=True)
@@ -79,6 +115,9 @@ class Store(Protocol):
     def insert(self, entries: Sequence[Mapping[str, Any]]) -> list[StoredEntry]:
         """Store the entries not stored yet (by id); return those, with their sequence."""
 
+    def insert_encoded(self, encoded: Sequence[EncodedEntry]) -> list[StoredEntry]:
+        """:meth:`insert` for entries already encoded (:func:`encode_entry`)."""
+
     def page(
         self,
         query: Query,
@@ -107,9 +146,6 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-_COLUMN_NAMES = tuple(COLUMNS.values())
-
-
 class SqliteStore:
     """Entries in one SQLite file (``:memory:`` for a throwaway store)."""
 
@@ -124,8 +160,9 @@ class SqliteStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         # index pages touched by random keys (paths, peers) stay cached across transactions
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        self.db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
         self.db.create_function("mizu_regex", 2, sql_regex, deterministic=True)
-        columns = ", ".join(_COLUMN_NAMES)
+        columns = ", ".join(COLUMN_NAMES)
         known = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
         if known and "id_key" not in known:
             log.warning("%s holds entries of an older layout: starting it afresh", self.path)
@@ -155,8 +192,8 @@ class SqliteStore:
         )
         self.page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
         self._insert_sql = (
-            f"INSERT INTO entries (seq, id_key, id, {columns}, size, data) "
-            f"VALUES ({', '.join('?' * (len(_COLUMN_NAMES) + 5))})"
+            f"INSERT INTO entries (seq, id_key, id, {columns}, data, size) "
+            f"VALUES ({', '.join('?' * (len(COLUMN_NAMES) + 5))})"
         )
         self._seq = self.last_seq()
         self.stats.stored = self.count()
@@ -164,37 +201,38 @@ class SqliteStore:
     # -- writing -------------------------------------------------------------------------------
 
     def insert(self, entries: Sequence[Mapping[str, Any]]) -> list[StoredEntry]:
-        fresh = self._not_stored(entries)
+        return self.insert_encoded([encode_entry(entry) for entry in entries if has_id(entry)])
+
+    def insert_encoded(self, encoded: Sequence[EncodedEntry]) -> list[StoredEntry]:
+        fresh = self._not_stored(encoded)
         if not fresh:
             return []
         rows = []
         stored = []
-        for entry in fresh:
-            self._seq += 1
-            data = _encode(entry)
-            entry_id = entry["id"]
-            rows.append(
-                (self._seq, id_key(entry_id), entry_id, *column_values(entry), len(data), data)
-            )
-            stored.append(StoredEntry(self._seq, entry if type(entry) is dict else dict(entry)))
+        seq = self._seq
+        for key, entry in fresh:
+            seq += 1
+            data = entry[-1]
+            rows.append((seq, key, *entry, len(data)))
+            stored.append(StoredEntry(seq, entry[0], data))
         with self._transaction():
             self.db.executemany(self._insert_sql, rows)
+        self._seq = seq
         self.stats.inserts += 1
         self.stats.stored += len(rows)
         self._enforce_cap()
         return stored
 
-    def _not_stored(self, entries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        by_id: dict[str, Mapping[str, Any]] = {}
-        for entry in entries:
-            entry_id = entry.get("id")
-            if not isinstance(entry_id, str) or not entry_id:
-                continue
+    def _not_stored(self, encoded: Sequence[EncodedEntry]) -> list[tuple[int, EncodedEntry]]:
+        """The entries whose id is new, each with its id's key, in order."""
+        by_id: dict[str, tuple[int, EncodedEntry]] = {}
+        for entry in encoded:
+            entry_id = entry[0]
             if entry_id in by_id:
                 self.stats.duplicates += 1
                 continue
-            by_id[entry_id] = entry
-        keys = [id_key(entry_id) for entry_id in by_id]
+            by_id[entry_id] = (id_key(entry_id), entry)
+        keys = [key for key, _ in by_id.values()]
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ", ".join("?" * len(chunk))
@@ -252,7 +290,7 @@ class SqliteStore:
         row = self.db.execute(
             "SELECT data FROM entries WHERE id_key = ? AND id = ?", (id_key(entry_id), entry_id)
         ).fetchone()
-        return _decode(row[0]) if row else None
+        return _readable(entry_id, row[0]) if row else None
 
     def page(
         self,
@@ -282,9 +320,11 @@ class SqliteStore:
             for seq, data in rows:
                 scanned += 1
                 cursor = seq
-                entry = _decode(data)
+                entry = _readable(seq, data)
+                if entry is None:
+                    continue
                 if sql.exact or query(entry):
-                    found.append(StoredEntry(seq, entry))
+                    found.append(StoredEntry(seq, entry.get("id", ""), data, entry))
                     if len(found) == limit:
                         exhausted = exhausted and seq == rows[-1][0]
                         break
@@ -434,7 +474,20 @@ def id_key(entry_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _encode(entry: Mapping[str, Any]) -> bytes:
+def has_id(entry: Mapping[str, Any]) -> bool:
+    """Whether ``entry`` has the non-empty string id the store keys entries by."""
+    entry_id = entry.get("id")
+    return isinstance(entry_id, str) and bool(entry_id)
+
+
+def encode_entry(entry: Mapping[str, Any]) -> EncodedEntry:
+    """``entry`` (with a string id) in the form the store takes: id, columns, data."""
+    plain = entry if type(entry) is dict else dict(entry)
+    return (plain["id"], *column_values(plain), encode_data(plain))
+
+
+def encode_data(entry: dict[str, Any]) -> bytes:
+    """The bytes the store keeps for ``entry``: JSON, msgpack when JSON cannot hold it."""
     try:
         return orjson.dumps(entry, default=json_default)
     except orjson.JSONEncodeError:
@@ -442,14 +495,40 @@ def _encode(entry: Mapping[str, Any]) -> bytes:
     try:  # keys that are not strings (decoded msgpack may have them) take the slower option
         return orjson.dumps(entry, default=json_default, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
-        return msgpack.packb(entry, use_bin_type=True)
+        return msgpack.packb(entry, use_bin_type=True, default=json_default)
 
 
 _JSON_OBJECT = ord("{")
 """JSON entries start with ``{``; in msgpack that byte is the integer 123, never an entry."""
 
 
-def _decode(data: bytes) -> dict[str, Any]:
-    if data[:1] and data[0] == _JSON_OBJECT:
-        return dict(orjson.loads(data))
-    return dict(msgpack.unpackb(data, raw=False))
+def is_entry_data(data: bytes) -> bool:
+    """Whether ``data`` starts as :func:`encode_data` output does: a JSON object or a msgpack
+    map (fixmap, map 16, map 32)."""
+    first = data[0] if data else -1
+    return first == _JSON_OBJECT or 0x80 <= first <= 0x8F or first in (0xDE, 0xDF)
+
+
+def _readable(which: object, data: bytes) -> dict[str, Any] | None:
+    """The stored entry, or None (logged) when it does not decode: one broken entry must not
+    make every listing that reaches it fail."""
+    try:
+        return decode_data(data)
+    except ValueError as error:
+        log.warning("stored entry %s is left out: %s", which, error)
+        return None
+
+
+def decode_data(data: bytes) -> dict[str, Any]:
+    """The entry :func:`encode_data` made ``data`` of; ValueError for data a tapper sent
+    broken (the hub stores what tappers encode without decoding it)."""
+    try:
+        if data[:1] and data[0] == _JSON_OBJECT:
+            entry = orjson.loads(data)
+        else:
+            entry = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"stored data does not decode ({error})") from None
+    if not isinstance(entry, dict):
+        raise ValueError("stored data is not an entry")
+    return entry

@@ -1,7 +1,8 @@
 """The tapper's side of ``/wsTapper``: send entries to the hub, survive the hub going away.
 
 Entries are submitted from the capture thread (:meth:`TapperClient.submit`, thread-safe) into
-a bounded buffer. A task on the event loop sends them in frames (``pack_entries``), keeps the
+a bounded buffer. A task on the event loop sends them in frames, encoded as the hub stores them
+(:func:`~mizu_server.frames.pack_encoded_entries`: the hub need not decode them), keeps the
 frames the hub has not acknowledged, and on a lost connection puts them back in front of the
 buffer to resend after reconnecting; the hub drops what it already has by entry id. When an
 outage outlasts the buffer, the oldest entries are shed and counted, so memory stays bounded.
@@ -24,8 +25,8 @@ from typing import Any
 import aiohttp
 import msgpack
 
-from mizu_core.emit import pack_entries
 from mizu_core.pcap_export import ConnectionPackets
+from mizu_server.frames import pack_encoded_entries
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,10 @@ class TapperClient:
     """Sends entries to one hub.
 
     ``max_buffered`` bounds the entries held (waiting plus sent but unacknowledged): at a few
-    hundred entries a second, the default covers minutes of hub outage.
+    hundred entries a second, the default covers minutes of hub outage. ``window`` frames may
+    await their ack: the hub commits the frames that arrive while it writes in one transaction,
+    and the fewer, larger transactions a wider window allows rewrite fewer index pages per
+    entry.
     """
 
     def __init__(
@@ -72,7 +76,7 @@ class TapperClient:
         tapper_id: str,
         max_buffered: int = 100_000,
         frame_entries: int = 500,
-        window: int = 8,
+        window: int = 16,
         retry_delay: float = 0.2,
         max_retry_delay: float = 5.0,
         max_packet_bytes: int = 32 << 20,
@@ -231,7 +235,7 @@ class TapperClient:
                 if frame is None:
                     await self._wait_for_work(receiver)
                     continue
-                await socket.send_bytes(pack_entries(dict(entry) for entry in frame))
+                await socket.send_bytes(pack_encoded_entries(frame))
                 self.stats.sent_frames += 1
                 if self.stats.sent_frames % 50 == 0:
                     await self._report(socket)

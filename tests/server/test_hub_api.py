@@ -6,21 +6,33 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from mizu_core.emit import pack_entries
 from mizu_core.plugins import PluginManager
 from mizu_server.app import CONTENT_SECURITY_POLICY, create_app
+from mizu_server.frames import pack_encoded_entries
 from mizu_server.hub import Hub, HubSettings
 from tests.server.hub_support import make_entry
 
 TOKEN = "test-token"
+
+Pack = Callable[[Iterable[dict[str, Any]]], bytes]
+
+
+@pytest.fixture(params=[pack_encoded_entries, pack_entries], ids=["encoded", "maps"])
+def pack(request: pytest.FixtureRequest) -> Pack:
+    """Both frame formats: entries encoded by the tapper (what ``TapperClient`` sends), and
+    entries as maps for the hub to encode."""
+    packer: Pack = request.param
+    return packer
 
 
 def run(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -34,27 +46,29 @@ async def hub_client(plugins: PluginManager, **settings: Any) -> AsyncIterator[T
         yield client
 
 
-async def send_frames(client: TestClient, frames: list[list[dict[str, Any]]]) -> list[int]:
+async def send_frames(
+    client: TestClient, frames: list[list[dict[str, Any]]], pack: Pack = pack_encoded_entries
+) -> list[int]:
     """Send frames on one tapper connection; return the acks received."""
     acks = []
     async with client.ws_connect(
         "/wsTapper", headers={"Authorization": f"Bearer {TOKEN}"}, params={"tapper": "t1"}
     ) as socket:
         for frame in frames:
-            await socket.send_bytes(pack_entries(frame))
+            await socket.send_bytes(pack(frame))
         while len(acks) < len(frames):
             acks.append(json.loads((await socket.receive()).data)["ack"])
     return acks
 
 
-def test_ingest_needs_the_token_and_acks_in_order(plugins: PluginManager) -> None:
+def test_ingest_needs_the_token_and_acks_in_order(plugins: PluginManager, pack: Pack) -> None:
     async def scenario() -> None:
         async with hub_client(plugins) as client:
             for headers in ({}, {"Authorization": "Bearer wrong"}):
                 response = await client.get("/wsTapper", headers=headers)
                 assert response.status == 401
             frames = [[make_entry(n) for n in range(k * 10, k * 10 + 10)] for k in range(5)]
-            assert await send_frames(client, frames) == [1, 2, 3, 4, 5]
+            assert await send_frames(client, frames, pack) == [1, 2, 3, 4, 5]
             body = await (await client.get("/entries", params={"limit": "1000"})).json()
             assert [row["id"] for row in body["data"]] == [f"tapper-1-{n}" for n in range(50)]
             assert body["meta"]["total"] == 50
@@ -64,12 +78,12 @@ def test_ingest_needs_the_token_and_acks_in_order(plugins: PluginManager) -> Non
     run(scenario())
 
 
-def test_resent_entries_are_stored_once(plugins: PluginManager) -> None:
+def test_resent_entries_are_stored_once(plugins: PluginManager, pack: Pack) -> None:
     async def scenario() -> None:
         async with hub_client(plugins) as client:
             first = [make_entry(n) for n in range(20)]
-            await send_frames(client, [first])
-            await send_frames(client, [first[10:] + [make_entry(n) for n in range(20, 30)]])
+            await send_frames(client, [first], pack)
+            await send_frames(client, [first[10:] + [make_entry(n) for n in range(20, 30)]], pack)
             health = await (await client.get("/status/health")).json()
             assert health["store"]["entries"] == 30
             assert health["store"]["duplicates"] == 10
@@ -163,16 +177,16 @@ def test_har_of_matching_http_entries(plugins: PluginManager) -> None:
 
 
 def test_live_stream_sends_history_then_new_entries_and_replaces_queries(
-    plugins: PluginManager,
+    plugins: PluginManager, pack: Pack
 ) -> None:
     async def scenario() -> None:
         async with hub_client(plugins) as client:
-            await send_frames(client, [[make_entry(n) for n in range(5)]])
+            await send_frames(client, [[make_entry(n) for n in range(5)]], pack)
             async with client.ws_connect("/ws") as browser:
                 await browser.send_json({"query": 'request.method == "POST"'})
                 meta = await browser.receive_json()
                 assert meta["type"] == "meta" and meta["data"]["current"] == 0
-                await send_frames(client, [[make_entry(5, method="POST"), make_entry(6)]])
+                await send_frames(client, [[make_entry(5, method="POST"), make_entry(6)]], pack)
                 live = await browser.receive_json()
                 assert live == {"type": "entry", "data": live["data"]}
                 assert live["data"]["id"] == "tapper-1-5"
@@ -180,7 +194,7 @@ def test_live_stream_sends_history_then_new_entries_and_replaces_queries(
                 history = [await browser.receive_json() for _ in range(3)]
                 assert [m["data"]["id"] for m in history[:2]] == ["tapper-1-5", "tapper-1-6"]
                 assert history[2]["type"] == "meta"
-                await send_frames(client, [[make_entry(7)]])
+                await send_frames(client, [[make_entry(7)]], pack)
                 assert (await browser.receive_json())["data"]["id"] == "tapper-1-7"
                 await browser.send_json({"query": "http and"})
                 error = await browser.receive_json()
@@ -189,13 +203,13 @@ def test_live_stream_sends_history_then_new_entries_and_replaces_queries(
     run(scenario())
 
 
-def test_size_cap_evicts_the_oldest(plugins: PluginManager, tmp_path: Path) -> None:
+def test_size_cap_evicts_the_oldest(plugins: PluginManager, tmp_path: Path, pack: Pack) -> None:
     async def scenario() -> None:
         async with hub_client(plugins, db_path=tmp_path / "e.db", max_db_bytes=400_000) as client:
             padding = "x" * 2000
             for start in range(0, 600, 100):
                 frame = [make_entry(n, note=padding) for n in range(start, start + 100)]
-                await send_frames(client, [frame])
+                await send_frames(client, [frame], pack)
             health = await (await client.get("/status/health")).json()
             store = health["store"]
             assert store["evicted"] > 0 and store["usedBytes"] <= 400_000
@@ -208,12 +222,12 @@ def test_size_cap_evicts_the_oldest(plugins: PluginManager, tmp_path: Path) -> N
     run(scenario())
 
 
-def test_entries_survive_a_restart(plugins: PluginManager, tmp_path: Path) -> None:
+def test_entries_survive_a_restart(plugins: PluginManager, tmp_path: Path, pack: Pack) -> None:
     async def scenario() -> None:
         async with hub_client(plugins, db_path=tmp_path / "e.db") as client:
-            await send_frames(client, [[make_entry(n) for n in range(10)]])
+            await send_frames(client, [[make_entry(n) for n in range(10)]], pack)
         async with hub_client(plugins, db_path=tmp_path / "e.db") as client:
-            await send_frames(client, [[make_entry(n) for n in range(5, 15)]])
+            await send_frames(client, [[make_entry(n) for n in range(5, 15)]], pack)
             body = await (await client.get("/entries", params={"limit": "100"})).json()
             assert [row["id"] for row in body["data"]] == [f"tapper-1-{n}" for n in range(15)]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from mizu_core.emit import unpack_entries
 from mizu_core.plugins import PluginManager
 from mizu_server.app import create_app
+from mizu_server.frames import read_tapper_frame
 from mizu_server.hub import Hub, HubSettings
 from mizu_server.tapper_client import TapperClient
 from tests.server.hub_support import make_entry
@@ -123,7 +123,9 @@ def test_unacknowledged_frames_are_resent_and_deduplicated(
             frames = 0
             async for message in socket:
                 if message.type == WSMsgType.BINARY:
-                    await hub.submit(unpack_entries(message.data))
+                    kind, encoded = read_tapper_frame(message.data)
+                    assert kind == "encoded"
+                    await hub.submit_encoded(encoded)
                     frames += 1
                     if frames == 3:
                         break
