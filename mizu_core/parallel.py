@@ -1,18 +1,20 @@
 """Dissecting capture files on several cores: whole TCP connections sharded over workers.
 
-The parent reads the files, finds each packet's connection (its 4-tuple, either direction) and
-hands whole connections to forked worker processes, each running the normal :class:`Engine`.
-A new connection goes to the worker that was given the fewest bytes so far: deterministic for a
-file, and balanced for a handful of big connections where a hash is not. Packets that are not
-TCP, or cannot be decoded, go to worker 0 so that they are counted once.
+Every worker reads the whole file itself (from the page cache: libpcap's loop costs about a
+microsecond a packet) and runs the same :class:`ConnectionRouter` over every packet: it finds
+each packet's connection (its 4-tuple, either direction) and the worker that owns it. A new
+connection goes to the worker that was given the fewest bytes so far: deterministic for a file,
+and balanced for a handful of big connections where a hash is not. Packets that are not TCP, or
+cannot be decoded, go to worker 0 so that they are counted once. Since every worker routes the
+same packets with the same code, all agree on every route without telling each other, and each
+knows every packet's global index (its position among all the files' packets, plus one index
+per file end). A worker keeps its own packets and runs them through the normal :class:`Engine`.
 
-Workers get batches of ``(global index, timestamp, frame)`` records. The timestamps travel as
-the very floats the file source made, so entries are byte-identical to the one-process path;
-the global index tells the parent where each output belongs. A worker answers each batch with
-what it emitted while reading it, each item tagged with the index of the packet being read, and
-with the connections it opened. The parent merges those streams by index (each stream is
-sorted) only once every worker has answered up to that index, so the merged output does not
-depend on timing: it is the same for every run with the same worker count.
+No packet crosses a pipe. Every :data:`ROUND_PACKETS` packets a worker sends the parent what it
+emitted meanwhile, each item tagged with the index of the packet being read, and the index it
+has read up to. The parent merges the workers' streams by index (each stream is sorted) only up
+to the smallest index every worker has reached, so the merged output does not depend on timing:
+it is the same for every run with the same worker count.
 
 Entry ids are those of the one-process path: the reassembler numbers connections in the order
 of the packets that open them, and the parent, which sees every worker's openings in index
@@ -28,13 +30,14 @@ import logging
 import operator
 import os
 import pickle
+import select
 import signal
+import socket
 import struct
 import sys
-import threading
 import traceback
 from array import array
-from collections import deque
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import StringIO
@@ -42,7 +45,7 @@ from typing import IO, Any
 
 import orjson
 
-from mizu_core.capture import CaptureStats, FileSource
+from mizu_core.capture import FileSource
 from mizu_core.decode import (
     IPPROTO_TCP,
     IPV6_FRAGMENT,
@@ -68,12 +71,13 @@ AUTO_MIN_BYTES = 16 << 20
 """Below this much capture, one process: forking and merging cost more than a second core
 gives back (measured: a 5 MB capture takes about as long either way)."""
 AUTO_MAX_WORKERS = 8
-"""Beyond this, the parent (which reads, routes and merges alone) is the bottleneck."""
+"""Beyond this, every worker spends more time routing the others' packets than its own."""
 
 ROUND_PACKETS = 4096
-"""Every this many packets each worker gets what is waiting for it and the parent merges what
-came back: the merge waits for the slowest worker, so this bounds what it holds."""
-BATCH_BYTES = 256 << 10
+"""Every this many packets a worker sends what it emitted and the parent merges what all sent."""
+MAX_LEAD_ROUNDS = 16
+"""The parent stops reading a worker this many rounds ahead of the slowest (its pipe fills and
+it waits): the merge holds the faster workers' output until the slowest catches up."""
 PIPE_BYTES = 1 << 20
 FLOW_GENERATION = 600.0
 """Seconds of capture time a connection's route is kept after its last packet (two
@@ -82,11 +86,8 @@ MAX_HELD_DATAGRAMS = 1024
 MAX_HELD_BYTES = 16 << 20
 MAX_FRAGMENT_ROUTES = 4096
 
-_RECORDS = "P"
-_FILE_START = "F"
-_FILE_END = "E"
-_MESSAGE = struct.Struct("<cIQ")  # kind, payload length, argument (packets; link type; index)
-_REPLY = struct.Struct("<I")
+_NAME = struct.Struct("<I")  # the length of a file name the parent sends
+_REPLY = struct.Struct("<I")  # the length of a reply a worker sends
 
 # Where the IPv4 header starts and where the link layer says "IPv4" (-1: nowhere to check), for
 # the link types whose common packets the router reads without the general decoder.
@@ -99,10 +100,16 @@ _FAST_LAYOUTS = {
     LINKTYPE_IPV4: (0, -1),
 }
 
+# What an item is: its payload and what the parent does with it.
+_OPENED = 0  # the worker's next connection opened; no payload
+_ID_TAIL = 1  # an entry line after its id's connection number ("-7",...}): renumbered
+_ID_REWRITE = 2  # an entry line whose id the parent rewrites through JSON (escapes in the id)
+_LINE = 3  # a line written as it is (no connection; a table's line)
+_LOG = 4  # a log record's text (str)
 
-Item = tuple[int, int, int, int, str | None, bytes | str | None]
-"""``(index, order, worker, connection, sequence, payload)``: a connection opened (no payload),
-an output line (bytes; ``sequence`` set: the line after the entry's id) or a log record (str)."""
+Item = tuple[int, int, int, int, int, Any]
+"""``(index, order, worker, kind, connection, payload)``; the payload is bytes, a str for
+``_LOG``, None for ``_OPENED``."""
 
 
 class WorkerFailed(Exception):
@@ -192,7 +199,7 @@ class ConnectionRouter:
     def route(
         self, linktype: int, index: int, time: float, frame: bytes
     ) -> list[tuple[int, int, float, bytes]]:
-        """Where a packet the short path of :func:`_route_file` did not take goes:
+        """Where a packet the short path of :meth:`ShardSource.__iter__` did not take goes:
         ``(worker, index, time, frame)`` for it and for the fragments it releases (none while
         it is a fragment held until its datagram's first fragment tells the connection)."""
         try:
@@ -301,45 +308,81 @@ class ConnectionRouter:
 # -- the workers -------------------------------------------------------------------------------
 
 
-_RECORD = struct.Struct("<qdI")  # global index, timestamp, frame length
-
-
-class StreamSource:
-    """One file's packets as the parent sends them to a worker, for :meth:`Engine.run`.
+class ShardSource:
+    """One capture file as a worker reads it, for :meth:`Engine.run`: every packet goes through
+    the router, and the worker's own go on to the engine.
 
     Notes which connections the reassembler opened at which packet, and sends the worker's
-    output back after each batch, once all its packets are through the engine."""
+    output to the parent every :data:`ROUND_PACKETS` packets."""
 
-    def __init__(self, worker: WorkerOutput, inbox: IO[bytes], name: str, linktype: int) -> None:
+    def __init__(self, worker: WorkerOutput, name: str, start: int) -> None:
         self.worker = worker
-        self.inbox = inbox
+        self.file = FileSource(name)
         self.name = name
-        self.linktype = linktype
-        self.stats = CaptureStats()
-        self.file_end = -1
+        self.linktype = self.file.linktype
+        self.stats = self.file.stats
+        self.start = start
+        self.end = start
+        """The index of the file's end, once it is read."""
 
     def __iter__(self) -> Iterator[tuple[float, bytes]]:
         worker = self.worker
+        own = worker.number
         opened = worker.reassembly.stats
-        while True:
-            kind, length, argument = _read_message(self.inbox)
-            if kind == _FILE_END:
-                self.file_end = argument
-                return
-            if kind != _RECORDS:
-                raise WorkerFailed(f"unexpected message {kind!r} in a file's packets")
-            payload = _read_exactly(self.inbox, length)
-            frames_at = argument * _RECORD.size
-            offset = frames_at
-            for index, time, size in _RECORD.iter_unpack(payload[:frames_at]):
+        router = worker.router
+        loads = router.stats.worker_bytes
+        route_other = router.route
+        linktype = self.linktype
+        ip, ethertype_at = _FAST_LAYOUTS.get(linktype, (-1, -1))
+        minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
+        unpack_headers = _short_path_headers(max(ip, 0), ethertype_at).unpack_from
+        says_ipv4 = _ETHERTYPE_IPV4 if ethertype_at >= 0 else b""
+        flows_get = router.flows.get
+        frame_bytes = 0
+        index = self.start - 1
+        round_end = self.start + ROUND_PACKETS - 1
+        for index, (time, frame) in enumerate(self.file, self.start):
+            size = len(frame)
+            frame_bytes += size
+            owner: int | None = -1
+            if size >= minimum:
+                link_type, version_ihl, fragment, protocol, key = unpack_headers(frame)
+                if (
+                    link_type == says_ipv4
+                    and version_ihl == 0x45
+                    and protocol == IPPROTO_TCP
+                    and not fragment & 0x3FFF
+                ):
+                    owner = flows_get(key)
+                    if owner is None:
+                        owner = router.flow(key, time)
+                    loads[owner] += size
+            if owner == own:
                 if opened.connections != worker.connections_seen:
                     worker.note_openings()
                 worker.index = index
-                yield time, payload[offset : offset + size]
-                offset += size
-            self.stats.received += argument
-            worker.note_openings()
-            worker.send_items()
+                yield time, frame
+            elif owner == -1:
+                for owner, tagged, at, routed in route_other(linktype, index, time, frame):
+                    loads[owner] += len(routed)
+                    if owner == own:
+                        if opened.connections != worker.connections_seen:
+                            worker.note_openings()
+                        worker.index = tagged
+                        yield at, routed
+            if index >= round_end:
+                round_end = index + ROUND_PACKETS
+                router.rotate_if_due(time)
+                flows_get = router.flows.get
+                worker.note_openings()
+                worker.send_items(index + 1, self.file.consumed)
+        self.end = index + 1
+        self.file.check_complete(self.end - self.start, frame_bytes)
+        for owner, tagged, at, routed in router.release_held(self.end):
+            if owner == own:
+                worker.note_openings()
+                worker.index = tagged
+                yield at, routed
 
 
 class WorkerOutput:
@@ -357,12 +400,16 @@ class WorkerOutput:
         self.outbox = outbox
         self.output = settings.output
         self.plugins = plugins
+        self.router = ConnectionRouter(settings.workers)
         self.items: list[Item] = []
         self.index = 0
         """The global index of the packet being read (or of the file's end)."""
+        self.files_done = 0
         self.finishing = False
         self.opened_at = array("q")
         """Per connection number (from 1): the index of the packet that opened it."""
+        self.id_prefixes: list[bytes] = []
+        """Per connection number (from 1): how its entry lines start, up to the sequence."""
         self.connections_seen = 0
         write = self.write
         query = settings.query
@@ -377,6 +424,7 @@ class WorkerOutput:
             plugins, redacting(write, Redactor()) if settings.redact else write, settings.engine
         )
         self.reassembly = self.engine.reassembler
+        self.tapper_id = self.engine.dispatcher.tapper_id
         self._table: TableRenderer | None = (
             TableRenderer(plugins) if settings.output == "table" else None
         )
@@ -395,33 +443,40 @@ class WorkerOutput:
         while self.connections_seen < opened:
             self.connections_seen += 1
             self.opened_at.append(self.index)
-            self.items.append((self.index, 0, self.number, self.connections_seen, None, None))
+            self.id_prefixes.append(id_prefix(self.tapper_id, self.connections_seen))
+            self.items.append((self.index, 0, self.number, _OPENED, self.connections_seen, None))
 
     def write(self, entry: dict[str, Any]) -> None:
         self.note_openings()
-        entry_id = entry.get("id")
-        connection, sequence = _connection_and_sequence(entry_id)
+        connection = _connection_of(entry.get("id"))
         # At a file's end, connections end in the order they were opened: so do their entries.
         order = self.opened_at[connection - 1] if self.finishing and connection else 0
         if self._table is not None:
             line = self._table.render(entry)
-            self.items.append((self.index, order, self.number, 0, None, line))
+            self.items.append((self.index, order, self.number, _LINE, 0, line))
             return
         line = encode_json_line(entry)
         if not connection:
-            self.items.append((self.index, order, self.number, 0, None, line))
+            self.items.append((self.index, order, self.number, _LINE, 0, line))
             return
-        prefix = b'{"id":' + orjson.dumps(entry_id)
+        prefix = self.id_prefixes[connection - 1]
         if line.startswith(prefix):
-            self.items.append(
-                (self.index, order, self.number, connection, sequence, line[len(prefix) :])
-            )
+            tail = line[len(prefix) :]
+            self.items.append((self.index, order, self.number, _ID_TAIL, connection, tail))
         else:
-            self.items.append((self.index, order, self.number, connection, None, line))
+            self.items.append((self.index, order, self.number, _ID_REWRITE, connection, line))
 
-    def send_items(self) -> None:
+    def send_items(self, read_up_to: int, consumed: int) -> None:
+        """Send what was emitted: every item of an index below ``read_up_to`` is in it (or in
+        an earlier reply); ``consumed``: the bytes of the file read so far."""
         items, self.items = self.items, []
-        _send_reply(self.outbox, ("items", items))
+        _send_reply(self.outbox, ("items", read_up_to, self.files_done, consumed, items))
+
+
+def id_prefix(tapper_id: str, connection: int) -> bytes:
+    """How the JSON line of an entry of ``connection`` starts, up to its id's sequence: JSON
+    escapes character by character, so the line is this followed by the rest of the id."""
+    return b'{"id":' + orjson.dumps(f"{tapper_id}-{connection}-")[:-1]
 
 
 class _ItemLogHandler(logging.Handler):
@@ -431,7 +486,7 @@ class _ItemLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         output = self.output
-        output.items.append((output.index, 0, output.number, 0, None, self.format(record)))
+        output.items.append((output.index, 0, output.number, _LOG, 0, self.format(record)))
 
 
 class TableRenderer:
@@ -451,44 +506,43 @@ class TableRenderer:
         return line.encode()
 
 
-def _connection_and_sequence(entry_id: object) -> tuple[int, str | None]:
-    """The connection number and sequence in an id ``tapper-connection-sequence``."""
+def _connection_of(entry_id: object) -> int:
+    """The connection number in an id ``tapper-connection-sequence`` (0: none)."""
     if not isinstance(entry_id, str):
-        return 0, None
+        return 0
     parts = entry_id.rsplit("-", 2)
     if len(parts) != 3 or not parts[1].isdigit():
-        return 0, None
-    return int(parts[1]), parts[2]
+        return 0
+    return int(parts[1])
 
 
 def _worker_main(
     number: int, plugins: PluginManager, settings: ShardSettings, inbox_fd: int, outbox_fd: int
 ) -> None:
-    """A forked worker's life: never returns."""
+    """A forked worker's life: never returns. The parent sends each file's name and closes
+    the inbox after the last."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     code = 0
     outbox = os.fdopen(outbox_fd, "wb", buffering=1 << 16)
     try:
-        inbox = os.fdopen(inbox_fd, "rb", buffering=1 << 20)
         worker = WorkerOutput(number, plugins, settings, outbox)
         worker.forward_logs()
         engine = worker.engine
-        while True:
-            kind, length, argument = _read_message(inbox)
-            if not kind:
-                break
-            if kind != _FILE_START:
-                raise WorkerFailed(f"unexpected message {kind!r} between files")
-            name = _read_exactly(inbox, length).decode()
-            source = StreamSource(worker, inbox, name, argument)
-            engine.run(source)
-            worker.note_openings()
-            worker.index, worker.finishing = source.file_end, True
-            engine.finish()
-            worker.finishing = False
-            worker.send_items()
-        _send_reply(outbox, ("stats", engine.stats()))
+        start = 0
+        with os.fdopen(inbox_fd, "rb") as inbox:
+            while header := inbox.read(_NAME.size):
+                name = os.fsdecode(_read_exactly(inbox, _NAME.unpack(header)[0]))
+                source = ShardSource(worker, name, start)
+                engine.run(source)
+                worker.note_openings()
+                worker.index, worker.finishing = source.end, True
+                engine.finish()
+                worker.finishing = False
+                worker.files_done += 1
+                start = source.end + 1
+                worker.send_items(start, source.file.size)
+        _send_reply(outbox, ("stats", engine.stats(), worker.router.stats.as_dict()))
     except BaseException as error:  # everything, Ctrl-C included, is the parent's to report
         code = 1
         with contextlib.suppress(OSError):
@@ -500,27 +554,30 @@ def _worker_main(
         os._exit(code)
 
 
-def _read_message(inbox: IO[bytes]) -> tuple[str, int, int]:
-    """The next message's kind ("" at the end), payload length and argument."""
-    header = inbox.read(_MESSAGE.size)
-    if not header:
-        return "", 0, 0
-    if len(header) < _MESSAGE.size:
-        raise WorkerFailed("the parent's stream ended inside a message")
-    kind, length, argument = _MESSAGE.unpack(header)
-    return kind.decode(), length, argument
-
-
 def _read_exactly(stream: IO[bytes], length: int) -> bytes:
     data = stream.read(length)
     if len(data) != length:
-        raise WorkerFailed("the stream ended inside a message")
+        raise WorkerFailed("the parent's stream ended inside a message")
     return data
+
+
+def _read_into(fd: int, buffer: bytearray, length: int) -> memoryview | None:
+    """The first ``length`` bytes of ``buffer``, read from ``fd``; None at the stream's end."""
+    view = memoryview(buffer)[:length]
+    done = 0
+    with contextlib.suppress(OSError):  # a worker gone: as the stream's end
+        while done < length and (count := os.readv(fd, [view[done:]])):
+            done += count
+    if done < length:
+        view.release()
+        return None
+    return view
 
 
 def _send_reply(outbox: IO[bytes], reply: tuple[Any, ...]) -> None:
     body = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-    outbox.write(_REPLY.pack(len(body)) + body)
+    outbox.write(_REPLY.pack(len(body)))
+    outbox.write(body)
     outbox.flush()
 
 
@@ -535,23 +592,27 @@ class _Worker:
         self.pid = pid
         self.inbox: int | None = inbox
         self.outbox = outbox
-        self.heads: list[bytes] = []
-        self.frames: list[bytes] = []
-        self.unsent_from = -1
-        self.outstanding: deque[int] = deque()
-        """The first index of each message sent and not answered yet."""
-        self.received: deque[Item] = deque()
+        self.read_up_to = 0
+        """Every item of a smaller index has come back."""
+        self.files_done = 0
+        self.consumed = 0
+        """Bytes of the file being read that the worker has read."""
+        self.unread = bytearray(1 << 16)
+        """Where each reply is read, grown to the largest (pickle copies what it keeps)."""
+        self.received: list[Item] = []
         self.numbers = array("q")
         """Per connection number in the worker (from 1): its number in the whole capture."""
+        self.id_prefixes: list[bytes] = []
+        """Per connection number in the worker (from 1): how its lines start in the output."""
         self.stats: dict[str, Any] | None = None
+        self.router_stats: dict[str, Any] = {}
         self.error: tuple[str, str] | None = None
         self.ended = False
         self.status: int | None = None
-        self.reader: threading.Thread | None = None
 
 
 class ShardedDissection:
-    """Routes the packets of capture files to worker processes and merges what they emit."""
+    """Has worker processes dissect capture files and merges what they emit."""
 
     def __init__(
         self,
@@ -562,18 +623,13 @@ class ShardedDissection:
         self.plugins = plugins
         self.settings = settings
         self.write_line = write_line
-        self.tapper_id = settings.engine.tapper_id
-        self.router = ConnectionRouter(settings.workers)
+        # The workers' engines name the tapper this way too (forked: the same host name).
+        self.tapper_id = settings.engine.tapper_id or socket.gethostname()
         self.workers: list[_Worker] = []
         self.sources: list[FileSource] = []
-        self.cursor = 0
-        """The global index of the next packet (or file end) to route."""
         self.connections = 0
         self.entries_written = 0
         self.limit = settings.query.limit if settings.query is not None else None
-        self._lock = threading.Lock()
-        self._replied = threading.Condition(self._lock)
-        self._replies = 0
         self._logged: set[str] = set()
 
     # -- workers' life -------------------------------------------------------------------------
@@ -588,7 +644,7 @@ class ShardedDissection:
                 inbox_read, inbox_write = os.pipe()
                 outbox_read, outbox_write = os.pipe()
                 with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups
-                    fcntl.fcntl(inbox_write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+                    fcntl.fcntl(outbox_write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
                 pid = os.fork()
                 if pid == 0:
                     for fd in (*parent_ends, inbox_write, outbox_read):
@@ -601,12 +657,6 @@ class ShardedDissection:
         except BaseException:
             self.stop()
             raise
-        for worker in self.workers:
-            worker.reader = threading.Thread(
-                target=self._read_replies, args=(worker,), name=f"mizu-worker-{worker.number}"
-            )
-            worker.reader.daemon = True
-            worker.reader.start()
 
     def stop(self) -> None:
         """End every worker still running and reap them all (Ctrl-C, a failure)."""
@@ -617,8 +667,10 @@ class ShardedDissection:
                     os.kill(worker.pid, signal.SIGTERM)
         for worker in self.workers:
             self._reap(worker)
-            if worker.reader is not None:
-                worker.reader.join(timeout=5)
+            if not worker.ended:
+                worker.ended = True
+                with contextlib.suppress(OSError):
+                    os.close(worker.outbox)
 
     def _reap(self, worker: _Worker) -> None:
         if worker.status is None:
@@ -630,33 +682,57 @@ class ShardedDissection:
                 os.close(worker.inbox)
             worker.inbox = None
 
-    def _read_replies(self, worker: _Worker) -> None:
-        try:
-            with os.fdopen(worker.outbox, "rb", buffering=1 << 20) as stream:
-                while header := stream.read(_REPLY.size):
-                    (length,) = _REPLY.unpack(header)
-                    reply = pickle.loads(_read_exactly(stream, length))
-                    with self._replied:
-                        if reply[0] == "items":
-                            worker.outstanding.popleft()
-                            worker.received.extend(reply[1])
-                        elif reply[0] == "stats":
-                            worker.stats = reply[1]
-                        else:
-                            worker.error = (reply[1], reply[2])
-                        self._replies += 1
-                        self._replied.notify_all()
-        except (OSError, WorkerFailed, pickle.UnpicklingError, IndexError):
-            pass  # the worker died mid-reply: the parent says so from its exit status
-        finally:
-            with self._replied:
-                worker.ended = True
-                self._replied.notify_all()
+    def _wait_for(self, done: Callable[[], bool]) -> None:
+        """Read the workers' replies and merge them until ``done()``: from the slowest worker
+        always, from the others while they are not too far ahead."""
+        by_outbox = {worker.outbox: worker for worker in self.workers}
+        lead = MAX_LEAD_ROUNDS * ROUND_PACKETS
+        while not done():
+            slowest = self._bound()
+            waiting = [
+                worker.outbox
+                for worker in self.workers
+                if not worker.ended and worker.read_up_to - slowest <= lead
+            ]
+            if not waiting:
+                return
+            readable, _, _ = select.select(waiting, [], [])
+            for outbox in readable:
+                self._read(by_outbox[outbox])
+            self._merge(self._bound())
 
-    def _check_workers(self) -> None:
-        for worker in self.workers:
-            if worker.error is not None or (worker.ended and worker.stats is None):
+    def _read(self, worker: _Worker) -> None:
+        """Read the worker's next reply (a worker writes each whole, without waiting)."""
+        header = _read_into(worker.outbox, worker.unread, _REPLY.size)
+        if header is None:
+            worker.ended = True
+            os.close(worker.outbox)
+            if worker.error is None and worker.stats is None:
+                self._reap(worker)
                 self._fail(worker)
+            return
+        (length,) = _REPLY.unpack(header)
+        header.release()
+        if len(worker.unread) < length:
+            worker.unread = bytearray(length)
+        body = _read_into(worker.outbox, worker.unread, length)
+        if body is None:
+            worker.ended = True
+            os.close(worker.outbox)
+            self._reap(worker)
+            self._fail(worker)
+        with body:
+            self._take(worker, pickle.loads(body))
+
+    def _take(self, worker: _Worker, reply: tuple[Any, ...]) -> None:
+        if reply[0] == "items":
+            _, worker.read_up_to, worker.files_done, worker.consumed, items = reply
+            worker.received += items
+        elif reply[0] == "stats":
+            _, worker.stats, worker.router_stats = reply
+        else:
+            worker.error = (reply[1], reply[2])
+            self._fail(worker)
 
     def _fail(self, worker: _Worker) -> None:
         self.stop()
@@ -665,163 +741,73 @@ class ShardedDissection:
             raise WorkerFailed(f"worker {worker.number} failed: {reason}\n{details.rstrip()}")
         raise WorkerFailed(f"worker {worker.number} {_describe_status(worker.status)}")
 
-    # -- routing -------------------------------------------------------------------------------
+    # -- reading files -------------------------------------------------------------------------
 
     def run(self, source: FileSource) -> None:
-        """Route one file's packets; its connections end with it, as in one process."""
+        """Have the workers read one file (each opens it itself) and merge what they emit; its
+        connections end with it, as in one process."""
         Decoder(source.linktype)  # raises UnsupportedLinkType, as the engine would
         self.sources.append(source)
-        name = source.name.encode()
+        files = len(self.sources)
         for worker in self.workers:
-            self._send(worker, _FILE_START, name, source.linktype, None)
-        router = self.router
-        loads = router.stats.worker_bytes
-        workers = self.workers
-        route_other = router.route
-        pack_record = _RECORD.pack
-        unpack_ip = _IPV4_START.unpack_from
-        linktype = source.linktype
-        ip, ethertype_at = _FAST_LAYOUTS.get(linktype, (-1, -1))
-        minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
-        flows_get = router.flows.get
-        round_packets = round_bytes = frames = frame_bytes = 0
-        start = self.cursor
-        for index, (time, frame) in enumerate(source, start):
-            size = len(frame)
-            frames += 1
-            frame_bytes += size
-            if size >= minimum and (
-                ethertype_at < 0 or (frame[ethertype_at] == 8 and frame[ethertype_at + 1] == 0)
-            ):
-                version_ihl, fragment, protocol = unpack_ip(frame, ip)
-                if version_ihl == 0x45 and protocol == IPPROTO_TCP and not fragment & 0x3FFF:
-                    key = frame[ip + 12 : ip + 24]
-                    number = flows_get(key)
-                    if number is None:
-                        number = router.flow(key, time)
-                    worker = workers[number]
-                    if not worker.heads:
-                        worker.unsent_from = index
-                    worker.heads.append(pack_record(index, time, size))
-                    worker.frames.append(frame)
-                    loads[number] += size
-                    round_bytes += size
-                    round_packets += 1
-                    if round_packets >= ROUND_PACKETS or round_bytes >= BATCH_BYTES * len(workers):
-                        self._end_round(index + 1, time)
-                        flows_get = router.flows.get
-                        round_packets = round_bytes = 0
-                    continue
-            for number, tagged, at, routed in route_other(linktype, index, time, frame):
-                self._add(workers[number], tagged, at, routed)
-                loads[number] += len(routed)
-            round_bytes += size
-            round_packets += 1
-            if round_packets >= ROUND_PACKETS or round_bytes >= BATCH_BYTES * len(workers):
-                self._end_round(index + 1, time)
-                flows_get = router.flows.get
-                round_packets = round_bytes = 0
-        source.check_complete(frames, frame_bytes)
-        self.cursor = start + frames
-        for number, tagged, at, routed in router.release_held(self.cursor):
-            self._add(workers[number], tagged, at, routed)
-        self._flush_all()
-        file_end = self.cursor
-        self.cursor += 1
-        for worker in self.workers:
-            self._send(worker, _FILE_END, b"", file_end, file_end)
-        self._merge(self._bound())
+            name = os.fsencode(source.name)
+            self._send(worker, _NAME.pack(len(name)) + name)
+        self._wait_for(lambda: all(worker.files_done >= files for worker in self.workers))
 
-    def _add(self, worker: _Worker, index: int, time: float, frame: bytes) -> None:
-        if not worker.heads:
-            worker.unsent_from = index
-        worker.heads.append(_RECORD.pack(index, time, len(frame)))
-        worker.frames.append(frame)
-
-    def _end_round(self, next_index: int, time: float) -> None:
-        self.cursor = next_index
-        self.router.rotate_if_due(time)
-        self._flush_all()
-        self._check_workers()
-        self._merge(self._bound())
-
-    def _flush_all(self) -> None:
-        for worker in self.workers:
-            if worker.heads:
-                payload = b"".join(worker.heads) + b"".join(worker.frames)
-                count, first = len(worker.heads), worker.unsent_from
-                worker.heads, worker.frames = [], []
-                self._send(worker, _RECORDS, payload, count, first)
-
-    def _send(
-        self, worker: _Worker, kind: str, payload: bytes, argument: int, first: int | None
-    ) -> None:
-        """Write a message to ``worker``; ``first``: the index its answer starts at (None: no
-        answer expected)."""
-        if first is not None:
-            with self._lock:
-                worker.outstanding.append(first)
-        data = memoryview(_MESSAGE.pack(kind.encode(), len(payload), argument) + payload)
+    def _send(self, worker: _Worker, data: bytes) -> None:
         try:
             assert worker.inbox is not None
-            while data:
-                data = data[os.write(worker.inbox, data) :]
+            view = memoryview(data)
+            while view:
+                view = view[os.write(worker.inbox, view) :]
         except OSError:
             self._reap(worker)
-            with self._replied:  # its last words, if it had time to say them
-                self._replied.wait_for(lambda: worker.ended, timeout=5)
+            self._wait_for(lambda: worker.ended)  # its last words, if it had time to say them
             self._fail(worker)
 
     # -- merging -------------------------------------------------------------------------------
 
     def _bound(self) -> int:
         """Every item with a smaller index has come back from every worker."""
-        with self._lock:
-            bound = self.cursor
-            for worker in self.workers:
-                if worker.outstanding:
-                    bound = min(bound, worker.outstanding[0])
-                elif worker.heads:
-                    bound = min(bound, worker.unsent_from)
-            return bound
+        return min(worker.read_up_to for worker in self.workers)
 
     def _merge(self, bound: float) -> None:
         ready: list[list[Item]] = []
-        with self._lock:
-            for worker in self.workers:
-                received = worker.received
-                taken = []
-                while received and received[0][0] < bound:
-                    taken.append(received.popleft())
-                if taken:
-                    ready.append(taken)
+        for worker in self.workers:
+            received = worker.received
+            if received and received[0][0] < bound:
+                taken = bisect_left(received, bound, key=_INDEX)
+                ready.append(received[:taken])
+                del received[:taken]
         if not ready:
             return
         merged = ready[0] if len(ready) == 1 else heapq.merge(*ready, key=_ORDER)
         workers = self.workers
         write_line = self.write_line
-        tapper = self.tapper_id
-        for _index, _order, number, connection, sequence, payload in merged:
-            if payload is None:
+        limit = sys.maxsize if self.limit is None else self.limit
+        for _index, _order, number, kind, connection, payload in merged:
+            if kind == _ID_TAIL:
+                if self.entries_written < limit:
+                    self.entries_written += 1
+                    write_line(workers[number].id_prefixes[connection - 1] + payload)
+            elif kind == _OPENED:
                 self.connections += 1
-                workers[number].numbers.append(self.connections)
-                continue
-            if isinstance(payload, str):
+                worker = workers[number]
+                worker.numbers.append(self.connections)
+                worker.id_prefixes.append(id_prefix(self.tapper_id, self.connections))
+            elif kind == _LOG:
                 self._log(payload)
-                continue
-            if self.limit is not None and self.entries_written >= self.limit:
-                continue
-            if connection:
-                entry_id = f"{tapper}-{workers[number].numbers[connection - 1]}-"
-                if sequence is not None:
-                    payload = b'{"id":' + orjson.dumps(entry_id + sequence) + payload
-                else:
-                    entry = orjson.loads(payload)
-                    _, _, sequence = entry["id"].rpartition("-")
-                    entry["id"] = entry_id + sequence
-                    payload = encode_json_line(entry)
-            self.entries_written += 1
-            write_line(payload)
+            elif self.entries_written < limit:
+                self.entries_written += 1
+                if kind == _ID_REWRITE:
+                    payload = self._renumbered(workers[number], connection, payload)
+                write_line(payload)
+
+    def _renumbered(self, worker: _Worker, connection: int, line: bytes) -> bytes:
+        entry = orjson.loads(line)
+        _, _, sequence = entry["id"].rpartition("-")
+        entry["id"] = f"{self.tapper_id}-{worker.numbers[connection - 1]}-{sequence}"
+        return encode_json_line(entry)
 
     def _log(self, text: str) -> None:
         first_line = text.partition("\n")[0]
@@ -833,43 +819,35 @@ class ShardedDissection:
         """After the last file: let the workers end, merge what is left; the stats summed."""
         for worker in self.workers:
             self._close_inbox(worker)
-        seen = -1
-        while True:
-            with self._replied:
-                self._replied.wait_for(
-                    lambda seen=seen: self._replies != seen or self._all_ended(),
-                    timeout=1.0,
-                )
-                seen = self._replies
-                done = self._all_ended()
-            self._check_workers()
-            self._merge(self._bound())
-            if done:
-                break
+        self._wait_for(lambda: all(worker.ended for worker in self.workers))
         for worker in self.workers:
             self._reap(worker)
-            if worker.status != 0:
+            if worker.status != 0 or worker.stats is None:
                 self._fail(worker)
         self._merge(float("inf"))
         stats = merge_stats([worker.stats or {} for worker in self.workers])
-        stats["capture"] = [
-            source.stats.as_dict() | {"source": source.name} for source in self.sources
-        ]
-        stats["sharding"] = {"workers": len(self.workers)} | self.router.stats.as_dict()
+        stats["sharding"] = {"workers": len(self.workers)} | self.workers[0].router_stats
         return stats
-
-    def _all_ended(self) -> bool:
-        return all(worker.ended for worker in self.workers)
 
     @property
     def consumed(self) -> int:
         """Bytes of the files read so far, for progress bars."""
         done = sum(source.size for source in self.sources[:-1])
-        return done + (self.sources[-1].consumed if self.sources else 0)
+        return done + min((worker.consumed for worker in self.workers), default=0)
 
 
+_INDEX = operator.itemgetter(0)
 _ORDER = operator.itemgetter(0, 1)
-_IPV4_START = struct.Struct("!B5xHxB")  # version and header length, fragment field, protocol
+_ETHERTYPE_IPV4 = b"\x08\x00"
+
+
+def _short_path_headers(ip: int, ethertype_at: int) -> struct.Struct:
+    """What the short path reads of a frame in one call: the link layer's protocol (empty when
+    the link type has none), IPv4's version and header length, fragment field and protocol,
+    and the addresses and ports (the connection's key)."""
+    if ethertype_at < 0:
+        return struct.Struct(f"!0s{ip}xB5xHxB2x12s")
+    return struct.Struct(f"!{ethertype_at}x2s{ip - ethertype_at - 2}xB5xHxB2x12s")
 
 
 def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
