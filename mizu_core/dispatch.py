@@ -27,6 +27,7 @@ from mizu_core.plugins import LoadedPlugin, PluginManager
 from mizu_core.reassembly import Connection
 
 EntrySink = Callable[[dict[str, Any]], None]
+_Analyzer = tuple[LoadedPlugin | None, Callable[..., Any] | None]
 
 
 @dataclass(slots=True)
@@ -95,6 +96,8 @@ class Dispatcher:
         self.swap_roles: Callable[[Connection], None] | None = None
         """Set by the engine to the reassembler's, for ConnectionContext.swap_roles."""
         self._live: dict[int, _State] = {}
+        self._analyzers: dict[str, _Analyzer] = {}
+        """The plugin and ``analyze`` hook of each declared protocol seen in a pair."""
 
     # -- the reassembler's callbacks -----------------------------------------------------------
 
@@ -164,6 +167,7 @@ class Dispatcher:
         over_limit = final or len(client_head) + len(server_head) >= self.offer_limit
         client = connection.info.client  # the chunks kept were recorded with these roles
         for plugin in list(state.candidates):
+            context.owner = plugin.name  # what the plugin counts while asked is its own
             answer = self.plugins.call(
                 plugin, "dissect", context=context, client_head=client_head, server_head=server_head
             )
@@ -173,6 +177,7 @@ class Dispatcher:
             if answer is NEED_MORE and not over_limit:
                 return  # a plugin ranked higher is not sure yet: the others wait
             state.candidates.remove(plugin)
+        context.owner = ""
         self.stats.connections_unclaimed += 1
         state.chunks.clear()
         state.heads = [bytearray(), bytearray()]
@@ -231,23 +236,34 @@ class Dispatcher:
     # -- pairs and entries ---------------------------------------------------------------------
 
     def _pair(self, state: _State, pair: Pair) -> None:
-        if self.on_pair is not None:
-            self.on_pair(pair)
-        state.entry_count += 1
-        entry = self.builder.build(f"{state.entry_prefix}{state.entry_count}", pair)
-        owner = self.plugins.owner(pair.protocol.name) or state.owner
-        if owner is not None:
-            analyze = owner.hooks.get("analyze")
-            if analyze is not None:
-                try:
-                    analyzed = analyze(pair=pair, entry=entry)
-                except Exception as error:
-                    self.plugins.failed(owner, "analyze", error)
-                    return
-                if analyzed is not None:
-                    entry = analyzed
+        on_pair = self.on_pair
+        if on_pair is not None:
+            on_pair(pair)
+        count = state.entry_count = state.entry_count + 1
+        entry = self.builder.build(f"{state.entry_prefix}{count}", pair)
+        name = (pair.request or pair.response).protocol.name  # type: ignore[union-attr]
+        owner, analyze = self._analyzers.get(name) or self._analyzer(name, state)
+        if analyze is not None:
+            try:
+                analyzed = analyze(pair=pair, entry=entry)
+            except Exception as error:
+                assert owner is not None
+                self.plugins.failed(owner, "analyze", error)
+                return
+            if analyzed is not None:
+                entry = analyzed
         self.stats.entries += 1
         self.sink(entry)
+
+    def _analyzer(self, protocol_name: str, state: _State) -> _Analyzer:
+        """Who analyzes a pair of ``protocol_name``: the plugin that declared the protocol
+        (remembered: declarations do not change), else the connection's owner."""
+        declarer = self.plugins.owner(protocol_name)
+        if declarer is not None:
+            analyzer = self._analyzers[protocol_name] = (declarer, declarer.hooks.get("analyze"))
+            return analyzer
+        owner = state.owner
+        return owner, owner.hooks.get("analyze") if owner is not None else None
 
     def expire(self, now: float) -> None:
         """Turn requests unanswered for longer than the response timeout into entries."""

@@ -67,7 +67,8 @@ class ConnectionContext:
         self.connection = connection
         self.stats = stats
         self.owner = ""
-        """The name of the plugin whose dissector has the connection ("" before a claim)."""
+        """The name of the plugin whose dissector has the connection, or which is being asked
+        for one ("" before the first offer)."""
         self._sink = sink
         self._matchers: list[Matcher] = []
         self._counters = counters if counters is not None else {}
@@ -87,10 +88,17 @@ class ConnectionContext:
         """Add to one of the plugin's counters (bytes skipped, resyncs, heartbeats...): they
         appear under the plugin's name in the capture's stats (``mizu dissect``'s summary,
         the hub's status)."""
+        self.counters[name] += amount
+
+    @property
+    def counters(self) -> Counter[str]:
+        """The plugin's counters themselves, for a dissector that counts on every feed:
+        ``counters["frames"] += n`` spares :meth:`count`'s call. The owner is known from the
+        ``dissect`` hook on, so a dissector may keep them from its constructor."""
         counters = self._counters.get(self.owner)
         if counters is None:
             counters = self._counters[self.owner] = Counter()
-        counters[name] += amount
+        return counters
 
     def emit(self, request: Message | None, response: Message | None) -> None:
         """Hand a finished pair (or a lone message) to the core."""

@@ -36,11 +36,16 @@ class JsonlSink:
         self._binary: IO[bytes] | None = binary
 
     def write(self, entry: dict[str, Any]) -> None:
-        line = encode_json_line(entry)
-        if self._binary is not None:
-            self._binary.write(line)
+        try:
+            # encode_json_line's first attempt, without a call per entry around it.
+            line = orjson.dumps(entry, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
+        except orjson.JSONEncodeError:
+            line = encode_json_line(entry)
+        binary = self._binary
+        if binary is not None:
+            binary.write(line)
             if self.live:
-                self._binary.flush()
+                binary.flush()
         else:
             self.stream.write(line.decode())
 

@@ -297,11 +297,12 @@ class AmqpDissector(Dissector):
         self.channels: dict[int, _Channel] = {}
         self.heartbeats = 0
         self.protocol_header = ""
+        self.counters = context.counters
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         frames = self.sides[direction].reader.feed(data, timestamp)
         if frames:
-            self.context.count("frames", frames)
+            self.counters["frames"] += frames
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         side = self.sides[direction]
