@@ -43,6 +43,8 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 PACKET_SHIPPING_INTERVAL = 0.5
 """Seconds between shipments of kept raw packets to the hub (pcap export)."""
+REPLAY_COMMIT_SECONDS = 60.0
+"""How long a finished replay waits for the hub to store its entries before saying so."""
 
 
 def parse_size(text: str) -> int:
@@ -398,7 +400,8 @@ class LocalSession:
 
             def capture() -> None:
                 try:
-                    self.capture(source, pcaps)
+                    if self.capture(source, pcaps):
+                        asyncio.run_coroutine_threadsafe(self.announce_replay(len(pcaps)), loop)
                 except KeyboardInterrupt:  # Ctrl-C seen by libpcap's handler, below
                     loop.call_soon_threadsafe(stop.set)
                 finally:
@@ -421,14 +424,16 @@ class LocalSession:
         finally:
             await runner.cleanup()
 
-    def capture(self, source: LiveSource | None, pcaps: Sequence[str]) -> None:
+    def capture(self, source: LiveSource | None, pcaps: Sequence[str]) -> bool:
+        """Run the live source or replay the files; True once a replay has been read whole."""
         try:
             if source is not None:
                 if isinstance(source, RecordingLiveSource) and source.keeper is not None:
                     self.keepers.append(source.keeper)
                 self.engine.run(source)
                 self.engine.finish()
-            elif self.settings.pcap_export:
+                return False
+            if self.settings.pcap_export:
                 for path in pcaps:
                     replayed = KeepingFileSource(path)
                     self.keepers.append(replayed.keeper)
@@ -436,10 +441,18 @@ class LocalSession:
                     self.engine.finish()
             else:
                 self.engine.run_files(pcaps)
-                click.echo(
-                    f"mizu: replayed {len(pcaps)} file(s), "
-                    f"{self.engine.dispatcher.stats.entries:,} entries; still serving",
-                    err=True,
-                )
+            return True
         except (CaptureError, OSError) as error:
             click.echo(f"mizu: capture stopped: {error}", err=True)
+            return False
+
+    async def announce_replay(self, files: int) -> None:
+        """Say that the replay is done once the hub has stored its entries, so that "still
+        serving" means a dashboard that shows the whole replay."""
+        stored = await self.client.flush(timeout=REPLAY_COMMIT_SECONDS)
+        pending = "" if stored else f" ({self.client.buffered():,} not yet stored)"
+        click.echo(
+            f"mizu: replayed {files} file(s), "
+            f"{self.engine.dispatcher.stats.entries:,} entries{pending}; still serving",
+            err=True,
+        )
