@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import logging
 import sys
@@ -251,7 +250,7 @@ def dissect(
     elif output == "openapi":
         sink = OpenApiSink(stdout)
     elif workers > 1:
-        sink = LineSink(stdout)  # the workers encode or render the lines
+        sink = JsonlSink(stdout)  # writes the lines the workers encoded or rendered
     else:
         sink = JsonlSink(stdout) if output == "jsonl" else TableSink(plugins, stdout)
     settings = EngineSettings(tapper_id=tapper_id, response_timeout=response_timeout)
@@ -280,29 +279,7 @@ def parse_workers(value: str) -> int | None:
     return int(value)
 
 
-class LineSink:
-    """Output lines the workers already encoded or rendered, written as they are."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        binary = getattr(stream, "buffer", None)
-        if isinstance(binary, io.RawIOBase):  # an unbuffered Python (-u): buffer the lines
-            binary = io.BufferedWriter(binary, buffer_size=1 << 16)
-        self._binary: IO[bytes] | None = binary
-
-    def write_line(self, line: bytes) -> None:
-        if self._binary is not None:
-            self._binary.write(line)
-        else:
-            self.stream.write(line.decode())
-
-    def close(self) -> None:
-        self.stream.flush()
-        if self._binary is not None:
-            self._binary.flush()
-
-
-DissectSink = JsonlSink | TableSink | HarSink | OpenApiSink | LineSink
+DissectSink = JsonlSink | TableSink | HarSink | OpenApiSink
 
 
 def dissect_in_process(
@@ -314,7 +291,6 @@ def dissect_in_process(
     settings: EngineSettings,
 ) -> tuple[dict[str, Any], bool]:
     """The files through one engine, here; returns the stats and whether a file failed."""
-    assert not isinstance(sink, LineSink)
     write = filtered(sink.write, query, plugins)
     engine = Engine(plugins, redacting(write, Redactor()) if redact else write, settings)
     failed = False
@@ -353,7 +329,7 @@ def dissect_sharded(
     except QueryError as error:
         raise click.BadParameter(error.describe(query), param_hint="'-q'") from None
     write_line: Callable[[bytes], None]
-    if isinstance(sink, LineSink):
+    if isinstance(sink, JsonlSink):
         write_line = sink.write_line
     else:
         write_entry = sink.write

@@ -41,6 +41,10 @@ class JsonlSink:
             line = orjson.dumps(entry, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
         except orjson.JSONEncodeError:
             line = encode_json_line(entry)
+        self.write_line(line)
+
+    def write_line(self, line: bytes) -> None:
+        """A line encoded elsewhere (by a worker process), newline included."""
         binary = self._binary
         if binary is not None:
             binary.write(line)

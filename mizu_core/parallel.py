@@ -49,12 +49,6 @@ from mizu_core.capture import FileSource
 from mizu_core.decode import (
     IPPROTO_TCP,
     IPV6_FRAGMENT,
-    LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_LINUX_SLL2,
-    LINKTYPE_RAW,
-    LINKTYPE_RAW_DLT,
     Decoder,
     ipv4_fragment_key,
     ipv6_fragment_key,
@@ -65,6 +59,7 @@ from mizu_core.emit import encode_json_line
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginManager
 from mizu_core.query import Query
+from mizu_core.reassembly import FAST_IPV4_LAYOUTS
 from mizu_core.redact import Redactor, redacting
 
 AUTO_MIN_BYTES = 8 << 20
@@ -89,17 +84,6 @@ MAX_FRAGMENT_ROUTES = 4096
 
 _NAME = struct.Struct("<I")  # the length of a file name the parent sends
 _REPLY = struct.Struct("<I")  # the length of a reply a worker sends
-
-# Where the IPv4 header starts and where the link layer says "IPv4" (-1: nowhere to check), for
-# the link types whose common packets the router reads without the general decoder.
-_FAST_LAYOUTS = {
-    LINKTYPE_ETHERNET: (14, 12),
-    LINKTYPE_LINUX_SLL: (16, 14),
-    LINKTYPE_LINUX_SLL2: (20, 0),
-    LINKTYPE_RAW: (0, -1),
-    LINKTYPE_RAW_DLT: (0, -1),
-    LINKTYPE_IPV4: (0, -1),
-}
 
 # What an item is: its payload and what the parent does with it.
 _OPENED = 0  # the worker's next connection opened; no payload
@@ -334,7 +318,7 @@ class ShardSource:
         loads = router.stats.worker_bytes
         route_other = router.route
         linktype = self.linktype
-        ip, ethertype_at = _FAST_LAYOUTS.get(linktype, (-1, -1))
+        ip, ethertype_at = FAST_IPV4_LAYOUTS.get(linktype, (-1, -1))
         minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
         unpack_headers = _short_path_headers(max(ip, 0), ethertype_at).unpack_from
         says_ipv4 = _ETHERTYPE_IPV4 if ethertype_at >= 0 else b""

@@ -50,9 +50,7 @@ sequence, acknowledgement and flags) is the same packet seen twice (capturing on
 pod's packet on its veth and on the bridge); a real retransmission comes later (Linux waits at
 least 10 ms)."""
 
-# Where the IPv4 header starts and where the link layer says "IPv4" (-1: nowhere to check), for
-# the link types the short path of :meth:`Reassembler.consume` knows.
-_FAST_LAYOUTS = {
+FAST_IPV4_LAYOUTS = {
     LINKTYPE_ETHERNET: (14, 12),
     LINKTYPE_LINUX_SLL: (16, 14),
     LINKTYPE_LINUX_SLL2: (20, 0),
@@ -60,11 +58,13 @@ _FAST_LAYOUTS = {
     LINKTYPE_RAW_DLT: (0, -1),
     LINKTYPE_IPV4: (0, -1),
 }
+"""Where the IPv4 header starts and where the link layer says "IPv4" (-1: nowhere to check), for
+the link types whose common packets short paths read without the general decoder."""
 _ETHERTYPE_IPV4 = 0x0800
 
 
 def _short_path_headers(ip: int, ethertype_at: int) -> tuple[struct.Struct, int, int | bytes]:
-    """The short path's one unpacking of a frame of a layout of :data:`_FAST_LAYOUTS`: the
+    """The short path's one unpacking of a frame of a layout of :data:`FAST_IPV4_LAYOUTS`: the
     struct, where it starts, and the first field's value for IPv4 (the ethertype; an empty
     field where the link layer has none)."""
     if ethertype_at < 0:
@@ -221,7 +221,7 @@ class Reassembler:
         deliver = self.consumer.data
         decode = decoder.decode
         segment = self.segment
-        ip, ethertype_at = _FAST_LAYOUTS.get(decoder.linktype, (-1, -1))
+        ip, ethertype_at = FAST_IPV4_LAYOUTS.get(decoder.linktype, (-1, -1))
         minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
         headers, headers_at, ipv4 = _short_path_headers(max(ip, 0), ethertype_at)
         unpack = headers.unpack_from
