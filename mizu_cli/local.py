@@ -394,22 +394,13 @@ class LocalSession:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
 
-            def listen_for_signals() -> None:
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(signum, stop.set)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
 
             def capture() -> None:
-                try:
-                    if self.capture(source, pcaps):
-                        asyncio.run_coroutine_threadsafe(self.announce_replay(len(pcaps)), loop)
-                except KeyboardInterrupt:  # Ctrl-C seen by libpcap's handler, below
-                    loop.call_soon_threadsafe(stop.set)
-                finally:
-                    # iterating a pypcap handle installs its own SIGINT handler, which only
-                    # flags that handle and is never removed: give Ctrl-C back to the loop
-                    loop.call_soon_threadsafe(listen_for_signals)
+                if self.capture(source, pcaps):
+                    asyncio.run_coroutine_threadsafe(self.announce_replay(len(pcaps)), loop)
 
-            listen_for_signals()
             thread = threading.Thread(target=capture, name="mizu-capture", daemon=True)
             thread.start()
             shipper = asyncio.create_task(self.ship_packets_every(PACKET_SHIPPING_INTERVAL))

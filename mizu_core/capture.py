@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +89,11 @@ class FileSource:
         self.linktype: int = self._handle.datalink()
 
     def __iter__(self) -> Iterator[Packet | None]:
-        # pypcap installs a SIGINT handler of its own when iteration starts and leaves it:
-        # remember the process's, so that check_complete can put it back.
-        self._sigint_handler = signal.getsignal(signal.SIGINT)
         # Straight from libpcap: a Python layer per packet would cost a tenth of the budget.
-        return iter(self._handle)
+        # Not iter(handle): pypcap's __iter__ installs a C SIGINT handler of its own that only
+        # flags the handle and stays after the file is read, from whichever thread read it, so
+        # Ctrl-C would never again reach Python.
+        return iter(self._handle.__next__, None)
 
     @property
     def consumed(self) -> int:
@@ -108,19 +106,12 @@ class FileSource:
     def check_complete(self, frames: int, frame_bytes: int) -> None:
         """Called once the file is read: libpcap stops quietly at a record cut short, so compare
         what it returned with the file's size (classic pcap; pcapng blocks vary in size)."""
-        self._restore_sigint()
         self.stats.received = frames
         if (
             not self.is_pcapng
             and _PCAP_FILE_HEADER + frames * _PCAP_RECORD_HEADER + frame_bytes < self.size
         ):
             self.stats.truncated_file = True
-
-    def _restore_sigint(self) -> None:
-        handler = getattr(self, "_sigint_handler", None)
-        if handler is None or threading.current_thread() is not threading.main_thread():
-            return  # only the main thread may set handlers, and pypcap's then runs only there
-        signal.signal(signal.SIGINT, handler)
 
 
 class LiveSource:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from mizu_core.capture import CaptureError, LiveSource
+from mizu_core.capture import CaptureError, FileSource, LiveSource
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginManager
 
@@ -82,3 +84,17 @@ def test_unknown_interface_and_bad_filter_are_clear_errors() -> None:
         LiveSource(["lo"], bpf_filter="tcp port banana")
     with pytest.raises(CaptureError, match="different link types"):
         LiveSource(["lo", "any"])
+
+
+def test_reading_a_file_in_a_thread_leaves_ctrl_c_to_python() -> None:
+    """Local mode replays files in a thread; pypcap's own SIGINT handler, installed by its
+    iterator from any thread and never removed, swallowed every later Ctrl-C."""
+    capture = Path(__file__).resolve().parent.parent / "data" / "core" / "http11-keepalive.pcap"
+    read = []
+    reader = threading.Thread(target=lambda: read.extend(FileSource(capture)))
+    reader.start()
+    reader.join()
+    assert read
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(2)
