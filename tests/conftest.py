@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,3 +46,15 @@ def turns_on_path(turns_plugins: Path) -> Iterator[Path]:
         sys.path.remove(str(turns_plugins))
         for name in [module for module in sys.modules if module.startswith("mizu_turns")]:
             del sys.modules[name]
+
+
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in a program started from a terminal: a suite
+    started in the background by a shell without job control inherits it ignored."""
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

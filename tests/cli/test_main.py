@@ -220,7 +220,7 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
     assert piped.stderr.count(b"\n") == 1 and b"%" not in piped.stderr
 
 
-def test_reading_a_file_leaves_ctrl_c_to_the_program() -> None:
+def test_reading_a_file_leaves_ctrl_c_to_the_program(python_sigint: None) -> None:
     """pypcap swallows SIGINT after reading a file unless the source puts Python's back."""
     import signal
     import time

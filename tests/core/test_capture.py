@@ -86,7 +86,7 @@ def test_unknown_interface_and_bad_filter_are_clear_errors() -> None:
         LiveSource(["lo", "any"])
 
 
-def test_reading_a_file_in_a_thread_leaves_ctrl_c_to_python() -> None:
+def test_reading_a_file_in_a_thread_leaves_ctrl_c_to_python(python_sigint: None) -> None:
     """Local mode replays files in a thread; pypcap's own SIGINT handler, installed by its
     iterator from any thread and never removed, swallowed every later Ctrl-C."""
     capture = Path(__file__).resolve().parent.parent / "data" / "core" / "http11-keepalive.pcap"
