@@ -10,7 +10,7 @@ from typing import IO, Any
 import click
 
 from mizu_core.plugins import PluginManager
-from mizu_core.query import QueryError, compile_query
+from mizu_core.query import Query, QueryError, compile_query
 from mizu_core.views import entry_row
 
 
@@ -86,16 +86,23 @@ def summary_line(stats: dict[str, Any]) -> str:
     return "mizu: " + ", ".join(parts)
 
 
+def compile_query_option(text: str, plugins: PluginManager) -> Query | None:
+    """The ``-q`` option's query (None when empty); a syntax error is a usage error."""
+    if not text:
+        return None
+    try:
+        return compile_query(text, plugins.macros)
+    except QueryError as error:
+        raise click.BadParameter(error.describe(text), param_hint="'-q'") from None
+
+
 def filtered(
     write: Callable[[dict[str, Any]], None], text: str, plugins: PluginManager
 ) -> Callable[[dict[str, Any]], None]:
     """``write`` for the entries ``text`` matches, at most ``limit(n)`` of them, redacted."""
-    if not text:
+    query = compile_query_option(text, plugins)
+    if query is None:
         return write
-    try:
-        query = compile_query(text, plugins.macros)
-    except QueryError as error:
-        raise click.BadParameter(error.describe(text), param_hint="'-q'") from None
     written = 0
 
     def write_matching(entry: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import orjson
 
 from mizu_cli.common import (
     TableSink,
+    compile_query_option,
     filtered,
     load_plugins,
     summary_line,
@@ -28,7 +29,6 @@ from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.parallel import ShardedDissection, ShardSettings, WorkerFailed, auto_workers
 from mizu_core.plugins import PluginError, PluginManager
-from mizu_core.query import QueryError, compile_query
 from mizu_core.redact import Redactor, redacting
 
 log = logging.getLogger("mizu")
@@ -324,10 +324,7 @@ def dissect_sharded(
 ) -> tuple[dict[str, Any], bool]:
     """The files' connections shared out among ``workers`` processes; the workers filter,
     redact and render, this process merges their lines."""
-    try:
-        compiled = compile_query(query, plugins.macros) if query else None
-    except QueryError as error:
-        raise click.BadParameter(error.describe(query), param_hint="'-q'") from None
+    compiled = compile_query_option(query, plugins)
     write_line: Callable[[bytes], None]
     if isinstance(sink, JsonlSink):
         write_line = sink.write_line
