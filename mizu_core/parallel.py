@@ -59,7 +59,7 @@ from mizu_core.emit import encode_json_line
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginManager
 from mizu_core.query import Query
-from mizu_core.reassembly import FAST_IPV4_LAYOUTS
+from mizu_core.reassembly import FAST_IPV4_LAYOUTS, short_path_headers
 from mizu_core.redact import Redactor, redacting
 
 AUTO_MIN_BYTES = 8 << 20
@@ -320,8 +320,8 @@ class ShardSource:
         linktype = self.linktype
         ip, ethertype_at = FAST_IPV4_LAYOUTS.get(linktype, (-1, -1))
         minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
-        unpack_headers = _short_path_headers(max(ip, 0), ethertype_at).unpack_from
-        says_ipv4 = _ETHERTYPE_IPV4 if ethertype_at >= 0 else b""
+        headers, headers_at, says_ipv4 = short_path_headers(max(ip, 0), ethertype_at)
+        unpack_headers = headers.unpack_from
         flows_get = router.flows.get
         frame_bytes = 0
         index = self.start - 1
@@ -331,7 +331,9 @@ class ShardSource:
             frame_bytes += size
             owner: int | None = -1
             if size >= minimum:
-                link_type, version_ihl, fragment, protocol, key = unpack_headers(frame)
+                link_type, version_ihl, _, fragment, protocol, key, _, _, _ = unpack_headers(
+                    frame, headers_at
+                )
                 if (
                     link_type == says_ipv4
                     and version_ihl == 0x45
@@ -823,16 +825,6 @@ class ShardedDissection:
 
 _INDEX = operator.itemgetter(0)
 _ORDER = operator.itemgetter(0, 1)
-_ETHERTYPE_IPV4 = b"\x08\x00"
-
-
-def _short_path_headers(ip: int, ethertype_at: int) -> struct.Struct:
-    """What the short path reads of a frame in one call: the link layer's protocol (empty when
-    the link type has none), IPv4's version and header length, fragment field and protocol,
-    and the addresses and ports (the connection's key)."""
-    if ethertype_at < 0:
-        return struct.Struct(f"!0s{ip}xB5xHxB2x12s")
-    return struct.Struct(f"!{ethertype_at}x2s{ip - ethertype_at - 2}xB5xHxB2x12s")
 
 
 def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:

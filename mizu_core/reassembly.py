@@ -63,7 +63,7 @@ the link types whose common packets short paths read without the general decoder
 _ETHERTYPE_IPV4 = 0x0800
 
 
-def _short_path_headers(ip: int, ethertype_at: int) -> tuple[struct.Struct, int, int | bytes]:
+def short_path_headers(ip: int, ethertype_at: int) -> tuple[struct.Struct, int, int | bytes]:
     """The short path's one unpacking of a frame of a layout of :data:`FAST_IPV4_LAYOUTS`: the
     struct, where it starts, and the first field's value for IPv4 (the ethertype; an empty
     field where the link layer has none)."""
@@ -223,7 +223,7 @@ class Reassembler:
         segment = self.segment
         ip, ethertype_at = FAST_IPV4_LAYOUTS.get(decoder.linktype, (-1, -1))
         minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
-        headers, headers_at, ipv4 = _short_path_headers(max(ip, 0), ethertype_at)
+        headers, headers_at, ipv4 = short_path_headers(max(ip, 0), ethertype_at)
         unpack = headers.unpack_from
         short_path = 0
         frame_bytes = 0
