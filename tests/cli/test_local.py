@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from mizu_cli.local import parse_size
+from tests.support.processes import wait_for_stderr
 from tests.support.web import threaded_server
 
 pytestmark = pytest.mark.live
@@ -74,15 +75,7 @@ def local_tap(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str], Path
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 30
-    for line in process.stderr:
-        if "dashboard at" in line:
-            assert f"http://127.0.0.1:{port}" in line
-            break
-        assert time.monotonic() < deadline, "mizu tap did not start"
-    else:
-        pytest.fail(f"mizu tap exited: {process.wait()}")
+    assert f"http://127.0.0.1:{port}" in wait_for_stderr(process, "dashboard at")
     yield port, process, pcap
     if process.poll() is None:
         process.kill()
@@ -184,12 +177,7 @@ def test_pcap_replay_ends_on_sigint_and_reads_rules_from_config(tmp_path: Path) 
         text=True,
     )
     try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if "still serving" in line:
-                break
-        else:
-            pytest.fail(f"mizu tap exited: {process.wait()}")
+        wait_for_stderr(process, "still serving")
         rows = get_json(port, "/entries", query="http")["data"]
         assert rows and all(row["rules"] == {"passed": 1, "failed": 0} for row in rows)
         process.send_signal(signal.SIGINT)

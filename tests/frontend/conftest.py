@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from tests.support.processes import wait_for_stderr
 from tests.support.web import threaded_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -165,14 +165,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 30
-    for line in process.stderr:
-        if "dashboard at" in line:
-            break
-        assert time.monotonic() < deadline, "mizu tap did not start"
-    else:
-        pytest.fail(f"mizu tap exited: {process.wait()}")
+    wait_for_stderr(process, "dashboard at")
     # keep reading stderr so that the hub never blocks on a full pipe
     threading.Thread(target=process.stderr.read, daemon=True).start()
     yield f"http://127.0.0.1:{port}"

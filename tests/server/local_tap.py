@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.server.multiservice import free_port
+from tests.support.processes import wait_for_stderr
 
 
 @contextmanager
@@ -31,16 +31,8 @@ def local_tap(db_dir: Path, *source: str) -> Iterator[int]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stderr is not None
-    ready = "still serving" if "--pcap" in source else "dashboard at"
-    deadline = time.monotonic() + 30
     try:
-        for line in process.stderr:
-            if ready in line:
-                break
-            assert time.monotonic() < deadline, "mizu tap did not start"
-        else:
-            pytest.fail(f"mizu tap exited: {process.wait()}")
+        wait_for_stderr(process, "still serving" if "--pcap" in source else "dashboard at")
         yield port
     finally:
         process.terminate()
