@@ -752,7 +752,7 @@ class Tapper:
         from mizu_core.capture import LiveSource
         from mizu_core.engine import Engine, EngineSettings
         from mizu_core.pcap_export import PacketKeeper
-        from mizu_server.tapper_client import TapperClient
+        from mizu_server.tapper_client import TapperClient, run_id_prefix
 
         self.base_filter = bpf_filter
         self.targeted = targeted
@@ -771,7 +771,9 @@ class Tapper:
             self.source = LiveSource(interfaces, initial_filter)
         self.client = TapperClient(f"{hub_url.rstrip('/')}/wsTapper", token, tapper_id)
         self.client.on_message = self.on_hub_message
-        self.engine = Engine(self.plugins, self.emit, EngineSettings(tapper_id=tapper_id))
+        self.engine = Engine(
+            self.plugins, self.emit, EngineSettings(tapper_id=run_id_prefix(tapper_id))
+        )
         self.target_ips: list[str] = []
 
     def emit(self, entry: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
 from mizu_server.rules import RulesError, load_rules
-from mizu_server.tapper_client import TapperClient
+from mizu_server.tapper_client import TapperClient, run_id_prefix
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_DB = Path.home() / ".mizu" / "local" / "entries.db"
@@ -338,7 +338,7 @@ class LocalSession:
         self.client = TapperClient(
             f"http://127.0.0.1:{port}/wsTapper", settings.token, tapper_id="local"
         )
-        self.engine = Engine(plugins, self.emit, EngineSettings(tapper_id="local"))
+        self.engine = Engine(plugins, self.emit, EngineSettings(tapper_id=run_id_prefix("local")))
 
     def emit(self, entry: dict[str, Any]) -> None:
         """The engine's sink, on the capture thread: ignored user agents dropped, secrets

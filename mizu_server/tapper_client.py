@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,14 @@ from mizu_core.pcap_export import ConnectionPackets
 from mizu_server.frames import pack_encoded_entries
 
 log = logging.getLogger(__name__)
+
+
+def run_id_prefix(tapper_id: str) -> str:
+    """What a tapper run's entry ids start with: its name and, in hex, the millisecond the run
+    began. Connections are numbered from 1 again in every run and the hub drops entries whose
+    id it has stored, so ids made of the name alone would have a restarted tapper's entries
+    taken for its previous run's and dropped."""
+    return f"{tapper_id}.{time.time_ns() // 1_000_000:x}"
 
 
 @dataclass(slots=True)

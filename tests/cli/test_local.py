@@ -190,3 +190,33 @@ def test_pcap_replay_ends_on_sigint_and_reads_rules_from_config(tmp_path: Path) 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_second_run_on_the_same_database_keeps_its_entries(tmp_path: Path) -> None:
+    """Connections are numbered from 1 again in every run: the second run's entries must not
+    be taken for the first run's (the hub drops entries whose id it has) and lost."""
+    capture = Path(__file__).resolve().parent.parent / "data" / "http" / "mizu-http1.pcap"
+    counts = []
+    for _ in range(2):
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "mizu_cli", "tap", "--pcap", str(capture)),
+                *("--no-browser", "--db", str(tmp_path / "entries.db"), "-p", str(port)),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_stderr(process, "still serving")
+            rows = get_json(port, "/entries", query="http", limit="10000")["data"]
+            counts.append(len(rows))
+            assert len({row["id"] for row in rows}) == len(rows)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert counts[0] > 0
+    assert counts[1] == 2 * counts[0]
