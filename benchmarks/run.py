@@ -169,6 +169,18 @@ class Measurement:
         return min(self.runs, key=lambda run: run.wall_s) if self.runs and not self.note else None
 
 
+def compile_project() -> None:
+    """Compile Mizu's modules to bytecode first, as installing a package does: with
+    PYTHONDONTWRITEBYTECODE set (as on our CI machines) a source checkout would otherwise be
+    compiled again by every run, about a quarter of a second of start-up."""
+    packages = [REPO_ROOT / name for name in ("mizu_core", "mizu_server", "mizu_cli", "plugins")]
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", *map(str, packages)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def measure(tool: Tool, repeat: int, log: TextIO) -> Measurement:
     """Best of `repeat` runs; stops at the first failure, which becomes the row's note."""
     result = Measurement(tool, note=tool.missing)
@@ -350,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         "to stdout and the table to stderr",
     )
     args = parser.parse_args(argv)
+    compile_project()
     log = sys.stderr if args.json == "-" else sys.stdout
     pcap: Path = args.pcap.resolve()
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gen_http_pcap import count_pcap
-from run import BENCH_DIR, Run, run_once
+from run import BENCH_DIR, Run, compile_project, run_once
 
 
 def write_summary(pcap: Path, **fields: Any) -> None:
@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="keep each tool's best run")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
+    compile_project()
     bench = BENCHMARKS[args.protocol]
     pcap: Path = (args.pcap or bench.default_pcap).resolve()
     if not pcap.exists():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gen_grpc_pcap import DEFAULT_OUT
 from gen_http_pcap import count_pcap
-from run import TSHARK, Tool, measure, print_report, ratios, row, tools
+from run import TSHARK, Tool, compile_project, measure, print_report, ratios, row, tools
 
 
 class TsharkGrpcMessages:
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs of each tool")
     parser.add_argument("--mizu-args", default="", help="extra arguments for mizu dissect")
     args = parser.parse_args(argv)
+    compile_project()
     pcap: Path = args.pcap.resolve()
     if not pcap.exists():
         sys.exit(f"{pcap}: missing (make it with benchmarks/gen_grpc_pcap.py --out {pcap})")
