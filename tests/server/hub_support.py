@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from mizu_core.query import Query
 from mizu_core.tcp_plugin import TCP
+from mizu_server.store import FORWARD, SqliteStore
 
 
 def make_entry(number: int, method: str = "GET", status: int = 200, **extra: Any) -> dict[str, Any]:
@@ -50,3 +52,19 @@ def make_entry(number: int, method: str = "GET", status: int = 200, **extra: Any
         },
         **extra,
     }
+
+
+def listed_seqs(
+    store: SqliteStore, query: Query, size: int, direction: int, budget: float | None = None
+) -> list[int]:
+    """The sequences a listing pages through, ``size`` at a time, in ``direction`` order."""
+    seen: list[int] = []
+    left_off = None
+    for _ in range(10_000):
+        page = store.page(query, size, left_off, direction, budget=budget)
+        ordered = [item.seq for item in page.entries]
+        seen += ordered if direction == FORWARD else ordered[::-1]
+        left_off = page.left_off
+        if page.exhausted:
+            return seen
+    raise AssertionError("the listing never ended")

@@ -13,6 +13,7 @@ from mizu_core.query import compile_query
 from mizu_server import store as store_module
 from mizu_server.pushdown import COLUMN_NAMES, column_values
 from mizu_server.store import BACKWARD, FORWARD, SqliteStore, id_key
+from tests.server.hub_support import listed_seqs
 
 
 def _entry(number: int, tapper: str = "node-a.18f3") -> dict[str, object]:
@@ -54,16 +55,7 @@ def test_index_plan_walks_every_epoch(monkeypatch: pytest.MonkeyPatch, direction
     expected = [number + 1 for number in range(100) if number % 13 == 0]
     if direction == BACKWARD:
         expected.reverse()
-    seen: list[int] = []
-    left_off = None
-    while True:
-        page = store.page(query, 3, left_off, direction)
-        ordered = [item.seq for item in page.entries]
-        seen += ordered if direction == FORWARD else ordered[::-1]
-        left_off = page.left_off
-        if page.exhausted:
-            break
-    assert seen == expected
+    assert listed_seqs(store, query, 3, direction) == expected
 
 
 def test_ids_of_one_run_keep_their_order_in_the_index() -> None:
