@@ -88,7 +88,7 @@ class FileSource:
             raise CaptureError(f"{path}: libpcap cannot read it: {error}") from None
         self.linktype: int = self._handle.datalink()
 
-    def __iter__(self) -> Iterator[Packet | None]:
+    def __iter__(self) -> Iterator[Packet]:
         # Straight from libpcap: a Python layer per packet would cost a tenth of the budget.
         # Not iter(handle): pypcap's __iter__ installs a C SIGINT handler of its own that only
         # flags the handle and stays after the file is read, from whichever thread read it, so

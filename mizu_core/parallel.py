@@ -41,7 +41,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import StringIO
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import orjson
 
@@ -721,7 +721,7 @@ class ShardedDissection:
             worker.error = (reply[1], reply[2])
             self._fail(worker)
 
-    def _fail(self, worker: _Worker) -> None:
+    def _fail(self, worker: _Worker) -> NoReturn:
         self.stop()
         if worker.error is not None:
             reason, details = worker.error
