@@ -14,10 +14,8 @@ comparisons (text > integer) from disagreeing with the language's strict ones.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from mizu_core.query import Query
@@ -27,6 +25,7 @@ from mizu_core.query.evaluate import (
     is_directive,
     is_number,
     lookup,
+    regex,
     regex_text,
 )
 from mizu_core.query.syntax import (
@@ -124,12 +123,7 @@ def column_values(entry: Mapping[str, Any]) -> list[str | int | float | None]:
 def sql_regex(pattern: str, value: Any) -> int:
     """``mizu_regex(pattern, column)`` in SQL: the language's regex match."""
     text = regex_text(value)
-    return int(text is not None and _compiled(pattern).search(text) is not None)
-
-
-@lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    return int(text is not None and regex(pattern).search(text) is not None)
 
 
 def translate(query: Query) -> Sql:

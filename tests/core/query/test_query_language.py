@@ -287,3 +287,20 @@ def test_printed_trees_evaluate_the_same(tree: Node) -> None:
     second = compile_query(to_text(parse(to_text(tree))))
     for entry in (http_entry(), kafka_entry(), {}):
         assert first(entry) == second(entry)
+
+
+def test_a_backtracking_regex_runs_in_linear_time() -> None:
+    """With a backtracking engine this pattern doubles its time with every character of the
+    path (hours for a UUID-long segment); the hub runs filters on its store thread."""
+    query = compile_query('request.path == r"([^/]+)+#"')
+    entry = {"request": {"path": "/" + "a1b2c3d4" * 8}}
+    started = time.perf_counter()
+    assert not query(entry)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_regexes_outside_re2_syntax_are_query_errors() -> None:
+    with pytest.raises(QueryError) as caught:
+        compile_query('request.path == r"(?=/api)"')
+    assert "bad regex" in str(caught.value)
+    assert "RE2" in caught.value.hint
