@@ -143,20 +143,36 @@ def request_query(request: web.Request) -> Query:
         ) from None
 
 
+def paging_numbers(limit: object, left_off: object) -> tuple[int, int | None]:
+    """``limit`` and ``leftOff`` as a listing takes them (from a URL or a WebSocket message);
+    ValueError saying what is wrong. Above MAX_LIMIT a limit is lowered to it."""
+    number = _whole_number(limit)
+    if number is None:
+        raise ValueError("limit must be a whole number (0: no history, only what comes next)")
+    if left_off in (None, "", "latest"):
+        return min(number, MAX_LIMIT), None
+    position = _whole_number(left_off)
+    if position is None or position >= 1 << 63:
+        raise ValueError("leftOff must be 'latest' or an entry's seq (a whole number from 0)")
+    return min(number, MAX_LIMIT), position
+
+
+def _whole_number(value: object) -> int | None:
+    if type(value) is int:
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdecimal():
+        return int(value)
+    return None
+
+
 def parse_paging(request: web.Request) -> tuple[int, int | None, int]:
     params = request.query
     try:
-        limit = int(params.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        raise web.HTTPBadRequest(text="limit must be a whole number") from None
-    left_off_text = params.get("leftOff", "")
-    if left_off_text in ("", "latest"):
-        left_off = None
-    else:
-        try:
-            left_off = int(left_off_text)
-        except ValueError:
-            raise web.HTTPBadRequest(text="leftOff must be a number or 'latest'") from None
+        limit, left_off = paging_numbers(
+            params.get("limit", str(DEFAULT_LIMIT)), params.get("leftOff")
+        )
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=str(error)) from None
     direction_text = params.get("direction", "-1")
     if direction_text in ("-1", "backward"):
         direction = BACKWARD
@@ -164,7 +180,7 @@ def parse_paging(request: web.Request) -> tuple[int, int | None, int]:
         direction = FORWARD
     else:
         raise web.HTTPBadRequest(text="direction is -1 (older) or 1 (newer)")
-    return max(0, min(limit, MAX_LIMIT)), left_off, direction
+    return limit, left_off, direction
 
 
 async def list_entries(request: web.Request) -> web.Response:
@@ -220,9 +236,12 @@ async def validate_query(request: web.Request) -> web.Response:
         body = await request.json()
     except ValueError:
         body = dict(await request.post())
-    text = body.get("query", "") if isinstance(body, dict) else ""
+    text = body.get("query") if isinstance(body, dict) else None
     if not isinstance(text, str):
-        return web.json_response({"error": "query must be a string"}, status=400)
+        return web.json_response(
+            {"error": 'send the query as JSON, {"query": "..."}, or as a form field query=...'},
+            status=400,
+        )
     try:
         query = hub.compile(text)
     except QueryError as error:
@@ -332,7 +351,12 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
                     raise ValueError("not an object")
             except ValueError:
                 request_body = {"query": message.data}
-            text = str(request_body.get("query", ""))
+            text = request_body.get("query", "")
+            if not isinstance(text, str):
+                await socket.send_json(
+                    {"type": "error", "data": {"message": "query must be a string"}}
+                )
+                continue
             try:
                 query = hub.compile(text)
             except QueryError as error:
@@ -357,13 +381,14 @@ async def stream(
     subscription = hub.subscribe(query, after_seq)
     try:
         try:
-            limit = max(0, min(int(request_body.get("limit", DEFAULT_LIMIT)), MAX_LIMIT))
-            left_off = request_body.get("leftOff")
-            left_off = int(left_off) if left_off not in (None, "", "latest") else after_seq + 1
-        except (TypeError, ValueError):
-            await socket.send_json({"type": "error", "data": {"message": "bad limit or leftOff"}})
+            limit, left_off = paging_numbers(
+                request_body.get("limit", DEFAULT_LIMIT), request_body.get("leftOff")
+            )
+        except ValueError as error:
+            await socket.send_json({"type": "error", "data": {"message": str(error)}})
             return
-        page = await hub.run(hub.db.page, query, limit, min(left_off, after_seq + 1), BACKWARD)
+        before = after_seq + 1 if left_off is None else min(left_off, after_seq + 1)
+        page = await hub.run(hub.db.page, query, limit, before, BACKWARD)
         for item in page.entries:
             row = {**hub.row(query, item.entry), "seq": item.seq}
             await socket.send_json({"type": "entry", "data": row})

@@ -376,7 +376,8 @@ class SqliteStore:
         if query.limit is not None:
             limit = min(limit, query.limit)
         sql = translate(query)
-        cursor = (left_off or 0) if direction == FORWARD else (left_off or self._seq + 1)
+        start = 0 if direction == FORWARD else self._seq + 1
+        cursor = start if left_off is None else left_off
         found: list[StoredEntry] = []
         scanned = 0
         exhausted = partial = False
@@ -425,7 +426,7 @@ class SqliteStore:
         bound, order = ("seq > ?", "ASC") if forward else ("seq < ?", "DESC")
         select = f"SELECT seq, data FROM entries WHERE {bound} AND {sql.where}"
         params = (cursor, *sql.params, chunk)
-        end = (self._seq + 1) if forward else 0
+        end = self._seq if forward else 0
         now = time.monotonic()
         probe = now + _WALK_PROBE if deadline is None else min(now + _WALK_PROBE, deadline)
         rows = self._run(f"{select} ORDER BY seq {order} LIMIT ?", params, probe)
@@ -438,7 +439,7 @@ class SqliteStore:
         rows = []
         window = "seq <= ?" if forward else "seq >= ?"
         while True:
-            edge = cursor + _WINDOW if forward else max(cursor - _WINDOW, 0)
+            edge = min(cursor + _WINDOW, self._seq) if forward else max(cursor - _WINDOW, 0)
             rows += self.db.execute(
                 f"{select} AND {window} ORDER BY seq {order} LIMIT ?",
                 (cursor, *sql.params, edge, chunk - len(rows)),

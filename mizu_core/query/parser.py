@@ -8,9 +8,11 @@ error, so a typo never silently matches nothing.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from mizu_core.query.syntax import (
@@ -59,6 +61,11 @@ _OPERATOR_HINTS = {
     "|": "join alternatives with or",
 }
 _MAX_MACRO_DEPTH = 8
+MAX_NESTING = 100
+"""Parentheses and ``not`` nested deeper than this are refused (parsing them recurses)."""
+MAX_DEPTH = 300
+"""The deepest syntax tree a query may have: evaluating it recurses as deep. A chain of ``and``
+or ``or`` is one level deeper per condition."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +176,7 @@ class Parser:
         self.index = 0
         self.macros = macros
         self.depth = depth
+        self.nesting = 0
 
     # -- token helpers -------------------------------------------------------------------------
 
@@ -236,8 +244,23 @@ class Parser:
     def parse_not(self) -> Node:
         if self.at_word("not") or self.at("op", "!"):
             position = self.advance().position
-            return Not(self.parse_not(), position=position)
+            with self.nested(position):
+                return Not(self.parse_not(), position=position)
         return self.parse_comparison()
+
+    @contextlib.contextmanager
+    def nested(self, position: int) -> Iterator[None]:
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise QueryError(
+                "the query nests too deeply",
+                position,
+                f"at most {MAX_NESTING} levels of parentheses and not",
+            )
+        try:
+            yield
+        finally:
+            self.nesting -= 1
 
     def parse_comparison(self) -> Node:
         left = self.parse_postfix()
@@ -313,7 +336,8 @@ class Parser:
             return Literal(-number, position=token.position)
         if token.kind == "op" and token.value == "(":
             self.advance()
-            node = self.parse_or()
+            with self.nested(token.position):
+                node = self.parse_or()
             self.expect(")", "close the parenthesis with )")
             return node
         if token.kind == "ident":
@@ -371,4 +395,32 @@ class Parser:
 
 def parse(text: str, macros: Mapping[str, str] | None = None) -> Node | None:
     """The syntax tree of ``text``; None for an empty query. Raises :class:`QueryError`."""
-    return Parser(text, macros or {}).parse()
+    tree = Parser(text, macros or {}).parse()
+    if tree is not None:
+        _check_depth(tree)
+    return tree
+
+
+def _check_depth(tree: Node) -> None:
+    pending = [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise QueryError(
+                "the query is too deep to evaluate",
+                node.position,
+                f"at most {MAX_DEPTH} levels: match alternatives with one regex, "
+                'such as src.ip == r"^10\\.0\\.0\\.(1|2|3)$"',
+            )
+        pending.extend((child, depth + 1) for child in _children(node))
+
+
+def _children(node: Node) -> list[Node]:
+    found: list[Node] = []
+    for field in dataclasses.fields(node):
+        value = getattr(node, field.name)
+        if isinstance(value, Node):
+            found.append(value)
+        elif isinstance(value, tuple):
+            found.extend(item for item in value if isinstance(item, Node))
+    return found

@@ -309,3 +309,49 @@ def test_a_listing_that_scans_in_python_stops_at_the_scan_budget(plugins: Plugin
             assert len(exact["data"]) == 100 and not exact["meta"]["partial"]
 
     run(scenario())
+
+
+def test_paging_values_and_query_bodies_that_make_no_sense_are_400s(
+    plugins: PluginManager,
+) -> None:
+    async def scenario() -> None:
+        async with hub_client(plugins) as client:
+            await send_frames(client, [[make_entry(n) for n in range(3)]])
+            for params in (
+                {"limit": "-1"},
+                {"limit": "1_0"},
+                {"limit": " 1 "},
+                {"leftOff": "-5"},
+                {"leftOff": str(1 << 63)},
+                {"leftOff": "99999999999999999999999"},
+            ):
+                response = await client.get("/entries", params=params)
+                assert response.status == 400, params
+                assert "must be" in await response.text()
+            deep = "(" * 200 + "http" + ")" * 200
+            for response in (
+                await client.get("/entries", params={"query": deep}),
+                await client.post("/query/validate", json={"query": deep}),
+                await client.post("/query/validate", json={"query": " and ".join(["http"] * 1000)}),
+            ):
+                assert response.status == 400 and "deep" in str(await response.json())
+            for body in ('request.method === "GET"', "[1, 2]"):
+                response = await client.post("/query/validate", data=body)
+                assert response.status == 400
+                assert "query" in (await response.json())["error"]
+            async with client.ws_connect("/ws") as browser:
+                for message in (
+                    {"query": "http", "limit": "Infinity"},
+                    {"query": "http", "leftOff": -1},
+                ):
+                    await browser.send_str(json.dumps(message).replace('"Infinity"', "1e999"))
+                    error = await browser.receive_json()
+                    assert error["type"] == "error" and "must be" in error["data"]["message"]
+                await browser.send_json({"query": None})
+                error = await browser.receive_json()
+                assert error == {"type": "error", "data": {"message": "query must be a string"}}
+                await browser.send_json({"query": "http", "limit": 2})
+                rows = [await browser.receive_json() for _ in range(3)]
+                assert [row["type"] for row in rows] == ["entry", "entry", "meta"]
+
+    run(scenario())

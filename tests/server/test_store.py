@@ -129,3 +129,36 @@ def test_the_oldest_timestamp_is_found_in_any_epoch(monkeypatch: pytest.MonkeyPa
     entries[2]["timestamp"] = "not a time"
     store.insert(entries)
     assert store.oldest_timestamp() == 1_600_000_000_000
+
+
+def test_following_forward_picks_up_what_is_stored_after_the_end() -> None:
+    """An exhausted forward page's leftOff is the last seq it reached, so the next entry
+    stored is the first of the next page (it was skipped)."""
+    store = SqliteStore(":memory:")
+    store.insert([_entry(number) for number in range(5)])
+    query = compile_query("")
+    page = store.page(query, 100, None, FORWARD)
+    assert page.exhausted and page.left_off == 5
+    store.insert([_entry(5)])
+    assert [item.seq for item in store.page(query, 100, page.left_off, FORWARD).entries] == [6]
+
+
+def test_the_windowed_walk_forward_stops_at_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "_WALK_PROBE", 0.0)
+    monkeypatch.setattr(store_module, "_PROGRESS_STEPS", 1)
+    monkeypatch.setattr(store_module, "_WINDOW", 7)
+    store = SqliteStore(":memory:")
+    store.insert([_entry(number) for number in range(20)])
+    query = compile_query('request.path.contains("/items/3")')
+    seen = listed_seqs(store, query, 2, FORWARD, budget=0.0)
+    left_off = store.page(query, 100, seen[-1], FORWARD, budget=0.0).left_off
+    assert left_off <= 20
+    store.insert([_entry(24)])  # /items/3 again
+    assert [item.seq for item in store.page(query, 100, left_off, FORWARD).entries] == [21]
+
+
+def test_left_off_zero_going_back_is_the_end() -> None:
+    store = SqliteStore(":memory:")
+    store.insert([_entry(number) for number in range(5)])
+    page = store.page(compile_query(""), 100, 0, BACKWARD)
+    assert page.entries == [] and page.exhausted

@@ -304,3 +304,27 @@ def test_regexes_outside_re2_syntax_are_query_errors() -> None:
         compile_query('request.path == r"(?=/api)"')
     assert "bad regex" in str(caught.value)
     assert "RE2" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("(" * 101 + "response.status == 200" + ")" * 101, "nests too deeply"),
+        ("not " * 101 + "response.status == 200", "nests too deeply"),
+        (" and ".join(["response.status == 200"] * 1000), "too deep to evaluate"),
+        ("request" + ".a" * 400 + " == 1", "too deep to evaluate"),
+    ],
+)
+def test_queries_too_deep_to_evaluate_are_query_errors(text: str, message: str) -> None:
+    """Parsing and evaluating recurse: past Python's stack these were RecursionErrors (500s in
+    the hub) instead of errors the user can act on."""
+    with pytest.raises(QueryError) as caught:
+        compile_query(text)
+    assert message in str(caught.value)
+
+
+def test_long_chains_within_the_limits_still_work() -> None:
+    query = compile_query(" or ".join(f"response.status == {n}" for n in range(250)))
+    assert query({"response": {"status": 249}}) and not query({"response": {"status": 250}})
+    nested = compile_query("(" * 100 + "response.status == 200" + ")" * 100)
+    assert nested({"response": {"status": 200}})
