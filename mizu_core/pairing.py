@@ -28,12 +28,13 @@ class Matcher:
         raise NotImplementedError
 
     def expire(self, older_than: float) -> int:
-        """Emit, unanswered, every request whose first byte is older than ``older_than``."""
+        """Emit, unanswered, every request whose first byte is older than ``older_than`` and
+        whose answer has not begun (see ``answering``)."""
         raise NotImplementedError
 
     def flush(self) -> int:
         """Emit every pending request unanswered (the connection ended)."""
-        return self.expire(float("inf"))
+        raise NotImplementedError
 
 
 class InOrderMatcher(Matcher):
@@ -42,6 +43,8 @@ class InOrderMatcher(Matcher):
     def __init__(self, sink: PairSink, max_pending: int = 1024) -> None:
         super().__init__(sink, max_pending)
         self._requests: deque[Message] = deque()
+        self._answering = False
+        """The oldest request's answer has begun."""
 
     @property
     def pending(self) -> int:
@@ -49,13 +52,20 @@ class InOrderMatcher(Matcher):
 
     def request(self, message: Message) -> None:
         if len(self._requests) >= self._max_pending:
+            self._answering = False
             self._sink(self._requests.popleft(), None)
         self._requests.append(message)
+
+    def answering(self) -> None:
+        """The answer to the oldest request has begun: it is not expired while the rest of
+        the answer comes (a long poll, a slow download)."""
+        self._answering = bool(self._requests)
 
     def response(self, message: Message) -> None:
         """Pair with the oldest unanswered request; a response with none becomes a pair with no
         request (the capture missed it)."""
         request = self._requests.popleft() if self._requests else None
+        self._answering = False
         self._sink(request, message)
 
     def peek(self) -> Message | None:
@@ -64,11 +74,17 @@ class InOrderMatcher(Matcher):
         return self._requests[0] if self._requests else None
 
     def expire(self, older_than: float) -> int:
+        if self._answering:
+            return 0
         count = 0
         while self._requests and self._requests[0].first_time < older_than:
             self._sink(self._requests.popleft(), None)
             count += 1
         return count
+
+    def flush(self) -> int:
+        self._answering = False
+        return self.expire(float("inf"))
 
 
 class KeyedMatcher(Matcher):
@@ -77,6 +93,8 @@ class KeyedMatcher(Matcher):
     def __init__(self, sink: PairSink, max_pending: int = 4096) -> None:
         super().__init__(sink, max_pending)
         self._requests: OrderedDict[Hashable, Message] = OrderedDict()
+        self._answering: set[Hashable] = set()
+        """Keys of pending requests whose answer has begun."""
 
     @property
     def pending(self) -> int:
@@ -87,12 +105,23 @@ class KeyedMatcher(Matcher):
         unanswered."""
         previous = self._requests.pop(key, None)
         if previous is not None:
+            self._answering.discard(key)
             self._sink(previous, None)
         elif len(self._requests) >= self._max_pending:
-            self._sink(self._requests.popitem(last=False)[1], None)
+            oldest, request = self._requests.popitem(last=False)
+            self._answering.discard(oldest)
+            self._sink(request, None)
         self._requests[key] = message
 
+    def answering(self, key: Hashable) -> None:
+        """The answer to the request under ``key`` has begun: it is not expired while the rest
+        of the answer comes (a long poll, a stream of server messages)."""
+        if key in self._requests:
+            self._answering.add(key)
+
     def response(self, key: Hashable, message: Message) -> None:
+        if self._answering:
+            self._answering.discard(key)
         self._sink(self._requests.pop(key, None), message)
 
     def get(self, key: Hashable) -> Message | None:
@@ -103,12 +132,21 @@ class KeyedMatcher(Matcher):
     def take(self, key: Hashable) -> Message | None:
         """Remove and return the pending request under ``key`` without emitting it, for
         protocols that build the pair themselves."""
+        if self._answering:
+            self._answering.discard(key)
         return self._requests.pop(key, None)
 
     def expire(self, older_than: float) -> int:
+        answering = self._answering
         expired = [
-            key for key, message in self._requests.items() if message.first_time < older_than
+            key
+            for key, message in self._requests.items()
+            if message.first_time < older_than and key not in answering
         ]
         for key in expired:
             self._sink(self._requests.pop(key), None)
         return len(expired)
+
+    def flush(self) -> int:
+        self._answering.clear()
+        return self.expire(float("inf"))

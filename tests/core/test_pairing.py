@@ -66,6 +66,45 @@ def test_keyed_matcher_pairs_by_key_in_any_order() -> None:
     assert matcher.pending == 0
 
 
+def test_a_request_whose_answer_has_begun_is_not_expired() -> None:
+    """A long poll or a slow download: the answer's head came at once, its end much later."""
+    pairs: list = []
+    in_order = InOrderMatcher(lambda request, response: pairs.append((request, response)))
+    in_order.request(message("wait", 1.0))
+    in_order.request(message("next", 2.0))
+    in_order.answering()
+    assert in_order.expire(older_than=100.0) == 0
+    in_order.response(message("WAIT", 40.0))
+    assert names(pairs) == [("wait", "WAIT")]
+    assert in_order.expire(older_than=100.0) == 1  # the next one's answer has not begun
+    assert names(pairs)[-1] == ("next", None)
+
+    pairs.clear()
+    keyed = KeyedMatcher(lambda request, response: pairs.append((request, response)))
+    keyed.request(1, message("stream", 1.0))
+    keyed.request(3, message("quiet", 1.0))
+    keyed.answering(1)
+    keyed.answering(7)  # no such request: nothing to keep
+    assert keyed.expire(older_than=100.0) == 1
+    assert names(pairs) == [("quiet", None)]
+    keyed.response(1, message("STREAM", 60.0))
+    assert names(pairs)[-1] == ("stream", "STREAM")
+    keyed.request(1, message("again", 61.0))  # the key reused: not answering any more
+    assert keyed.expire(older_than=100.0) == 1
+
+
+def test_flush_ends_requests_even_while_answered() -> None:
+    pairs: list = []
+    keyed = KeyedMatcher(lambda request, response: pairs.append((request, response)))
+    keyed.request(1, message("stream", 1.0))
+    keyed.answering(1)
+    in_order = InOrderMatcher(lambda request, response: pairs.append((request, response)))
+    in_order.request(message("download", 1.0))
+    in_order.answering()
+    assert keyed.flush() == 1 and in_order.flush() == 1
+    assert names(pairs) == [("stream", None), ("download", None)]
+
+
 def test_unanswered_requests_become_entries_without_response(turns_on_path: Path) -> None:
     outputs = run_bytes(
         [

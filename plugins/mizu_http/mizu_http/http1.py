@@ -606,6 +606,8 @@ class Side:
         self.current = partial
         self.state = state
         self.remaining = length
+        if not self.is_request:
+            self.session.matcher.answering(sequence)
         return partial
 
     def _body(self, data: bytes, wire: int) -> None:

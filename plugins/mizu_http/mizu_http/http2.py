@@ -409,6 +409,8 @@ class Http2Session:
         half.add_headers(headers, len(fragments), undecoded)
         if flags & END_STREAM:
             self._ended(stream, side, timestamp)
+        elif side == 1 and stream.queued:
+            self.matcher.answering(number)
 
     def _decode(self, side: int, block: bytes) -> tuple[list[tuple[str, str]] | None, int]:
         try:
@@ -426,6 +428,8 @@ class Http2Session:
         if side == 0 and not stream.queued:
             stream.queued = True
             self.matcher.request(stream.number, self._message(stream, True))
+            if stream.response.headers is not None:  # answered before the request ended
+                self.matcher.answering(stream.number)
         elif side == 1:
             self._finish(stream.number, timestamp)
 
