@@ -636,3 +636,6 @@ class Reassembler:
                 self._close(connection, CloseReason.OPEN, time)
         self.table.clear()
         self.buffered_total = 0
+        # the next capture's clock starts afresh: a file recorded earlier than this one would
+        # otherwise never reach the next sweep, and its requests would never time out
+        self._last_sweep = 0.0

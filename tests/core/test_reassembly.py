@@ -7,15 +7,17 @@ import json
 import random
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mizu_core import CloseReason, Direction
-from mizu_core.engine import EngineSettings
+from mizu_core.engine import Engine, EngineSettings
+from mizu_core.plugins import PluginManager
 from mizu_core.reassembly import ReassemblyLimits
-from tests.support.packets import ACK, FIN, SYN, ip_frame
+from tests.support.packets import ACK, FIN, LINKTYPE_RAW, SYN, conversation, ip_frame
 from tests.support.perturb import Perturber, read_pcap, write_pcap
 from tests.support.recorder import RecordedConnection, record_streams
 
@@ -238,3 +240,37 @@ def test_a_pure_ack_then_data_with_the_same_numbers_is_no_duplicate(tmp_path: Pa
     (record,), engine = record_streams(path)
     assert bytes(record.streams[Direction.SERVER_TO_CLIENT]) == b"x" * 1000
     assert engine.stats()["reassembly"]["duplicate_packets"] == 0
+
+
+def test_each_file_times_out_requests_by_its_own_clock(tmp_path: Path) -> None:
+    """A file recorded before the one read ahead of it never reached a sweep, so its requests
+    never timed out: the same file gave other entries depending on what came before it."""
+
+    def capture(name: str, start: float, answer_after: float) -> str:
+        request = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+        frames = conversation(
+            ("10.0.0.1", 40000),
+            ("10.0.0.2", 80),
+            [(True, request), (False, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+        )
+        # the server acknowledges the request, and answers a second later
+        acknowledged = ip_frame("10.0.0.2", 80, "10.0.0.1", 40000, 5000, 1000 + len(request), ACK)
+        frames.insert(3, acknowledged)
+        acked_at = start + max(answer_after - 1, 0.001)
+        times = [start, start, start, acked_at, *(start + answer_after,) * 4]
+        path = tmp_path / name
+        write_pcap(path, list(zip(times, frames, strict=True)), LINKTYPE_RAW)
+        return str(path)
+
+    later = capture("later.pcap", 1_900_000_000.0, 0.01)
+    earlier = capture("earlier.pcap", 1_600_000_000.0, 40.0)
+
+    def entries(paths: list[str]) -> list[tuple[bool, bool]]:
+        found: list[dict[str, Any]] = []
+        plugins = PluginManager().discover(allow=["http", "tcp"])
+        Engine(plugins, found.append, EngineSettings(tapper_id="t")).run_files(paths)
+        return [(entry["request"] is not None, entry["response"] is not None) for entry in found]
+
+    alone = entries([earlier])
+    assert alone == [(True, False), (False, True)]  # answered after the 30 s timeout
+    assert entries([later, earlier]) == [(True, True), *alone]
