@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from mizu_core.decode import Decoder
+from mizu_core.decode import LINKTYPE_RAW, Decoder, network_offset
 
 Frame = tuple[float, bytes]
 PCAP_SNAPLEN = 262144
@@ -188,3 +188,26 @@ def write_pcap(stream: IO[bytes], linktype: int, frames: Iterable[Frame]) -> int
         stream.write(frame)
         count += 1
     return count
+
+
+def write_capture(stream: IO[bytes], packets: Iterable[tuple[int, float, bytes]]) -> int:
+    """``(linktype, timestamp, frame)`` packets as one classic pcap file; returns how many.
+    Packets of one link type are written as they are. Of several (captures of an Ethernet
+    device and of loopback, say), the frames are cut to their IP packets under link type RAW:
+    a file holds one link type, and libpcap reads pcapng only when all its interfaces share
+    theirs. Frames that carry no IP are left out then."""
+    packets = list(packets)
+    linktypes = {linktype for linktype, _, _ in packets}
+    if len(linktypes) == 1:
+        return write_pcap(stream, linktypes.pop(), ((time, frame) for _, time, frame in packets))
+    return write_pcap(stream, LINKTYPE_RAW, _ip_packets(packets))
+
+
+def _ip_packets(packets: Iterable[tuple[int, float, bytes]]) -> Iterator[Frame]:
+    for linktype, time, frame in packets:
+        try:
+            offset = network_offset(linktype, frame)
+        except (IndexError, struct.error):
+            continue
+        if offset >= 0:
+            yield time, frame[offset:]

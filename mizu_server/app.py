@@ -11,7 +11,6 @@ import hmac
 import io
 import json
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from mizu_core import __version__
-from mizu_core.pcap_export import entry_connection_key, write_pcap
+from mizu_core.pcap_export import entry_connection_key, write_capture
 from mizu_core.query import Query, QueryError
 from mizu_core.views import entry_representation
 from mizu_server.frames import read_tapper_frame
@@ -270,8 +269,8 @@ async def get_har(request: web.Request) -> web.Response:
 
 
 async def get_pcap(request: web.Request) -> web.StreamResponse:
-    """A pcap file of the connections of the entries ``query`` matches (the newest
-    ``HAR_MAX_ENTRIES``), in the capture's link type, for Wireshark."""
+    """A capture file of the connections of the entries ``query`` matches (the newest
+    ``HAR_MAX_ENTRIES``), for Wireshark (see :func:`write_capture` for mixed link types)."""
     hub = request.app[HUB_KEY]
     if not hub.settings.pcap_export:
         return web.json_response(
@@ -287,15 +286,13 @@ async def get_pcap(request: web.Request) -> web.StreamResponse:
     )
     keys = {key for item in page.entries if (key := entry_connection_key(item.entry))}
     packets = await hub.run(hub.db.packets, keys)
-    linktypes = Counter(linktype for linktype, _, _ in packets)
-    if not linktypes:
+    if not packets:
         return web.json_response(
             {"error": "no packets kept for the matching entries", "entries": len(page.entries)},
             status=404,
         )
-    linktype = linktypes.most_common(1)[0][0]  # one source per tapper: mixed only across nodes
     body = io.BytesIO()
-    write_pcap(body, linktype, ((t, frame) for kind, t, frame in packets if kind == linktype))
+    write_capture(body, packets)
     return web.Response(
         body=body.getvalue(),
         content_type="application/vnd.tcpdump.pcap",

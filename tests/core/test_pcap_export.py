@@ -8,7 +8,8 @@ from pathlib import Path
 import dpkt
 
 from mizu_core.capture import FileSource
-from mizu_core.pcap_export import PacketKeeper, connection_key, write_pcap
+from mizu_core.decode import LINKTYPE_RAW
+from mizu_core.pcap_export import PacketKeeper, connection_key, write_capture, write_pcap
 
 CAPTURE = Path(__file__).resolve().parent.parent / "data" / "http" / "mizu-http1.pcap"
 
@@ -58,3 +59,29 @@ def test_connection_key_is_the_same_both_ways() -> None:
         "10.0.0.1", 5000, "10.0.0.2", 80
     )
     assert connection_key("::1", 80, "::1", 81) != connection_key("::1", 80, "::1", 82)
+
+
+def test_frames_of_two_link_types_are_written_as_their_ip_packets(tmp_path: Path) -> None:
+    ethernet, ethernet_frames = frames()
+    loopback_source = FileSource(CAPTURE.with_name("sv_http-event-chunk.pcap"))
+    loopback = loopback_source.linktype
+    loopback_frames = [packet for packet in loopback_source if packet is not None]
+    assert ethernet != loopback
+    mixed = [(ethernet, time, frame) for time, frame in ethernet_frames] + [
+        (loopback, time, frame) for time, frame in loopback_frames
+    ]
+    path = tmp_path / "mixed.pcap"
+    with path.open("wb") as stream:
+        assert write_capture(stream, mixed) == len(mixed)
+    with path.open("rb") as stream:
+        assert dpkt.pcap.Reader(stream).datalink() == LINKTYPE_RAW
+    source = FileSource(path)
+    read = [frame for time, frame in (packet for packet in source if packet is not None)]
+    assert read == [frame[14:] for _, frame in ethernet_frames] + [
+        frame[4:] for _, frame in loopback_frames
+    ]
+    one = io.BytesIO()
+    single = [(ethernet, time, frame) for time, frame in ethernet_frames]
+    assert write_capture(one, single) == len(single)
+    one.seek(0)
+    assert dpkt.pcap.Reader(one).datalink() == ethernet
