@@ -7,6 +7,7 @@ Decoding is for display: the entry keeps the wire size (``bodySize``) beside the
 from __future__ import annotations
 
 import base64
+import re
 import zlib
 from typing import Any
 
@@ -116,8 +117,15 @@ def base64_fields(data: bytes) -> dict[str, Any]:
     return {"text": base64.b64encode(data).decode("ascii"), "encoding": "base64"}
 
 
+_CONTROL_OCTET = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
+"""ASCII control characters that text does not hold (tab, line breaks, form feed and the escape
+of terminal colours it may); framed binary such as gRPC's valid UTF-8 often does."""
+
+
 def text_fields(data: bytes) -> dict[str, Any]:
-    """``{text}`` for UTF-8 data, ``{text, encoding: "base64"}`` for anything else (HAR)."""
+    """``{text}`` for UTF-8 text, ``{text, encoding: "base64"}`` for anything else (HAR)."""
+    if _CONTROL_OCTET.search(data):
+        return base64_fields(data)
     try:
         return {"text": data.decode("utf-8")}
     except UnicodeDecodeError:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import zlib
 
 import brotli
 import pytest
 import zstandard
-from mizu_http.bodies import Body, DecodeError, content_decode, describe
+from mizu_http.bodies import Body, DecodeError, content_decode, describe, text_fields
 
 TEXT = b"mizu " * 1000
 
@@ -57,3 +58,21 @@ def test_binary_bodies_are_base64() -> None:
         "text": "/wA=",
         "encoding": "base64",
     }
+
+
+@pytest.mark.parametrize(
+    ("data", "as_text"),
+    [
+        (b"plain text\twith\r\nlines\x0c and \x1b[31mcolour\x1b[0m", True),
+        ("caf\u00e9\u00a0cr\u00e8me".encode(), True),
+        (b"\x00\x00\x00\x00\x05\n\x03ada", False),  # a gRPC message: valid UTF-8, not text
+        (b"\xff\xfe binary", False),
+    ],
+)
+def test_bodies_are_text_only_when_they_read_as_text(data: bytes, as_text: bool) -> None:
+    fields = text_fields(data)
+    if as_text:
+        assert fields == {"text": data.decode()}
+    else:
+        assert fields["encoding"] == "base64"
+        assert base64.b64decode(fields["text"]) == data
