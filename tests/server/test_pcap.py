@@ -20,6 +20,8 @@ from mizu_server.hub import Hub, HubSettings
 from tests.cli.test_local import free_port
 
 CAPTURE = Path(__file__).resolve().parent.parent / "data" / "http" / "mizu-http1.pcap"
+LOOPBACK_CAPTURE = CAPTURE.with_name("sv_http-event-chunk.pcap")
+"""Link type NULL (BSD loopback), where CAPTURE's is Ethernet."""
 TSHARK_FIELDS = ("http.request.method", "http.request.uri", "http.response.code")
 
 
@@ -39,9 +41,12 @@ def run(coroutine: Coroutine[Any, Any, None]) -> None:
 
 
 async def replay_and_fetch(
-    plugins: PluginManager, pcap_export: bool, queries: list[str]
+    plugins: PluginManager,
+    pcap_export: bool,
+    queries: list[str],
+    captures: tuple[Path, ...] = (CAPTURE,),
 ) -> list[tuple[int, bytes]]:
-    """Replay CAPTURE through a local session; return (status, body) of /pcap per query."""
+    """Replay captures through a local session; return (status, body) of /pcap per query."""
     port = free_port()
     settings = HubSettings(pcap_export=pcap_export)
     session = LocalSession(plugins, settings, port, printer=None)
@@ -50,7 +55,7 @@ async def replay_and_fetch(
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         session.client.start()
-        await asyncio.to_thread(session.capture, None, [str(CAPTURE)])
+        await asyncio.to_thread(session.capture, None, [str(path) for path in captures])
         session.ship_packets()
         assert await session.client.flush(timeout=10)
         results = []
@@ -86,6 +91,24 @@ def test_pcap_holds_the_matching_connections(plugins: PluginManager, tmp_path: P
         messages = tshark_http(selected)
         assert ("GET", "/coded/br", "") in messages
         assert 0 < len(messages) < len(tshark_http(CAPTURE))  # only that connection
+
+    run(scenario())
+
+
+def test_connections_of_two_link_types_are_all_exported(
+    plugins: PluginManager, tmp_path: Path
+) -> None:
+    """A pcap file holds one link type: the connections of the other were left out."""
+
+    async def scenario() -> None:
+        ((status, everything),) = await replay_and_fetch(
+            plugins, True, [""], (CAPTURE, LOOPBACK_CAPTURE)
+        )
+        assert status == 200
+        exported = tmp_path / "all.pcap"
+        exported.write_bytes(everything)
+        both = sorted(tshark_http(CAPTURE) + tshark_http(LOOPBACK_CAPTURE))
+        assert tshark_http(exported) == both
 
     run(scenario())
 
