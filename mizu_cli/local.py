@@ -12,10 +12,12 @@ import asyncio
 import os
 import re
 import signal
+import sqlite3
 import sys
 import threading
 import webbrowser
 from collections.abc import Sequence
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,12 @@ from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.pcap_export import KeeperStats, PacketKeeper
 from mizu_core.plugins import PluginError, PluginManager
+from mizu_core.query import QueryError, compile_query
 from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
 from mizu_server.rules import RulesError, load_rules
+from mizu_server.store import DatabaseInUseError, SqliteStore
 from mizu_server.tapper_client import TapperClient, run_id_prefix
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -45,6 +49,9 @@ PACKET_SHIPPING_INTERVAL = 0.5
 """Seconds between shipments of kept raw packets to the hub (pcap export)."""
 REPLAY_COMMIT_SECONDS = 60.0
 """How long a finished replay waits for the hub to store its entries before saying so."""
+MIN_DB_SIZE = "1MB"
+"""The smallest ``--max-entries-db-size``: an empty store takes some 50 KB, and a cap near that
+evicts every entry as soon as it is stored."""
 
 
 def parse_size(text: str) -> int:
@@ -59,6 +66,36 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * factor)
 
 
+def check_db_size(ctx: click.Context, param: click.Parameter, text: str) -> str:
+    """``--max-entries-db-size``: a size of at least :data:`MIN_DB_SIZE`, kept as written (the
+    cluster passes it on to its hub's configuration)."""
+    if parse_size(text) < parse_size(MIN_DB_SIZE):
+        raise click.BadParameter(f"{text} leaves no room for entries (write {MIN_DB_SIZE} or more)")
+    return text
+
+
+def open_replays(paths: Sequence[str], keep_packets: bool) -> list[FileSource]:
+    """The ``--pcap`` files, every one checked before the replay starts, as ``mizu dissect``
+    does: a file that cannot be read would otherwise end the replay, the files after it unread."""
+    try:
+        return [KeepingFileSource(path) if keep_packets else FileSource(path) for path in paths]
+    except CaptureError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def open_store(path: Path, max_bytes: int) -> SqliteStore:
+    """The hub's store in ``--db``, or a one-line error saying why it cannot be opened."""
+    try:
+        return SqliteStore(path, max_bytes)
+    except DatabaseInUseError as error:
+        raise click.ClickException(f"{error}: stop it or pick another --db") from None
+    except (OSError, sqlite3.Error) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise click.ClickException(
+            f"cannot open --db {path}: {reason}; pick another with --db"
+        ) from None
+
+
 class RecordingLiveSource(LiveSource):
     """A live source that also writes every packet it reads to a pcap file (``-w``) and/or
     keeps them per connection for ``/pcap`` (``--pcap-export``)."""
@@ -71,8 +108,14 @@ class RecordingLiveSource(LiveSource):
         keep_packets: bool = False,
     ) -> None:
         super().__init__(interfaces, bpf_filter)
+        try:
+            self._file = path.open("wb") if path is not None else None
+        except OSError as error:
+            super().close()
+            raise CaptureError(
+                f"cannot write -w {path}: {error.strerror or error}; pick another file with -w"
+            ) from None
         self.keeper = PacketKeeper(self.linktype) if keep_packets else None
-        self._file = path.open("wb") if path is not None else None
         self._writer = (
             dpkt.pcap.Writer(self._file, snaplen=262144, linktype=self.linktype)
             if self._file is not None
@@ -153,13 +196,16 @@ def headless() -> bool:
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_DB,
     show_default=True,
-    help="Where the hub keeps entries (kept across runs).",
+    help="Where the hub keeps entries (kept across runs; one mizu at a time).",
 )
 @click.option(
     "--max-entries-db-size",
     default="200MB",
     show_default=True,
-    help="tap.max-entries-db-size: beyond it, the oldest entries are evicted.",
+    metavar="SIZE",
+    callback=check_db_size,
+    help=f"tap.max-entries-db-size: beyond it, the oldest entries are evicted (at least "
+    f"{MIN_DB_SIZE}).",
 )
 @click.option("--insertion-filter", default="", help="Store only the entries this query matches.")
 @click.option(
@@ -265,6 +311,13 @@ def tap(
         plugins.configure({})
     except PluginError as error:
         raise click.ClickException(str(error)) from None
+    try:
+        compile_query(insertion_filter, plugins.macros)
+    except QueryError as error:
+        raise click.BadParameter(
+            error.describe(insertion_filter), param_hint="'--insertion-filter'"
+        ) from None
+    replays = open_replays(pcaps, keep_packets=pcap_export)
     settings = HubSettings(
         db_path=db_path,
         max_db_bytes=parse_size(max_entries_db_size),
@@ -298,17 +351,16 @@ def tap(
         except CaptureError as error:
             raise click.ClickException(str(error)) from None
     try:
-        asyncio.run(session.run(source, pcaps, open_browser=not (no_browser or headless())))
-    except OSError as error:
-        raise click.ClickException(
-            f"cannot serve on 127.0.0.1:{gui_port}: {error.strerror or error} "
-            "(pick another port with --gui-port)"
-        ) from None
+        # the hub closes the store when it stops; closing() is for a run that fails before the
+        # hub starts (closing twice does nothing)
+        with closing(open_store(db_path, settings.max_db_bytes)) as store:
+            asyncio.run(
+                session.run(store, source, replays, open_browser=not (no_browser or headless()))
+            )
     finally:
         if source is not None:
             source.close()
-    if printer is not None:
-        printer.close()
+    session.close_printer()
     line = summary_line(session.engine.stats())
     client = session.client.stats
     click.echo(f"{line}, {client.acked_entries:,} sent to the hub, {client.shed:,} shed", err=True)
@@ -350,7 +402,39 @@ class LocalSession:
             entry = self.redactor(entry)
         self.client.submit(entry)
         if self.printer is not None:
-            self.printer.write(entry)
+            # the sink runs inside the plugin's call: a printer's error raised from here would
+            # mark the plugin failed, and its entries would stop reaching the hub too
+            try:
+                self.printer.write(entry)
+            except OSError as error:
+                self.stop_printing(error)
+
+    def close_printer(self) -> None:
+        if self.printer is not None:
+            try:
+                self.printer.close()
+            except OSError as error:
+                self.stop_printing(error)
+
+    def stop_printing(self, error: OSError) -> None:
+        """Standard output went away (``| head``) or cannot be written (disk full): print no
+        more, and capture and feed the hub as before."""
+        self.printer = None
+        # what stays buffered for standard output would fail again when Python flushes it on
+        # exit, with a traceback of its own
+        with suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        reason = (
+            "standard output closed"
+            if isinstance(error, BrokenPipeError)
+            else f"cannot write standard output ({error.strerror or error})"
+        )
+        click.echo(
+            f"mizu: {reason}; entries are no longer printed (the dashboard still gets them)",
+            err=True,
+        )
 
     def status(self) -> dict[str, Any]:
         return {
@@ -377,17 +461,27 @@ class LocalSession:
             self.ship_packets()
 
     async def run(
-        self, source: LiveSource | None, pcaps: Sequence[str], open_browser: bool
+        self,
+        store: SqliteStore,
+        source: LiveSource | None,
+        replays: Sequence[FileSource],
+        open_browser: bool,
     ) -> None:
-        hub = Hub(self.settings, self.plugins)
+        hub = Hub(self.settings, self.plugins, store)
         hub.status_providers["local"] = self.status
         runner = web.AppRunner(create_app(hub), access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            try:
+                await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            except OSError as error:
+                raise click.ClickException(
+                    f"cannot serve on 127.0.0.1:{self.port}: {error.strerror or error} "
+                    "(pick another port with --gui-port)"
+                ) from None
             self.client.start()
             url = f"http://127.0.0.1:{self.port}"
-            what = f"{len(pcaps)} file(s)" if pcaps else (source.name if source else "")
+            what = f"{len(replays)} file(s)" if replays else (source.name if source else "")
             click.echo(f"mizu: dashboard at {url}  (capturing {what}; Ctrl-C to stop)", err=True)
             if open_browser:
                 webbrowser.open(url)
@@ -398,8 +492,8 @@ class LocalSession:
                 loop.add_signal_handler(signum, stop.set)
 
             def capture() -> None:
-                if self.capture(source, pcaps):
-                    asyncio.run_coroutine_threadsafe(self.announce_replay(len(pcaps)), loop)
+                if self.capture(source, replays):
+                    asyncio.run_coroutine_threadsafe(self.announce_replay(len(replays)), loop)
 
             thread = threading.Thread(target=capture, name="mizu-capture", daemon=True)
             thread.start()
@@ -415,7 +509,7 @@ class LocalSession:
         finally:
             await runner.cleanup()
 
-    def capture(self, source: LiveSource | None, pcaps: Sequence[str]) -> bool:
+    def capture(self, source: LiveSource | None, replays: Sequence[FileSource]) -> bool:
         """Run the live source or replay the files; True once a replay has been read whole."""
         try:
             if source is not None:
@@ -424,14 +518,11 @@ class LocalSession:
                 self.engine.run(source)
                 self.engine.finish()
                 return False
-            if self.settings.pcap_export:
-                for path in pcaps:
-                    replayed = KeepingFileSource(path)
+            for replayed in replays:  # each file is a capture of its own
+                if isinstance(replayed, KeepingFileSource):
                     self.keepers.append(replayed.keeper)
-                    self.engine.run(replayed)
-                    self.engine.finish()
-            else:
-                self.engine.run_files(pcaps)
+                self.engine.run(replayed)
+                self.engine.finish()
             return True
         except (CaptureError, OSError) as error:
             click.echo(f"mizu: capture stopped: {error}", err=True)

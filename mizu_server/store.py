@@ -16,16 +16,18 @@ entry is decoded again only when something reads it (:class:`StoredEntry`).
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import logging
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import msgpack
 import orjson
@@ -163,15 +165,30 @@ class Store(Protocol):
 
 
 class SqliteStore:
-    """Entries in one SQLite file (``:memory:`` for a throwaway store)."""
+    """Entries in one SQLite file (``:memory:`` for a throwaway store), which one store at a
+    time may open (:func:`lock_database`)."""
 
     def __init__(self, path: str | Path, max_bytes: int = 200 * 1000 * 1000) -> None:
         self.path = str(path)
         self.max_bytes = max_bytes
         self.stats = StoreStats()
+        self._lock: IO[str] | None = None
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._lock = lock_database(self.path)
+        try:
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except BaseException:
+            self._unlock()
+            raise
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self) -> None:
+        """Set the connection up, and the tables and indexes, upgrading an older layout."""
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         # index pages touched by random keys (paths, peers) stay cached across transactions
@@ -557,7 +574,14 @@ class SqliteStore:
         }
 
     def close(self) -> None:
+        """Close the database and let another store open it; closing twice does nothing."""
         self.db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases its lock
+            self._lock = None
 
 
 class _Transaction:
@@ -611,6 +635,31 @@ def _run_key(run: str) -> int:
     """A run's hash in the top bits of a non-negative 64-bit key."""
     digest = hashlib.blake2b(run.encode(), digest_size=8).digest()
     return (int.from_bytes(digest, "big") >> (64 - _RUN_BITS)) << (63 - _RUN_BITS)
+
+
+class DatabaseInUseError(Exception):
+    """Another store holds the database: the message names it, and the holder's pid if known."""
+
+
+def lock_database(path: str) -> IO[str]:
+    """Hold ``<path>.lock`` for as long as the returned file is open (the system lets it go
+    when the process ends, however it ends). Two stores writing one database both number
+    entries on from the same last sequence, so every insert of the second one failed."""
+    lock = os.fdopen(os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644), "r+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = lock.read().strip()
+        lock.close()
+        pid = f" (pid {holder})" if holder.isdigit() else ""
+        raise DatabaseInUseError(f"{path} is in use by another mizu{pid}") from None
+    except BaseException:
+        lock.close()
+        raise
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 def has_id(entry: Mapping[str, Any]) -> bool:

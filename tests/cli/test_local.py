@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -220,3 +221,191 @@ def test_a_second_run_on_the_same_database_keeps_its_entries(tmp_path: Path) -> 
                 process.wait()
     assert counts[0] > 0
     assert counts[1] == 2 * counts[0]
+
+
+HTTP_CAPTURE = Path(__file__).resolve().parent.parent / "data" / "http" / "mizu-http1.pcap"
+
+
+def start_tap(*arguments: str, stdout: int | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mizu_cli", "tap", "--no-browser", *arguments],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def refused_tap(*arguments: str) -> str:
+    """The standard error of a ``mizu tap`` that must refuse to start (exit 1 or 2)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mizu_cli", "tap", "--no-browser", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode in (1, 2), result.stderr
+    assert "Traceback" not in result.stderr and "dashboard at" not in result.stderr
+    return result.stderr
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C: the rest of its standard error, once it has exited 0."""
+    process.send_signal(signal.SIGINT)
+    _, remaining = process.communicate(timeout=30)
+    assert process.returncode == 0, remaining
+    return remaining
+
+
+def stderr_until(process: subprocess.Popen[str], marker: str, seconds: float = 30) -> list[str]:
+    """The lines of standard error up to the one that holds ``marker``; fails the test when
+    none does within ``seconds``, even when the process says nothing more."""
+    said: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            said.append(line)
+            if marker in line:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(seconds)
+    assert said and marker in said[-1], f"no {marker!r} in {seconds} s; it said {''.join(said)}"
+    return said
+
+
+def test_closed_standard_output_stops_the_printing_not_the_capture(tmp_path: Path) -> None:
+    """``mizu tap ... -o jsonl | head``: the broken pipe was raised inside the plugin's call, so
+    the plugin was marked failed and its entries stopped reaching the hub."""
+    dissected = subprocess.run(
+        [sys.executable, "-m", "mizu_cli", "dissect", str(HTTP_CAPTURE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    per_file = len(dissected.stdout.splitlines())
+    port = free_port()
+    replays = ("--pcap", str(HTTP_CAPTURE)) * 3
+    process = start_tap(
+        *replays, "-o", "jsonl", "--db", str(tmp_path / "e.db"), "-p", str(port),
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # the reader goes away before the first entry
+        said = stderr_until(process, "still serving")
+        assert [line for line in said if "entries are no longer printed" in line] == [
+            "mizu: standard output closed; entries are no longer printed "
+            "(the dashboard still gets them)\n"
+        ]
+        rows = get_json(port, "/entries", limit="10000")["data"]
+        assert len(rows) == 3 * per_file
+        remaining = stop(process)
+        assert f"{3 * per_file} sent to the hub" in remaining
+        assert "plugin errors: none" in remaining
+        assert "Traceback" not in "".join(said) + remaining
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_second_tap_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    """It started, and then every insert failed on the first run's sequences, unsaid."""
+    db = tmp_path / "entries.db"
+    first = start_tap("--pcap", str(HTTP_CAPTURE), "--db", str(db), "-p", str(free_port()))
+    try:
+        wait_for_stderr(first, "still serving")
+        said = refused_tap("--pcap", str(HTTP_CAPTURE), "--db", str(db), "-p", str(free_port()))
+        assert said == (
+            f"Error: {db} is in use by another mizu (pid {first.pid}): "
+            "stop it or pick another --db\n"
+        )
+        stop(first)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+
+def test_a_database_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
+    not_a_database = tmp_path / "notes.txt"
+    not_a_database.write_text("not a database\n")
+    said = refused_tap("--pcap", str(HTTP_CAPTURE), "--db", str(not_a_database))
+    assert said == (
+        f"Error: cannot open --db {not_a_database}: file is not a database; "
+        "pick another with --db\n"
+    )
+    # the directory cannot be made: not a port to change, as it was reported
+    said = refused_tap("--pcap", str(HTTP_CAPTURE), "--db", "/proc/nope/x.db")
+    assert said == (
+        "Error: cannot open --db /proc/nope/x.db: No such file or directory; "
+        "pick another with --db\n"
+    )
+
+
+def test_a_busy_port_is_reported_as_such(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        said = refused_tap(
+            "--pcap", str(HTTP_CAPTURE), "--db", str(tmp_path / "e.db"), "-p", str(port)
+        )
+    assert f"Error: cannot serve on 127.0.0.1:{port}: " in said
+    assert "(pick another port with --gui-port)" in said
+
+
+def test_a_bad_insertion_filter_is_a_usage_error() -> None:
+    said = refused_tap("--pcap", str(HTTP_CAPTURE), "--insertion-filter", "http and")
+    assert said.endswith(
+        "Error: Invalid value for '--insertion-filter': expected a value, found the end of "
+        "the query at position 8\n  http and\n          ^\nhint: a selector (request.path), "
+        "a string, a number, true, false, nil or a helper\n"
+    )
+
+
+def test_an_unwritable_capture_file_is_named(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("live capture on lo needs root (run the live tests as root)")
+    said = refused_tap(
+        *("--local", "-i", "lo", "-w", "/proc/nope/x.pcap", "--db", str(tmp_path / "e.db"))
+    )
+    assert said == (
+        "Error: cannot write -w /proc/nope/x.pcap: No such file or directory; "
+        "pick another file with -w\n"
+    )
+
+
+def test_every_replayed_file_is_checked_before_the_replay(tmp_path: Path) -> None:
+    """A bad file in the middle stopped the replay there, the files after it never read,
+    while the dashboard went on serving."""
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"GET / HTTP/1.1\r\n\r\n")
+    said = refused_tap(
+        *("--pcap", str(HTTP_CAPTURE), "--pcap", str(garbage), "--pcap", str(HTTP_CAPTURE)),
+        *("--db", str(tmp_path / "e.db")),
+    )
+    assert said == (
+        f"Error: {garbage}: not a pcap or pcapng file (it starts with 47455420); "
+        "write captures with tcpdump -w or tshark -w\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "problem"),
+    [
+        ("0", "0 leaves no room for entries (write 1MB or more)"),
+        ("1KB", "1KB leaves no room for entries (write 1MB or more)"),
+        ("abc", "'abc' is not a size (write e.g. 200MB)"),
+    ],
+)
+def test_the_database_size_cap_must_leave_room_for_entries(
+    tmp_path: Path, size: str, problem: str
+) -> None:
+    said = refused_tap(
+        "--pcap", str(HTTP_CAPTURE), "--db", str(tmp_path / "e.db"), "--max-entries-db-size", size
+    )
+    assert said.endswith(f"Error: Invalid value for '--max-entries-db-size': {problem}\n")

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from mizu_cli.local import LocalSession
+from mizu_cli.local import LocalSession, open_replays
 from mizu_core.plugins import PluginManager
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
@@ -55,7 +55,8 @@ async def replay_and_fetch(
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         session.client.start()
-        await asyncio.to_thread(session.capture, None, [str(path) for path in captures])
+        replays = open_replays([str(path) for path in captures], keep_packets=pcap_export)
+        await asyncio.to_thread(session.capture, None, replays)
         session.ship_packets()
         assert await session.client.flush(timeout=10)
         results = []
