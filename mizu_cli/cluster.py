@@ -692,7 +692,7 @@ def hub(
     checks entries against the API rules (tap.traffic-validation-file). Tappers redact and
     drop ignored user agents before entries leave their node.
     """
-    from mizu_cli.local import parse_size
+    from mizu_cli.local import open_store, parse_size
     from mizu_server.app import create_app
     from mizu_server.hub import Hub, HubSettings
 
@@ -706,7 +706,8 @@ def hub(
         rules=read_rules(rules_file)[1] if rules_file else None,
         pcap_export=config["tap.pcap-export"],
     )
-    server = Hub(settings, plugins)
+    store = open_store(db_path, settings.max_db_bytes)
+    server = Hub(settings, plugins, store)
     in_cluster = bool(watch if watch is not None else os.environ.get("KUBERNETES_SERVICE_HOST"))
     stop = threading.Event()
     if in_cluster:
@@ -720,6 +721,7 @@ def hub(
         web.run_app(create_app(server), host=host, port=port, access_log=None, print=None)
     finally:
         stop.set()
+        store.close()
 
 
 def target_filter(base: str, ips: Sequence[str]) -> str:

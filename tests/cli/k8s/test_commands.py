@@ -17,6 +17,7 @@ from mizu_cli import cluster
 from mizu_cli.config import Config, ConfigError
 from mizu_cli.k8s.manifests import DeploySettings, hub_pod, manifests
 from mizu_cli.main import cli
+from mizu_server.store import SqliteStore
 
 from .conftest import Emulator, ForwardToLocalHub, LocalHub, invoke_beside, wait_for
 
@@ -195,3 +196,19 @@ def test_a_bad_rules_file_stops_tap_before_anything_is_created(
     assert result.exit_code == 1
     assert "rule 1 ('a'), field 'type'" in result.stderr
     assert emulator.everything() == before
+
+
+def test_hub_on_a_database_in_use_or_broken_says_so(tmp_path: Path) -> None:
+    held = SqliteStore(tmp_path / "entries.db")
+    try:
+        result = CliRunner().invoke(
+            cli, ["hub", "--db", str(tmp_path / "entries.db"), "--token", "t", "--no-watch"]
+        )
+        assert result.exit_code == 1
+        assert "is in use by another mizu" in result.output and "Traceback" not in result.output
+    finally:
+        held.close()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    result = CliRunner().invoke(cli, ["hub", "--db", str(garbage), "--token", "t", "--no-watch"])
+    assert result.exit_code == 1 and f"cannot open --db {garbage}" in result.output
