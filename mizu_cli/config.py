@@ -92,13 +92,18 @@ def _redaction(key: str, value: Any) -> bool | list[str]:
 
 
 def _size(key: str, value: Any) -> str:
-    from mizu_cli.local import parse_size  # local imports the cluster code, which imports us
+    # local imports the cluster code, which imports us
+    from mizu_cli.local import MIN_DB_SIZE, parse_size
 
     text = _string(key, value)
     try:
-        parse_size(text)
+        size = parse_size(text)
     except click.BadParameter:
         raise ConfigError(f"config key {key}: {text!r} is not a size (write e.g. 200MB)") from None
+    if size < parse_size(MIN_DB_SIZE):
+        raise ConfigError(
+            f"config key {key}: {text} leaves no room for entries (write {MIN_DB_SIZE} or more)"
+        )
     return text
 
 

@@ -113,6 +113,7 @@ def test_config_layers_file_then_set_then_flags(tmp_path: Path) -> None:
         ("tap.regex=(", "config key tap.regex"),
         ("resources.tapper.memory-limit=lots", "config key resources.tapper.memory-limit"),
         ("tap.max-entries-db-size=big", "config key tap.max-entries-db-size"),
+        ("tap.max-entries-db-size=10KB", "tap.max-entries-db-size: 10KB leaves no room"),
         ("image-pull-policy=Sometimes", "config key image-pull-policy"),
         ("mizu-resources-namespace=Not_A_Name", "config key mizu-resources-namespace"),
         ("tap.redact=[x, (]", "config key tap.redact"),
