@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import click
+import importlib_metadata
 
-from mizu_core.plugins import PluginManager
+from mizu_core.model import Endpoint
+from mizu_core.plugins import ENTRY_POINT_GROUP, PluginManager
 from mizu_core.query import Query, QueryError, compile_query
 from mizu_core.views import entry_row
 
@@ -17,12 +19,28 @@ from mizu_core.views import entry_row
 def load_plugins(allow: str | None, deny: str | None) -> PluginManager:
     """The installed plugins less those left out; a plugin that cannot load is reported."""
     manager = PluginManager().discover(
-        allow=[n.strip() for n in allow.split(",") if n.strip()] if allow else None,
-        deny=[n.strip() for n in deny.split(",") if n.strip()] if deny else (),
+        allow=installed_plugin_names(allow, "--plugins") if allow else None,
+        deny=installed_plugin_names(deny, "--no-plugins") if deny else (),
     )
     for name, reason in sorted(manager.load_failures.items()):
         click.echo(f"mizu: plugin {name} not loaded: {reason}", err=True)
     return manager
+
+
+def installed_plugin_names(names: str, option: str) -> list[str]:
+    """The comma-separated plugin ``names`` of ``option``; a name no installed plugin has is
+    a usage error (a typo would otherwise dissect with fewer plugins, or all of them)."""
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    installed = {
+        entry_point.name for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
+    }
+    unknown = [name for name in wanted if name not in installed]
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)}: no such plugin (installed: {', '.join(sorted(installed))})",
+            param_hint=f"'{option}'",
+        )
+    return wanted
 
 
 plugin_options = [
@@ -56,7 +74,7 @@ class TableSink:
         src, dst = entry["src"], entry["dst"]
         self.stream.write(
             f"{started}.{entry['timestamp'] % 1000:03d} {row['proto']['abbr']:<6} "
-            f"{src['ip']}:{src['port']} → {dst['ip']}:{dst['port']}  "
+            f"{Endpoint(src['ip'], src['port'])} → {Endpoint(dst['ip'], dst['port'])}  "
             f"{row['method']} {row['summary']} {row['status']} "
             f"{entry['elapsedTime']:.1f}ms\n"
         )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
+import math
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import click
 import orjson
@@ -25,7 +28,7 @@ from mizu_cli.common import (
 from mizu_core import __version__
 from mizu_core.capture import CaptureError, FileSource
 from mizu_core.decode import UnsupportedLinkType
-from mizu_core.emit import JsonlSink
+from mizu_core.emit import JsonlSink, OutputError, raising_output_errors
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.parallel import ShardedDissection, ShardSettings, WorkerFailed, auto_workers
 from mizu_core.plugins import PluginError, PluginManager
@@ -177,6 +180,7 @@ class OpenApiSink:
     "--response-timeout",
     type=float,
     default=30.0,
+    callback=lambda ctx, param, value: positive_seconds(value),
     show_default=True,
     help="Seconds (of capture time) after which an unanswered request becomes an "
     "entry without a response.",
@@ -261,13 +265,38 @@ def dissect(
             )
         else:
             stats, failed = dissect_in_process(plugins, sources, sink, query, redact, settings)
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (| head): stop quietly, as tshark does
-        return
-    sink.close()
+        try:
+            sink.close()
+        except OSError as error:
+            raise OutputError(error) from error
+    except OutputError as error:
+        stop_writing(error)
     click.echo(summary_line(stats), err=True)
     if failed:
         sys.exit(1)
+
+
+def stop_writing(error: OutputError) -> NoReturn:
+    """End the run whose output cannot be written: quietly when its reader went away (``|
+    head``), as tshark and other Unix tools do, with a message otherwise (a full disk)."""
+    # What stdout still buffers would fail again when Python flushes it at exit ("Exception
+    # ignored ... BrokenPipeError"): it goes to /dev/null instead.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):  # ValueError: stdout has no descriptor
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    if error.reader_gone:
+        # 128 + SIGPIPE, the status a shell shows for tshark or cat stopped the same way: the
+        # output is incomplete, which `set -o pipefail` scripts can tell from a full run.
+        sys.exit(141)
+    raise click.ClickException(f"cannot write the output: {error.error.strerror or error.error}")
+
+
+def positive_seconds(value: float) -> float:
+    """``--response-timeout``: a finite number of seconds above zero."""
+    if not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value} is not a number of seconds above zero")
+    return value
 
 
 def parse_workers(value: str) -> int | None:
@@ -291,7 +320,7 @@ def dissect_in_process(
     settings: EngineSettings,
 ) -> tuple[dict[str, Any], bool]:
     """The files through one engine, here; returns the stats and whether a file failed."""
-    write = filtered(sink.write, query, plugins)
+    write = filtered(raising_output_errors(sink.write), query, plugins)
     engine = Engine(plugins, redacting(write, Redactor()) if redact else write, settings)
     failed = False
     done_bytes = 0
@@ -327,9 +356,9 @@ def dissect_sharded(
     compiled = compile_query_option(query, plugins)
     write_line: Callable[[bytes], None]
     if isinstance(sink, JsonlSink):
-        write_line = sink.write_line
+        write_line = raising_output_errors(sink.write_line)
     else:
-        write_entry = sink.write
+        write_entry = raising_output_errors(sink.write)
 
         def write_line(line: bytes) -> None:
             write_entry(orjson.loads(line))

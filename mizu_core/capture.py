@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import select
+import stat
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import pcap
 
@@ -20,6 +22,11 @@ PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _PCAP_FILE_HEADER = 24
 _PCAP_RECORD_HEADER = 16
+_PCAPNG_LITTLE_ENDIAN = b"\x4d\x3c\x2b\x1a"  # the section header's byte-order magic, as written
+_PCAPNG_BIG_ENDIAN = b"\x1a\x2b\x3c\x4d"
+_PCAPNG_INTERFACE_BLOCK = 1
+_PCAPNG_PACKET_BLOCKS = frozenset({2, 3, 6})  # obsolete, simple, enhanced
+_PCAPNG_MIN_BLOCK = 12  # type, length, and the length again
 
 
 class CaptureError(Exception):
@@ -63,9 +70,21 @@ class FileSource:
         self.name = str(path)
         self.stats = CaptureStats()
         try:
+            status = self.path.stat()
+            if stat.S_ISFIFO(status.st_mode) or stat.S_ISSOCK(status.st_mode):
+                # libpcap reopens the file by its name: what was read here is lost to it.
+                raise CaptureError(
+                    f"{path}: cannot read captures from a pipe; save it to a file first"
+                )
+            self.size = status.st_size
             with self.path.open("rb") as file:
                 magic = file.read(4)
-            self.size = self.path.stat().st_size
+                self.is_pcapng = magic == PCAPNG_MAGIC
+                header_problem = (
+                    _pcapng_header_problem(file, self.size)
+                    if self.is_pcapng
+                    else ("cut short" if self.size < _PCAP_FILE_HEADER else None)
+                )
         except FileNotFoundError:
             raise CaptureError(f"{path}: no such file") from None
         except IsADirectoryError:
@@ -76,16 +95,25 @@ class FileSource:
             raise CaptureError(f"{path}: cannot be read: {error.strerror or error}") from None
         if not magic:
             raise CaptureError(f"{path}: the file is empty")
-        self.is_pcapng = magic == PCAPNG_MAGIC
         if magic not in PCAP_MAGICS and not self.is_pcapng:
             raise CaptureError(
                 f"{path}: not a pcap or pcapng file (it starts with {magic.hex()}); "
                 "write captures with tcpdump -w or tshark -w"
             )
+        if header_problem is not None:
+            raise CaptureError(
+                f"{path}: the capture's file header is {header_problem}; "
+                "copy or capture the file again"
+            )
         try:
             self._handle = pcap.pcap(name=self.name, promisc=False)
-        except OSError as error:
-            raise CaptureError(f"{path}: libpcap cannot read it: {error}") from None
+        except OSError:
+            # pypcap tries a file it cannot open as a live interface, and reports that
+            # failure ("No such device exists"), not libpcap's reason.
+            raise CaptureError(
+                f"{path}: libpcap cannot read the capture's file header (damaged, or a format "
+                "version it does not know); open the file in Wireshark to see what is wrong"
+            ) from None
         self.linktype: int = self._handle.datalink()
 
     def __iter__(self) -> Iterator[Packet]:
@@ -105,13 +133,42 @@ class FileSource:
 
     def check_complete(self, frames: int, frame_bytes: int) -> None:
         """Called once the file is read: libpcap stops quietly at a record cut short, so compare
-        what it returned with the file's size (classic pcap; pcapng blocks vary in size)."""
+        what it returned with the file's size (classic pcap); pcapng blocks vary in size, but
+        libpcap leaves its reason for stopping ("truncated pcapng dump file; ...")."""
         self.stats.received = frames
-        if (
-            not self.is_pcapng
-            and _PCAP_FILE_HEADER + frames * _PCAP_RECORD_HEADER + frame_bytes < self.size
-        ):
+        if self.is_pcapng:
+            self.stats.truncated_file = bool(self._handle.geterr())
+        elif _PCAP_FILE_HEADER + frames * _PCAP_RECORD_HEADER + frame_bytes < self.size:
             self.stats.truncated_file = True
+
+
+def _pcapng_header_problem(file: BinaryIO, size: int) -> str | None:
+    """What is wrong with the blocks libpcap reads when it opens a pcapng file (the section
+    header up to the first interface description), or None."""
+    file.seek(0)
+    head = file.read(_PCAPNG_MIN_BLOCK)
+    if len(head) < _PCAPNG_MIN_BLOCK:
+        return "cut short"
+    order = {_PCAPNG_LITTLE_ENDIAN: "<", _PCAPNG_BIG_ENDIAN: ">"}.get(head[8:12])
+    if order is None:
+        return "damaged (no byte-order magic)"
+    block_header = struct.Struct(order + "II")
+    offset = 0
+    while True:
+        file.seek(offset)
+        header = file.read(block_header.size)
+        if len(header) < block_header.size:
+            return "cut short"
+        block_type, length = block_header.unpack(header)
+        if length < _PCAPNG_MIN_BLOCK or length % 4:
+            return f"damaged (a block of length {length})"
+        if offset + length > size:
+            return "cut short"
+        if block_type == _PCAPNG_INTERFACE_BLOCK:
+            return None
+        if block_type in _PCAPNG_PACKET_BLOCKS:
+            return "damaged (a packet comes before any interface description)"
+        offset += length
 
 
 class LiveSource:

@@ -4,11 +4,42 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
-from typing import IO, Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import IO, Any, Protocol, TypeVar
 
 import msgpack
 import orjson
+
+Written = TypeVar("Written")
+
+
+class OutputError(BaseException):
+    """The output could not be written: its reader went away (``| head``) or its disk is full.
+
+    Not an :class:`Exception`, as :class:`KeyboardInterrupt` is not: entries are written from
+    within the plugins' hooks, and the isolation of plugins (``except Exception`` around
+    every hook) would blame the plugin of the entry and go on reading."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+    @property
+    def reader_gone(self) -> bool:
+        """The output was a pipe whose reader closed it (EPIPE)."""
+        return isinstance(self.error, BrokenPipeError)
+
+
+def raising_output_errors(write: Callable[[Written], None]) -> Callable[[Written], None]:
+    """``write``, raising :class:`OutputError` for the system errors it meets."""
+
+    def guarded(written: Written) -> None:
+        try:
+            write(written)
+        except OSError as error:
+            raise OutputError(error) from error
+
+    return guarded
 
 
 class Sink(Protocol):

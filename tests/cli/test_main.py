@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 from click.testing import CliRunner
@@ -235,3 +237,134 @@ def test_reading_a_file_leaves_ctrl_c_to_the_program(python_sigint: None) -> Non
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def many_entries(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A capture of 90,000 small entries: several seconds of dissection, megabytes of output."""
+    capture = read_pcap(DATA.parent / "http" / "mizu-websocket.pcap")
+    path = tmp_path_factory.mktemp("many") / "many.pcap"
+    write_pcap(path, capture.packets * 5000, capture.linktype)
+    return path
+
+
+def mizu_dissect(*args: str, stdout: int | IO[bytes], stderr: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mizu_cli", "dissect", *args], stdout=stdout, stderr=stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("output", "workers"),
+    [("table", "1"), ("jsonl", "1"), ("table", "2"), ("jsonl", "2"), ("har", "1"), ("har", "2")],
+)
+def test_a_reader_gone_stops_the_run_quietly(
+    many_entries: Path, tmp_path: Path, output: str, workers: str
+) -> None:
+    """`mizu dissect | head -1`: the write error was blamed on the plugin of the entry, which
+    lost the connection to the next plugin, and the whole file was read."""
+    # A HAR is written at the end, all at once: a keep-alive capture's is larger than a pipe.
+    capture = many_entries if output != "har" else DATA / "http11-keepalive.pcap"
+    with (tmp_path / "stderr").open("w+b") as stderr:
+        process = mizu_dissect(
+            str(capture), "-o", output, "--workers", workers, stdout=subprocess.PIPE, stderr=stderr
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline()
+        process.stdout.close()
+        closed = time.monotonic()
+        try:
+            code = process.wait(timeout=30)
+        finally:
+            process.kill()  # nothing once it has ended
+        stopped_after = time.monotonic() - closed
+        stderr.seek(0)
+        complaints = stderr.read().decode()
+    assert code == 141
+    assert complaints == ""  # no traceback, no plugin blamed, no summary, nothing at exit
+    assert stopped_after < 3  # reading the whole of many.pcap takes several seconds
+
+
+@pytest.mark.parametrize(
+    ("output", "workers"),
+    [
+        ("jsonl", "1"),
+        ("table", "1"),
+        ("har", "1"),
+        ("openapi", "1"),
+        ("jsonl", "2"),
+        ("table", "2"),
+        ("har", "2"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_an_error(
+    tmp_path: Path, output: str, workers: str
+) -> None:
+    with (tmp_path / "stderr").open("w+b") as stderr, open("/dev/full", "wb") as full:
+        process = mizu_dissect(
+            str(DATA / "http11-keepalive.pcap"),
+            "-o",
+            output,
+            "--workers",
+            workers,
+            stdout=full,
+            stderr=stderr,
+        )
+        try:
+            code = process.wait(timeout=30)
+        finally:
+            process.kill()  # nothing once it has ended
+        stderr.seek(0)
+        complaints = stderr.read().decode()
+    assert code == 1
+    assert complaints == "Error: cannot write the output: No space left on device\n"
+
+
+def test_a_pipe_is_refused_with_what_to_do() -> None:
+    """libpcap opens the file again by its name: the pipe's first bytes, read to check the
+    format, would be lost to it (it then tried the name as a network interface)."""
+    capture = (DATA / "http11-keepalive.pcap").read_bytes()
+    process = subprocess.run(
+        [sys.executable, "-m", "mizu_cli", "dissect", "/dev/stdin"],
+        input=capture,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert process.returncode == 1
+    assert process.stderr.decode() == (
+        "Error: /dev/stdin: cannot read captures from a pipe; save it to a file first\n"
+    )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_pcapng_cut_in_a_block_is_reported_truncated(tmp_path: Path, workers: str) -> None:
+    capture = (DATA / "ndpi_http2.pcapng").read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(capture[: len(capture) // 2 + 3])
+    code, _, err = dissect(str(cut), "--workers", workers)
+    assert code == 0
+    assert "file truncated" in err
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf"])
+def test_response_timeout_must_be_finite_and_positive(value: str) -> None:
+    code, out, err = dissect(str(DATA / "http11-keepalive.pcap"), "--response-timeout", value)
+    assert code == 2
+    assert "Invalid value for '--response-timeout'" in err
+    assert out == ""
+
+
+@pytest.mark.parametrize("option", ["--plugins", "--no-plugins"])
+def test_unknown_plugin_names_are_refused_with_the_installed_ones(option: str) -> None:
+    code, out, err = dissect(str(DATA / "http11-keepalive.pcap"), option, "http,nosuch")
+    assert code == 2
+    assert f"Invalid value for '{option}': nosuch: no such plugin (installed: " in err
+    assert "http" in err.split("installed: ")[1] and "tcp" in err.split("installed: ")[1]
+    assert out == ""
+
+
+def test_table_brackets_ipv6_addresses() -> None:
+    code, out, _ = dissect(str(DATA / "http11-ipv6.pcap"), "-o", "table", "--plugins", "http")
+    assert code == 0
+    assert "[::1]:52244 → [::1]:41961" in out.splitlines()[0]

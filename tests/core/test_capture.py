@@ -1,4 +1,4 @@
-"""Live capture on loopback with libpcap, and the engine's idle handling on a quiet network."""
+"""Capture files, damaged ones included, and live capture on loopback with libpcap."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from mizu_core.capture import CaptureError, FileSource, LiveSource
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginManager
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
+DATA = Path(__file__).resolve().parent.parent / "data" / "core"
 
 
 def echo_server() -> tuple[socket.socket, int]:
@@ -36,6 +37,7 @@ def echo_server() -> tuple[socket.socket, int]:
     return server, port
 
 
+@needs_root
 def test_live_capture_on_loopback_with_a_filter() -> None:
     server, port = echo_server()
     source = LiveSource(["lo"], bpf_filter=f"tcp port {port}")
@@ -77,6 +79,7 @@ def test_live_capture_on_loopback_with_a_filter() -> None:
     assert stats["capture"][0]["dropped"] == 0
 
 
+@needs_root
 def test_unknown_interface_and_bad_filter_are_clear_errors() -> None:
     with pytest.raises(CaptureError, match="cannot capture on nosuch0"):
         LiveSource(["nosuch0"])
@@ -89,7 +92,7 @@ def test_unknown_interface_and_bad_filter_are_clear_errors() -> None:
 def test_reading_a_file_in_a_thread_leaves_ctrl_c_to_python(python_sigint: None) -> None:
     """Local mode replays files in a thread; pypcap's own SIGINT handler, installed by its
     iterator from any thread and never removed, swallowed every later Ctrl-C."""
-    capture = Path(__file__).resolve().parent.parent / "data" / "core" / "http11-keepalive.pcap"
+    capture = DATA / "http11-keepalive.pcap"
     read = []
     reader = threading.Thread(target=lambda: read.extend(FileSource(capture)))
     reader.start()
@@ -98,3 +101,47 @@ def test_reading_a_file_in_a_thread_leaves_ctrl_c_to_python(python_sigint: None)
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(2)
+
+
+@pytest.mark.parametrize(
+    ("original", "kept"),
+    [
+        ("http11-keepalive.pcap", 20),  # in the file header
+        ("http11-keepalive.pcap", 4),  # the magic alone
+        ("ndpi_http2.pcapng", 16),  # in the section header block
+        ("ndpi_http2.pcapng", 4),
+        ("ndpi_http2.pcapng", 100),  # in the interface description block
+    ],
+)
+def test_a_file_header_cut_short_is_named(tmp_path: Path, original: str, kept: int) -> None:
+    """pypcap tries a file libpcap cannot open as a network interface, and its message was
+    "No such device exists"."""
+    cut = tmp_path / original
+    cut.write_bytes((DATA / original).read_bytes()[:kept])
+    with pytest.raises(CaptureError) as raised:
+        FileSource(cut)
+    assert str(raised.value) == (
+        f"{cut}: the capture's file header is cut short; copy or capture the file again"
+    )
+
+
+def test_a_file_header_libpcap_refuses_is_not_blamed_on_an_interface(tmp_path: Path) -> None:
+    capture = bytearray((DATA / "http11-keepalive.pcap").read_bytes())
+    capture[4:6] = (9).to_bytes(2, "little")  # format version 9.4
+    damaged = tmp_path / "version-9.pcap"
+    damaged.write_bytes(capture)
+    with pytest.raises(CaptureError, match="libpcap cannot read the capture's file header"):
+        FileSource(damaged)
+
+
+@pytest.mark.parametrize("original", ["ndpi_http2.pcapng", "http11-keepalive.pcap"])
+def test_a_file_cut_in_a_packet_is_flagged(tmp_path: Path, original: str) -> None:
+    capture = (DATA / original).read_bytes()
+    cut = tmp_path / original
+    cut.write_bytes(capture[: len(capture) // 2 + 3])
+    flags = []
+    for path in (DATA / original, cut):
+        engine = Engine(PluginManager().discover(allow=["tcp"]), lambda entry: None)
+        engine.run(FileSource(path))
+        flags.append(engine.stats()["capture"][0]["truncated_file"])
+    assert flags == [False, True]
