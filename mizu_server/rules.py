@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from mizu_core import escape_query_string
+from mizu_core.model import Endpoint
 
 RULE_TYPES = ("json", "header", "slo")
 _FIELDS = {
@@ -338,8 +339,8 @@ def destination_names(entry: Mapping[str, Any]) -> Iterator[str]:
 
 
 def endpoint_address(endpoint: Mapping[str, Any]) -> str:
-    ip = str(endpoint.get("ip", ""))
-    return f"[{ip}]:{endpoint.get('port')}" if ":" in ip else f"{ip}:{endpoint.get('port')}"
+    """An entry's ``src``/``dst`` as ``ip:port`` (``[ip]:port`` for IPv6)."""
+    return str(Endpoint(str(endpoint.get("ip", "")), endpoint.get("port", 0)))
 
 
 def body_json(body: Any) -> Any:
