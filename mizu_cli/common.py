@@ -3,6 +3,9 @@ query filtering."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -104,14 +107,24 @@ def summary_line(stats: dict[str, Any]) -> str:
     return "mizu: " + ", ".join(parts)
 
 
-def compile_query_option(text: str, plugins: PluginManager) -> Query | None:
-    """The ``-q`` option's query (None when empty); a syntax error is a usage error."""
+def compile_query_option(text: str, plugins: PluginManager, option: str = "-q") -> Query | None:
+    """The query an option gives (None when empty); a syntax error is a usage error."""
     if not text:
         return None
     try:
         return compile_query(text, plugins.macros)
     except QueryError as error:
-        raise click.BadParameter(error.describe(text), param_hint="'-q'") from None
+        raise click.BadParameter(error.describe(text), param_hint=f"'{option}'") from None
+
+
+def discard_standard_output() -> None:
+    """Point standard output at /dev/null once it cannot be written (``| head``, a full
+    disk): what Python still buffers for it would fail again when flushed at exit, with a
+    traceback of its own ("Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):  # ValueError: stdout has no descriptor
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def filtered(

@@ -17,7 +17,7 @@ import sys
 import threading
 import webbrowser
 from collections.abc import Sequence
-from contextlib import closing, suppress
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,19 @@ import dpkt
 from aiohttp import web
 
 from mizu_cli.cluster import tap_in_cluster, with_cluster_tap_options
-from mizu_cli.common import TableSink, load_plugins, summary_line
+from mizu_cli.common import (
+    TableSink,
+    compile_query_option,
+    discard_standard_output,
+    load_plugins,
+    summary_line,
+)
 from mizu_cli.config import Config
 from mizu_core.capture import CaptureError, FileSource, LiveSource, Packet
 from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.pcap_export import KeeperStats, PacketKeeper
 from mizu_core.plugins import PluginError, PluginManager
-from mizu_core.query import QueryError, compile_query
 from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
@@ -311,12 +316,7 @@ def tap(
         plugins.configure({})
     except PluginError as error:
         raise click.ClickException(str(error)) from None
-    try:
-        compile_query(insertion_filter, plugins.macros)
-    except QueryError as error:
-        raise click.BadParameter(
-            error.describe(insertion_filter), param_hint="'--insertion-filter'"
-        ) from None
+    compile_query_option(insertion_filter, plugins, "--insertion-filter")
     replays = open_replays(pcaps, keep_packets=pcap_export)
     settings = HubSettings(
         db_path=db_path,
@@ -420,12 +420,7 @@ class LocalSession:
         """Standard output went away (``| head``) or cannot be written (disk full): print no
         more, and capture and feed the hub as before."""
         self.printer = None
-        # what stays buffered for standard output would fail again when Python flushes it on
-        # exit, with a traceback of its own
-        with suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+        discard_standard_output()
         reason = (
             "standard output closed"
             if isinstance(error, BrokenPipeError)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import logging
 import math
-import os
 import sys
 import threading
 import time
@@ -20,6 +18,7 @@ import orjson
 from mizu_cli.common import (
     TableSink,
     compile_query_option,
+    discard_standard_output,
     filtered,
     load_plugins,
     summary_line,
@@ -279,12 +278,7 @@ def dissect(
 def stop_writing(error: OutputError) -> NoReturn:
     """End the run whose output cannot be written: quietly when its reader went away (``|
     head``), as tshark and other Unix tools do, with a message otherwise (a full disk)."""
-    # What stdout still buffers would fail again when Python flushes it at exit ("Exception
-    # ignored ... BrokenPipeError"): it goes to /dev/null instead.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    with contextlib.suppress(OSError, ValueError):  # ValueError: stdout has no descriptor
-        os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+    discard_standard_output()
     if error.reader_gone:
         # 128 + SIGPIPE, the status a shell shows for tshark or cat stopped the same way: the
         # output is incomplete, which `set -o pipefail` scripts can tell from a full run.
