@@ -93,17 +93,15 @@ def _redaction(key: str, value: Any) -> bool | list[str]:
 
 def _size(key: str, value: Any) -> str:
     # local imports the cluster code, which imports us
-    from mizu_cli.local import MIN_DB_SIZE, parse_size
+    from mizu_cli.local import db_size_too_small
 
     text = _string(key, value)
     try:
-        size = parse_size(text)
+        problem = db_size_too_small(text)
     except click.BadParameter:
         raise ConfigError(f"config key {key}: {text!r} is not a size (write e.g. 200MB)") from None
-    if size < parse_size(MIN_DB_SIZE):
-        raise ConfigError(
-            f"config key {key}: {text} leaves no room for entries (write {MIN_DB_SIZE} or more)"
-        )
+    if problem is not None:
+        raise ConfigError(f"config key {key}: {problem}")
     return text
 
 

@@ -71,11 +71,20 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * factor)
 
 
+def db_size_too_small(text: str) -> str | None:
+    """What is wrong with a database size cap below :data:`MIN_DB_SIZE`, or None; BadParameter
+    for a text that is no size."""
+    if parse_size(text) < parse_size(MIN_DB_SIZE):
+        return f"{text} leaves no room for entries (write {MIN_DB_SIZE} or more)"
+    return None
+
+
 def check_db_size(ctx: click.Context, param: click.Parameter, text: str) -> str:
     """``--max-entries-db-size``: a size of at least :data:`MIN_DB_SIZE`, kept as written (the
     cluster passes it on to its hub's configuration)."""
-    if parse_size(text) < parse_size(MIN_DB_SIZE):
-        raise click.BadParameter(f"{text} leaves no room for entries (write {MIN_DB_SIZE} or more)")
+    problem = db_size_too_small(text)
+    if problem is not None:
+        raise click.BadParameter(problem)
     return text
 
 

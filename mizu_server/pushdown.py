@@ -61,8 +61,9 @@ COLUMN_NAMES = tuple(COLUMNS.values())
 """The columns :func:`column_values` fills, in its order."""
 
 INDEXED = ("timestamp", "macro", "status", "path", "src_ip", "dst_ip", "dst_name")
-"""Columns with an index of their own (each implicitly ``(column, seq)``, so an equality walks
-it newest first with no sort). Every index costs each insert about as much as the row itself:
+"""Columns with an index of their own (each ``(epoch, column)``, implicitly followed by
+``seq``, so an equality within an epoch walks it newest first with no sort; see the store's
+``EPOCH_BITS``). Every index costs each insert about as much as the row itself:
 these are the columns whose values can be rare (a protocol's macro, an error status, a path
 prefix, a peer, a time range); a common value (``protocol.name == "http"``, a method) fills a
 page from a plain backward scan quickly anyway."""
