@@ -358,10 +358,15 @@ class SqliteStore:
     def last_seq(self) -> int:
         return int(self.db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0])
 
+    def _first_seq(self) -> int | None:
+        """The oldest stored entry's seq (None when the store is empty)."""
+        first: int | None = self.db.execute("SELECT min(seq) FROM entries").fetchone()[0]
+        return first
+
     def oldest_timestamp(self) -> Any:
         """The earliest timestamp stored: the least of each epoch's, each read off its index
         (``min(timestamp)`` over the table would read every row)."""
-        first = self.db.execute("SELECT min(seq) FROM entries").fetchone()[0]
+        first = self._first_seq()
         if first is None:
             return None
         return self.db.execute(
@@ -486,8 +491,7 @@ class SqliteStore:
         if direction == FORWARD:
             last = self._seq >> EPOCH_BITS
         else:
-            last = self.db.execute("SELECT coalesce(min(seq), 0) FROM entries").fetchone()[0]
-            last >>= EPOCH_BITS
+            last = (self._first_seq() or 0) >> EPOCH_BITS
         step = direction
         rows: list[tuple[int, bytes]] = []
         while len(rows) < chunk and (epoch - last) * step <= 0:
