@@ -157,11 +157,11 @@ class RespReader:
     def _resynchronise(self, data: bytes) -> bytes:
         """The part of ``data`` from where a frame can start, or ``b""``."""
         if self.inline:
+            # a command starts a line: the chunk's first byte, or one after a line feed
             match = COMMAND_START.search(data)
-            start = match.start() if match else len(data)
-            while start and data[start - 1 : start] != b"\n":
-                match = COMMAND_START.search(data, start + 1)
-                start = match.start() if match else len(data)
+            while match is not None and match.start() and data[match.start() - 1] != 0x0A:
+                match = COMMAND_START.search(data, match.start() + 1)
+            start = match.start() if match is not None else len(data)
         else:
             # Replies carry no marker: trust a chunk that starts with a well-formed line.
             start = 0 if _starts_like_reply(data) else len(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import pytest
@@ -126,6 +127,29 @@ def test_garbage_is_skipped_until_a_command_starts() -> None:
     )
     pairs = [(e["request"] and e["request"]["method"], e["response"]["value"]) for e in entries]
     assert pairs == [("PING", "PONG"), ("GET", "ERR Protocol error"), ("GET", "v")]
+
+
+def test_a_command_cut_after_garbage_ends_the_search_for_the_next_one() -> None:
+    """A chunk that holds a command start not at a line's start, and no line feed after it,
+    once spun the resynchronisation forever (a fuzzed capture found it)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise TimeoutError("the dissector did not finish within 1 s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        entries = exchange(
+            (C, b"*1\r\n$4\r\nPING\r\n"),
+            (S, b"+PONG\r\n"),
+            (C, b"*0x\r\nx*1\r\n$4\r\nPIN"),
+            (C, command("GET", "k")),
+        )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    pairs = [(e["request"]["method"], e["response"] and e["response"]["value"]) for e in entries]
+    assert pairs == [("PING", "PONG"), ("GET", None)]
 
 
 def test_non_redis_is_declined() -> None:
