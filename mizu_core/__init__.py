@@ -14,6 +14,8 @@ from mizu_core.dissector import (  # noqa: E402  (hookimpl first: plugins import
     ConnectionContext,
     ConnectionStats,
     Dissector,
+    InnerConnection,
+    Layer,
     Verdict,
 )
 from mizu_core.entries import escape_query_string  # noqa: E402
@@ -40,7 +42,9 @@ __all__ = [
     "Dissector",
     "Endpoint",
     "InOrderMatcher",
+    "InnerConnection",
     "KeyedMatcher",
+    "Layer",
     "Message",
     "Pair",
     "PluginError",

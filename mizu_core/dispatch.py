@@ -7,6 +7,10 @@ that is "not sure yet" holds the offer until it has seen :attr:`Dispatcher.offer
 then it counts as a refusal. The built-in ``tcp`` plugin ranks last and takes what no one else
 does.
 
+A dissector may take a layer off its connection (TLS with a key log) and open the inner
+connection (:meth:`ConnectionContext.unwrap`): its bytes are offered to the plugins the same
+way, and entries made of them carry the layer's fields.
+
 Pairs that dissectors emit become entries here (the owner plugin's ``analyze`` hook) and go to
 the sink. Requests left unanswered longer than :attr:`Dispatcher.response_timeout` become
 entries without a response.
@@ -20,11 +24,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mizu_core.dissector import NEED_MORE, CloseReason, ConnectionContext, Dissector
+from mizu_core.dissector import (
+    NEED_MORE,
+    CloseReason,
+    ConnectionContext,
+    Dissector,
+    InnerConnection,
+    Layer,
+)
 from mizu_core.entries import EntryBuilder
-from mizu_core.model import Direction, Endpoint, Pair
+from mizu_core.model import ConnectionInfo, Direction, Endpoint, Pair
 from mizu_core.plugins import LoadedPlugin, PluginManager
 from mizu_core.reassembly import Connection
+from mizu_core.tcp_plugin import TCP
 
 EntrySink = Callable[[dict[str, Any]], None]
 _Analyzer = tuple[LoadedPlugin | None, Callable[..., Any] | None]
@@ -36,6 +48,8 @@ class DispatchStats:
     unanswered: int = 0
     connections_claimed: dict[str, int] = field(default_factory=dict)
     connections_unclaimed: int = 0
+    inner_connections: int = 0
+    """Connections opened inside a layer (claimed or not, they count above too)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +57,7 @@ class DispatchStats:
             "unanswered": self.unanswered,
             "connections_claimed": dict(self.connections_claimed),
             "connections_unclaimed": self.connections_unclaimed,
+            "inner_connections": self.inner_connections,
         }
 
 
@@ -57,19 +72,61 @@ class _State:
         "entry_count",
         "entry_prefix",
         "heads",
+        "inner",
+        "layers",
         "owner",
+        "ranking",
+        "root",
     )
 
-    def __init__(self, candidates: list[LoadedPlugin], entry_prefix: str) -> None:
-        self.candidates = candidates
+    def __init__(
+        self,
+        ranking: list[LoadedPlugin],
+        entry_prefix: str,
+        root: _State | None = None,
+        layers: tuple[Layer, ...] = (),
+    ) -> None:
+        self.ranking = ranking
+        """The plugins this connection may go to, in their order."""
+        self.candidates = list(ranking)
         self.entry_prefix = entry_prefix
         """What the ids of the connection's entries start with (tapper, connection number)."""
+        self.root: _State = root or self
+        """The state of the connection on the wire, which numbers the entries of its layers."""
+        self.layers = layers
+        self.inner: list[_Inner] = []
+        """The connections opened inside this one's layers."""
         self.chunks: list[tuple[Direction, bytes, int, float]] = []
         self.heads = [bytearray(), bytearray()]
         self.context: ConnectionContext | None = None
         self.dissector: Dissector | None = None
         self.owner: LoadedPlugin | None = None
         self.entry_count = 0
+
+
+class _Inner(InnerConnection):
+    """A connection inside a layer: fed by the outer dissector, dispatched as a plain one."""
+
+    __slots__ = ("closed", "dispatcher", "info", "state")
+
+    def __init__(self, dispatcher: Dispatcher, info: ConnectionInfo, state: _State) -> None:
+        self.dispatcher = dispatcher
+        self.info = info
+        self.state: object = state
+        self.closed = False
+
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        if not self.closed and data:
+            self.dispatcher.data(self, direction, data, timestamp)  # type: ignore[arg-type]
+
+    def gap(self, direction: Direction, length: int, timestamp: float) -> None:
+        if not self.closed:
+            self.dispatcher.gap(self, direction, length, timestamp)  # type: ignore[arg-type]
+
+    def close(self, timestamp: float, reason: CloseReason) -> None:
+        if not self.closed:
+            self.closed = True
+            self.dispatcher.closed(self, reason, timestamp)  # type: ignore[arg-type]
 
 
 class Dispatcher:
@@ -95,14 +152,15 @@ class Dispatcher:
         self.plugin_counters: dict[str, Counter[str]] = {}
         self.swap_roles: Callable[[Connection], None] | None = None
         """Set by the engine to the reassembler's, for ConnectionContext.swap_roles."""
-        self._live: dict[int, _State] = {}
+        self._live: dict[_State, None] = {}
+        """The states of the claimed connections still open, in the order they were claimed."""
         self._analyzers: dict[str, _Analyzer] = {}
         """The plugin and ``analyze`` hook of each declared protocol seen in a pair."""
 
     # -- the reassembler's callbacks -----------------------------------------------------------
 
     def opened(self, connection: Connection) -> None:
-        state = _State(list(self.plugins.plugins), f"{self.tapper_id}-{connection.info.number}-")
+        state = _State(self.plugins.plugins, f"{self.tapper_id}-{connection.info.number}-")
         connection.state = state
         swap_roles = self.swap_roles
         state.context = ConnectionContext(
@@ -111,7 +169,34 @@ class Dispatcher:
             functools.partial(self._pair, state),
             self.plugin_counters,
             (lambda: swap_roles(connection)) if swap_roles is not None else None,
+            functools.partial(self._unwrap, state),
         )
+
+    def _unwrap(self, outer: _State, layer: Layer) -> InnerConnection:
+        context = outer.context
+        assert context is not None
+        unwrapper = outer.owner
+        ranking = [
+            plugin
+            for plugin in self.plugins.plugins
+            if plugin is not unwrapper and plugin.name != TCP.name
+        ]
+        state = _State(ranking, outer.entry_prefix, outer.root, (*outer.layers, layer))
+        inner = _Inner(self, context.connection, state)
+        state.context = ConnectionContext(
+            context.connection,
+            context.stats,
+            functools.partial(self._pair, state),
+            self.plugin_counters,
+            None,
+            functools.partial(self._unwrap, state),
+            state.layers,
+        )
+        outer.inner.append(inner)
+        self.stats.inner_connections += 1
+        if not ranking:
+            self.stats.connections_unclaimed += 1
+        return inner
 
     def data(self, connection: Connection, direction: Direction, data: bytes, time: float) -> None:
         state: _State = connection.state  # type: ignore[assignment]
@@ -152,9 +237,11 @@ class Dispatcher:
                 dissector.close(time, reason)
             except Exception as error:
                 self._dissector_failed(state, "close", error)
+        for inner in state.inner:
+            inner.close(time, reason)  # those the dissector left open (it failed, say)
         if state.context is not None:
             self.stats.unanswered += state.context.flush()
-        self._live.pop(connection.info.number, None)
+        self._live.pop(state, None)
         state.chunks.clear()
 
     # -- offering ------------------------------------------------------------------------------
@@ -198,7 +285,7 @@ class Dispatcher:
         state.heads = [bytearray(), bytearray()]
         claimed = self.stats.connections_claimed
         claimed[plugin.name] = claimed.get(plugin.name, 0) + 1
-        self._live[connection.info.number] = state
+        self._live[state] = None
         chunks, state.chunks = state.chunks, []
         for index, (recorded, data, lost, time) in enumerate(chunks):
             # The dissector may have swapped the roles: the chunks kept follow suit.
@@ -228,7 +315,7 @@ class Dispatcher:
         failed = state.owner
         assert failed is not None
         self.plugins.failed(failed, f"dissector.{where}", error)
-        ranking = self.plugins.plugins
+        ranking = state.ranking
         state.dissector = None
         state.owner = None
         state.candidates = ranking[ranking.index(failed) + 1 :] if failed in ranking else []
@@ -239,8 +326,11 @@ class Dispatcher:
         on_pair = self.on_pair
         if on_pair is not None:
             on_pair(pair)
-        count = state.entry_count = state.entry_count + 1
+        root = state.root
+        count = root.entry_count = root.entry_count + 1
         entry = self.builder.build(f"{state.entry_prefix}{count}", pair)
+        for layer in state.layers:
+            entry[layer.name] = dict(layer.fields)
         name = (pair.request or pair.response).protocol.name  # type: ignore[union-attr]
         owner, analyze = self._analyzers.get(name) or self._analyzer(name, state)
         if analyze is not None:
@@ -268,6 +358,6 @@ class Dispatcher:
     def expire(self, now: float) -> None:
         """Turn requests unanswered for longer than the response timeout into entries."""
         older_than = now - self.response_timeout
-        for state in list(self._live.values()):
+        for state in list(self._live):
             if state.context is not None:
                 self.stats.unanswered += state.context.expire(older_than)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mizu_core.model import ConnectionInfo, Direction, Message, Pair
 from mizu_core.pairing import InOrderMatcher, KeyedMatcher, Matcher
@@ -51,10 +52,59 @@ class ConnectionStats:
         return cls(packets=[0, 0], bytes=[0, 0], last_time=now)
 
 
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """A layer a dissector took off its connection (TLS, say): the inner connection runs
+    under it.
+
+    Every entry of the inner connection carries ``fields`` under the key ``name`` (``"tls":
+    {"version": ..., "sni": ..., "decrypted": true}``), so the filter language can select it.
+    ``application_protocol`` is what the layer says runs inside, in ALPN's words (``h2``,
+    ``http/1.1``), or "" when it does not say; inner plugins may read it as a hint.
+    """
+
+    name: str
+    fields: Mapping[str, Any]
+    application_protocol: str = ""
+
+
+class InnerConnection:
+    """The connection inside a layer, as :meth:`ConnectionContext.unwrap` returns it.
+
+    The unwrapping dissector feeds it the inner bytes of each direction (decrypted, say) as
+    the core feeds a plain connection; the core offers them to the plugins and feeds the
+    dissector that claims them. Its methods never raise: a failing inner dissector is
+    isolated as any other."""
+
+    __slots__ = ()
+
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        """Inner bytes that follow, without loss, the last ones fed for ``direction``."""
+        raise NotImplementedError
+
+    def gap(self, direction: Direction, length: int, timestamp: float) -> None:
+        """``length`` inner bytes of ``direction`` are lost (0 when their number is unknown)."""
+        raise NotImplementedError
+
+    def close(self, timestamp: float, reason: CloseReason) -> None:
+        """The inner connection ended; further calls are ignored."""
+        raise NotImplementedError
+
+
 class ConnectionContext:
     """What the core gives a dissector: its connection, pairing helpers and the pair sink."""
 
-    __slots__ = ("_counters", "_matchers", "_sink", "_swap", "connection", "owner", "stats")
+    __slots__ = (
+        "_counters",
+        "_matchers",
+        "_sink",
+        "_swap",
+        "_unwrap",
+        "connection",
+        "layers",
+        "owner",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -63,16 +113,33 @@ class ConnectionContext:
         sink: Callable[[Pair], None],
         counters: dict[str, Counter[str]] | None = None,
         swap: Callable[[], None] | None = None,
+        unwrap: Callable[[Layer], InnerConnection] | None = None,
+        layers: tuple[Layer, ...] = (),
     ) -> None:
         self.connection = connection
         self.stats = stats
         self.owner = ""
         """The name of the plugin whose dissector has the connection, or which is being asked
         for one ("" before the first offer)."""
+        self.layers = layers
+        """The layers this connection runs under, outermost first (empty for a connection
+        seen on the wire as it is)."""
         self._sink = sink
         self._matchers: list[Matcher] = []
         self._counters = counters if counters is not None else {}
         self._swap = swap
+        self._unwrap = unwrap
+
+    def unwrap(self, layer: Layer) -> InnerConnection:
+        """Open the connection that runs inside ``layer`` (the decrypted streams of a TLS
+        connection, say). The core offers its bytes to the plugins as it offers a plain
+        connection's, in their ranking, less the unwrapping plugin and the ``tcp`` plugin
+        (the unwrapping plugin's own entry stands for the connection), and every entry made
+        of them carries ``layer.fields`` under ``layer.name``. Close it when the outer
+        connection ends; the core closes what is left open when the dissector fails."""
+        if self._unwrap is None:
+            raise RuntimeError("this context cannot open inner connections (no dispatcher)")
+        return self._unwrap(layer)
 
     def swap_roles(self) -> bool:
         """Say that the core guessed client and server the wrong way round (a capture that

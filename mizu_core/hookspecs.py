@@ -69,7 +69,10 @@ def dissect(
     sees ``client_head == b""``), again each time more bytes arrive while the answer is
     :data:`~mizu_core.NEED_MORE`, up to a bound (then the connection goes to the next plugin).
     Ports are in ``context.connection``; treat them as hints. The first bytes may be the middle
-    of a message when the capture started mid-connection.
+    of a message when the capture started mid-connection. A connection inside a layer another
+    plugin took off (decrypted TLS) is offered the same way; ``context.layers`` names its
+    layers, and a dissector that takes a layer off itself opens the inner connection with
+    ``context.unwrap`` (docs/plugins.md, "Layers").
 
     :param context: the connection, the pairing helpers and the way to emit pairs.
     :param client_head: what the client sent so far (contiguous from the first byte captured).

@@ -46,6 +46,7 @@ ENTRY_FIELDS = frozenset(
         "request",
         "response",
         "rules",
+        "tls",
     }
 )
 """Top-level fields of an entry (CONTRACT section 2): the roots a selector may start from."""

@@ -140,6 +140,19 @@ def test_kafka_payload_selector() -> None:
     assert not matches("rules.failed.length > 0", kafka_entry())
 
 
+def test_tls_is_a_protocol_word_and_the_field_decrypted_entries_carry() -> None:
+    macros = {**MACROS, "tls": 'protocol.macro == "tls"'}
+    tls_entry = {"protocol": {"name": "tls", "macro": "tls"}, "tls": {"sni": "api.example.com"}}
+    decrypted = http_entry(tls={"sni": "api.example.com", "alpn": "h2", "decrypted": True})
+    query = 'tls and tls.sni == "api.example.com"'
+    assert compile_query(query, macros)(tls_entry)
+    assert not compile_query(query, macros)(decrypted)
+    assert compile_query('http and tls.decrypted == true and tls["alpn"] == "h2"', macros)(
+        decrypted
+    )
+    assert not compile_query("tls.decrypted == true", macros)(http_entry())
+
+
 def test_limit_and_redact_are_directives() -> None:
     query = compile_query(
         "http and limit(50) and limit(20) and "
