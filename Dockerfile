@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY mizu_core ./mizu_core
 COPY mizu_server ./mizu_server
 COPY mizu_cli ./mizu_cli
+COPY frontend ./frontend
 COPY plugins ./plugins
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . ./plugins/mizu_http ./plugins/mizu_amqp ./plugins/mizu_kafka
 

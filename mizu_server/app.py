@@ -36,8 +36,17 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 HAR_MAX_ENTRIES = 10_000
 MAX_TAPPER_FRAME = 64 << 20
-DEFAULT_STATIC_DIR = Path(__file__).resolve().parent / "frontend"
-"""The dashboard (plain ES modules and CSS, no build step), shipped as package data."""
+
+
+def dashboard_dir() -> Path:
+    """The dashboard (plain ES modules and CSS, no build step): the top-level ``frontend/`` of
+    a source checkout (editable installs too), or the copy a wheel ships as package data."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "frontend"
+    return shipped if shipped.is_dir() else package.parent / "frontend"
+
+
+DEFAULT_STATIC_DIR = dashboard_dir()
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
