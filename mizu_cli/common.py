@@ -1,22 +1,24 @@
 """What several ``mizu`` commands share: loading plugins, table output, the summary line,
-query filtering."""
+query filtering, opening the hub's store, reading API rules."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import sys
-import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 import click
 import importlib_metadata
 
-from mizu_core.model import Endpoint
 from mizu_core.plugins import ENTRY_POINT_GROUP, PluginManager
 from mizu_core.query import Query, QueryError, compile_query
-from mizu_core.views import entry_row
+from mizu_core.views import table_line
+from mizu_server.rules import Rules, RulesError, load_rules
+from mizu_server.store import DatabaseInUseError, SqliteStore
 
 
 def load_plugins(allow: str | None, deny: str | None) -> PluginManager:
@@ -72,15 +74,7 @@ class TableSink:
         self.stream = stream
 
     def write(self, entry: dict[str, Any]) -> None:
-        row = entry_row(self.plugins, entry)
-        started = time.strftime("%H:%M:%S", time.gmtime(entry["timestamp"] / 1000))
-        src, dst = entry["src"], entry["dst"]
-        self.stream.write(
-            f"{started}.{entry['timestamp'] % 1000:03d} {row['proto']['abbr']:<6} "
-            f"{Endpoint(src['ip'], src['port'])} → {Endpoint(dst['ip'], dst['port'])}  "
-            f"{row['method']} {row['summary']} {row['status']} "
-            f"{entry['elapsedTime']:.1f}ms\n"
-        )
+        self.stream.write(table_line(self.plugins, entry))
 
     def close(self) -> None:
         self.stream.flush()
@@ -143,3 +137,25 @@ def filtered(
             write(dict(query.redact(entry)))
 
     return write_matching
+
+
+def open_store(path: Path, max_bytes: int) -> SqliteStore:
+    """The hub's store in ``--db``, or a one-line error saying why it cannot be opened."""
+    try:
+        return SqliteStore(path, max_bytes)
+    except DatabaseInUseError as error:
+        raise click.ClickException(f"{error}: stop it or pick another --db") from None
+    except (OSError, sqlite3.Error) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise click.ClickException(
+            f"cannot open --db {path}: {reason}; pick another with --db"
+        ) from None
+
+
+def read_rules(path: str) -> tuple[str, Rules]:
+    """The API rules file's text and rules; what is wrong with it is the command's error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        return text, load_rules(text, path)
+    except (RulesError, OSError, UnicodeDecodeError) as error:
+        raise click.ClickException(str(error)) from None

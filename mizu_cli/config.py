@@ -22,6 +22,40 @@ DEFAULT_PATH = Path.home() / ".mizu" / "config.yaml"
 DEFAULT_NAMESPACE = "mizu"
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+MIN_DB_SIZE = "1MB"
+"""The smallest ``--max-entries-db-size``: an empty store takes some 50 KB, and a cap near that
+evicts every entry as soon as it is stored."""
+
+
+def parse_size(text: str) -> int:
+    """``200MB``, ``1.5GiB``, ``500k`` or a number of bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise click.BadParameter(f"{text!r} is not a size (write e.g. 200MB)")
+    unit = match.group(2).lower()
+    factor = _UNITS.get(unit[:1], 1)
+    if "i" in unit:
+        factor = 1 << {"k": 10, "m": 20, "g": 30, "t": 40}[unit[0]]
+    return int(float(match.group(1)) * factor)
+
+
+def db_size_too_small(text: str) -> str | None:
+    """What is wrong with a database size cap below :data:`MIN_DB_SIZE`, or None; BadParameter
+    for a text that is no size."""
+    if parse_size(text) < parse_size(MIN_DB_SIZE):
+        return f"{text} leaves no room for entries (write {MIN_DB_SIZE} or more)"
+    return None
+
+
+def check_db_size(ctx: click.Context, param: click.Parameter, text: str) -> str:
+    """``--max-entries-db-size``: a size of at least :data:`MIN_DB_SIZE`, kept as written (the
+    cluster passes it on to its hub's configuration)."""
+    problem = db_size_too_small(text)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return text
 
 
 class ConfigError(click.ClickException):
@@ -92,9 +126,6 @@ def _redaction(key: str, value: Any) -> bool | list[str]:
 
 
 def _size(key: str, value: Any) -> str:
-    # local imports the cluster code, which imports us
-    from mizu_cli.local import db_size_too_small
-
     text = _string(key, value)
     try:
         problem = db_size_too_small(text)

@@ -12,7 +12,6 @@ import asyncio
 import os
 import re
 import signal
-import sqlite3
 import sys
 import threading
 import webbrowser
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import dpkt
 from aiohttp import web
 
 from mizu_cli.cluster import tap_in_cluster, with_cluster_tap_options
@@ -31,10 +29,11 @@ from mizu_cli.common import (
     compile_query_option,
     discard_standard_output,
     load_plugins,
+    open_store,
     summary_line,
 )
-from mizu_cli.config import Config
-from mizu_core.capture import CaptureError, FileSource, LiveSource, Packet
+from mizu_cli.config import MIN_DB_SIZE, Config, check_db_size, parse_size
+from mizu_core.capture import CaptureError, FileSource, LiveSource
 from mizu_core.emit import JsonlSink
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.pcap_export import KeeperStats, PacketKeeper
@@ -43,49 +42,18 @@ from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
 from mizu_server.rules import RulesError, load_rules
-from mizu_server.store import DatabaseInUseError, SqliteStore
+from mizu_server.store import SqliteStore
+from mizu_server.tapper import (
+    PACKET_SHIPPING_INTERVAL,
+    KeepingFileSource,
+    RecordingLiveSource,
+)
 from mizu_server.tapper_client import TapperClient, run_id_prefix
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_DB = Path.home() / ".mizu" / "local" / "entries.db"
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-PACKET_SHIPPING_INTERVAL = 0.5
-"""Seconds between shipments of kept raw packets to the hub (pcap export)."""
 REPLAY_COMMIT_SECONDS = 60.0
 """How long a finished replay waits for the hub to store its entries before saying so."""
-MIN_DB_SIZE = "1MB"
-"""The smallest ``--max-entries-db-size``: an empty store takes some 50 KB, and a cap near that
-evicts every entry as soon as it is stored."""
-
-
-def parse_size(text: str) -> int:
-    """``200MB``, ``1.5GiB``, ``500k`` or a number of bytes."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise click.BadParameter(f"{text!r} is not a size (write e.g. 200MB)")
-    unit = match.group(2).lower()
-    factor = _UNITS.get(unit[:1], 1)
-    if "i" in unit:
-        factor = 1 << {"k": 10, "m": 20, "g": 30, "t": 40}[unit[0]]
-    return int(float(match.group(1)) * factor)
-
-
-def db_size_too_small(text: str) -> str | None:
-    """What is wrong with a database size cap below :data:`MIN_DB_SIZE`, or None; BadParameter
-    for a text that is no size."""
-    if parse_size(text) < parse_size(MIN_DB_SIZE):
-        return f"{text} leaves no room for entries (write {MIN_DB_SIZE} or more)"
-    return None
-
-
-def check_db_size(ctx: click.Context, param: click.Parameter, text: str) -> str:
-    """``--max-entries-db-size``: a size of at least :data:`MIN_DB_SIZE`, kept as written (the
-    cluster passes it on to its hub's configuration)."""
-    problem = db_size_too_small(text)
-    if problem is not None:
-        raise click.BadParameter(problem)
-    return text
 
 
 def open_replays(paths: Sequence[str], keep_packets: bool) -> list[FileSource]:
@@ -95,74 +63,6 @@ def open_replays(paths: Sequence[str], keep_packets: bool) -> list[FileSource]:
         return [KeepingFileSource(path) if keep_packets else FileSource(path) for path in paths]
     except CaptureError as error:
         raise click.ClickException(str(error)) from None
-
-
-def open_store(path: Path, max_bytes: int) -> SqliteStore:
-    """The hub's store in ``--db``, or a one-line error saying why it cannot be opened."""
-    try:
-        return SqliteStore(path, max_bytes)
-    except DatabaseInUseError as error:
-        raise click.ClickException(f"{error}: stop it or pick another --db") from None
-    except (OSError, sqlite3.Error) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise click.ClickException(
-            f"cannot open --db {path}: {reason}; pick another with --db"
-        ) from None
-
-
-class RecordingLiveSource(LiveSource):
-    """A live source that also writes every packet it reads to a pcap file (``-w``) and/or
-    keeps them per connection for ``/pcap`` (``--pcap-export``)."""
-
-    def __init__(
-        self,
-        interfaces: Sequence[str],
-        bpf_filter: str,
-        path: Path | None,
-        keep_packets: bool = False,
-    ) -> None:
-        super().__init__(interfaces, bpf_filter)
-        try:
-            self._file = path.open("wb") if path is not None else None
-        except OSError as error:
-            super().close()
-            raise CaptureError(
-                f"cannot write -w {path}: {error.strerror or error}; pick another file with -w"
-            ) from None
-        self.keeper = PacketKeeper(self.linktype) if keep_packets else None
-        self._writer = (
-            dpkt.pcap.Writer(self._file, snaplen=262144, linktype=self.linktype)
-            if self._file is not None
-            else None
-        )
-
-    def __iter__(self) -> Any:
-        write = self._writer.writepkt if self._writer is not None else None
-        keep = self.keeper.record if self.keeper is not None else None
-        packet: Packet | None
-        for packet in super().__iter__():
-            if packet is not None:
-                if write is not None:
-                    write(packet[1], packet[0])
-                if keep is not None:
-                    keep(packet[0], packet[1])
-            yield packet
-
-    def close(self) -> None:
-        super().close()
-        if self._file is not None and not self._file.closed:
-            self._file.close()
-
-
-class KeepingFileSource(FileSource):
-    """A capture file replayed with its packets kept per connection (``--pcap-export``)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self.keeper = PacketKeeper(self.linktype)
-
-    def __iter__(self) -> Any:
-        return self.keeper.wrap(super().__iter__())
 
 
 def headless() -> bool:

@@ -417,12 +417,11 @@ def version() -> None:
         click.echo(f"  {name} (not loaded: {reason})")
 
 
-# Kubernetes commands (mizu_cli/cluster.py) and the config, imported when they run
+# Kubernetes commands (mizu_cli/cluster.py), the in-cluster agents (mizu_cli/agents.py) and
+# the config, imported when they run
 LazyGroup.lazy_commands.update(
-    {
-        name: f"mizu_cli.cluster:{name}"
-        for name in ("check", "clean", "view", "logs", "hub", "tapper")
-    }
+    {name: f"mizu_cli.cluster:{name}" for name in ("check", "clean", "view", "logs")}
+    | {name: f"mizu_cli.agents:{name}" for name in ("hub", "tapper")}
     | {"config": "mizu_cli.config:config_command"}
 )
 

@@ -3,12 +3,7 @@
 Plugin authors use what this module exports and nothing else.
 """
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("mizu")
-"""Marks a plugin's hook implementations: ``@hookimpl def dissect(...)``."""
-
-from mizu_core.dissector import (  # noqa: E402  (hookimpl first: plugins import it from here)
+from mizu_core.dissector import (
     NEED_MORE,
     CloseReason,
     ConnectionContext,
@@ -18,8 +13,9 @@ from mizu_core.dissector import (  # noqa: E402  (hookimpl first: plugins import
     Layer,
     Verdict,
 )
-from mizu_core.entries import escape_query_string  # noqa: E402
-from mizu_core.model import (  # noqa: E402
+from mizu_core.entries import escape_query_string
+from mizu_core.markers import hookimpl, hookspec
+from mizu_core.model import (
     ConnectionInfo,
     Direction,
     Endpoint,
@@ -27,8 +23,8 @@ from mizu_core.model import (  # noqa: E402
     Pair,
     Protocol,
 )
-from mizu_core.pairing import InOrderMatcher, KeyedMatcher  # noqa: E402
-from mizu_core.plugins import PluginError  # noqa: E402
+from mizu_core.pairing import InOrderMatcher, KeyedMatcher
+from mizu_core.plugins import PluginError
 
 __version__ = "0.1.0"
 
@@ -53,4 +49,5 @@ __all__ = [
     "__version__",
     "escape_query_string",
     "hookimpl",
+    "hookspec",
 ]

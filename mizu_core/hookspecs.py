@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from mizu_core.markers import hookimpl, hookspec
 
 if TYPE_CHECKING:
     from mizu_core.dissector import ConnectionContext, Dissector, Verdict
     from mizu_core.model import Pair, Protocol
 
-hookspec = pluggy.HookspecMarker("mizu")
+__all__ = ["hookimpl", "hookspec"]
+"""The markers, re-exported where the specifications are (as datasette does)."""
 
 
 # ---------------------------------------------------------------------------------------------

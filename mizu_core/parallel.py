@@ -40,7 +40,6 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from io import StringIO
 from typing import IO, Any, NoReturn
 
 import orjson
@@ -61,6 +60,7 @@ from mizu_core.plugins import PluginManager
 from mizu_core.query import Query
 from mizu_core.reassembly import FAST_IPV4_LAYOUTS, short_path_headers
 from mizu_core.redact import Redactor, redacting
+from mizu_core.views import table_line
 
 AUTO_MIN_BYTES = 8 << 20
 """Below this much capture, one process: forking and merging cost about what a second core
@@ -412,9 +412,7 @@ class WorkerOutput:
         )
         self.reassembly = self.engine.reassembler
         self.tapper_id = self.engine.dispatcher.tapper_id
-        self._table: TableRenderer | None = (
-            TableRenderer(plugins) if settings.output == "table" else None
-        )
+        self._table = settings.output == "table"
 
     def forward_logs(self) -> None:
         """Log records go to the parent with the entries, which prints each kind once (every
@@ -438,8 +436,8 @@ class WorkerOutput:
         connection = _connection_of(entry.get("id"))
         # At a file's end, connections end in the order they were opened: so do their entries.
         order = self.opened_at[connection - 1] if self.finishing and connection else 0
-        if self._table is not None:
-            line = self._table.render(entry)
+        if self._table:
+            line = table_line(self.plugins, entry).encode()
             self.items.append((self.index, order, self.number, _LINE, 0, line))
             return
         line = encode_json_line(entry)
@@ -474,23 +472,6 @@ class _ItemLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         output = self.output
         output.items.append((output.index, 0, output.number, _LOG, 0, self.format(record)))
-
-
-class TableRenderer:
-    """The table's line of an entry, as ``-o table`` prints it."""
-
-    def __init__(self, plugins: PluginManager) -> None:
-        from mizu_cli.common import TableSink  # the table's format lives with the CLI
-
-        self._buffer = StringIO()
-        self._sink = TableSink(plugins, self._buffer)
-
-    def render(self, entry: dict[str, Any]) -> bytes:
-        self._sink.write(entry)
-        line = self._buffer.getvalue()
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        return line.encode()
 
 
 def _connection_of(entry_id: object) -> int:

@@ -4,56 +4,25 @@ Raw packets carry every secret redaction removes, so a tapper keeps them only wh
 is enabled (off by default). :class:`PacketKeeper` wraps a packet source's iterator, outside
 the reassembly hot path, and sets aside each TCP connection's frames up to a cap per connection
 and a cap on what waits to be shipped; :meth:`PacketKeeper.take` hands over what it kept since
-the last call. Connections are named by :func:`connection_key`, which the hub computes from an
-entry's ``src`` and ``dst`` to find the packets of the entries a query matches.
+the last call. Connections are named by :func:`~mizu_core.pcapfile.connection_key`, which the
+hub computes from an entry's ``src`` and ``dst`` to find the packets of the entries a query
+matches; the hub writes them out with :mod:`mizu_core.pcapfile`.
 """
 
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import TypeVar
 
-from mizu_core.decode import LINKTYPE_RAW, Decoder, network_offset
+from mizu_core.decode import Decoder
+from mizu_core.pcapfile import ConnectionPackets, Frame, connection_key
 
-Frame = tuple[float, bytes]
-PCAP_SNAPLEN = 262144
-_PCAP_HEADER = struct.Struct("<IHHiIII")
-_PCAP_RECORD = struct.Struct("<IIII")
-_PCAP_MAGIC = 0xA1B2C3D4
-
-
-def connection_key(ip_a: str, port_a: int, ip_b: str, port_b: int) -> str:
-    """The same text for both directions of one TCP connection."""
-    first, second = sorted(((ip_a, int(port_a)), (ip_b, int(port_b))))
-    return f"{first[0]}|{first[1]}|{second[0]}|{second[1]}"
-
-
-def entry_connection_key(entry: Mapping[str, Any]) -> str | None:
-    """The connection an entry came from, or None when its endpoints are incomplete."""
-    src, dst = entry.get("src"), entry.get("dst")
-    if not isinstance(src, Mapping) or not isinstance(dst, Mapping):
-        return None
-    try:
-        return connection_key(str(src["ip"]), int(src["port"]), str(dst["ip"]), int(dst["port"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-@dataclass(slots=True)
-class ConnectionPackets:
-    """Frames of one connection, ready to ship."""
-
-    key: str
-    linktype: int
-    frames: list[Frame]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"connection": self.key, "linktype": self.linktype, "frames": self.frames}
+Kept = TypeVar("Kept", Frame, Frame | None)
+"""A packet source's items: a file's frames, or a live source's, with None when idle."""
 
 
 @dataclass(slots=True)
@@ -109,7 +78,7 @@ class PacketKeeper:
         self._orphans: list[ConnectionPackets] = []
         self._lock = threading.Lock()
 
-    def wrap(self, packets: Iterable[Frame | None]) -> Iterator[Frame | None]:
+    def wrap(self, packets: Iterable[Kept]) -> Iterator[Kept]:
         """``packets`` unchanged, each frame recorded on the way."""
         record = self.record
         for packet in packets:
@@ -175,39 +144,3 @@ class PacketKeeper:
 
 def _address(packed: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
-
-
-def write_pcap(stream: IO[bytes], linktype: int, frames: Iterable[Frame]) -> int:
-    """A classic pcap file (microsecond timestamps) of ``frames``; returns how many."""
-    stream.write(_PCAP_HEADER.pack(_PCAP_MAGIC, 2, 4, 0, 0, PCAP_SNAPLEN, linktype))
-    count = 0
-    for timestamp, frame in frames:
-        seconds = int(timestamp)
-        micros = min(round((timestamp - seconds) * 1_000_000), 999_999)
-        stream.write(_PCAP_RECORD.pack(seconds, micros, len(frame), len(frame)))
-        stream.write(frame)
-        count += 1
-    return count
-
-
-def write_capture(stream: IO[bytes], packets: Iterable[tuple[int, float, bytes]]) -> int:
-    """``(linktype, timestamp, frame)`` packets as one classic pcap file; returns how many.
-    Packets of one link type are written as they are. Of several (captures of an Ethernet
-    device and of loopback, say), the frames are cut to their IP packets under link type RAW:
-    a file holds one link type, and libpcap reads pcapng only when all its interfaces share
-    theirs. Frames that carry no IP are left out then."""
-    packets = list(packets)
-    linktypes = {linktype for linktype, _, _ in packets}
-    if len(linktypes) == 1:
-        return write_pcap(stream, linktypes.pop(), ((time, frame) for _, time, frame in packets))
-    return write_pcap(stream, LINKTYPE_RAW, _ip_packets(packets))
-
-
-def _ip_packets(packets: Iterable[tuple[int, float, bytes]]) -> Iterator[Frame]:
-    for linktype, time, frame in packets:
-        try:
-            offset = network_offset(linktype, frame)
-        except (IndexError, struct.error):
-            continue
-        if offset >= 0:
-            yield time, frame[offset:]

@@ -5,12 +5,17 @@ They are ranked by Mizu's priority (the lowest among their protocols; ties by na
 pluggy's registration order. Hooks are called on one plugin at a time through
 :meth:`PluginManager.call`, which isolates a plugin that raises: its error is counted against
 its name, logged once with its traceback, and the caller gets ``None``.
+
+``MIZU_TRACE_HOOKS=1`` in the environment prints every hook call on stderr as it returns: the
+plugin, the hook, its arguments, what it returned (or raised) and how long it took.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,12 +24,19 @@ from typing import Any
 import importlib_metadata
 import pluggy
 
-from mizu_core import hookspecs
+import mizu_core.hookspecs as hookspecs
+from mizu_core.markers import PROJECT
 from mizu_core.model import Protocol
 
 ENTRY_POINT_GROUP = "mizu.plugins"
 ALLOW_ENV = "MIZU_PLUGINS"
 """Comma-separated plugin names: when set, only these load (like ``--plugins``)."""
+TRACE_ENV = "MIZU_TRACE_HOOKS"
+"""``1``: every hook call is printed on stderr (:func:`traced`)."""
+HOOK_NAMES = tuple(
+    name for name, value in vars(hookspecs).items() if hasattr(value, f"{PROJECT}_spec")
+)
+"""The hooks :mod:`mizu_core.hookspecs` specifies, in their order there."""
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +63,7 @@ class PluginManager:
     """The plugins of one process: who they are, their rank, and a safe way to call them."""
 
     def __init__(self) -> None:
-        self._pm = pluggy.PluginManager("mizu")
+        self._pm = pluggy.PluginManager(PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self.plugins: list[LoadedPlugin] = []
         self.by_protocol: dict[str, LoadedPlugin] = {}
@@ -102,18 +114,13 @@ class PluginManager:
         except (ValueError, pluggy.PluginValidationError) as error:
             raise PluginError(f"plugin {name} is not valid: {error}") from error
         hooks = {
-            impl_name: impl.function
-            for impl_name in (
-                "protocols",
-                "configure",
-                "dissect",
-                "analyze",
-                "summarize",
-                "represent",
-            )
-            for impl in getattr(self._pm.hook, impl_name).get_hookimpls()
+            hook_name: impl.function
+            for hook_name in HOOK_NAMES
+            for impl in getattr(self._pm.hook, hook_name).get_hookimpls()
             if impl.plugin is module
         }
+        if os.environ.get(TRACE_ENV) == "1":
+            hooks = {hook_name: traced(name, hook_name, hook) for hook_name, hook in hooks.items()}
         if "protocols" not in hooks:
             self._pm.unregister(module)
             raise PluginError(f"plugin {name} declares no protocols (implement the protocols hook)")
@@ -206,3 +213,31 @@ class PluginManager:
                 for word, expression in protocol.macros.items():
                     declared.setdefault(word, expression)
         return defaults | declared
+
+
+def traced(plugin: str, hook_name: str, hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``hook``, printing each call on stderr as it returns (``MIZU_TRACE_HOOKS=1``)."""
+
+    def call(**kwargs: Any) -> Any:
+        arguments = ", ".join(f"{key}={_brief(value)}" for key, value in kwargs.items())
+        started = time.perf_counter()
+        try:
+            result = hook(**kwargs)
+        except BaseException as error:
+            outcome = f"raised {type(error).__name__}: {error}"
+            raise
+        else:
+            outcome = f"-> {_brief(result)}"
+        finally:
+            took = (time.perf_counter() - started) * 1000
+            sys.stderr.write(
+                f"mizu: hook {plugin}.{hook_name}({arguments}) {outcome} [{took:.3f} ms]\n"
+            )
+        return result
+
+    return call
+
+
+def _brief(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

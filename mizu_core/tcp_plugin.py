@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mizu_core import hookimpl
 from mizu_core.dissector import CloseReason, ConnectionContext, Dissector
+from mizu_core.markers import hookimpl
 from mizu_core.model import Direction, Message, Protocol
 
 TCP = Protocol(

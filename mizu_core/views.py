@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from mizu_core.entries import base_row
+from mizu_core.model import Endpoint
 from mizu_core.plugins import PluginManager
 
 
@@ -42,3 +44,16 @@ def entry_representation(
         for side in ("request", "response")
         if entry.get(side) is not None
     }
+
+
+def table_line(plugins: PluginManager, entry: Mapping[str, Any]) -> str:
+    """The entry as one aligned line, as ``-o table`` prints it (like tshark's default)."""
+    row = entry_row(plugins, entry)
+    started = time.strftime("%H:%M:%S", time.gmtime(entry["timestamp"] / 1000))
+    src, dst = entry["src"], entry["dst"]
+    return (
+        f"{started}.{entry['timestamp'] % 1000:03d} {row['proto']['abbr']:<6} "
+        f"{Endpoint(src['ip'], src['port'])} → {Endpoint(dst['ip'], dst['port'])}  "
+        f"{row['method']} {row['summary']} {row['status']} "
+        f"{entry['elapsedTime']:.1f}ms\n"
+    )

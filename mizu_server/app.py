@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from mizu_core import __version__
-from mizu_core.pcap_export import entry_connection_key, write_capture
+from mizu_core.pcapfile import entry_connection_key, write_capture
 from mizu_core.query import Query, QueryError
 from mizu_core.views import entry_representation
 from mizu_server.frames import read_tapper_frame

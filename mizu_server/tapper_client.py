@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import msgpack
 
-from mizu_core.pcap_export import ConnectionPackets
+from mizu_core.pcapfile import ConnectionPackets
 from mizu_server.frames import pack_encoded_entries
 
 log = logging.getLogger(__name__)

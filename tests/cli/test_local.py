@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mizu_cli.local import parse_size
+from mizu_cli.config import parse_size
 from tests.support.processes import wait_for_stderr
 from tests.support.web import threaded_server
 

@@ -9,7 +9,8 @@ import dpkt
 
 from mizu_core.capture import FileSource
 from mizu_core.decode import LINKTYPE_RAW
-from mizu_core.pcap_export import PacketKeeper, connection_key, write_capture, write_pcap
+from mizu_core.pcap_export import PacketKeeper
+from mizu_core.pcapfile import connection_key, write_capture, write_pcap
 
 CAPTURE = Path(__file__).resolve().parent.parent / "data" / "http" / "mizu-http1.pcap"
 

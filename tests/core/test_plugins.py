@@ -9,7 +9,7 @@ import pytest
 from mizu_core import Dissector, Protocol, hookimpl
 from mizu_core.capture import FileSource
 from mizu_core.engine import Engine
-from mizu_core.plugins import PluginError, PluginManager
+from mizu_core.plugins import HOOK_NAMES, PluginError, PluginManager
 from tests.support.packets import ACK, PSH, conversation, ip_frame, write_frames
 
 
@@ -198,3 +198,28 @@ def test_declared_macros_override_the_default_words() -> None:
         "web2": 'protocol.macro == "web2"',
         "webs": "web1 or web2",
     }
+
+
+def test_hook_names_are_those_of_the_specs() -> None:
+    assert HOOK_NAMES == ("protocols", "configure", "dissect", "analyze", "summarize", "represent")
+
+
+def test_trace_hooks_prints_every_call(
+    turns_on_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("MIZU_TRACE_HOOKS", "1")
+    plugins = PluginManager().discover(allow=["turns"])
+    entries, _ = run(plugins, two_connections(tmp_path))
+    traced = capsys.readouterr().err.splitlines()
+    assert entries and any(line.startswith("mizu: hook turns.protocols() -> [") for line in traced)
+    dissects = [line for line in traced if line.startswith("mizu: hook turns.dissect(context=")]
+    assert len(dissects) == 2 and all("-> <mizu_turns.turns.TurnDissector" in d for d in dissects)
+    assert all(line.endswith(" ms]") for line in traced)
+
+
+def test_no_trace_without_the_variable(
+    turns_on_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.delenv("MIZU_TRACE_HOOKS", raising=False)
+    run(PluginManager().discover(allow=["turns"]), two_connections(tmp_path))
+    assert "mizu: hook" not in capsys.readouterr().err

@@ -195,7 +195,7 @@ def local_hub(emulator: Emulator, request: pytest.FixtureRequest) -> Iterator[Lo
     """Parametrize it indirectly with the namespaces to tap (default: ``shop``)."""
     from aiohttp import web
 
-    from mizu_cli.cluster import watch_cluster
+    from mizu_cli.agents import watch_cluster
     from mizu_core.plugins import PluginManager
     from mizu_server.app import create_app
     from mizu_server.hub import Hub, HubSettings

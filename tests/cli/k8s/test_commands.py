@@ -18,6 +18,7 @@ from mizu_cli.config import Config, ConfigError
 from mizu_cli.k8s.manifests import DeploySettings, hub_pod, manifests
 from mizu_cli.main import cli
 from mizu_server.store import SqliteStore
+from mizu_server.tapper import redactor_for
 
 from .conftest import Emulator, ForwardToLocalHub, LocalHub, invoke_beside, wait_for
 
@@ -177,7 +178,7 @@ def test_tap_redact_is_on_off_or_more_names(
     assignment: str, redacted: list[str], kept: list[str], tmp_path: Path
 ) -> None:
     setting = Config.load(tmp_path / "none.yaml", [assignment])["tap.redact"]
-    redactor = cluster.redactor_for(setting)
+    redactor = redactor_for(setting)
     headers = {"Authorization": "Bearer x", "X-Customer": "42"}
     entry = {"request": {"headers": headers}}
     result = redactor(entry)["request"]["headers"] if redactor else headers
