@@ -7,14 +7,14 @@ import contextlib
 import os
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import click
 import importlib_metadata
 
-from mizu_core.plugins import ENTRY_POINT_GROUP, PluginManager
+from mizu_core.plugins import ENTRY_POINT_GROUP, PluginError, PluginManager
 from mizu_core.query import Query, QueryError, compile_query
 from mizu_core.views import table_line
 from mizu_server.rules import Rules, RulesError, load_rules
@@ -30,6 +30,22 @@ def load_plugins(allow: str | None, deny: str | None) -> PluginManager:
     for name, reason in sorted(manager.load_failures.items()):
         click.echo(f"mizu: plugin {name} not loaded: {reason}", err=True)
     return manager
+
+
+def configured_plugins(
+    settings: Mapping[str, Mapping[str, Any]],
+    allow: str | None = None,
+    deny: str | None = None,
+) -> PluginManager:
+    """:func:`load_plugins`, each plugin then configured with its ``plugins.<name>.*``
+    settings (the config file, ``--set``); a plugin's refusal stops the command with its
+    message."""
+    plugins = load_plugins(allow, deny)
+    try:
+        plugins.configure(settings)
+    except PluginError as error:
+        raise click.ClickException(str(error)) from None
+    return plugins
 
 
 def installed_plugin_names(names: str, option: str) -> list[str]:

@@ -1,9 +1,9 @@
 """``mizu tap --local`` / ``mizu tap --pcap``: tapper and hub in this one process.
 
-The capture runs in a thread (libpcap → engine → entries), the hub on the event loop. Entries
-reach the hub through the same ``/wsTapper`` client a cluster tapper uses, over loopback with
-a token made for this run; the hub's own port is left out of the capture so that the dashboard
-does not watch itself.
+The tapper runtime (:mod:`mizu_server.tapper`, the one a cluster's nodes run) captures on a
+thread; the hub serves on the event loop. Entries reach the hub by a direct call
+(:class:`~mizu_server.tapper_client.InProcessShipper`: no loopback, no msgpack); the hub's own
+port is left out of the capture so that the dashboard does not watch itself.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import os
 import re
 import signal
 import sys
-import threading
 import webbrowser
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -27,28 +26,22 @@ from mizu_cli.cluster import tap_in_cluster, with_cluster_tap_options
 from mizu_cli.common import (
     TableSink,
     compile_query_option,
+    configured_plugins,
     discard_standard_output,
-    load_plugins,
     open_store,
+    read_rules,
     summary_line,
 )
 from mizu_cli.config import MIN_DB_SIZE, Config, check_db_size, parse_size
-from mizu_core.capture import CaptureError, FileSource, LiveSource
+from mizu_core.capture import CaptureError, FileSource, LiveSource, PacketSource
 from mizu_core.emit import JsonlSink
-from mizu_core.engine import Engine, EngineSettings
-from mizu_core.pcap_export import KeeperStats, PacketKeeper
-from mizu_core.plugins import PluginError, PluginManager
-from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
+from mizu_core.plugins import PluginManager
+from mizu_core.redact import Redactor, UserAgentFilter
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
-from mizu_server.rules import RulesError, load_rules
 from mizu_server.store import SqliteStore
-from mizu_server.tapper import (
-    PACKET_SHIPPING_INTERVAL,
-    KeepingFileSource,
-    RecordingLiveSource,
-)
-from mizu_server.tapper_client import TapperClient, run_id_prefix
+from mizu_server.tapper import KeepingFileSource, RecordingLiveSource, Tapper, redactor_for
+from mizu_server.tapper_client import InProcessShipper
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_DB = Path.home() / ".mizu" / "local" / "entries.db"
@@ -210,21 +203,12 @@ def tap(
     if pcaps and (interfaces or write_path):
         raise click.UsageError("--pcap replays files: -i and -w apply to live capture only")
 
+    config = Config.load(cluster_options["config_path"], cluster_options["assignments"])
     if rules_path is None:
-        config = Config.load(cluster_options["config_path"], cluster_options["assignments"])
         configured = config["tap.traffic-validation-file"]
         rules_path = Path(configured) if configured else None
-    rules = None
-    if rules_path is not None:
-        try:
-            rules = load_rules(rules_path.read_text(encoding="utf-8"), str(rules_path))
-        except (RulesError, OSError, UnicodeDecodeError) as error:
-            raise click.ClickException(str(error)) from None
-    plugins = load_plugins(None, None)
-    try:
-        plugins.configure({})
-    except PluginError as error:
-        raise click.ClickException(str(error)) from None
+    rules = read_rules(str(rules_path))[1] if rules_path is not None else None
+    plugins = configured_plugins(config["plugins"])
     compile_query_option(insertion_filter, plugins, "--insertion-filter")
     replays = open_replays(pcaps, keep_packets=pcap_export)
     settings = HubSettings(
@@ -242,11 +226,10 @@ def tap(
     elif output == "table":
         printer = TableSink(plugins, stdout)
     try:
-        redactor = None if no_redact else Redactor((*DEFAULT_PATTERNS, *redact_patterns))
+        redactor = redactor_for(False if no_redact else list(redact_patterns))
         ignored = UserAgentFilter(ignored_user_agents)
     except re.error as error:
         raise click.BadParameter(f"not a regular expression: {error}") from None
-    session = LocalSession(plugins, settings, gui_port, printer, redactor=redactor, ignored=ignored)
     source: LiveSource | None = None
     if not pcaps:
         bpf = f"not (tcp port {gui_port} and (host 127.0.0.1 or host ::1))"
@@ -263,56 +246,65 @@ def tap(
         # the hub closes the store when it stops; closing() is for a run that fails before the
         # hub starts (closing twice does nothing)
         with closing(open_store(db_path, settings.max_db_bytes)) as store:
+            session = LocalSession(plugins, settings, store, printer, redactor, ignored)
             asyncio.run(
-                session.run(store, source, replays, open_browser=not (no_browser or headless()))
+                session.run(
+                    gui_port, [source] if source else replays, not (no_browser or headless())
+                )
             )
     finally:
         if source is not None:
             source.close()
     session.close_printer()
-    line = summary_line(session.engine.stats())
-    client = session.client.stats
-    click.echo(f"{line}, {client.acked_entries:,} sent to the hub, {client.shed:,} shed", err=True)
+    line = summary_line(session.tapper.engine.stats())
+    shipped = session.shipper.stats
+    click.echo(
+        f"{line}, {shipped.acked_entries:,} sent to the hub, {shipped.shed:,} shed", err=True
+    )
 
 
 class LocalSession:
-    """One run: the hub served on 127.0.0.1 and a capture thread feeding it."""
+    """One run: the hub on 127.0.0.1 and the tapper runtime feeding it in this process."""
 
     def __init__(
         self,
         plugins: PluginManager,
         settings: HubSettings,
-        port: int,
-        printer: Any,
+        store: SqliteStore,
+        printer: JsonlSink | TableSink | None = None,
         redactor: Redactor | None = None,
         ignored: UserAgentFilter | None = None,
     ) -> None:
-        self.plugins = plugins
-        self.settings = settings
-        self.port = port
+        self.hub = Hub(settings, plugins, store)
         self.printer = printer
-        self.redactor = redactor
-        self.ignored = ignored or UserAgentFilter(())
-        self.ignored_entries = 0
-        self.keepers: list[PacketKeeper] = []
-        """Packet keepers of the sources read so far (pcap export), shipped to the hub."""
-        self.client = TapperClient(
-            f"http://127.0.0.1:{port}/wsTapper", settings.token, tapper_id="local"
+        self.tapper_state = self.hub.connect_tapper("local", "this process")
+        """The hub counts this process's tapper as it counts those that connect."""
+        self.shipper = InProcessShipper(self.submit, self.hub.submit_packets)
+        self.tapper = Tapper(
+            plugins,
+            self.shipper,
+            "local",
+            redactor=redactor,
+            ignored=ignored,
+            also=self.print if printer is not None else None,
+            pcap_export=settings.pcap_export,
         )
-        self.engine = Engine(plugins, self.emit, EngineSettings(tapper_id=run_id_prefix("local")))
+        self.hub.status_providers["local"] = self.tapper.status
 
-    def emit(self, entry: dict[str, Any]) -> None:
-        """The engine's sink, on the capture thread: ignored user agents dropped, secrets
-        redacted, before the entry goes anywhere."""
-        if self.ignored.ignores(entry):
-            self.ignored_entries += 1
-            return
-        if self.redactor is not None:
-            entry = self.redactor(entry)
-        self.client.submit(entry)
+    def submit(self, entries: list[Mapping[str, Any]]) -> asyncio.Future[int]:
+        """A frame of entries to the hub, counted as a connected tapper's."""
+        self.tapper_state.frames += 1
+        committed = self.hub.submit(entries)
+        committed.add_done_callback(self._count_stored)
+        return committed
+
+    def _count_stored(self, committed: asyncio.Future[int]) -> None:
+        if not committed.cancelled() and committed.exception() is None:
+            self.tapper_state.entries += committed.result()
+
+    def print(self, entry: dict[str, Any]) -> None:
+        """``-o``: the entry on stdout too, on the capture thread."""
         if self.printer is not None:
-            # the sink runs inside the plugin's call: a printer's error raised from here would
-            # mark the plugin failed, and its entries would stop reaching the hub too
             try:
                 self.printer.write(entry)
             except OSError as error:
@@ -340,105 +332,48 @@ class LocalSession:
             err=True,
         )
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "capture": self.engine.stats(),
-            "client": self.client.stats.as_dict(),
-            "ignoredUserAgents": self.ignored_entries,
-            "redaction": self.redactor is not None,
-            "pcapExport": {
-                "enabled": self.settings.pcap_export,
-                **{
-                    name: sum(keeper.stats.as_dict()[name] for keeper in self.keepers)
-                    for name in KeeperStats().as_dict()
-                },
-            },
-        }
-
-    def ship_packets(self) -> None:
-        for keeper in self.keepers:
-            self.client.submit_packets(keeper.take())
-
-    async def ship_packets_every(self, seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            self.ship_packets()
-
-    async def run(
-        self,
-        store: SqliteStore,
-        source: LiveSource | None,
-        replays: Sequence[FileSource],
-        open_browser: bool,
-    ) -> None:
-        hub = Hub(self.settings, self.plugins, store)
-        hub.status_providers["local"] = self.status
-        runner = web.AppRunner(create_app(hub), access_log=None)
+    async def run(self, port: int, sources: Sequence[PacketSource], open_browser: bool) -> None:
+        """Serve the dashboard on ``port`` and capture from ``sources`` until Ctrl-C."""
+        runner = web.AppRunner(create_app(self.hub), access_log=None)
         await runner.setup()
         try:
             try:
-                await web.TCPSite(runner, "127.0.0.1", self.port).start()
+                await web.TCPSite(runner, "127.0.0.1", port).start()
             except OSError as error:
                 raise click.ClickException(
-                    f"cannot serve on 127.0.0.1:{self.port}: {error.strerror or error} "
+                    f"cannot serve on 127.0.0.1:{port}: {error.strerror or error} "
                     "(pick another port with --gui-port)"
                 ) from None
-            self.client.start()
-            url = f"http://127.0.0.1:{self.port}"
-            what = f"{len(replays)} file(s)" if replays else (source.name if source else "")
+            url = f"http://127.0.0.1:{port}"
+            replays = [source for source in sources if isinstance(source, FileSource)]
+            what = f"{len(replays)} file(s)" if replays else ", ".join(s.name for s in sources)
             click.echo(f"mizu: dashboard at {url}  (capturing {what}; Ctrl-C to stop)", err=True)
             if open_browser:
                 webbrowser.open(url)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
-
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
 
-            def capture() -> None:
-                if self.capture(source, replays):
-                    asyncio.run_coroutine_threadsafe(self.announce_replay(len(replays)), loop)
+            async def replayed() -> None:
+                await self.announce_replay(len(replays))
 
-            thread = threading.Thread(target=capture, name="mizu-capture", daemon=True)
-            thread.start()
-            shipper = asyncio.create_task(self.ship_packets_every(PACKET_SHIPPING_INTERVAL))
-            await stop.wait()
-            if source is not None:
-                source.stop()
-            await asyncio.to_thread(thread.join)
-            shipper.cancel()
-            self.ship_packets()
-            await self.client.flush(timeout=5.0)
-            await self.client.stop()
+            try:
+                await self.tapper.run(sources, stop, when_read=replayed if replays else None)
+            finally:
+                self.tapper_state.connected = False
+            if self.tapper.capture_error is not None:
+                click.echo(f"mizu: capture stopped: {self.tapper.capture_error}", err=True)
         finally:
             await runner.cleanup()
-
-    def capture(self, source: LiveSource | None, replays: Sequence[FileSource]) -> bool:
-        """Run the live source or replay the files; True once a replay has been read whole."""
-        try:
-            if source is not None:
-                if isinstance(source, RecordingLiveSource) and source.keeper is not None:
-                    self.keepers.append(source.keeper)
-                self.engine.run(source)
-                self.engine.finish()
-                return False
-            for replayed in replays:  # each file is a capture of its own
-                if isinstance(replayed, KeepingFileSource):
-                    self.keepers.append(replayed.keeper)
-                self.engine.run(replayed)
-                self.engine.finish()
-            return True
-        except (CaptureError, OSError) as error:
-            click.echo(f"mizu: capture stopped: {error}", err=True)
-            return False
 
     async def announce_replay(self, files: int) -> None:
         """Say that the replay is done once the hub has stored its entries, so that "still
         serving" means a dashboard that shows the whole replay."""
-        stored = await self.client.flush(timeout=REPLAY_COMMIT_SECONDS)
-        pending = "" if stored else f" ({self.client.buffered():,} not yet stored)"
+        stored = await self.shipper.flush(timeout=REPLAY_COMMIT_SECONDS)
+        pending = "" if stored else f" ({self.shipper.buffered():,} not yet stored)"
         click.echo(
             f"mizu: replayed {files} file(s), "
-            f"{self.engine.dispatcher.stats.entries:,} entries{pending}; still serving",
+            f"{self.tapper.engine.dispatcher.stats.entries:,} entries{pending}; still serving",
             err=True,
         )

@@ -69,6 +69,8 @@ class PluginManager:
         self.by_protocol: dict[str, LoadedPlugin] = {}
         self.errors: Counter[str] = Counter()
         self.load_failures: dict[str, str] = {}
+        self.left_out: set[str] = set()
+        """Installed plugins not loaded because ``allow`` or ``deny`` said so."""
         self._logged: set[tuple[str, str]] = set()
 
     # -- loading -------------------------------------------------------------------------------
@@ -89,6 +91,7 @@ class PluginManager:
         for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
             name = entry_point.name
             if name in denied or (allowed is not None and name not in allowed):
+                self.left_out.add(name)
                 continue
             if any(plugin.name == name for plugin in self.plugins):
                 continue
@@ -147,8 +150,11 @@ class PluginManager:
         return plugin
 
     def configure(self, settings: Mapping[str, Mapping[str, Any]]) -> None:
-        """Hand each plugin its settings; a plugin's ValueError becomes a PluginError."""
-        unknown = set(settings) - {p.name for p in self.plugins}
+        """Hand each plugin its settings; a plugin's ValueError becomes a PluginError. The
+        settings of a plugin left out or that failed to load are not looked at; those of a
+        plugin not installed are an error (a typo must not go unnoticed)."""
+        not_loaded = self.left_out | set(self.load_failures)
+        unknown = set(settings) - {p.name for p in self.plugins} - not_loaded
         if unknown:
             raise PluginError(
                 f"settings for unknown plugin(s): {', '.join(sorted(unknown))} "

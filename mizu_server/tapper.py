@@ -1,20 +1,184 @@
-"""The tapper runtime: what captures on a node (or on this machine) and ships to a hub.
+"""The tapper runtime: capture on a thread, entries filtered and redacted, shipped to a hub.
+
+One runtime for every way Mizu captures: a node's tapper in a cluster (``mizu tapper``, which
+ships over ``/wsTapper``), ``mizu tap --local`` and ``mizu tap --pcap`` (which hand entries to
+the hub of the same process). Entries of ignored user agents are dropped and secrets redacted
+here, before anything leaves the tapper; with pcap export the raw packets are kept per
+connection and shipped too.
 
 The hub never imports this module: it runs without capture privileges.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from mizu_core.capture import CaptureError, FileSource, LiveSource, Packet
-from mizu_core.pcap_export import PacketKeeper
+from mizu_core.capture import CaptureError, FileSource, LiveSource, Packet, PacketSource
+from mizu_core.engine import Engine, EngineSettings
+from mizu_core.pcap_export import KeeperStats, PacketKeeper
 from mizu_core.pcapfile import PcapWriter
-from mizu_core.redact import DEFAULT_PATTERNS, Redactor
+from mizu_core.plugins import PluginManager
+from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
+from mizu_server.tapper_client import Shipper, run_id_prefix
+
+log = logging.getLogger(__name__)
 
 PACKET_SHIPPING_INTERVAL = 0.5
 """Seconds between shipments of kept raw packets to the hub (pcap export)."""
+FLUSH_SECONDS = 5.0
+"""How long a stopping tapper waits for the hub to acknowledge what it still holds."""
+CAPTURE_NOTHING = "less 1"
+"""A capture filter that no packet passes (libpcap refuses contradictions such as
+``ip and not ip``): a targeted tapper's filter before the hub has named any target."""
+
+EntryWriter = Callable[[dict[str, Any]], None]
+
+
+class Tapper:
+    """Capture (a thread) → engine → user agents dropped, secrets redacted → ``shipper``.
+
+    ``also`` sees every entry shipped, on the capture thread (local mode prints them); it
+    handles its own errors."""
+
+    def __init__(
+        self,
+        plugins: PluginManager,
+        shipper: Shipper,
+        tapper_id: str,
+        redactor: Redactor | None = None,
+        ignored: UserAgentFilter | None = None,
+        also: EntryWriter | None = None,
+        pcap_export: bool = False,
+    ) -> None:
+        self.plugins = plugins
+        self.shipper = shipper
+        self.redactor = redactor
+        self.ignored = ignored or UserAgentFilter(())
+        self.also = also
+        self.pcap_export = pcap_export
+        self.ignored_entries = 0
+        self.keepers: list[PacketKeeper] = []
+        """Packet keepers of the sources read so far (pcap export)."""
+        self.engine = Engine(plugins, self.emit, EngineSettings(tapper_id=run_id_prefix(tapper_id)))
+        self.capture_error: str | None = None
+        self._sources: Sequence[PacketSource] = ()
+        self._base_filter = ""
+        self._target_ips: list[str] = []
+
+    def emit(self, entry: dict[str, Any]) -> None:
+        """The engine's sink, on the capture thread."""
+        if self.ignored.ignores(entry):
+            self.ignored_entries += 1
+            return
+        if self.redactor is not None:
+            entry = self.redactor(entry)
+        self.shipper.submit(entry)
+        if self.also is not None:
+            self.also(entry)
+
+    # -- capturing -----------------------------------------------------------------------------
+
+    def capture(self, sources: Sequence[PacketSource]) -> bool:
+        """Read the sources one after the other, each a capture of its own (a live source
+        until it is stopped); True once every one was read to its end."""
+        try:
+            for source in sources:
+                keeper = getattr(source, "keeper", None)
+                if isinstance(keeper, PacketKeeper):
+                    self.keepers.append(keeper)
+                self.engine.run(source)
+                self.engine.finish()
+        except (CaptureError, OSError) as error:
+            self.capture_error = str(error)
+            log.error("capture stopped: %s", error)
+            return False
+        return not any(isinstance(source, LiveSource) for source in sources)
+
+    def follow_targets(self, source: LiveSource, base_filter: str) -> None:
+        """Capture only the target IPs the hub sends (in a cluster: the pods on this node),
+        within ``base_filter``; nothing until the hub has named them."""
+        self._base_filter = base_filter
+        source.set_filter(target_filter(base_filter, []))
+        self.shipper.on_message = lambda message: self._targets(source, message)
+
+    def _targets(self, source: LiveSource, message: dict[str, Any]) -> None:
+        if message.get("type") != "targets":
+            return
+        ips = sorted(str(ip) for ip in message.get("ips") or [])
+        if ips != self._target_ips:
+            self._target_ips = ips
+            source.set_filter(target_filter(self._base_filter, ips))
+            log.info("capturing %d target IPs", len(ips))
+
+    # -- shipping ------------------------------------------------------------------------------
+
+    def ship_packets(self) -> None:
+        for keeper in self.keepers:
+            self.shipper.submit_packets(keeper.take())
+
+    async def run(
+        self,
+        sources: Sequence[PacketSource],
+        stop: asyncio.Event,
+        when_read: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """Capture from ``sources`` on a thread and ship until ``stop`` is set (live sources
+        are stopped then); ``when_read`` runs on the loop once every source was read whole.
+        What the hub has not acknowledged when it stops gets :data:`FLUSH_SECONDS` more."""
+        loop = asyncio.get_running_loop()
+        self.shipper.start()
+
+        def capture() -> None:
+            if self.capture(sources) and when_read is not None:
+                asyncio.run_coroutine_threadsafe(when_read(), loop)
+
+        thread = threading.Thread(target=capture, name="mizu-capture", daemon=True)
+        thread.start()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), PACKET_SHIPPING_INTERVAL)
+                self.ship_packets()
+        finally:
+            for source in sources:
+                if isinstance(source, LiveSource):
+                    source.stop()
+            await asyncio.to_thread(thread.join)
+            self.ship_packets()
+            await self.shipper.flush(timeout=FLUSH_SECONDS)
+            await self.shipper.stop()
+            if self.ignored_entries:
+                log.info("dropped %d entries of ignored user agents", self.ignored_entries)
+
+    def status(self) -> dict[str, Any]:
+        """What ``/status/tap`` shows of this tapper when it runs beside the hub."""
+        return {
+            "capture": self.engine.stats(),
+            "client": self.shipper.stats.as_dict(),
+            "ignoredUserAgents": self.ignored_entries,
+            "redaction": self.redactor is not None,
+            "pcapExport": {
+                "enabled": self.pcap_export,
+                **{
+                    name: sum(keeper.stats.as_dict()[name] for keeper in self.keepers)
+                    for name in KeeperStats().as_dict()
+                },
+            },
+        }
+
+
+def target_filter(base: str, ips: Sequence[str]) -> str:
+    """The capture filter of a targeted tapper: ``base`` narrowed to the targets' traffic."""
+    if not ips:
+        return CAPTURE_NOTHING
+    hosts = " or ".join(f"host {ip}" for ip in ips)
+    return f"({base}) and ({hosts})" if base else hosts
 
 
 def redactor_for(setting: bool | Sequence[str]) -> Redactor | None:

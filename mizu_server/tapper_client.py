@@ -1,13 +1,16 @@
-"""The tapper's side of ``/wsTapper``: send entries to the hub, survive the hub going away.
+"""How a tapper's entries reach a hub: over ``/wsTapper`` (:class:`TapperClient`, a node's
+tapper), or by a direct call into the hub of the same process (:class:`InProcessShipper`, local
+mode: no loopback, no msgpack).
 
-Entries are submitted from the capture thread (:meth:`TapperClient.submit`, thread-safe) into
-a bounded buffer. A task on the event loop sends them in frames, encoded as the hub stores them
-(:func:`~mizu_server.frames.pack_encoded_entries`: the hub need not decode them), keeps the
-frames the hub has not acknowledged, and on a lost connection puts them back in front of the
-buffer to resend after reconnecting; the hub drops what it already has by entry id. When an
-outage outlasts the buffer, the oldest entries are shed and counted, so memory stays bounded.
-Raw packets (pcap export) go in frames of their own, ``{"packets": [...]}``, best effort: the
-hub does not acknowledge them and a lost connection loses those in flight.
+Both take entries from the capture thread (:meth:`Shipper.submit`, thread-safe) into a bounded
+buffer, which a task on the event loop hands over in frames, keeping the frames the hub has not
+acknowledged (committed). :class:`TapperClient` sends frames encoded as the hub stores them
+(:func:`~mizu_server.frames.pack_encoded_entries`: the hub need not decode them) and on a lost
+connection puts the unacknowledged ones back in front of the buffer to resend after
+reconnecting; the hub drops what it already has by entry id. When an outage outlasts the
+buffer, the oldest entries are shed and counted, so memory stays bounded. Raw packets (pcap
+export) go in frames of their own, ``{"packets": [...]}``, best effort: the hub does not
+acknowledge them and a lost connection loses those in flight.
 """
 
 from __future__ import annotations
@@ -68,8 +71,8 @@ class ClientStats:
         }
 
 
-class TapperClient:
-    """Sends entries to one hub.
+class Shipper:
+    """Hands a tapper's entries to one hub; subclasses say how (:meth:`_run`).
 
     ``max_buffered`` bounds the entries held (waiting plus sent but unacknowledged): at a few
     hundred entries a second, the default covers minutes of hub outage. ``window`` frames may
@@ -80,8 +83,6 @@ class TapperClient:
 
     def __init__(
         self,
-        url: str,
-        token: str,
         tapper_id: str,
         max_buffered: int = 100_000,
         frame_entries: int = 500,
@@ -90,8 +91,6 @@ class TapperClient:
         max_retry_delay: float = 5.0,
         max_packet_bytes: int = 32 << 20,
     ) -> None:
-        self.url = url
-        self.token = token
         self.tapper_id = tapper_id
         self.max_buffered = max_buffered
         self.frame_entries = frame_entries
@@ -190,6 +189,64 @@ class TapperClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _requeue_unacked(self) -> None:
+        """Put sent-but-unacknowledged entries back in front, oldest first."""
+        with self._lock:
+            resent = 0
+            while self._unacked:
+                frame = self._unacked.pop()
+                self._waiting.extendleft(reversed(frame))
+                resent += len(frame)
+            self.stats.resent_entries += resent
+            self._shed_excess()
+
+    def _next_frame(self) -> list[Mapping[str, Any]] | None:
+        with self._lock:
+            if not self._waiting or len(self._unacked) >= self.window:
+                return None
+            count = min(self.frame_entries, len(self._waiting))
+            frame = [self._waiting.popleft() for _ in range(count)]
+            self._unacked.append(frame)
+            self.stats.buffered = len(self._waiting)
+            return frame
+
+    async def _wait_for_work(self, receiver: asyncio.Task[None] | None = None) -> None:
+        """Until there is something to hand over (or ``receiver`` ends)."""
+        assert self._wake is not None
+        self._wake.clear()
+        if self._next_ready():
+            return
+        waiter = asyncio.create_task(self._wake.wait())
+        waited = {waiter} if receiver is None else {waiter, receiver}
+        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+
+    def _next_ready(self) -> bool:
+        with self._lock:
+            return bool(self._packets) or (bool(self._waiting) and len(self._unacked) < self.window)
+
+    def _acknowledged(self, frames: int) -> None:
+        """The hub committed the ``frames`` oldest frames in flight."""
+        with self._lock:
+            for _ in range(frames):
+                if not self._unacked:
+                    break
+                self.stats.acked_entries += len(self._unacked.popleft())
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TapperClient(Shipper):
+    """Sends entries to a hub over its ``/wsTapper`` (a node's tapper)."""
+
+    def __init__(self, url: str, token: str, tapper_id: str, **limits: Any) -> None:
+        super().__init__(tapper_id, **limits)
+        self.url = url
+        self.token = token
+
     async def _run(self) -> None:
         delay = self.retry_delay
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -215,17 +272,6 @@ class TapperClient:
                     self._requeue_unacked()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
-
-    def _requeue_unacked(self) -> None:
-        """Put sent-but-unacknowledged entries back in front, oldest first."""
-        with self._lock:
-            resent = 0
-            while self._unacked:
-                frame = self._unacked.pop()
-                self._waiting.extendleft(reversed(frame))
-                resent += len(frame)
-            self.stats.resent_entries += resent
-            self._shed_excess()
 
     async def _session(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         receiver = asyncio.create_task(self._receive_acks(socket))
@@ -253,29 +299,6 @@ class TapperClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await receiver
 
-    def _next_frame(self) -> list[Mapping[str, Any]] | None:
-        with self._lock:
-            if not self._waiting or len(self._unacked) >= self.window:
-                return None
-            count = min(self.frame_entries, len(self._waiting))
-            frame = [self._waiting.popleft() for _ in range(count)]
-            self._unacked.append(frame)
-            self.stats.buffered = len(self._waiting)
-            return frame
-
-    async def _wait_for_work(self, receiver: asyncio.Task[None]) -> None:
-        assert self._wake is not None
-        self._wake.clear()
-        if self._next_ready():
-            return
-        waiter = asyncio.create_task(self._wake.wait())
-        await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-
-    def _next_ready(self) -> bool:
-        with self._lock:
-            return bool(self._packets) or (bool(self._waiting) and len(self._unacked) < self.window)
-
     async def _receive_acks(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         acked_frames = 0
         async for message in socket:
@@ -287,13 +310,61 @@ class TapperClient:
                 if self.on_message is not None:
                     self.on_message(body)
                 continue
-            with self._lock:
-                while acked_frames < ack and self._unacked:
-                    self.stats.acked_entries += len(self._unacked.popleft())
-                    acked_frames += 1
-            assert self._wake is not None
-            self._wake.set()
+            if ack > acked_frames:
+                self._acknowledged(ack - acked_frames)
+                acked_frames = ack
 
     async def _report(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         self.stats.buffered = self.buffered()
         await socket.send_str(json.dumps({"type": "stats", **self.stats.as_dict()}))
+
+
+SubmitEntries = Callable[[list[Mapping[str, Any]]], "asyncio.Future[int]"]
+SubmitPackets = Callable[[list[dict[str, Any]]], None]
+
+
+class InProcessShipper(Shipper):
+    """Hands entries to the hub of this process by a direct call (local mode): the entries as
+    they are, with no encoding on the way; the hub encodes each once, for its store. The
+    hub's commit of a frame is its acknowledgement: until then the frame counts against
+    ``max_buffered``, so a slow disk slows the capture's shipping, not its memory."""
+
+    def __init__(
+        self,
+        submit: SubmitEntries,
+        submit_packets: SubmitPackets,
+        tapper_id: str = "local",
+        **limits: Any,
+    ) -> None:
+        super().__init__(tapper_id, **limits)
+        self._submit = submit
+        self._submit_packets = submit_packets
+        self._store_failed = False
+
+    async def _run(self) -> None:
+        self.connected = True
+        self.stats.connects += 1
+        while not self._stopping:
+            if self._store_failed:
+                self._store_failed = False
+                await asyncio.sleep(self.retry_delay)
+            packets = self._take_packets()
+            if packets:
+                self._submit_packets([batch.to_json() for batch in packets])
+                self.stats.sent_packets += sum(len(batch.frames) for batch in packets)
+            frame = self._next_frame()
+            if frame is None:
+                await self._wait_for_work()
+                continue
+            self.stats.sent_frames += 1
+            self._submit(frame).add_done_callback(self._committed)
+
+    def _committed(self, future: asyncio.Future[int]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            # the store failed: the frames in flight go back in front, handed over again soon
+            self._requeue_unacked()
+            self._store_failed = True
+            assert self._wake is not None
+            self._wake.set()
+            return
+        self._acknowledged(1)

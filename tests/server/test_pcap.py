@@ -1,5 +1,6 @@
-"""``GET /pcap``: a capture replayed with pcap export through the local session's tapper and
-hub; tshark reads the exported file and finds the same HTTP messages as in the original."""
+"""``GET /pcap``: a capture replayed with pcap export through the tapper runtime into the hub
+of the same process, as local mode does; tshark reads the exported file and finds the same
+HTTP messages as in the original."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from mizu_cli.local import LocalSession, open_replays
+from mizu_cli.local import open_replays
 from mizu_core.plugins import PluginManager
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
+from mizu_server.tapper import Tapper
+from mizu_server.tapper_client import InProcessShipper
 from tests.cli.test_local import free_port
 
 CAPTURE = Path(__file__).resolve().parent.parent / "data" / "http" / "mizu-http1.pcap"
@@ -46,19 +49,22 @@ async def replay_and_fetch(
     queries: list[str],
     captures: tuple[Path, ...] = (CAPTURE,),
 ) -> list[tuple[int, bytes]]:
-    """Replay captures through a local session; return (status, body) of /pcap per query."""
+    """Replay captures through a tapper and its hub; return (status, body) of /pcap per
+    query."""
     port = free_port()
     settings = HubSettings(pcap_export=pcap_export)
-    session = LocalSession(plugins, settings, port, printer=None)
-    runner = web.AppRunner(create_app(Hub(settings, plugins)), access_log=None)
+    hub = Hub(settings, plugins)
+    shipper = InProcessShipper(hub.submit, hub.submit_packets)
+    tapper = Tapper(plugins, shipper, "local", pcap_export=pcap_export)
+    runner = web.AppRunner(create_app(hub), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        session.client.start()
+        shipper.start()
         replays = open_replays([str(path) for path in captures], keep_packets=pcap_export)
-        await asyncio.to_thread(session.capture, None, replays)
-        session.ship_packets()
-        assert await session.client.flush(timeout=10)
+        assert await asyncio.to_thread(tapper.capture, replays)
+        tapper.ship_packets()
+        assert await shipper.flush(timeout=10)
         results = []
         async with aiohttp.ClientSession() as http:
             for query in queries:
@@ -72,7 +78,7 @@ async def replay_and_fetch(
                         break
                     await asyncio.sleep(0.1)
                 results.append((status, body))
-        await session.client.stop()
+        await shipper.stop()
         return results
     finally:
         await runner.cleanup()
