@@ -11,9 +11,11 @@ A dissector may take a layer off its connection (TLS with a key log) and open th
 connection (:meth:`ConnectionContext.unwrap`): its bytes are offered to the plugins the same
 way, and entries made of them carry the layer's fields.
 
-Pairs that dissectors emit become entries here (the owner plugin's ``analyze`` hook) and go to
-the sink. Requests left unanswered longer than :attr:`Dispatcher.response_timeout` become
-entries without a response.
+Pairs that dissectors emit are collected while they run and become entries here once the
+dissector's call has returned (the owner plugin's ``analyze`` hook), then go to the sink: the
+sink runs outside the isolation of plugins, so an error of the output (a closed pipe, a full
+disk) is the caller's, never blamed on a plugin. Requests left unanswered longer than
+:attr:`Dispatcher.response_timeout` become entries without a response.
 """
 
 from __future__ import annotations
@@ -117,16 +119,16 @@ class _Inner(InnerConnection):
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         if not self.closed and data:
-            self.dispatcher.data(self, direction, data, timestamp)  # type: ignore[arg-type]
+            self.dispatcher.feed(self, direction, data, timestamp)  # type: ignore[arg-type]
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         if not self.closed:
-            self.dispatcher.gap(self, direction, length, timestamp)  # type: ignore[arg-type]
+            self.dispatcher.lost(self, direction, length, timestamp)  # type: ignore[arg-type]
 
     def close(self, timestamp: float, reason: CloseReason) -> None:
         if not self.closed:
             self.closed = True
-            self.dispatcher.closed(self, reason, timestamp)  # type: ignore[arg-type]
+            self.dispatcher.end(self, reason, timestamp)  # type: ignore[arg-type]
 
 
 class Dispatcher:
@@ -156,6 +158,8 @@ class Dispatcher:
         """The states of the claimed connections still open, in the order they were claimed."""
         self._analyzers: dict[str, _Analyzer] = {}
         """The plugin and ``analyze`` hook of each declared protocol seen in a pair."""
+        self._emitted: list[tuple[_State, Pair]] = []
+        """Pairs the dissectors emitted during the current call, made entries after it."""
 
     # -- the reassembler's callbacks -----------------------------------------------------------
 
@@ -166,7 +170,7 @@ class Dispatcher:
         state.context = ConnectionContext(
             connection.info,
             connection.stats,
-            functools.partial(self._pair, state),
+            functools.partial(self._collect, state),
             self.plugin_counters,
             (lambda: swap_roles(connection)) if swap_roles is not None else None,
             functools.partial(self._unwrap, state),
@@ -186,7 +190,7 @@ class Dispatcher:
         state.context = ConnectionContext(
             context.connection,
             context.stats,
-            functools.partial(self._pair, state),
+            functools.partial(self._collect, state),
             self.plugin_counters,
             None,
             functools.partial(self._unwrap, state),
@@ -199,6 +203,24 @@ class Dispatcher:
         return inner
 
     def data(self, connection: Connection, direction: Direction, data: bytes, time: float) -> None:
+        self.feed(connection, direction, data, time)
+        if self._emitted:
+            self._drain()
+
+    def gap(self, connection: Connection, direction: Direction, length: int, time: float) -> None:
+        self.lost(connection, direction, length, time)
+        if self._emitted:
+            self._drain()
+
+    def closed(self, connection: Connection, reason: CloseReason, time: float) -> None:
+        self.end(connection, reason, time)
+        if self._emitted:
+            self._drain()
+
+    # -- feeding, without making entries yet (a layer's inner connection is fed from within its
+    # outer dissector's call) ---------------------------------------------------------------
+
+    def feed(self, connection: Connection, direction: Direction, data: bytes, time: float) -> None:
         state: _State = connection.state  # type: ignore[assignment]
         dissector = state.dissector
         if dissector is not None:
@@ -213,7 +235,7 @@ class Dispatcher:
         state.heads[direction] += data
         self._offer(connection, state, final=False)
 
-    def gap(self, connection: Connection, direction: Direction, length: int, time: float) -> None:
+    def lost(self, connection: Connection, direction: Direction, length: int, time: float) -> None:
         state: _State = connection.state  # type: ignore[assignment]
         dissector = state.dissector
         if dissector is not None:
@@ -227,7 +249,7 @@ class Dispatcher:
             state.chunks.append((direction, b"", length, time))
             state.heads[direction].clear()
 
-    def closed(self, connection: Connection, reason: CloseReason, time: float) -> None:
+    def end(self, connection: Connection, reason: CloseReason, time: float) -> None:
         state: _State = connection.state  # type: ignore[assignment]
         if state.dissector is None and state.candidates:
             self._offer(connection, state, final=True)
@@ -296,9 +318,9 @@ class Dispatcher:
                 for recorded, data, lost, time in chunks[index:]:
                     direction = recorded.reverse if swapped else recorded
                     if lost:
-                        self.gap(connection, direction, lost, time)
+                        self.lost(connection, direction, lost, time)
                     else:
-                        self.data(connection, direction, data, time)
+                        self.feed(connection, direction, data, time)
                 return
             try:
                 if lost:
@@ -321,6 +343,16 @@ class Dispatcher:
         state.candidates = ranking[ranking.index(failed) + 1 :] if failed in ranking else []
 
     # -- pairs and entries ---------------------------------------------------------------------
+
+    def _collect(self, state: _State, pair: Pair) -> None:
+        """A dissector's pair (the context's sink): kept until the dissector's call returns."""
+        self._emitted.append((state, pair))
+
+    def _drain(self) -> None:
+        """Make entries of the pairs emitted, in their order, and hand them to the sink."""
+        emitted, self._emitted = self._emitted, []
+        for state, pair in emitted:
+            self._pair(state, pair)
 
     def _pair(self, state: _State, pair: Pair) -> None:
         on_pair = self.on_pair
@@ -361,3 +393,5 @@ class Dispatcher:
         for state in list(self._live):
             if state.context is not None:
                 self.stats.unanswered += state.context.expire(older_than)
+        if self._emitted:
+            self._drain()

@@ -13,12 +13,12 @@ import orjson
 Written = TypeVar("Written")
 
 
-class OutputError(BaseException):
+class OutputError(Exception):
     """The output could not be written: its reader went away (``| head``) or its disk is full.
 
-    Not an :class:`Exception`, as :class:`KeyboardInterrupt` is not: entries are written from
-    within the plugins' hooks, and the isolation of plugins (``except Exception`` around
-    every hook) would blame the plugin of the entry and go on reading."""
+    Told apart from the system errors of reading a capture. Entries reach the output outside
+    the isolation of plugins (the dispatcher makes them after a dissector's call returns), so
+    it ends the run instead of being counted against a plugin."""
 
     def __init__(self, error: OSError) -> None:
         super().__init__(error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -38,9 +39,9 @@ def closed_pipe() -> Iterator[JsonlSink]:
 
 
 def test_an_entry_written_to_a_closed_pipe_stops_the_engine(closed_pipe: JsonlSink) -> None:
-    """The dispatcher isolates plugins with ``except Exception`` around their hooks, from
-    which entries are written: a BrokenPipeError there was counted against the plugin, the
-    connection went on to the next plugin, and the file was read to its end."""
+    """The dispatcher isolates plugins with ``except Exception`` around their hooks: entries
+    are written once the hook returned, so a BrokenPipeError is never counted against the
+    plugin (the connection going on to the next plugin, the file read to its end)."""
     written: list[str] = []
 
     def write(entry: dict[str, object]) -> None:
@@ -64,3 +65,21 @@ def test_other_write_errors_are_output_errors_too() -> None:
             raising_output_errors(lambda _: sink.close())(None)
     assert not raised.value.reader_gone
     assert raised.value.error.strerror == "No space left on device"
+
+
+def test_output_errors_are_ordinary_exceptions_raised_outside_the_plugins_calls() -> None:
+    """The sink runs after the dissector's call has returned: nothing of the plugin is on the
+    stack when it fails."""
+    stacks: list[list[str]] = []
+
+    def write(entry: dict[str, object]) -> None:
+        stacks.append([frame.name for frame in traceback.extract_stack()])
+        raise OSError(28, "No space left on device")
+
+    plugins = PluginManager().discover(allow=["http", "tcp"])
+    engine = Engine(plugins, raising_output_errors(write))
+    with pytest.raises(OutputError):
+        engine.run(FileSource(DATA / "core" / "http11-keepalive.pcap"))
+    assert issubclass(OutputError, Exception)
+    assert "feed" not in stacks[0] and "_drain" in stacks[0]
+    assert plugins.errors == {}
