@@ -1,36 +1,31 @@
-"""Schema-driven decoding of Kafka request and response bodies (sans-IO, bytes in, dicts out).
+"""The reading primitives of Kafka request and response bodies (sans-IO, bytes in, dicts out).
 
-Field names are the upstream definitions' in camelCase; ``records`` fields are decoded into
-records by :mod:`mizu_kafka.records`; ``bytes`` fields become base64. A body cut short (a frame
-larger than the buffering cap) decodes as far as it goes: the dicts are attached to their parent
-before they are filled, so what was read before :class:`Truncated` stays in the result.
+:mod:`mizu_kafka.messages` holds one generated reader per struct of every message, which reads
+the struct's fields in wire order with a :class:`Reader`. Field names are the upstream
+definitions' in camelCase; ``records`` fields are decoded by :mod:`mizu_kafka.records`; ``bytes``
+fields become base64. A body cut short (a frame larger than the buffering cap) decodes as far as
+it goes: each dict is attached to its parent before it is filled, and each field is stored as
+soon as it is read, so what was read before :class:`Truncated` stays in the result.
 
-Each struct of a message is decoded by a plan worked out once per version (:func:`_plan`): the
-version checks done, consecutive fixed-width fields read with one ``struct`` call, and error
-codes noted on the way (a response's status without walking its payload again).
+Everything reads by offset from one buffer, the frame's body: no slice is made but for the
+strings and byte strings a field shows.
 """
 
 from __future__ import annotations
 
 import base64
 import struct
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from mizu_kafka.records import RecordBudget, decode_records
-from mizu_kafka.schema import Field
 
-INT8 = struct.Struct(">b")
-INT16 = struct.Struct(">h")
-UINT16 = struct.Struct(">H")
-INT32 = struct.Struct(">i")
-INT64 = struct.Struct(">q")
-FLOAT64 = struct.Struct(">d")
+FLOAT64: Final = struct.Struct(">d")
 
-MAX_BYTES_SHOWN = 4096
+MAX_BYTES_SHOWN: Final = 4096
 """A ``bytes`` field longer than this shows only its first bytes (and its length)."""
+
+ERROR_CODE_SUFFIXES: Final = ("errorCode", "ErrorCode")
+"""Names of the ``int16`` fields that carry a Kafka error code."""
 
 
 class Truncated(Exception):
@@ -42,396 +37,246 @@ class Malformed(Exception):
 
 
 class Reader:
-    """A cursor over one message's bytes."""
+    """A cursor over one message's bytes, with what selects its encoding: the message's version
+    and whether that version is flexible (compact lengths and tagged fields)."""
 
-    __slots__ = ("data", "end", "position")
+    data: bytes
+    position: int
+    end: int
+    version: int
+    flexible: bool
+    budget: RecordBudget
+    error_code: int
+    """The first non-zero ``…errorCode`` read, in wire order (what
+    :func:`mizu_kafka.protocol.error_codes` walks): a response's status."""
 
-    def __init__(self, data: bytes, position: int = 0, end: int | None = None) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        version: int = 0,
+        flexible: bool = False,
+        budget: RecordBudget | None = None,
+    ) -> None:
         self.data = data
-        self.position = position
-        self.end = len(data) if end is None else end
+        self.position = 0
+        self.end = len(data)
+        self.version = version
+        self.flexible = flexible
+        self.budget = budget if budget is not None else RecordBudget()
+        self.error_code = 0
 
     @property
     def remaining(self) -> int:
         return self.end - self.position
 
-    def _unpack(self, layout: struct.Struct) -> Any:
+    def _advance(self, size: int) -> int:
+        """The current position, after checking that ``size`` bytes follow it and moving past
+        them."""
         position = self.position
-        end = position + layout.size
-        if end > self.end:
+        if position + size > self.end:
             raise Truncated
-        self.position = end
-        return layout.unpack_from(self.data, position)[0]
+        self.position = position + size
+        return position
+
+    # The fixed-width reads are written out, not built on _advance: they are most of the
+    # calls, and a call each is a good part of their cost (in either build).
 
     def int8(self) -> int:
-        return self._unpack(INT8)
+        position = self.position
+        if position >= self.end:
+            raise Truncated
+        self.position = position + 1
+        value = self.data[position]
+        return value - 0x100 if value >= 0x80 else value
 
-    def int16(self) -> int:
-        return self._unpack(INT16)
+    def boolean(self) -> bool:
+        position = self.position
+        if position >= self.end:
+            raise Truncated
+        self.position = position + 1
+        return self.data[position] != 0
 
     def uint16(self) -> int:
-        return self._unpack(UINT16)
+        position = self.position
+        if position + 2 > self.end:
+            raise Truncated
+        self.position = position + 2
+        data = self.data
+        return data[position] << 8 | data[position + 1]
+
+    def int16(self) -> int:
+        position = self.position
+        if position + 2 > self.end:
+            raise Truncated
+        self.position = position + 2
+        data = self.data
+        value = data[position] << 8 | data[position + 1]
+        return value - 0x10000 if value >= 0x8000 else value
+
+    def error_code_field(self) -> int:
+        """An ``int16`` error code, noted when it is the message's first non-zero one."""
+        value = self.int16()
+        if value and not self.error_code:
+            self.error_code = value
+        return value
 
     def int32(self) -> int:
-        return self._unpack(INT32)
+        position = self.position
+        if position + 4 > self.end:
+            raise Truncated
+        self.position = position + 4
+        data = self.data
+        value = (
+            data[position] << 24
+            | data[position + 1] << 16
+            | data[position + 2] << 8
+            | data[position + 3]
+        )
+        return value - 0x100000000 if value >= 0x80000000 else value
 
     def int64(self) -> int:
-        return self._unpack(INT64)
+        position = self.position
+        if position + 8 > self.end:
+            raise Truncated
+        self.position = position + 8
+        data = self.data
+        high = (
+            data[position] << 24
+            | data[position + 1] << 16
+            | data[position + 2] << 8
+            | data[position + 3]
+        )
+        low = (
+            data[position + 4] << 24
+            | data[position + 5] << 16
+            | data[position + 6] << 8
+            | data[position + 7]
+        )
+        value = high << 32 | low
+        return value - 0x10000000000000000 if high >= 0x80000000 else value
 
     def float64(self) -> float:
-        return self._unpack(FLOAT64)
+        position = self._advance(8)
+        value: float = FLOAT64.unpack_from(self.data, position)[0]
+        return value
 
     def take(self, length: int) -> bytes:
         if length < 0:
             raise Malformed(f"negative length {length}")
-        position = self.position
-        if position + length > self.end:
-            raise Truncated
-        self.position = position + length
+        position = self._advance(length)
         return self.data[position : position + length]
 
     def skip(self, length: int) -> None:
-        self.take(length)
+        if length < 0:
+            raise Malformed(f"negative length {length}")
+        self._advance(length)
 
     def unsigned_varint(self) -> int:
+        data = self.data
+        end = self.end
+        position = self.position
         value = 0
         shift = 0
-        data = self.data
         while True:
-            if self.position >= self.end:
+            if position >= end:
+                self.position = position
                 raise Truncated
-            byte = data[self.position]
-            self.position += 1
+            byte = data[position]
+            position += 1
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                self.position = position
                 return value
             shift += 7
             if shift > 63:
+                self.position = position
                 raise Malformed("varint longer than 10 bytes")
 
-    def varint(self) -> int:
-        """A zigzag-encoded signed varint (record fields)."""
-        value = self.unsigned_varint()
-        return (value >> 1) ^ -(value & 1)
+    def count(self) -> int:
+        """The length of an array, a ``bytes`` field or ``records``: compact (varint + 1) in
+        flexible versions, else an int32; -1 is null."""
+        if self.flexible:
+            return self.unsigned_varint() - 1
+        return self.int32()
 
+    def string(self) -> str | None:
+        """A string (null when its length is negative): compact in flexible versions, else
+        with an int16 length."""
+        length = self.unsigned_varint() - 1 if self.flexible else self.int16()
+        if length < 0:
+            return None
+        position = self.position
+        end = position + length
+        if end > self.end:
+            raise Truncated
+        self.position = end
+        return self.data[position:end].decode("utf-8", "replace")
 
-@dataclass(slots=True)
-class Layout:
-    """What selects the encoding of one message: its version and whether that is flexible."""
+    def bytes_field(self) -> str | None:
+        """A ``bytes`` field as base64, cut to :data:`MAX_BYTES_SHOWN`."""
+        length = self.count()
+        if length < 0:
+            return None
+        position = self._advance(length)
+        return show_bytes(self.data[position : position + min(length, MAX_BYTES_SHOWN)])
 
-    version: int
-    flexible: bool
-    budget: RecordBudget
-    error_code: int = 0
-    """The first non-zero ``…errorCode`` decoded, in the order the payload's dicts list them
-    (what :func:`mizu_kafka.protocol.error_codes` walks): the response's status."""
+    def uuid(self) -> str:
+        """A UUID in its canonical text form."""
+        position = self._advance(16)
+        text = self.data[position : position + 16].hex()
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
+    def null_struct(self) -> bool:
+        """A nullable struct's presence octet says it is null."""
+        return self.int8() < 0
 
-ERROR_CODE_SUFFIXES = ("errorCode", "ErrorCode")
+    def records(self, out: dict[str, Any], name: str) -> None:
+        """A ``records`` field: the records decoded (up to the budget) into ``name``, with
+        ``recordCount`` and ``recordBatches`` beside it."""
+        length = self.count()
+        if length < 0:
+            out[name] = None
+            return
+        # A body cut short by the buffering cap still shows the records it holds.
+        available = min(length, self.end - self.position)
+        start = self.position
+        self.position = start + available
+        decoded = decode_records(self.data, self.budget, start, start + available)
+        out[name] = decoded.records
+        out["recordCount"] = decoded.count
+        out["recordBatches"] = decoded.batches
+        if available < length:
+            raise Truncated
 
+    def tagged_field_count(self) -> int:
+        """The number of fields in a flexible struct's tagged-field section."""
+        return self.unsigned_varint()
 
-def is_error_code(field: Field) -> bool:
-    return field.kind == "int16" and field.name.endswith(ERROR_CODE_SUFFIXES)
+    def enter_tagged_field(self) -> tuple[int, int]:
+        """Read a tagged field's tag and size, and bound the reader to its value: returns
+        ``(tag, end)``, the offset where the reader's bound is to go back to."""
+        tag = self.unsigned_varint()
+        size = self.unsigned_varint()
+        end = self.position + size
+        if end > self.end:
+            raise Truncated
+        outer = self.end
+        self.end = end
+        return tag, outer
 
+    def leave_tagged_field(self, outer: int) -> None:
+        """Past the tagged field :meth:`enter_tagged_field` bounded the reader to, whatever of
+        it was read."""
+        self.position = self.end
+        self.end = outer
 
-def _nullable(field: Field, version: int) -> bool:
-    return field.nullable_low <= version <= field.nullable_high
-
-
-def _length(reader: Reader, flexible: bool, wide: bool) -> int:
-    """A string/bytes/array length: compact (varint + 1) when flexible, else int16/int32."""
-    if flexible:
-        return reader.unsigned_varint() - 1
-    return reader.int32() if wide else reader.int16()
-
-
-def read_string(reader: Reader, flexible: bool) -> str | None:
-    length = _length(reader, flexible, wide=False)
-    if length < 0:
-        return None
-    return reader.take(length).decode("utf-8", "replace")
+    def skip_tagged_fields(self) -> None:
+        """A tagged-field section none of whose tags the reader knows."""
+        for _ in range(self.unsigned_varint()):
+            self.unsigned_varint()  # the tag
+            self.skip(self.unsigned_varint())
 
 
 def show_bytes(data: bytes) -> str:
-    """Base64 of a ``bytes`` field, cut to :data:`MAX_BYTES_SHOWN`."""
-    return base64.b64encode(data[:MAX_BYTES_SHOWN]).decode("ascii")
-
-
-def _scalar(reader: Reader, kind: str, flexible: bool) -> Any:
-    if kind == "int32":
-        return reader.int32()
-    if kind == "int16":
-        return reader.int16()
-    if kind == "int64":
-        return reader.int64()
-    if kind == "int8":
-        return reader.int8()
-    if kind == "string":
-        return read_string(reader, flexible)
-    if kind == "bool":
-        return reader.int8() != 0
-    if kind == "uuid":
-        return str(uuid.UUID(bytes=reader.take(16)))
-    if kind == "uint16":
-        return reader.uint16()
-    if kind == "float64":
-        return reader.float64()
-    if kind == "bytes":
-        length = _length(reader, flexible, wide=True)
-        return None if length < 0 else show_bytes(reader.take(length))
-    raise Malformed(f"unknown field type {kind}")
-
-
-def _decode_field(reader: Reader, field: Field, layout: Layout, out: dict[str, Any]) -> None:
-    kind = field.kind
-    flexible = layout.flexible
-    if kind == "[]struct":
-        count = _length(reader, flexible, wide=True)
-        if count < 0:
-            out[field.name] = None
-            return
-        items: list[dict[str, Any]] = []
-        out[field.name] = items
-        for _ in range(count):
-            item: dict[str, Any] = {}
-            items.append(item)
-            decode_fields(reader, field.fields, layout, item)
-    elif kind == "struct":
-        if _nullable(field, layout.version) and reader.int8() < 0:
-            out[field.name] = None
-            return
-        inner: dict[str, Any] = {}
-        out[field.name] = inner
-        decode_fields(reader, field.fields, layout, inner)
-    elif kind.startswith("[]"):
-        count = _length(reader, flexible, wide=True)
-        if count < 0:
-            out[field.name] = None
-            return
-        values: list[Any] = []
-        out[field.name] = values
-        element = kind[2:]
-        for _ in range(count):
-            values.append(_scalar(reader, element, flexible))
-    elif kind == "records":
-        _records(reader, field.name, flexible, layout, out)
-    else:
-        value = out[field.name] = _scalar(reader, kind, flexible)
-        if value and not layout.error_code and is_error_code(field):
-            layout.error_code = value
-
-
-FIXED_WIDTH = {"int8": "b", "int16": "h", "uint16": "H", "int32": "i", "int64": "q", "float64": "d"}
-"""Kinds of a fixed width: a run of them decodes with one ``struct`` call ("bool" is an int8)."""
-
-Step = Callable[[Reader, Layout, dict[str, Any]], None]
-
-
-@dataclass(slots=True)
-class _Plan:
-    """The fields of one struct in one version, worked out once: fixed-width runs merged into
-    one ``struct`` call each, the other fields bound to their decoder, tags looked up."""
-
-    fields: tuple[Field, ...]
-    """Kept so that the ``id`` the plan is cached under stays this tuple's."""
-    steps: tuple[Step, ...]
-    tagged: dict[int, Field]
-
-
-_PLANS: dict[tuple[int, int, bool], _Plan] = {}
-"""Plans by (fields tuple, version, flexible). The tables are module constants: a few hundred
-plans once every API and version in use has been seen."""
-
-
-def _plan(fields: tuple[Field, ...], version: int, flexible: bool) -> _Plan:
-    key = (id(fields), version, flexible)
-    plan = _PLANS.get(key)
-    if plan is None:
-        plan = _PLANS[key] = _compile(fields, version, flexible)
-    return plan
-
-
-def _compile(fields: tuple[Field, ...], version: int, flexible: bool) -> _Plan:
-    present = [field for field in fields if field.low <= version <= field.high]
-    steps: list[Step] = []
-    run: list[Field] = []
-    for field in present:
-        if field.tag is not None:
-            continue
-        if field.kind in FIXED_WIDTH or field.kind == "bool":
-            run.append(field)
-            continue
-        if run:
-            steps.append(_fixed_run(tuple(run)))
-            run = []
-        steps.append(_field_step(field, version, flexible))
-    if run:
-        steps.append(_fixed_run(tuple(run)))
-    tagged = {field.tag: field for field in present if field.tag is not None}
-    return _Plan(fields, tuple(steps), tagged)
-
-
-def _fixed_run(fields: tuple[Field, ...]) -> Step:
-    layout = struct.Struct(">" + "".join(FIXED_WIDTH.get(field.kind, "b") for field in fields))
-    size = layout.size
-    unpack = layout.unpack_from
-    names = tuple(field.name for field in fields)
-    booleans = tuple(index for index, field in enumerate(fields) if field.kind == "bool")
-    error_codes = tuple(index for index, field in enumerate(fields) if is_error_code(field))
-    if len(fields) == 1 and not booleans:
-        (name,) = names
-        error_code = bool(error_codes)
-
-        def one_fixed(reader: Reader, plan_layout: Layout, out: dict[str, Any]) -> None:
-            position = reader.position
-            end = position + size
-            if end > reader.end:
-                raise Truncated
-            reader.position = end
-            value = out[name] = unpack(reader.data, position)[0]
-            if error_code and value and not plan_layout.error_code:
-                plan_layout.error_code = value
-
-        return one_fixed
-
-    def fixed_run(reader: Reader, plan_layout: Layout, out: dict[str, Any]) -> None:
-        position = reader.position
-        end = position + size
-        if end > reader.end:
-            # Cut short: field by field, so the ones that fit are kept before Truncated.
-            for field in fields:
-                _decode_field(reader, field, plan_layout, out)
-            return
-        reader.position = end
-        values = unpack(reader.data, position)
-        if booleans:
-            values = tuple(
-                value != 0 if index in booleans else value for index, value in enumerate(values)
-            )
-        out.update(zip(names, values, strict=True))
-        if error_codes and not plan_layout.error_code:
-            for index in error_codes:
-                if values[index]:
-                    plan_layout.error_code = values[index]
-                    break
-
-    return fixed_run
-
-
-def _field_step(field: Field, version: int, flexible: bool) -> Step:
-    name = field.name
-    if field.kind == "string" and not flexible:
-
-        def string(reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
-            position = reader.position
-            if position + 2 > reader.end:
-                raise Truncated
-            data = reader.data
-            (length,) = INT16.unpack_from(data, position)
-            position += 2
-            if length < 0:
-                reader.position = position
-                out[name] = None
-                return
-            end = position + length
-            if end > reader.end:
-                raise Truncated
-            reader.position = end
-            out[name] = data[position:end].decode("utf-8", "replace")
-
-        return string
-    if field.kind == "[]struct":
-        item_plan = _plan(field.fields, version, flexible)
-
-        def struct_array(reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
-            if flexible:
-                count = reader.unsigned_varint() - 1
-            else:
-                position = reader.position
-                if position + 4 > reader.end:
-                    raise Truncated
-                reader.position = position + 4
-                (count,) = INT32.unpack_from(reader.data, position)
-            if count < 0:
-                out[name] = None
-                return
-            items: list[dict[str, Any]] = []
-            out[name] = items
-            for _ in range(count):
-                item: dict[str, Any] = {}
-                items.append(item)
-                _run(item_plan, reader, layout, item)
-
-        return struct_array
-
-    if field.kind == "records":
-
-        def records(reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
-            _records(reader, name, flexible, layout, out)
-
-        return records
-
-    def generic(reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
-        _decode_field(reader, field, layout, out)
-
-    return generic
-
-
-def _run(plan: _Plan, reader: Reader, layout: Layout, out: dict[str, Any]) -> None:
-    for step in plan.steps:
-        step(reader, layout, out)
-    if layout.flexible:
-        _read_tagged(reader, plan.tagged, layout, out)
-
-
-def _records(
-    reader: Reader, name: str, flexible: bool, layout: Layout, out: dict[str, Any]
-) -> None:
-    length = _length(reader, flexible, wide=True)
-    if length < 0:
-        out[name] = None
-        return
-    # A body cut short by the buffering cap still shows the records it holds.
-    available = min(length, reader.remaining)
-    decoded = decode_records(reader.take(available), layout.budget)
-    out[name] = decoded.records
-    out["recordCount"] = decoded.count
-    out["recordBatches"] = decoded.batches
-    if available < length:
-        raise Truncated
-
-
-def decode_fields(
-    reader: Reader, fields: tuple[Field, ...], layout: Layout, out: dict[str, Any]
-) -> None:
-    """Decode the fields of ``fields`` present in ``layout.version`` into ``out``."""
-    _run(_plan(fields, layout.version, layout.flexible), reader, layout, out)
-
-
-def read_tagged_fields(
-    reader: Reader, fields: tuple[Field, ...], layout: Layout, out: dict[str, Any]
-) -> None:
-    """The tagged-field section of a flexible struct; tags the tables do not know are skipped."""
-    by_tag = {
-        field.tag: field
-        for field in fields
-        if field.tag is not None and field.low <= layout.version <= field.high
-    }
-    _read_tagged(reader, by_tag, layout, out)
-
-
-def _read_tagged(
-    reader: Reader, by_tag: dict[int, Field], layout: Layout, out: dict[str, Any]
-) -> None:
-    for _ in range(reader.unsigned_varint()):
-        tag = reader.unsigned_varint()
-        size = reader.unsigned_varint()
-        field = by_tag.get(tag)
-        if field is None:
-            reader.skip(size)
-            continue
-        end = reader.position + size
-        if end > reader.end:
-            raise Truncated
-        _decode_field(Reader(reader.data, reader.position, end), field, layout, out)
-        reader.position = end
+    """Base64 of a ``bytes`` field's shown bytes."""
+    return base64.b64encode(data).decode("ascii")

@@ -13,17 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mizu_kafka.codec import (
-    ERROR_CODE_SUFFIXES,
-    Layout,
-    Malformed,
-    Reader,
-    Truncated,
-    decode_fields,
-    read_tagged_fields,
-)
+from mizu_kafka.codec import ERROR_CODE_SUFFIXES, Malformed, Reader, Truncated
 from mizu_kafka.messages import API_NAMES, APIS, ERROR_NAMES
 from mizu_kafka.records import RecordBudget
+from mizu_kafka.schema import MessageReader
 
 API_VERSIONS = 18
 UNSUPPORTED_VERSION = 35
@@ -100,13 +93,13 @@ def find_request_start(data: bytes) -> int | None:
 
 
 def _decode_body(
-    reader: Reader, fields: Any, layout: Layout, truncated: bool, out: dict[str, Any]
+    reader: Reader, read: MessageReader, truncated: bool, out: dict[str, Any]
 ) -> str | None:
     """Decode into ``out``; the reason decoding stopped early, if it did."""
     payload: dict[str, Any] = {}
     out["payload"] = payload
     try:
-        decode_fields(reader, fields, layout, payload)
+        read(reader, payload)
     except Truncated:
         return "body cut at the capture cap" if truncated else "body shorter than its layout"
     except Malformed as error:
@@ -135,18 +128,19 @@ def decode_request(body: bytes, truncated: bool, settings: Settings) -> dict[str
         data["clientId"] = None
         data["decodeError"] = "request header cut short"
         return data
-    if schema is None or version > schema.max_version:
+    if schema is None or not 0 <= version <= schema.max_version:
         data["decodeError"] = _unsupported(api_key, version)
         return data
-    flexible = version >= schema.request_flexible
-    layout = Layout(version, flexible, settings.budget())
+    reader.version = version
+    reader.flexible = version >= schema.request_flexible
+    reader.budget = settings.budget()
     try:
-        if flexible:
-            read_tagged_fields(reader, (), layout, {})
+        if reader.flexible:
+            reader.skip_tagged_fields()
     except (Truncated, Malformed):
         data["decodeError"] = "request header cut short"
         return data
-    problem = _decode_body(reader, schema.request, layout, truncated, data)
+    problem = _decode_body(reader, schema.read_request, truncated, data)
     if problem:
         data["decodeError"] = problem
     return data
@@ -181,25 +175,26 @@ def decode_response(
     data["apiKey"] = api_key
     data["apiVersion"] = version
     schema = APIS.get(api_key)
-    if schema is None or version > schema.max_version:
+    if schema is None or not 0 <= version <= schema.max_version:
         data["decodeError"] = _unsupported(api_key, version)
         return data
     if api_key == API_VERSIONS and reader.remaining >= 2:
         (error_code,) = struct.unpack_from(">h", body, reader.position)
         if error_code == UNSUPPORTED_VERSION:
             version = 0  # the broker answers a version it does not know in v0
-    flexible = version >= schema.response_flexible
-    layout = Layout(version, flexible, settings.budget())
+    reader.version = version
+    reader.flexible = version >= schema.response_flexible
+    reader.budget = settings.budget()
     try:
-        if flexible and api_key != API_VERSIONS:
-            read_tagged_fields(reader, (), layout, {})
+        if reader.flexible and api_key != API_VERSIONS:
+            reader.skip_tagged_fields()
     except (Truncated, Malformed):
         data["decodeError"] = "response header cut short"
         return data
-    problem = _decode_body(reader, schema.response, layout, truncated, data)
+    problem = _decode_body(reader, schema.read_response, truncated, data)
     if problem:
         data["decodeError"] = problem
-    code = layout.error_code
+    code = reader.error_code
     data["errorCode"] = code
     data["errorName"] = error_name(code)
     return data

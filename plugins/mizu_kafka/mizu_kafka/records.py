@@ -48,6 +48,11 @@ class DecodedRecords:
     count: int = 0
 
 
+def compression_name(codec: int) -> str:
+    """The name of a batch's compression codec (its number when it has none)."""
+    return COMPRESSION_NAMES[codec] if codec < len(COMPRESSION_NAMES) else str(codec)
+
+
 class RecordError(Exception):
     """Records that cannot be decoded (bad magic, codec failure)."""
 
@@ -61,7 +66,14 @@ def render(data: bytes | None, cap: int) -> tuple[str | None, bool]:
     bytes. Returns the shown string and whether it is base64."""
     if data is None:
         return None, False
-    shown = data[:cap] if len(data) > cap else data
+    if len(data) > cap:
+        return render_shown(data[:cap], True)
+    return render_shown(data, False)
+
+
+def render_shown(shown: bytes, cut: bool) -> tuple[str, bool]:
+    """:func:`render` of the bytes kept of a key, value or header value, ``cut`` when they are
+    only its first bytes."""
     if shown.isascii():
         # Most keys and values: the printable test is then one pass in C over the octets.
         if len(shown.translate(None, NON_TEXT_ASCII)) == len(shown):
@@ -71,7 +83,7 @@ def render(data: bytes | None, cap: int) -> tuple[str | None, bool]:
         text = shown.decode("utf-8")
     except UnicodeDecodeError as error:
         # A cap may cut a character in two: keep the text when that is the only problem.
-        if len(data) > cap and error.start >= len(shown) - 3:
+        if cut and error.start >= len(shown) - 3:
             text = shown[: error.start].decode("utf-8")
         else:
             return base64.b64encode(shown).decode("ascii"), True
@@ -84,40 +96,51 @@ def _record(
     offset: int,
     timestamp: int,
     key: bytes | None,
+    key_size: int,
     value: bytes | None,
-    headers: list[tuple[str, bytes | None]],
+    value_size: int,
     cap: int,
 ) -> dict[str, Any]:
+    """A record's entry but its headers: ``key`` and ``value`` are the bytes kept of them (at
+    most ``cap``), with their sizes on the wire."""
     record: dict[str, Any] = {"offset": offset, "timestamp": timestamp}
-    shown, is_base64 = render(key, cap)
-    record["key"] = shown
-    if is_base64:
-        record["keyEncoding"] = "base64"
-    if key is not None and len(key) > cap:
-        record["keySize"] = len(key)
-    shown, is_base64 = render(value, cap)
-    record["value"] = shown
-    if is_base64:
-        record["valueEncoding"] = "base64"
-    if value is not None and len(value) > cap:
-        record["valueSize"] = len(value)
-    shown_headers: dict[str, Any] = {}
-    binary: list[str] = []
-    for name, data in headers:
-        shown, is_base64 = render(data, cap)
-        if is_base64:
-            binary.append(name)
-        previous = shown_headers.get(name)
-        if name not in shown_headers:
-            shown_headers[name] = shown
-        elif isinstance(previous, list):
-            previous.append(shown)
-        else:
-            shown_headers[name] = [previous, shown]
-    record["headers"] = shown_headers
-    if binary:
-        record["base64Headers"] = binary
+    _show(record, "key", "keyEncoding", "keySize", key, key_size, cap)
+    _show(record, "value", "valueEncoding", "valueSize", value, value_size, cap)
     return record
+
+
+def _show(
+    record: dict[str, Any],
+    name: str,
+    encoding_name: str,
+    size_name: str,
+    data: bytes | None,
+    size: int,
+    cap: int,
+) -> None:
+    """A key or value into ``record``: shown, with its encoding when base64 and its size when
+    the cap cut it."""
+    if data is None:
+        record[name] = None
+        return
+    shown, is_base64 = render_shown(data, size > cap)
+    record[name] = shown
+    if is_base64:
+        record[encoding_name] = "base64"
+    if size > cap:
+        record[size_name] = size
+
+
+def _add_header(headers: dict[str, Any], name: str, shown: str | None) -> None:
+    """Add a header's shown value under its name (a list of them when the name repeats)."""
+    if name not in headers:
+        headers[name] = shown
+        return
+    previous = headers[name]
+    if isinstance(previous, list):
+        previous.append(shown)
+    else:
+        headers[name] = [previous, shown]
 
 
 def _capped(read: Callable[[int], bytes], budget: RecordBudget) -> bytes:
@@ -175,21 +198,20 @@ def decompress(codec: int, data: bytes, budget: RecordBudget) -> bytes:
     raise RecordError(f"unknown compression codec {codec}")
 
 
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    """A zigzag varint at ``position`` and the position after it; a run past the end of
-    ``data`` raises IndexError."""
+def _varint(data: bytes, position: int, limit: int) -> tuple[int, int]:
+    """A zigzag varint at ``position`` and the position after it; a run past ``limit`` raises
+    IndexError."""
+    if position >= limit:
+        raise IndexError
     byte = data[position]
     if byte < 0x80:  # most lengths and deltas of small records: one octet
         return (byte >> 1) ^ -(byte & 1), position + 1
-    second = data[position + 1]
-    if second < 0x80:  # the length of a record or value of 64 to 8191 octets
-        value = (byte & 0x7F) | second << 7
-        return (value >> 1) ^ -(value & 1), position + 2
-    value = byte & 0x7F | (second & 0x7F) << 7
-    position += 1
-    shift = 14
+    value = byte & 0x7F
+    shift = 7
     while True:
         position += 1
+        if position >= limit:
+            raise IndexError
         byte = data[position]
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
@@ -199,24 +221,27 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
             raise RecordError("varint longer than 10 bytes")
 
 
-def _blob(data: bytes, position: int) -> tuple[bytes | None, int]:
-    """A varint-length byte string (null when the length is negative)."""
-    byte = data[position]
-    if byte < 0x80:
+def _blob(data: bytes, position: int, limit: int, cap: int) -> tuple[bytes | None, int, int]:
+    """A varint-length byte string (null when the length is negative): its first ``cap``
+    bytes, its length and the position after it."""
+    if position < limit and data[position] < 0x80:  # a length under 64: one octet
+        byte = data[position]
         length = (byte >> 1) ^ -(byte & 1)
         position += 1
     else:
-        length, position = _varint(data, position)
+        length, position = _varint(data, position, limit)
     if length < 0:
-        return None, position
+        return None, 0, position
     end = position + length
-    if end > len(data):
+    if end > limit:
         raise IndexError
-    return data[position:end], end
+    return data[position : position + min(length, cap)], length, end
 
 
 def _batch_records(
-    body: bytes,
+    data: bytes,
+    position: int,
+    limit: int,
     count: int,
     base_offset: int,
     base_timestamp: int,
@@ -224,59 +249,65 @@ def _batch_records(
     budget: RecordBudget,
     out: list[dict[str, Any]],
 ) -> None:
-    position = 0
+    """The records of a batch whose body (uncompressed) is ``data[position:limit]``, up to the
+    budget's count."""
+    start = position
     cap = budget.value_bytes
-    # Most varints of a record (deltas, lengths of keys and small values, header counts) are
-    # one octet: those are read in line (a call each is most of the cost), longer ones by
-    # _varint.
+    # Most varints of a record (deltas, header counts, lengths of small keys and values) are
+    # one octet: those are read in line, longer ones by _varint.
     try:
         for _ in range(min(count, max(budget.records, 0))):
-            length, position = _varint(body, position)
+            length, position = _varint(data, position, limit)
             end = position + length
-            # after the attributes octet, unused by the format so far
-            byte = body[position + 1]
-            if byte < 0x80:
+            position += 1  # the attributes octet, unused by the format so far
+            if position < limit and data[position] < 0x80:
+                byte = data[position]
                 timestamp_delta = (byte >> 1) ^ -(byte & 1)
-                position += 2
+                position += 1
             else:
-                timestamp_delta, position = _varint(body, position + 1)
-            byte = body[position]
-            if byte < 0x80:
+                timestamp_delta, position = _varint(data, position, limit)
+            if position < limit and data[position] < 0x80:
+                byte = data[position]
                 offset_delta = (byte >> 1) ^ -(byte & 1)
                 position += 1
             else:
-                offset_delta, position = _varint(body, position)
-            key, position = _blob(body, position)
-            byte = body[position]
-            if byte < 0x80:  # a value under 64 octets: its length in line
-                value_length = (byte >> 1) ^ -(byte & 1)
-                position += 1
-            else:
-                value_length, position = _varint(body, position)
-            if value_length < 0:
-                value = None
-            elif position + value_length > len(body):
-                raise IndexError
-            else:
-                value = body[position : position + value_length]
-                position += value_length
-            byte = body[position]
-            if byte < 0x80:
+                offset_delta, position = _varint(data, position, limit)
+            key, key_size, position = _blob(data, position, limit, cap)
+            value, value_size, position = _blob(data, position, limit, cap)
+            if position < limit and data[position] < 0x80:
+                byte = data[position]
                 header_count = (byte >> 1) ^ -(byte & 1)
                 position += 1
             else:
-                header_count, position = _varint(body, position)
-            headers = []
-            for _ in range(header_count):
-                name, position = _blob(body, position)
-                header_value, position = _blob(body, position)
-                headers.append(((name or b"").decode("utf-8", "replace"), header_value))
-            position = end
+                header_count, position = _varint(data, position, limit)
             timestamp = (
                 log_append_time if log_append_time is not None else base_timestamp + timestamp_delta
             )
-            out.append(_record(base_offset + offset_delta, timestamp, key, value, headers, cap))
+            record = _record(
+                base_offset + offset_delta, timestamp, key, key_size, value, value_size, cap
+            )
+            headers: dict[str, Any] = {}
+            binary: list[str] | None = None
+            for _ in range(header_count):
+                name, _name_size, position = _blob(data, position, limit, limit)
+                header_value, header_size, position = _blob(data, position, limit, cap)
+                header_name = (name or b"").decode("utf-8", "replace")
+                shown: str | None = None
+                if header_value is not None:
+                    shown, is_base64 = render_shown(header_value, header_size > cap)
+                    if is_base64:
+                        if binary is None:
+                            binary = []
+                        binary.append(header_name)
+                _add_header(headers, header_name, shown)
+            record["headers"] = headers
+            if binary:
+                record["base64Headers"] = binary
+            out.append(record)
+            position = end
             budget.records -= 1
+            if end < start:
+                return  # a negative length pointing before the batch: nothing more to read
     except IndexError:
         return  # a body cut by the decompression cap: keep the records read so far
 
@@ -284,7 +315,8 @@ def _batch_records(
 def _record_batch(
     data: bytes, start: int, end: int, budget: RecordBudget, decoded: DecodedRecords
 ) -> dict[str, Any]:
-    """Decode the record batch at ``start`` into ``decoded``; returns its header's summary."""
+    """Decode the record batch at ``data[start:end]`` into ``decoded``; returns its header's
+    summary. The records beyond the budget are counted from the header, not read."""
     (
         base_offset,
         _length,
@@ -304,7 +336,7 @@ def _record_batch(
     batch = {
         "baseOffset": base_offset,
         "magic": magic,
-        "compression": COMPRESSION_NAMES[codec] if codec < len(COMPRESSION_NAMES) else str(codec),
+        "compression": compression_name(codec),
         "recordCount": count,
         "producerId": producer_id,
         "producerEpoch": producer_epoch,
@@ -315,11 +347,22 @@ def _record_batch(
     }
     records: list[dict[str, Any]] = []
     if budget.records > 0 and count > 0:
-        body = data[start + BATCH_HEADER.size : end]
-        if codec:
-            body = decompress(codec, body, budget)
         log_append = max_timestamp if attributes & LOG_APPEND_TIME else None
-        _batch_records(body, count, base_offset, base_timestamp, log_append, budget, records)
+        body, body_start, body_end = data, start + BATCH_HEADER.size, end
+        if codec:
+            body = decompress(codec, data[body_start:end], budget)
+            body_start, body_end = 0, len(body)
+        _batch_records(
+            body,
+            body_start,
+            body_end,
+            count,
+            base_offset,
+            base_timestamp,
+            log_append,
+            budget,
+            records,
+        )
     # Added once the batch decoded: one that fails adds nothing (decode_records says why).
     decoded.batches.append(batch)
     decoded.records += records
@@ -348,7 +391,7 @@ def _legacy_messages(
         position = end
         if codec and not nested:
             decoded.batches.append(
-                {"baseOffset": offset, "magic": magic, "compression": COMPRESSION_NAMES[codec]}
+                {"baseOffset": offset, "magic": magic, "compression": compression_name(codec)}
             )
             inner = DecodedRecords()
             if budget.records > 0 and value is not None:
@@ -361,8 +404,16 @@ def _legacy_messages(
             decoded.batches.append({"baseOffset": offset, "magic": magic, "compression": "none"})
         decoded.count += 1
         if budget.records > 0:
-            decoded.records.append(_record(offset, timestamp, key, value, [], budget.value_bytes))
+            cap = budget.value_bytes
+            record = _record(offset, timestamp, *_kept(key, cap), *_kept(value, cap), cap)
+            record["headers"] = {}
+            decoded.records.append(record)
             budget.records -= 1
+
+
+def _kept(data: bytes | None, cap: int) -> tuple[bytes | None, int]:
+    """The bytes of a key or value a record shows, and its size."""
+    return (None, 0) if data is None else (data[:cap], len(data))
 
 
 def _legacy_blob(data: bytes, position: int, end: int) -> tuple[bytes | None, int]:
@@ -389,19 +440,23 @@ def _rebase(records: list[dict[str, Any]], wrapper: int, magic: int, append: int
             record["timestamp"] = append
 
 
-def decode_records(data: bytes, budget: RecordBudget) -> DecodedRecords:
-    """The records of one partition's ``records`` field. The records of a trailing partial
-    batch (a fetch response cut at its size limit, or a message cut by the capture cap) are
-    not decoded; a record batch's header still counts them."""
+def decode_records(
+    data: bytes, budget: RecordBudget, start: int = 0, end: int | None = None
+) -> DecodedRecords:
+    """The records of one partition's ``records`` field, ``data[start:end]``. The records of a
+    trailing partial batch (a fetch response cut at its size limit, or a message cut by the
+    capture cap) are not decoded; a record batch's header still counts them."""
+    if end is None:
+        end = len(data)
     decoded = DecodedRecords()
-    position = 0
+    position = start
     try:
-        while position + 17 <= len(data):
+        while position + 17 <= end:
             (length,) = INT32.unpack_from(data, position + 8)
-            end = position + 12 + length
+            batch_end = position + 12 + length
             magic = data[position + 16]
-            if length < 0 or end > len(data):
-                if magic == 2 and position + BATCH_HEADER.size <= len(data):
+            if length < 0 or batch_end > end:
+                if magic == 2 and position + BATCH_HEADER.size <= end:
                     # Cut by the capture cap: the header still tells what the batch held.
                     header = RecordBudget(records=0)
                     _record_batch(data, position, position, header, decoded)["partial"] = True
@@ -409,12 +464,12 @@ def decode_records(data: bytes, budget: RecordBudget) -> DecodedRecords:
             if magic == 2:
                 if length < BATCH_HEADER.size - 12:
                     raise RecordError(f"record batch of {length} bytes")
-                _record_batch(data, position, end, budget, decoded)
+                _record_batch(data, position, batch_end, budget, decoded)
             elif magic in (0, 1):
-                _legacy_messages(data[position:end], budget, decoded, nested=False)
+                _legacy_messages(data[position:batch_end], budget, decoded, nested=False)
             else:
                 raise RecordError(f"unknown record magic {magic}")
-            position = end
+            position = batch_end
     except (RecordError, struct.error) as error:
         decoded.batches.append({"decodeError": str(error)})
     return decoded

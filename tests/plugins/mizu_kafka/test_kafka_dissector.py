@@ -124,6 +124,35 @@ def test_unknown_api_and_version_and_lost_request_are_entries() -> None:
     assert outputs.entries[2]["request"] is None
 
 
+def test_a_negative_version_is_not_in_the_tables() -> None:
+    """Found by comparing with mutated traffic: a request whose version is negative said
+    nothing of it (an empty payload)."""
+    outputs = run_bytes(
+        [
+            (C2S, request(12, 3, 2, HEARTBEAT_V3)),
+            (S2C, response(2, b"\0\0\0\0\0\0")),
+            (C2S, request(12, -1, 3, HEARTBEAT_V3)),
+            (S2C, response(3, b"\0\0")),
+        ],
+        plugin,
+    )
+    assert "decodeError" not in outputs.entries[0]["request"]
+    expected = "Heartbeat v-1 is not in Mizu's Kafka tables (known up to v4)"
+    assert outputs.entries[1]["request"]["decodeError"] == expected
+    assert outputs.entries[1]["response"]["decodeError"] == expected
+
+
+def test_a_legacy_message_of_an_unknown_codec_is_a_decode_error() -> None:
+    """A magic 0 message whose attributes name codec 5: said in its batch, not raised."""
+    message = struct.pack(">IbbI", 0, 0, 5, 3) + b"abc" + struct.pack(">I", 3) + b"xyz"
+    wire = struct.pack(">qi", 0, len(message)) + message
+    decoded = decode_records(wire, RecordBudget())
+    assert decoded.batches == [
+        {"baseOffset": 0, "magic": 0, "compression": "5"},
+        {"decodeError": "unknown compression codec 5"},
+    ]
+
+
 def test_frames_over_the_cap_keep_their_start() -> None:
     records = built_records(2, "none", count=200)
     # Produce v3: transactionalId null, acks, timeout, one topic "t" with partition 0.
