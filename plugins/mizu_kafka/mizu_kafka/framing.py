@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 SIZE = struct.Struct(">i")
 MAX_FRAME = 1 << 30
@@ -21,13 +20,13 @@ FrameStart = Callable[[bytes], int | None]
 """Given buffered bytes, the offset of the first plausible frame start, or None."""
 
 
-@dataclass(slots=True)
 class Frame:
-    body: bytes
-    size: int
-    """The body's size on the wire; ``len(body) < size`` when the cap cut it."""
-    first_time: float
-    last_time: float
+    def __init__(self, body: bytes, size: int, first_time: float, last_time: float) -> None:
+        self.body = body
+        self.size = size
+        """The body's size on the wire; ``len(body) < size`` when the cap cut it."""
+        self.first_time = first_time
+        self.last_time = last_time
 
     @property
     def truncated(self) -> bool:

@@ -20,7 +20,8 @@ from mizu_core import (
     Verdict,
     hookimpl,
 )
-from mizu_kafka.dissector import KAFKA, KafkaDissector
+from mizu_kafka.connection import KAFKA
+from mizu_kafka.dissector import KafkaDissector
 from mizu_kafka.protocol import Settings, find_request_start, plausible_request
 from mizu_kafka.views import represent_entry, summarize_entry
 

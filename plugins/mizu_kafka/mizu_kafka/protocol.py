@@ -38,12 +38,12 @@ class Settings:
         return RecordBudget(self.max_records, self.max_value_bytes, self.max_decompressed_bytes)
 
 
-@dataclass(slots=True)
 class RequestKey:
     """What decoding a response needs from its request."""
 
-    api_key: int
-    api_version: int
+    def __init__(self, api_key: int, api_version: int) -> None:
+        self.api_key = api_key
+        self.api_version = api_version
 
 
 def api_name(api_key: int) -> str:

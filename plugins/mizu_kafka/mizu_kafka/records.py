@@ -11,7 +11,6 @@ import base64
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import cramjam
@@ -31,21 +30,25 @@ TRANSACTIONAL = 0x10
 CONTROL = 0x20
 
 
-@dataclass(slots=True)
 class RecordBudget:
     """Caps of one message: records decoded in full, bytes shown per key/value, decompressed
     bytes."""
 
-    records: int = 100
-    value_bytes: int = 4096
-    decompressed_bytes: int = 16 << 20
+    # Plain classes rather than dataclasses here and in the other compiled modules: the
+    # __init__ a dataclass makes runs interpreted even in the compiled build.
+    def __init__(
+        self, records: int = 100, value_bytes: int = 4096, decompressed_bytes: int = 16 << 20
+    ) -> None:
+        self.records = records
+        self.value_bytes = value_bytes
+        self.decompressed_bytes = decompressed_bytes
 
 
-@dataclass(slots=True)
 class DecodedRecords:
-    records: list[dict[str, Any]] = field(default_factory=list)
-    batches: list[dict[str, Any]] = field(default_factory=list)
-    count: int = 0
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.batches: list[dict[str, Any]] = []
+        self.count = 0
 
 
 def compression_name(codec: int) -> str:
