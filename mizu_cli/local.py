@@ -344,16 +344,16 @@ class LocalSession:
                     f"cannot serve on 127.0.0.1:{port}: {error.strerror or error} "
                     "(pick another port with --gui-port)"
                 ) from None
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):  # before the URL: Ctrl-C stops cleanly
+                loop.add_signal_handler(signum, stop.set)
             url = f"http://127.0.0.1:{port}"
             replays = [source for source in sources if isinstance(source, FileSource)]
             what = f"{len(replays)} file(s)" if replays else ", ".join(s.name for s in sources)
             click.echo(f"mizu: dashboard at {url}  (capturing {what}; Ctrl-C to stop)", err=True)
             if open_browser:
                 webbrowser.open(url)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
 
             async def replayed() -> None:
                 await self.announce_replay(len(replays))

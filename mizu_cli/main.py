@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import click
@@ -18,19 +19,21 @@ import orjson
 from mizu_cli.common import (
     TableSink,
     compile_query_option,
+    configured_plugins,
     discard_standard_output,
     filtered,
     load_plugins,
     summary_line,
     with_plugin_options,
 )
+from mizu_cli.config import Config, with_config_options
 from mizu_core import __version__
 from mizu_core.capture import CaptureError, FileSource
 from mizu_core.decode import UnsupportedLinkType
 from mizu_core.emit import JsonlSink, OutputError, raising_output_errors
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.parallel import ShardedDissection, ShardSettings, WorkerFailed, auto_workers
-from mizu_core.plugins import PluginError, PluginManager
+from mizu_core.plugins import PluginManager
 from mizu_core.redact import Redactor, redacting
 
 log = logging.getLogger("mizu")
@@ -208,6 +211,7 @@ class OpenApiSink:
     "files under 8 MB. --workers 1 is the single-process path.",
 )
 @with_plugin_options
+@with_config_options
 def dissect(
     files: tuple[str, ...],
     output: str,
@@ -218,6 +222,8 @@ def dissect(
     workers: int | None,
     allow: str | None,
     deny: str | None,
+    config_path: Path,
+    assignments: tuple[str, ...],
 ) -> None:
     """Dissect pcap/pcapng FILES and print their entries to stdout.
 
@@ -232,12 +238,10 @@ def dissect(
       mizu dissect capture.pcap -q 'http and response.status >= 400'
       mizu dissect capture.pcap -o openapi > api.json
       mizu dissect big.pcap --workers 2
+      mizu dissect capture.pcap --set plugins.http.max-body-size=4096
     """
-    plugins = load_plugins(allow, deny)
-    try:
-        plugins.configure({})
-    except PluginError as error:
-        raise click.ClickException(str(error)) from None
+    config = Config.load(config_path, assignments)
+    plugins = configured_plugins(config["plugins"], allow, deny)
     sources = []
     for path in files:
         try:

@@ -144,6 +144,8 @@ class Dispatcher:
         on_pair: Callable[[Pair], None] | None = None,
     ) -> None:
         self.plugins = plugins
+        if not plugins.configured:
+            plugins.configure({})  # every plugin is configured before its first connection
         self.on_pair = on_pair
         self.sink = sink
         self.tapper_id = tapper_id
@@ -174,6 +176,7 @@ class Dispatcher:
             self.plugin_counters,
             (lambda: swap_roles(connection)) if swap_roles is not None else None,
             functools.partial(self._unwrap, state),
+            settings=self.plugins.settings,
         )
 
     def _unwrap(self, outer: _State, layer: Layer) -> InnerConnection:
@@ -195,6 +198,7 @@ class Dispatcher:
             None,
             functools.partial(self._unwrap, state),
             state.layers,
+            settings=self.plugins.settings,
         )
         outer.inner.append(inner)
         self.stats.inner_connections += 1

@@ -12,6 +12,7 @@ import enum
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from mizu_core.model import ConnectionInfo, Direction, Message, Pair
@@ -91,12 +92,16 @@ class InnerConnection:
         raise NotImplementedError
 
 
+_NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
+
+
 class ConnectionContext:
     """What the core gives a dissector: its connection, pairing helpers and the pair sink."""
 
     __slots__ = (
         "_counters",
         "_matchers",
+        "_settings",
         "_sink",
         "_swap",
         "_unwrap",
@@ -115,6 +120,7 @@ class ConnectionContext:
         swap: Callable[[], None] | None = None,
         unwrap: Callable[[Layer], InnerConnection] | None = None,
         layers: tuple[Layer, ...] = (),
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.connection = connection
         self.stats = stats
@@ -129,6 +135,15 @@ class ConnectionContext:
         self._counters = counters if counters is not None else {}
         self._swap = swap
         self._unwrap = unwrap
+        self._settings = settings if settings is not None else {}
+
+    @property
+    def settings(self) -> Any:
+        """The settings of the plugin that has the connection (or is asked for it): what its
+        ``configure`` hook returned, or, when that returned None, its ``plugins.<name>.*``
+        keys as given (a mapping, empty when there were none). They come from the config
+        file and ``--set``, in every command that runs plugins."""
+        return self._settings.get(self.owner, _NO_SETTINGS)
 
     def unwrap(self, layer: Layer) -> InnerConnection:
         """Open the connection that runs inside ``layer`` (the decrypted streams of a TLS

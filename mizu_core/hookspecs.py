@@ -44,14 +44,18 @@ def protocols() -> Sequence[Protocol]:
 
 
 @hookspec
-def configure(settings: Mapping[str, Any]) -> None:
-    """Receive this plugin's settings (the ``plugins.<name>.*`` keys of the config).
+def configure(settings: Mapping[str, Any]) -> object:
+    """Receive this plugin's settings (the ``plugins.<name>.*`` keys of the config file and of
+    ``--set``, in every command that runs plugins).
 
     Called once at start-up, before any connection is offered, also when ``settings`` is empty.
     Validate the keys here: raise :class:`ValueError` naming the key for an unknown key or a bad
-    value, and Mizu refuses to start with that message.
+    value, and the command stops with that message (``plugins.<name>: <message>``).
 
     :param settings: the plugin's own keys (without the ``plugins.<name>.`` prefix).
+    :returns: the settings parsed (a dataclass, say): the plugin's dissectors read them as
+        :attr:`ConnectionContext.settings <mizu_core.ConnectionContext.settings>`, never from
+        a module global. ``None`` leaves them the keys as given.
     """
 
 

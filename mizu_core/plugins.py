@@ -71,6 +71,10 @@ class PluginManager:
         self.load_failures: dict[str, str] = {}
         self.left_out: set[str] = set()
         """Installed plugins not loaded because ``allow`` or ``deny`` said so."""
+        self.settings: dict[str, Any] = {}
+        """Each plugin's settings as its dissectors read them (``ConnectionContext.settings``):
+        what its ``configure`` returned, else its keys as given."""
+        self.configured = False
         self._logged: set[tuple[str, str]] = set()
 
     # -- loading -------------------------------------------------------------------------------
@@ -160,16 +164,22 @@ class PluginManager:
                 f"settings for unknown plugin(s): {', '.join(sorted(unknown))} "
                 f"(installed: {', '.join(p.name for p in self.plugins)})"
             )
+        configured: dict[str, Any] = {}
         for plugin in self.plugins:
+            given = dict(settings.get(plugin.name, {}))
             hook = plugin.hooks.get("configure")
             if hook is None:
-                if settings.get(plugin.name):
+                if given:
                     raise PluginError(f"plugin {plugin.name} takes no settings")
+                configured[plugin.name] = given
                 continue
             try:
-                hook(settings=dict(settings.get(plugin.name, {})))
+                parsed = hook(settings=given)
             except ValueError as error:
                 raise PluginError(f"plugins.{plugin.name}: {error}") from error
+            configured[plugin.name] = given if parsed is None else parsed
+        self.settings = configured
+        self.configured = True
 
     # -- calling -------------------------------------------------------------------------------
 

@@ -223,3 +223,30 @@ def test_no_trace_without_the_variable(
     monkeypatch.delenv("MIZU_TRACE_HOOKS", raising=False)
     run(PluginManager().discover(allow=["turns"]), two_connections(tmp_path))
     assert "mizu: hook" not in capsys.readouterr().err
+
+
+def test_what_configure_returns_reaches_the_dissectors_through_their_context(
+    turns_on_path: Path, tmp_path: Path
+) -> None:
+    plugins = PluginManager().discover(allow=["turns", "tcp"])
+    plugins.configure({"turns": {"label": "here", "max-turn-bytes": 3}})
+    assert type(plugins.settings["turns"]).__name__ == "TurnSettings"
+    assert plugins.settings["tcp"] == {}
+    entries, _ = run(plugins, two_connections(tmp_path))
+    assert {(e["request"]["label"], e["request"]["bytes"]) for e in entries} == {("here", 3)}
+
+
+def test_plugins_are_configured_before_their_first_connection(
+    turns_on_path: Path, tmp_path: Path
+) -> None:
+    plugins = PluginManager().discover(allow=["turns", "tcp"])
+    assert not plugins.configured
+    entries, _ = run(plugins, two_connections(tmp_path))
+    assert plugins.configured and "label" not in entries[0]["request"]
+
+
+def test_settings_of_a_plugin_left_out_are_not_looked_at(turns_on_path: Path) -> None:
+    plugins = PluginManager().discover(allow=["tcp"])
+    plugins.configure({"turns": {"colour": "red"}})
+    with pytest.raises(PluginError, match="settings for unknown plugin"):
+        plugins.configure({"turnz": {}})

@@ -20,7 +20,6 @@ SETTINGS = {
 }
 """The ``plugins.redis.*`` keys and the :class:`Limits` field each one sets."""
 
-limits = Limits()
 
 INLINE_COMMANDS = names(
     "AUTH DBSIZE DECR DEL ECHO EXISTS EXPIRE FLUSHALL FLUSHDB GET HELLO HGET HGETALL INCR INFO "
@@ -43,8 +42,7 @@ def protocols() -> Sequence[Protocol]:
 
 
 @hookimpl
-def configure(settings: Mapping[str, Any]) -> None:
-    global limits
+def configure(settings: Mapping[str, Any]) -> Limits:
     values: dict[str, int] = {}
     for key, value in settings.items():
         if key not in SETTINGS:
@@ -52,7 +50,7 @@ def configure(settings: Mapping[str, Any]) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{key} must be a positive integer, not {value!r}")
         values[SETTINGS[key]] = value
-    limits = Limits(**values)
+    return Limits(**values)
 
 
 @hookimpl
@@ -60,14 +58,14 @@ def dissect(
     context: ConnectionContext, client_head: bytes, server_head: bytes
 ) -> Dissector | Verdict | None:
     if COMMAND_START.match(client_head):
-        return RedisDissector(context, limits)
+        return RedisDissector(context, context.settings)
     if client_head and _COMMAND_PREFIX.fullmatch(client_head):
         return NEED_MORE
     on_redis_port = context.connection.server.port in RESP2.ports
     inline = _INLINE.match(client_head)
     if inline and (on_redis_port or inline.group(1).decode().upper() in INLINE_COMMANDS):
         if _REPLY_LINE.match(server_head):
-            return RedisDissector(context, limits)
+            return RedisDissector(context, context.settings)
         return None if server_head else NEED_MORE
     if re.fullmatch(rb"[A-Za-z]{1,16}", client_head):
         return NEED_MORE
@@ -75,7 +73,7 @@ def dissect(
         return None
     # A capture that starts mid-connection: on Redis's port, trust a RESP-looking stream.
     if _MID_STREAM_COMMAND.search(client_head) or _REPLY_LINE.match(server_head):
-        return RedisDissector(context, limits)
+        return RedisDissector(context, context.settings)
     return None if server_head else NEED_MORE
 
 

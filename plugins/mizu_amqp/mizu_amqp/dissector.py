@@ -101,9 +101,6 @@ class Settings:
     or allowed more: a larger size is taken for garbage."""
 
 
-SETTINGS = Settings()
-
-
 @dataclass(slots=True)
 class _Content:
     """A content method waiting for its header and body frames."""
@@ -138,7 +135,8 @@ class _Side:
         self.dissector = dissector
         self.count = dissector.context.count
         self.direction = direction
-        self.reader = FrameReader(self, SETTINGS.max_frame_size)
+        self.max_body_size = dissector.settings.max_body_size
+        self.reader = FrameReader(self, dissector.settings.max_frame_size)
         self.contents: dict[int, _Content] = {}
 
     # -- FrameHandler --------------------------------------------------------------------------
@@ -175,7 +173,7 @@ class _Side:
     def _keep(self, content: _Content, chunk: bytes) -> None:
         """Count a piece of the body and keep what the body cap allows."""
         content.received += len(chunk)
-        room = SETTINGS.max_body_size - content.kept
+        room = self.max_body_size - content.kept
         if room >= len(chunk):
             content.chunks.append(chunk)
             content.kept += len(chunk)
@@ -286,14 +284,15 @@ class _Side:
 class AmqpDissector(Dissector):
     """One AMQP connection."""
 
-    def __init__(self, context: ConnectionContext) -> None:
+    def __init__(self, context: ConnectionContext, settings: Settings) -> None:
         super().__init__(context)
+        self.settings = settings
         self.sides = (
             _Side(self, Direction.CLIENT_TO_SERVER),
             _Side(self, Direction.SERVER_TO_CLIENT),
         )
         self.requests = context.keyed_matcher()
-        self.unconfirmed = context.keyed_matcher(max_pending=SETTINGS.max_unconfirmed)
+        self.unconfirmed = context.keyed_matcher(max_pending=settings.max_unconfirmed)
         self.channels: dict[int, _Channel] = {}
         self.heartbeats = 0
         self.protocol_header = ""
@@ -383,7 +382,7 @@ class AmqpDissector(Dissector):
 
     def _hold_for_confirm(self, channel: int, state: _Channel, message: Message) -> None:
         state.published += 1
-        if len(state.unconfirmed) >= SETTINGS.max_unconfirmed:
+        if len(state.unconfirmed) >= self.settings.max_unconfirmed:
             self._emit_unanswered(self.unconfirmed.take((channel, state.unconfirmed.popleft())))
         state.unconfirmed.append(state.published)
         self.unconfirmed.request((channel, state.published), message)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mizu_amqp.dissector import AMQP, SETTINGS, AmqpDissector
+from mizu_amqp.dissector import AMQP, AmqpDissector, Settings
 from mizu_amqp.frames import FRAME_HEARTBEAT, find_frame
 from mizu_core import NEED_MORE, ConnectionContext, Dissector, Protocol, Verdict, hookimpl
 
@@ -39,16 +39,16 @@ def protocols() -> Sequence[Protocol]:
 
 
 @hookimpl
-def configure(settings: Mapping[str, Any]) -> None:
+def configure(settings: Mapping[str, Any]) -> Settings:
+    values = {}
     for key, value in settings.items():
         attribute = SETTING_NAMES.get(key)
         if attribute is None:
             raise ValueError(f"plugins.amqp.{key}: unknown setting ({', '.join(SETTING_NAMES)})")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"plugins.amqp.{key}: expected a positive integer, got {value!r}")
-    for key, attribute in SETTING_NAMES.items():
-        default = type(SETTINGS).__dataclass_fields__[attribute].default
-        setattr(SETTINGS, attribute, settings.get(key, default))
+        values[attribute] = value
+    return Settings(**values)
 
 
 def _evidence(head: bytes) -> bool | None:
@@ -74,7 +74,7 @@ def dissect(
     heads = [head for head in (client_head, server_head) if head]
     verdicts = [_evidence(head) for head in heads]
     if True in verdicts:
-        return AmqpDissector(context)
+        return AmqpDissector(context, context.settings)
     connection = context.connection
     # The core may have guessed the roles of a connection caught mid-way: either port counts.
     on_amqp_port = connection.server.port in AMQP.ports or connection.client.port in AMQP.ports

@@ -17,8 +17,8 @@ def protocols() -> Sequence[Protocol]:
 
 
 @hookimpl
-def configure(settings: Mapping[str, Any]) -> None:
-    plugin_settings.current = plugin_settings.parse(settings)
+def configure(settings: Mapping[str, Any]) -> plugin_settings.Settings:
+    return plugin_settings.parse(settings)
 
 
 @hookimpl
@@ -29,7 +29,7 @@ def dissect(
     if answer is None or isinstance(answer, Verdict):
         return answer
     start, flipped = answer
-    return HttpDissector(context, plugin_settings.current, start, flipped)
+    return HttpDissector(context, context.settings, start, flipped)
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""The plugin's settings (``plugins.http.*``), validated by the ``configure`` hook."""
+"""The plugin's settings (``plugins.http.*``), parsed by the ``configure`` hook; its
+dissectors read them from their context (``context.settings``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,6 @@ class Settings:
 
 
 KEYS = {"max-body-size": "max_body_size"}
-
-current = Settings()
-"""What ``configure`` set; dissectors read it when a connection is claimed."""
 
 
 def parse(values: Mapping[str, Any]) -> Settings:

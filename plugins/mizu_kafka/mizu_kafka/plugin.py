@@ -34,8 +34,6 @@ SETTING_NAMES = {
 MID_STREAM_SEARCH = 4096
 """How far into a connection caught mid-stream a request start is looked for."""
 
-current_settings = Settings()
-
 
 @hookimpl
 def protocols() -> Sequence[Protocol]:
@@ -43,7 +41,7 @@ def protocols() -> Sequence[Protocol]:
 
 
 @hookimpl
-def configure(settings: Mapping[str, Any]) -> None:
+def configure(settings: Mapping[str, Any]) -> Settings:
     values = {}
     for key, value in settings.items():
         attribute = SETTING_NAMES.get(key)
@@ -52,12 +50,7 @@ def configure(settings: Mapping[str, Any]) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"plugins.kafka.{key}: expected a non-negative integer, got {value!r}")
         values[attribute] = value
-    _apply(Settings(**values))
-
-
-def _apply(new: Settings) -> None:
-    global current_settings
-    current_settings = new
+    return Settings(**values)
 
 
 @hookimpl
@@ -68,19 +61,19 @@ def dissect(
         return None  # the server spoke first: Kafka clients always do
     verdict = plausible_request(client_head)
     if verdict:
-        return KafkaDissector(context, current_settings)
+        return KafkaDissector(context, context.settings)
     if not context.connection.role_guessed:
         return NEED_MORE if verdict is None else None
     # Caught mid-connection: the roles are a guess and the first bytes may be the tail of a
     # message. Requests may be what the "server" sends.
     reverse_verdict = plausible_request(server_head)
     if reverse_verdict:
-        return KafkaDissector(context, current_settings, requests=Direction.SERVER_TO_CLIENT)
+        return KafkaDissector(context, context.settings, requests=Direction.SERVER_TO_CLIENT)
     if verdict is None or reverse_verdict is None:
         return NEED_MORE
     start = find_request_start(client_head[:MID_STREAM_SEARCH])
     if start is not None:
-        return KafkaDissector(context, current_settings, skip=start)
+        return KafkaDissector(context, context.settings, skip=start)
     return NEED_MORE if len(client_head) < MID_STREAM_SEARCH else None
 
 

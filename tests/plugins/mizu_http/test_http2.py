@@ -114,7 +114,13 @@ def test_mid_connection_headers_report_what_could_not_be_decoded() -> None:
     pairs: list[Pair] = []
     connection = ConnectionInfo(1, Endpoint("10.0.0.1", 5000), Endpoint("10.0.0.2", 7000), 1.0)
     connection.role_guessed = True
-    context = ConnectionContext(connection, ConnectionStats.empty(1.0), pairs.append)
+    context = ConnectionContext(
+        connection,
+        ConnectionStats.empty(1.0),
+        pairs.append,
+        settings={"http": plugin.configure(settings={})},
+    )
+    context.owner = "http"
     head = frame(1, 0x05, 7, block)
     verdict = plugin.dissect(context=context, client_head=head, server_head=b"")
     assert isinstance(verdict, HttpDissector)

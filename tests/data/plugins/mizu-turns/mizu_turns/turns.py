@@ -1,6 +1,12 @@
-"""Pairs turns of speech: what the client says until the server answers, and the answer."""
+"""Pairs turns of speech: what the client says until the server answers, and the answer.
 
-from collections.abc import Sequence
+Settings, as a third party's plugin takes them (``plugins.turns.*``): ``label`` (a string every
+message carries as ``label``) and ``max-turn-bytes`` (a positive integer: bytes counted per turn,
+at most). ``configure`` parses them into :class:`TurnSettings`, which the dissector reads from its
+context."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from mizu_core import ConnectionContext, Direction, Dissector, Message, Protocol, hookimpl
 
@@ -15,10 +21,18 @@ TURNS = Protocol(
 )
 
 
+@dataclass(frozen=True)
+class TurnSettings:
+    label: str | None = None
+    max_turn_bytes: int | None = None
+
+
 class TurnDissector(Dissector):
     def __init__(self, context: ConnectionContext, protocol: Protocol = TURNS) -> None:
         super().__init__(context)
         self.protocol = protocol
+        settings = context.settings
+        self.settings = settings if isinstance(settings, TurnSettings) else TurnSettings()
         self.matcher = context.in_order_matcher()
         self.speaker: Direction | None = None
         self.size = 0
@@ -34,14 +48,12 @@ class TurnDissector(Dissector):
     def _end_turn(self) -> None:
         if self.speaker is None:
             return
-        message = Message(
-            self.protocol,
-            self.speaker,
-            self.first,
-            self.last,
-            self.size,
-            {"method": "TURN", "bytes": self.size},
-        )
+        data = {"method": "TURN", "bytes": self.size}
+        if self.settings.max_turn_bytes is not None:
+            data["bytes"] = min(self.size, self.settings.max_turn_bytes)
+        if self.settings.label is not None:
+            data["label"] = self.settings.label
+        message = Message(self.protocol, self.speaker, self.first, self.last, self.size, data)
         if self.speaker == Direction.CLIENT_TO_SERVER:
             self.matcher.request(message)
         else:
@@ -54,6 +66,18 @@ class TurnDissector(Dissector):
 @hookimpl
 def protocols() -> Sequence[Protocol]:
     return [TURNS]
+
+
+@hookimpl
+def configure(settings: Mapping) -> TurnSettings:
+    for key in settings:
+        if key not in ("label", "max-turn-bytes"):
+            raise ValueError(f"unknown key {key!r} (turns knows label, max-turn-bytes)")
+    limit = settings.get("max-turn-bytes")
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise ValueError(f"max-turn-bytes: expected a positive integer, got {limit!r}")
+    label = settings.get("label")
+    return TurnSettings(None if label is None else str(label), limit)
 
 
 @hookimpl
