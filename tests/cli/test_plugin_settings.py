@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -245,11 +246,19 @@ def test_tap_local_takes_settings_from_the_config_file_and_set(
             for line in (b"first line\n", b"second\n"):
                 client.sendall(line)
                 client.recv(16)
-        entries = [
-            entry
-            for entry in stopped(process)
-            if talker in (entry["src"]["port"], entry["dst"]["port"])
-        ]
+        # the entries are printed as they are made: wait for both before stopping, so that
+        # none is still in the capture's buffer when the capture stops
+        printed: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [printed.put(line) for line in process.stdout])
+        reader.start()
+        entries: list[dict[str, Any]] = []
+        while len(turns(entries)) < 2:
+            entry = json.loads(printed.get(timeout=30))
+            if talker in (entry["src"]["port"], entry["dst"]["port"]):
+                entries.append(entry)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        reader.join()
         assert turns(entries) == [("from-the-file", 2, 2), ("from-the-file", 2, 2)]
     finally:
         process.kill()
