@@ -12,14 +12,12 @@ from __future__ import annotations
 import datetime
 import functools
 import struct
-from collections.abc import Callable
 from typing import Any
 
 from pamqp import decode
 
 from mizu_amqp.values import iso_time, to_json
 
-METHOD_INDEX = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _DELIVERY_TAG = struct.Struct(">q")
 """Signed, as pamqp reads it (and so the methods it decodes show it)."""
@@ -95,14 +93,6 @@ def ack(payload: bytes, channel: int) -> dict[str, Any]:
         "deliveryTag": delivery_tag,
         "multiple": bool(payload[12] & 1),
     }
-
-
-HOT_METHODS: dict[int, Callable[[bytes, int], dict[str, Any]]] = {
-    PUBLISH: publish,
-    DELIVER: deliver,
-    ACK: ack,
-}
-"""Method index → decoder of a method frame's payload into an entry's fields."""
 
 
 _INTEGER_LAYOUTS = {"b": "b", "B": "B", "s": "h", "u": "H", "I": "i", "i": "I", "l": "q", "L": "q"}

@@ -13,7 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mizu_amqp.dissector import AMQP, AmqpDissector, Settings
+from mizu_amqp.connection import AMQP
+from mizu_amqp.dissector import AmqpDissector, Settings
 from mizu_amqp.frames import FRAME_HEARTBEAT, find_frame
 from mizu_core import NEED_MORE, ConnectionContext, Dissector, Protocol, Verdict, hookimpl
 
