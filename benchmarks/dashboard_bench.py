@@ -36,7 +36,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 sys.path.insert(0, str(BENCH_DIR))
 
-from hub_ingest import TOKEN, free_port, http_entry  # noqa: E402
+from hub_ingest import ACCESS_TOKEN, TOKEN, free_port, http_entry  # noqa: E402
 
 from mizu_core.emit import pack_entries  # noqa: E402
 from mizu_server.store import SqliteStore  # noqa: E402
@@ -301,7 +301,7 @@ def main() -> None:
         feeder = Feeder(port, arguments.rate, first=arguments.entries)
         feeder.start()
         try:
-            figures = measure(f"http://127.0.0.1:{port}/", arguments.seconds)
+            figures = measure(f"http://127.0.0.1:{port}/?token={ACCESS_TOKEN}", arguments.seconds)
         finally:
             feeder.stopping.set()
             feeder.join(10)

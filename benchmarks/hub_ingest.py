@@ -47,6 +47,8 @@ from mizu_core.emit import pack_entries  # noqa: E402
 from mizu_server.frames import pack_encoded_entries  # noqa: E402
 
 TOKEN = "benchmark-token"
+ACCESS_TOKEN = "benchmark-access-token"
+"""What the served hub's browser API asks of the benchmarks that query it."""
 METHODS = ("GET", "GET", "GET", "POST", "PUT", "DELETE")
 STATUSES = (200, 200, 200, 201, 204, 404, 500)
 RULES = """
@@ -142,7 +144,13 @@ def serve(port: int, db_path: str, max_bytes: int, with_rules: bool = False) -> 
     plugins = PluginManager().discover()
     plugins.configure({})
     rules = load_rules(RULES) if with_rules else None
-    settings = HubSettings(db_path=db_path, max_db_bytes=max_bytes, token=TOKEN, rules=rules)
+    settings = HubSettings(
+        db_path=db_path,
+        max_db_bytes=max_bytes,
+        token=TOKEN,
+        access_token=ACCESS_TOKEN,
+        rules=rules,
+    )
     hub = Hub(settings, plugins)
     observers: dict[str, int] = {}
     threads: dict[str, float] = {}

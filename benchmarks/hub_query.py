@@ -32,7 +32,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 sys.path.insert(0, str(BENCH_DIR))
 
-from hub_ingest import free_port, http_entry  # noqa: E402
+from hub_ingest import ACCESS_TOKEN, free_port, http_entry  # noqa: E402
 
 from mizu_server.store import SqliteStore  # noqa: E402
 
@@ -94,7 +94,8 @@ def queries(entries: int) -> dict[str, str]:
 
 async def time_queries(port: int, texts: dict[str, str], runs: int) -> list[dict[str, Any]]:
     results = []
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+    headers = {"Authorization": f"Bearer {ACCESS_TOKEN}"}
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as session:
         for name, text in texts.items():
             seconds = []
             meta: dict[str, Any] = {}

@@ -20,6 +20,7 @@ from mizu_cli.k8s import KubeClient
 from mizu_cli.k8s.manifests import HUB_PORT
 from mizu_core.capture import CaptureError, LiveSource
 from mizu_core.redact import UserAgentFilter
+from mizu_server.hub import LOCAL_HOSTS
 from mizu_server.resolver import NameResolver
 from mizu_server.tapper import RecordingLiveSource, Tapper, redactor_for
 from mizu_server.tapper_client import TapperClient
@@ -81,6 +82,22 @@ def watch_cluster(
     help="What tappers present on /wsTapper (env MIZU_TAPPER_TOKEN).",
 )
 @click.option(
+    "--access-token",
+    envvar="MIZU_HUB_TOKEN",
+    help="What the dashboard and the API ask of their users (env MIZU_HUB_TOKEN; default: "
+    "a new one, printed in the dashboard's URL).",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    default=sorted(LOCAL_HOSTS),
+    show_default=True,
+    metavar="HOST",
+    help="A Host the dashboard and the API answer to (repeatable): the port-forward's, by "
+    "default; add an Ingress's name. Other names are refused, which defeats DNS rebinding.",
+)
+@click.option(
     "--watch/--no-watch",
     "watch",
     default=None,
@@ -92,6 +109,8 @@ def hub(
     port: int,
     db_path: Path,
     token: str,
+    access_token: str | None,
+    allowed_hosts: tuple[str, ...],
     watch: bool | None,
     config_path: Path,
     assignments: tuple[str, ...],
@@ -113,9 +132,16 @@ def hub(
         db_path=db_path,
         max_db_bytes=parse_size(config["tap.max-entries-db-size"]),
         token=token,
+        allowed_hosts=frozenset(host.lower().strip("[]") for host in allowed_hosts),
         rules=read_rules(rules_file)[1] if rules_file else None,
         pcap_export=config["tap.pcap-export"],
     )
+    if access_token:
+        settings.access_token = access_token
+    else:
+        click.echo(
+            f"mizu: dashboard at http://127.0.0.1:{port}/?token={settings.access_token}", err=True
+        )
     store = open_store(db_path, settings.max_db_bytes)
     server = Hub(settings, plugins, store)
     in_cluster = bool(watch if watch is not None else os.environ.get("KUBERNETES_SERVICE_HOST"))

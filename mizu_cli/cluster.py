@@ -10,6 +10,7 @@ the dashboard and prints ``+pod`` / ``-pod`` from the hub's ``/status/tap``.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import webbrowser
 import zipfile
@@ -41,6 +43,7 @@ from mizu_cli.k8s.manifests import (
     COMPONENT,
     HUB_NAME,
     HUB_PORT,
+    HUB_TOKEN_SECRET,
     PART_OF,
     RULES_PATH,
     TAPPER_NAME,
@@ -163,7 +166,11 @@ def hub_config(config: Config, namespaces: Sequence[str]) -> dict[str, Any]:
 
 
 def deploy_settings(
-    config: Config, namespaces: Sequence[str], token: str, nodes: Sequence[str]
+    config: Config,
+    namespaces: Sequence[str],
+    token: str,
+    nodes: Sequence[str],
+    access_token: str = "",
 ) -> DeploySettings:
     rules_file = config["tap.traffic-validation-file"]
     return DeploySettings(
@@ -172,6 +179,7 @@ def deploy_settings(
         image=config["agent-image"],
         pull_policy=config["image-pull-policy"],
         token=token,
+        access_token=access_token,
         hub_config=hub_config(config, namespaces),
         rules=read_rules(rules_file)[0] if rules_file else "",
         hub_resources=Resources.from_config(config["resources.hub"]),
@@ -259,18 +267,44 @@ def wait_for_hub(kube: KubeClient, namespace: str, timeout: float = HUB_READY_TI
         time.sleep(0.5)
 
 
-def hub_status(url: str) -> dict[str, Any] | None:
+def hub_status(url: str, access_token: str) -> dict[str, Any] | None:
+    request = urllib.request.Request(
+        f"{url}/status/tap", headers={"Authorization": f"Bearer {access_token}"}
+    )
     try:
-        with urllib.request.urlopen(f"{url}/status/tap", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return dict(json.load(response))
     except (OSError, ValueError):
         return None
 
 
-def open_dashboard(url: str, config: Config) -> None:
-    click.echo(f"mizu: dashboard at {url}  (Ctrl-C to stop and remove Mizu)", err=True)
+def dashboard_url(url: str, access_token: str) -> str:
+    """The dashboard's address with the token it exchanges for its cookie."""
+    return f"{url}/?{urllib.parse.urlencode({'token': access_token})}"
+
+
+def open_dashboard(url: str, config: Config, until: str = "Ctrl-C to stop and remove Mizu") -> None:
+    click.echo(f"mizu: dashboard at {url}  ({until})", err=True)
     if not config["headless"]:
         webbrowser.open(url)
+
+
+def read_access_token(kube: KubeClient, namespace: str) -> str:
+    """The hub's access token, from the Secret ``mizu tap`` (or the chart) created."""
+    try:
+        secret = kube.read("Secret", HUB_TOKEN_SECRET, namespace) or {}
+    except ClusterError as error:
+        raise click.ClickException(f"cannot read the hub's token: {error}") from None
+    encoded = (secret.get("data") or {}).get("token")
+    if encoded:
+        return base64.b64decode(encoded).decode()
+    token = (secret.get("stringData") or {}).get("token")
+    if not token:
+        raise click.ClickException(
+            f"no Secret {HUB_TOKEN_SECRET} with a token in namespace {namespace}: "
+            "was this hub deployed by an older mizu? `mizu clean`, then `mizu tap`"
+        )
+    return str(token)
 
 
 class Follower:
@@ -321,7 +355,10 @@ def cluster_tap(
     for target in targets:
         click.echo(f"+{pod_label(target)}")
     nodes = sorted({target.node for target in targets if target.node})
-    objects = manifests(deploy_settings(config, namespaces, secrets.token_urlsafe(24), nodes))
+    access_token = secrets.token_urlsafe(24)
+    objects = manifests(
+        deploy_settings(config, namespaces, secrets.token_urlsafe(24), nodes, access_token)
+    )
     if dry_run:
         for obj in objects:
             click.echo(f"mizu: would create {describe(obj)}", err=True)
@@ -340,10 +377,10 @@ def cluster_tap(
             forward = make_port_forwarder(kube).forward(
                 namespace, HUB_NAME, HUB_PORT, config["tap.gui-port"]
             )
-            open_dashboard(forward.url, config)
+            open_dashboard(dashboard_url(forward.url, access_token), config)
             follower = Follower(kube, namespace, targets, nodes)
             while not (stop is not None and stop.is_set()):
-                status = hub_status(forward.url)
+                status = hub_status(forward.url, access_token)
                 if status is not None:
                     follower.update(status)
                 time.sleep(STATUS_INTERVAL)
@@ -440,6 +477,7 @@ def required_permissions(config: Config) -> list[tuple[str, str, str, str, str]]
     ]
     needed += [
         ("get", "pods", "", "", namespace),
+        ("get", "secrets", "", "", namespace),  # mizu view reads the hub's token
         ("patch", "daemonsets", "", "apps", namespace),
         ("create", "pods", "portforward", "", namespace),
         ("get", "pods", "log", "", namespace),
@@ -515,18 +553,21 @@ def check(config_path: Path, assignments: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
-def forward_hub(config: Config, kube: KubeClient) -> Any:
+def forward_hub(config: Config, kube: KubeClient) -> tuple[Any, str]:
+    """A port-forward to the running hub, and its access token."""
     namespace = config["mizu-resources-namespace"]
     if kube.read("Pod", HUB_NAME, namespace) is None:
         raise click.ClickException(
             f"no Mizu hub runs in namespace {namespace}; start one with `mizu tap`"
         )
+    access_token = read_access_token(kube, namespace)
     try:
-        return make_port_forwarder(kube).forward(
+        forward = make_port_forwarder(kube).forward(
             namespace, HUB_NAME, HUB_PORT, config["tap.gui-port"]
         )
     except OSError as error:
         raise click.ClickException(str(error)) from None
+    return forward, access_token
 
 
 @click.command()
@@ -542,10 +583,10 @@ def view(
         overrides["tap.gui-port"] = gui_port
     config = Config.load(config_path, assignments, overrides)
     kube = connect(config)
-    forward = forward_hub(config, kube)
+    forward, access_token = forward_hub(config, kube)
     try:
         with interruptible():
-            open_dashboard(forward.url, config)
+            open_dashboard(dashboard_url(forward.url, access_token), config, "Ctrl-C to stop")
             threading.Event().wait()
     except Interrupted:
         pass

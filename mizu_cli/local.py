@@ -38,12 +38,11 @@ from mizu_core.emit import JsonlSink
 from mizu_core.plugins import PluginManager
 from mizu_core.redact import Redactor, UserAgentFilter
 from mizu_server.app import create_app
-from mizu_server.hub import Hub, HubSettings
+from mizu_server.hub import LOCAL_HOSTS, Hub, HubSettings
 from mizu_server.store import SqliteStore
 from mizu_server.tapper import KeepingFileSource, RecordingLiveSource, Tapper, redactor_for
 from mizu_server.tapper_client import InProcessShipper
 
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_DB = Path.home() / ".mizu" / "local" / "entries.db"
 REPLAY_COMMIT_SECONDS = 60.0
 """How long a finished replay waits for the hub to store its entries before saying so."""
@@ -348,7 +347,7 @@ class LocalSession:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):  # before the URL: Ctrl-C stops cleanly
                 loop.add_signal_handler(signum, stop.set)
-            url = f"http://127.0.0.1:{port}"
+            url = f"http://127.0.0.1:{port}/?token={self.hub.settings.access_token}"
             replays = [source for source in sources if isinstance(source, FileSource)]
             what = f"{len(replays)} file(s)" if replays else ", ".join(s.name for s in sources)
             click.echo(f"mizu: dashboard at {url}  (capturing {what}; Ctrl-C to stop)", err=True)

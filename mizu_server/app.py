@@ -1,6 +1,14 @@
-"""The hub's HTTP and WebSocket API (CONTRACT section 4) and the dashboard's static files.
+"""The hub's HTTP and WebSocket API and the dashboard's static files.
 
 ``/pcap`` serves the raw packets tappers send when pcap export is enabled (off by default).
+
+Access: every route of the browser API needs the run's access token (Jupyter's model): a
+dashboard URL carrying ``?token=`` exchanges it for an HttpOnly, SameSite=Strict cookie and
+drops it from the address; scripts send ``Authorization: Bearer``. ``/ws`` and any request
+that says where it comes from (``Origin``) must come from the hub's own origin, so a web page
+the user visits cannot read the traffic through their browser. The dashboard's files hold no
+traffic and are served to anyone. Tappers present their own token, in a header, on
+``/wsTapper``.
 """
 
 from __future__ import annotations
@@ -72,7 +80,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(hub: Hub) -> web.Application:
-    app = web.Application(middlewares=[host_guard], client_max_size=1 << 20)
+    app = web.Application(middlewares=[host_guard, access_guard], client_max_size=1 << 20)
     app[HUB_KEY] = hub
     app[SOCKETS_KEY] = set()
     app.on_response_prepare.append(add_security_headers)
@@ -126,6 +134,82 @@ async def host_guard(request: web.Request, handler: Handler) -> web.StreamRespon
                 status=421,
             )
     return await handler(request)
+
+
+# -- access ----------------------------------------------------------------------------------
+
+UNAUTHORIZED = (
+    "this hub needs its access token: open the dashboard URL that mizu printed "
+    "(http://…/?token=…), or send the header 'Authorization: Bearer <token>'"
+)
+
+
+@web.middleware
+async def access_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The browser API for those who hold the access token, from the hub's own origin."""
+    route_handler = request.match_info.handler
+    if route_handler is tapper_socket:
+        return await handler(request)  # tappers have a token of their own
+    origin = request.headers.get("Origin")
+    if origin is not None and not same_origin(origin, request.host):
+        return web.json_response(
+            {"error": f"requests from {origin} are refused: open the dashboard itself"},
+            status=403,
+        )
+    if route_handler is static_file:
+        return await handler(request)  # the dashboard's files: no traffic in them
+    if not holds_access_token(request):
+        return web.json_response(
+            {"error": UNAUTHORIZED}, status=401, headers={"WWW-Authenticate": 'Bearer realm="mizu"'}
+        )
+    return await handler(request)
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """Whether ``Origin`` names the host the request was sent to (``null``, sent by sandboxed
+    and file pages, names none)."""
+    scheme, separator, rest = origin.partition("://")
+    return bool(separator) and scheme in ("http", "https") and rest.lower() == host.lower()
+
+
+def access_cookie(request: web.Request) -> str:
+    """The cookie holding the token. Cookies do not tell ports apart: each port's hub has its
+    own, so that two hubs on one machine do not log each other out."""
+    _, colon, port = (request.host or "").rpartition(":")
+    return f"mizu-token-{port}" if colon and port.isdigit() else "mizu-token"
+
+
+def holds_access_token(request: web.Request) -> bool:
+    expected = request.app[HUB_KEY].settings.access_token.encode()
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return hmac.compare_digest(credentials.strip().encode(), expected)
+    cookie = request.cookies.get(access_cookie(request))
+    return cookie is not None and hmac.compare_digest(cookie.encode(), expected)
+
+
+def exchange_token(request: web.Request) -> web.Response:
+    """A dashboard URL with ``?token=``: the token becomes the cookie, and the browser is sent
+    to the same URL without it (out of its history and of what the page sees)."""
+    given = request.query["token"].encode()
+    if not hmac.compare_digest(given, request.app[HUB_KEY].settings.access_token.encode()):
+        return web.Response(
+            status=401,
+            text="<!doctype html><title>Mizu</title><p>This token is not the hub's: open the "
+            "URL that mizu printed when it started (or that <code>mizu view</code> prints).</p>",
+            content_type="text/html",
+        )
+    location = str(request.rel_url.without_query_params("token"))
+    response = web.Response(status=303, headers={"Location": location})
+    response.set_cookie(
+        access_cookie(request),
+        request.query["token"],
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+    )
+    return response
 
 
 # -- queries ---------------------------------------------------------------------------------
@@ -427,10 +511,10 @@ async def stream(
 
 
 def bearer_token(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.query.get("token", "")
+    """The token of an ``Authorization: Bearer`` header; never one from the URL, which ends
+    up in proxies' and servers' logs."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
 
 
 async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
@@ -440,7 +524,9 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
     buffer), shown by ``/status/tap``."""
     hub = request.app[HUB_KEY]
     if not hmac.compare_digest(bearer_token(request).encode(), hub.settings.token.encode()):
-        raise web.HTTPUnauthorized(text="a valid tapper token is required")
+        raise web.HTTPUnauthorized(
+            text="a valid tapper token is required, as 'Authorization: Bearer <token>'"
+        )
     socket = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_TAPPER_FRAME)
     await socket.prepare(request)
     sockets = request.app[SOCKETS_KEY]
@@ -547,6 +633,8 @@ async def version(request: web.Request) -> web.Response:
 
 async def static_file(request: web.Request) -> web.StreamResponse:
     """A file of the dashboard, or its index for any other path (client-side routes)."""
+    if "token" in request.query:
+        return exchange_token(request)
     root = request.app[HUB_KEY].settings.static_dir or DEFAULT_STATIC_DIR
     root = root.resolve()
     relative = request.match_info["path"]

@@ -58,6 +58,10 @@ _ENDS = tuple(
 )
 
 
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""The names a browser uses for a hub on this machine, or behind a port-forward."""
+
+
 @dataclass(slots=True)
 class HubSettings:
     db_path: str | Path = ":memory:"
@@ -65,6 +69,9 @@ class HubSettings:
     """``tap.max-entries-db-size``: the oldest entries are evicted beyond it."""
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     """Tappers present it on ``/wsTapper``; generated per deployment."""
+    access_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """What the browser API asks of its users (the dashboard URL's ``?token=``, a cookie, or
+    ``Authorization: Bearer``); generated per run."""
     insertion_filter: str = ""
     static_dir: Path | None = None
     allowed_hosts: frozenset[str] | None = None

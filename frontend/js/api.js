@@ -1,4 +1,7 @@
-// The hub's API (CONTRACT section 4), same origin.
+// The hub's API, same origin. The hub answers 401 until this browser holds its token (the URL
+// mizu prints carries it; the hub turns it into a cookie): then the page asks for it.
+
+import { h } from "./dom.js";
 
 export class HubError extends Error {
   constructor(message, status, body) {
@@ -35,6 +38,7 @@ async function readJSON(response, path) {
     throw new HubError(message, missing ? 404 : response.status, null);
   }
   const body = await response.json();
+  if (response.status === 401) askForToken();
   if (!response.ok) throw new HubError(body.error || body.message || response.statusText, response.status, body);
   return body;
 }
@@ -96,4 +100,19 @@ export class LiveSocket {
       this.delay = Math.min(this.delay * 2, 5000);
     });
   }
+}
+
+/** A form over the page that opens the dashboard with the token the user pastes. */
+function askForToken() {
+  if (document.getElementById("token-form")) return;
+  const input = h("input", { name: "token", type: "password", placeholder: "token", autocomplete: "off", required: "" });
+  const form = h(
+    "form",
+    { id: "token-form", class: "token-form", method: "get", action: "/" },
+    h("p", {}, "This hub needs its token. Open the URL mizu printed (http://…/?token=…), or paste the token:"),
+    input,
+    h("button", { type: "submit" }, "Open"),
+  );
+  document.body.append(form);
+  input.focus();
 }

@@ -20,6 +20,8 @@ ROLE_NAME = "mizu-role"
 ROLE_BINDING_NAME = "mizu-role-binding"
 CONFIG_MAP = "mizu-config"
 TOKEN_SECRET = "mizu-tapper-token"
+HUB_TOKEN_SECRET = "mizu-hub-token"
+"""Holds the access token of the hub's browser API, which ``mizu view`` reads back."""
 CONFIG_MOUNT = "/etc/mizu"
 CONFIG_PATH = f"{CONFIG_MOUNT}/config.yaml"
 RULES_PATH = f"{CONFIG_MOUNT}/rules.yaml"
@@ -70,6 +72,9 @@ class DeploySettings:
     image: str = "mizu:0.1.0"
     pull_policy: str = "IfNotPresent"
     token: str = ""
+    """What tappers present to the hub."""
+    access_token: str = ""
+    """What the hub's browser API asks of the dashboard and of scripts."""
     hub_config: dict[str, Any] = field(default_factory=dict)
     """The config file of the hub and the tappers (``--config-path``): targets, redaction,
     ignored user agents, pcap export, plugins."""
@@ -157,6 +162,13 @@ def manifests(settings: DeploySettings) -> list[dict[str, Any]]:
         },
         {
             "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _metadata(HUB_TOKEN_SECRET, settings),
+            "type": "Opaque",
+            "stringData": {"token": settings.access_token},
+        },
+        {
+            "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _metadata(CONFIG_MAP, settings),
             "data": config_map_data(settings),
@@ -193,11 +205,8 @@ def _config_mount() -> dict[str, Any]:
     return {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}
 
 
-def _token_env() -> dict[str, Any]:
-    return {
-        "name": "MIZU_TAPPER_TOKEN",
-        "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": "token"}},
-    }
+def _token_env(variable: str = "MIZU_TAPPER_TOKEN", secret: str = TOKEN_SECRET) -> dict[str, Any]:
+    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}
 
 
 def hub_pod(settings: DeploySettings) -> dict[str, Any]:
@@ -224,12 +233,11 @@ def hub_pod(settings: DeploySettings) -> dict[str, Any]:
                         "--db",
                         "/var/lib/mizu/entries.db",
                     ],
-                    "env": [_token_env()],
+                    "env": [_token_env(), _token_env("MIZU_HUB_TOKEN", HUB_TOKEN_SECRET)],
                     "ports": [{"name": "http", "containerPort": HUB_PORT, "protocol": "TCP"}],
-                    "readinessProbe": {
-                        "httpGet": {"path": "/status/health", "port": HUB_PORT},
-                        "periodSeconds": 2,
-                    },
+                    # the API needs the token, which a probe cannot carry; the hub listens
+                    # once its store is open
+                    "readinessProbe": {"tcpSocket": {"port": HUB_PORT}, "periodSeconds": 2},
                     "resources": settings.hub_resources.as_spec(),
                     "securityContext": {"allowPrivilegeEscalation": False},
                     "volumeMounts": [

@@ -30,6 +30,7 @@ RULES = """rules:
     response-time: 300
 """
 TOKEN = "chart-test-token"
+HUB_TOKEN = "chart-test-hub-token"
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,7 @@ CASES = {
             },
             "log-level": "info",
             "tapperToken": TOKEN,
+            "hubToken": HUB_TOKEN,
             "tap": {
                 "regex": "^api",
                 "namespaces": ["shop", "auth"],
@@ -143,6 +145,7 @@ CASES = {
         {
             "namespace": "team",
             "tapperToken": TOKEN,
+            "hubToken": HUB_TOKEN,
             "tap": {"redact": False, "max-entries-db-size": "1GB", "namespaces": ["ignored"]},
         },
     ),
@@ -157,7 +160,7 @@ def test_chart_renders_what_the_cli_creates(helm: str, case: str, tmp_path: Path
     if "rules" in values:
         assignments = [*assignments, f"tap.traffic-validation-file={rules_file}"]
     config = Config.load(tmp_path / "absent.yaml", assignments)
-    expected = manifests(cluster.deploy_settings(config, namespaces, TOKEN, nodes))
+    expected = manifests(cluster.deploy_settings(config, namespaces, TOKEN, nodes, HUB_TOKEN))
     rendered = render(helm, values, tmp_path)
     version = kubernetes_validate.latest_version()
     for obj in rendered:
@@ -172,14 +175,26 @@ def test_chart_renders_what_the_cli_creates(helm: str, case: str, tmp_path: Path
 
 def test_defaults_agree_and_the_token_is_generated(helm: str, tmp_path: Path) -> None:
     """Without values: the CLI's default image and settings (but every namespace: a chart
-    knows no kube context), and a fresh random token in the Secret the pods read."""
+    knows no kube context), and fresh random tokens in the Secrets the pods read."""
     config = Config.load(tmp_path / "absent.yaml")
     rendered = render(helm, {}, tmp_path)
-    secret = next(obj for obj in rendered if obj["kind"] == "Secret")
-    token = secret["stringData"]["token"]
-    assert len(token) == 32 and token.isalnum()
+    tokens = {
+        obj["metadata"]["name"]: obj["stringData"]["token"]
+        for obj in rendered
+        if obj["kind"] == "Secret"
+    }
+    assert sorted(tokens) == ["mizu-hub-token", "mizu-tapper-token"]
+    for token in tokens.values():
+        assert len(token) == 32 and token.isalnum()
+    assert tokens["mizu-hub-token"] != tokens["mizu-tapper-token"]
     chart = by_identity(rendered)
-    cli = by_identity(manifests(cluster.deploy_settings(config, [], token, [])))
+    cli = by_identity(
+        manifests(
+            cluster.deploy_settings(
+                config, [], tokens["mizu-tapper-token"], [], tokens["mizu-hub-token"]
+            )
+        )
+    )
     assert chart == cli
     assert f"mizu:{__version__}" in str(chart[("Pod", "mizu", "mizu-hub")])
 

@@ -11,8 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from mizu_cli.config import parse_size
-from tests.support.processes import wait_for_stderr
+from tests.support.processes import Dashboard, wait_for_stderr
 from tests.support.web import threaded_server
 
 pytestmark = pytest.mark.live
@@ -48,7 +46,7 @@ def web_server() -> Iterator[int]:
 
 
 @pytest.fixture
-def local_tap(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str], Path]]:
+def local_tap(tmp_path: Path) -> Iterator[tuple[Dashboard, subprocess.Popen[str], Path]]:
     if os.geteuid() != 0:
         pytest.fail("live capture on lo needs root (run the live tests as root)")
     port = free_port()
@@ -76,29 +74,24 @@ def local_tap(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str], Path
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert f"http://127.0.0.1:{port}" in wait_for_stderr(process, "dashboard at")
-    yield port, process, pcap
+    dashboard = Dashboard.parse(wait_for_stderr(process, "dashboard at"))
+    assert dashboard.base == f"http://127.0.0.1:{port}"
+    yield dashboard, process, pcap
     if process.poll() is None:
         process.kill()
         process.wait()
 
 
-def get_json(port: int, path: str, **params: str) -> Any:
-    url = f"http://127.0.0.1:{port}{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
 def test_local_mode_shows_real_traffic(
-    local_tap: tuple[int, subprocess.Popen[str], Path], web_server: int
+    local_tap: tuple[Dashboard, subprocess.Popen[str], Path], web_server: int
 ) -> None:
-    port, process, pcap = local_tap
+    hub, process, pcap = local_tap
     query = f"dst.port == {web_server}"
 
     async def watch_live() -> list[dict[str, Any]]:
         async with (
             aiohttp.ClientSession() as session,
-            session.ws_connect(f"ws://127.0.0.1:{port}/ws") as browser,
+            session.ws_connect(f"{hub.base}/ws", headers=hub.headers) as browser,
         ):
             await browser.send_json({"query": query})
             assert (await browser.receive_json(timeout=10))["type"] == "meta"
@@ -116,19 +109,19 @@ def test_local_mode_shows_real_traffic(
     assert all(row["dst"]["port"] == web_server for row in live)
     deadline = time.monotonic() + 15
     while True:
-        listing = get_json(port, "/entries", query=query)
+        listing = hub.get_json("/entries", query=query)
         if len(listing["data"]) >= 2 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert len(listing["data"]) >= 2
-    detail = get_json(port, f"/entries/{listing['data'][0]['id']}")
+    detail = hub.get_json(f"/entries/{listing['data'][0]['id']}")
     protocol = detail["data"]["protocol"]["name"]
     if protocol == "http":  # the HTTP plugin is installed: paths and statuses are there
         assert detail["data"]["request"]["path"] in {"/hello/ann", "/hello/bob"}
-        assert get_json(port, "/entries", query=f"{query} and response.status == 200")["data"]
+        assert hub.get_json("/entries", query=f"{query} and response.status == 200")["data"]
     else:
         assert protocol == "tcp"
-    tap = get_json(port, "/status/tap")
+    tap = hub.get_json("/status/tap")
     assert tap["local"]["capture"]["entries"] >= 2
     assert tap["local"]["client"]["ackedEntries"] >= 2
     process.send_signal(signal.SIGINT)
@@ -139,7 +132,7 @@ def test_local_mode_shows_real_traffic(
     assert sum(1 for entry in printed if entry["dst"]["port"] == web_server) >= 2
     assert pcap.stat().st_size > 24
     # the hub's own port never shows up: the capture filter leaves it out
-    assert not any(port in (entry["src"]["port"], entry["dst"]["port"]) for entry in printed)
+    assert not any(hub.port in (entry["src"]["port"], entry["dst"]["port"]) for entry in printed)
 
 
 def test_tap_without_local_says_what_to_do() -> None:
@@ -178,8 +171,9 @@ def test_pcap_replay_ends_on_sigint_and_reads_rules_from_config(tmp_path: Path) 
         text=True,
     )
     try:
+        hub = Dashboard.parse(wait_for_stderr(process, "dashboard at"))
         wait_for_stderr(process, "still serving")
-        rows = get_json(port, "/entries", query="http")["data"]
+        rows = hub.get_json("/entries", query="http")["data"]
         assert rows and all(row["rules"] == {"passed": 1, "failed": 0} for row in rows)
         process.send_signal(signal.SIGINT)
         started = time.monotonic()
@@ -209,8 +203,9 @@ def test_a_second_run_on_the_same_database_keeps_its_entries(tmp_path: Path) -> 
             text=True,
         )
         try:
+            hub = Dashboard.parse(wait_for_stderr(process, "dashboard at"))
             wait_for_stderr(process, "still serving")
-            rows = get_json(port, "/entries", query="http", limit="10000")["data"]
+            rows = hub.get_json("/entries", query="http", limit="10000")["data"]
             counts.append(len(rows))
             assert len({row["id"] for row in rows}) == len(rows)
             process.send_signal(signal.SIGINT)
@@ -296,11 +291,12 @@ def test_closed_standard_output_stops_the_printing_not_the_capture(tmp_path: Pat
         assert process.stdout is not None and process.stderr is not None
         process.stdout.close()  # the reader goes away before the first entry
         said = stderr_until(process, "still serving")
+        hub = Dashboard.parse("".join(said))
         assert [line for line in said if "entries are no longer printed" in line] == [
             "mizu: standard output closed; entries are no longer printed "
             "(the dashboard still gets them)\n"
         ]
-        rows = get_json(port, "/entries", limit="10000")["data"]
+        rows = hub.get_json("/entries", limit="10000")["data"]
         assert len(rows) == 3 * per_file
         remaining = stop(process)
         assert f"{3 * per_file} sent to the hub" in remaining

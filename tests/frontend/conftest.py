@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.support.processes import wait_for_stderr
+from tests.support.processes import Dashboard, wait_for_stderr
 from tests.support.web import threaded_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -146,8 +146,8 @@ def traffic() -> Iterator[Traffic]:
 
 
 @pytest.fixture(scope="session")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``mizu tap --local -i lo``: the dashboard's URL."""
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """``mizu tap --local -i lo``: where its dashboard is, and its token."""
     if os.geteuid() != 0:
         pytest.fail("live capture on lo needs root (run the live tests as root)")
     port = free_port()
@@ -165,10 +165,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for_stderr(process, "dashboard at")
+    dashboard = Dashboard.parse(wait_for_stderr(process, "dashboard at"))
     # keep reading stderr so that the hub never blocks on a full pipe
     threading.Thread(target=process.stderr.read, daemon=True).start()
-    yield f"http://127.0.0.1:{port}"
+    yield dashboard
     process.terminate()
     try:
         process.wait(15)

@@ -6,27 +6,26 @@ from __future__ import annotations
 import http.client
 import json
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.frontend.conftest import Traffic
+from tests.support.processes import Dashboard
 
 pytestmark = pytest.mark.live
 
 ROWS = "#viewport .row:not([hidden])"
 
 
-def open_dashboard(page: Page, hub: str, query: str) -> None:
+def open_dashboard(page: Page, hub: Dashboard, query: str) -> None:
     """The dashboard filtered by ``query``, once its history is loaded."""
-    page.goto(f"{hub}/?{urllib.parse.urlencode({'q': query})}")
+    page.goto(hub.page_url(q=query))
     page.wait_for_function("() => window.mizu && !window.mizu.list.loadingHistory")
 
 
-def stored(hub: str, query: str, count: int) -> int:
+def stored(hub: Dashboard, query: str, count: int) -> int:
     """How many entries the hub holds for ``query``, once it has ``count`` (or after 15 s).
 
     A query the store cannot answer from an index comes back in time-budgeted partial pages:
@@ -35,11 +34,7 @@ def stored(hub: str, query: str, count: int) -> int:
     while True:
         found, left_off = 0, "latest"
         while True:
-            arguments = {"query": query, "limit": count + 10, "leftOff": left_off}
-            with urllib.request.urlopen(
-                f"{hub}/entries?{urllib.parse.urlencode(arguments)}", timeout=5
-            ) as response:
-                page = json.load(response)
+            page = hub.get_json("/entries", query=query, limit=count + 10, leftOff=left_off)
             found += len(page["data"])
             meta = page["meta"]
             if not meta["partial"] or meta["exhausted"] or meta["leftOff"] is None:
@@ -66,7 +61,7 @@ def row_with(page: Page, summary: str):  # type: ignore[no-untyped-def]
     return page.locator(ROWS, has=page.locator(".cell.summary", has_text=summary))
 
 
-def test_rows_appear_live(page: Page, hub: str, traffic: Traffic) -> None:
+def test_rows_appear_live(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/live/")')
     assert summaries(page) == []
     for number in range(3):
@@ -85,7 +80,7 @@ def test_rows_appear_live(page: Page, hub: str, traffic: Traffic) -> None:
 
 
 def test_filter_narrows_clicks_add_snippets_and_errors_show(
-    page: Page, hub: str, traffic: Traffic
+    page: Page, hub: Dashboard, traffic: Traffic
 ) -> None:
     base = f'{traffic.query} and request.path.startsWith("/narrow/")'
     traffic.get("/narrow/a")
@@ -125,7 +120,7 @@ def test_filter_narrows_clicks_add_snippets_and_errors_show(
     expect(error).to_be_hidden()
 
 
-def test_detail_shows_headers_and_pretty_json(page: Page, hub: str, traffic: Traffic) -> None:
+def test_detail_shows_headers_and_pretty_json(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     traffic.get("/detail/x?color=blue", **{"X-Trace": "abc-123"})
     open_dashboard(page, hub, f'{traffic.query} and request.path == "/detail/x"')
     wait_rows(page, 1)
@@ -156,7 +151,7 @@ def test_detail_shows_headers_and_pretty_json(page: Page, hub: str, traffic: Tra
     assert "-H 'X-Trace: abc-123'" in curl
 
 
-def test_raw_toggle_and_images(page: Page, hub: str, traffic: Traffic) -> None:
+def test_raw_toggle_and_images(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     traffic.get("/pixel.png")
     traffic.get("/raw/1")
     open_dashboard(
@@ -174,7 +169,7 @@ def test_raw_toggle_and_images(page: Page, hub: str, traffic: Traffic) -> None:
     expect(page.locator("#detail pre.code.text")).to_contain_text('"tags": ["a", "b"]}')
 
 
-def test_har_download(page: Page, hub: str, traffic: Traffic, tmp_path: Path) -> None:
+def test_har_download(page: Page, hub: Dashboard, traffic: Traffic, tmp_path: Path) -> None:
     traffic.get("/har/1")
     traffic.get("/har/2")
     open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/har/")')
@@ -188,7 +183,7 @@ def test_har_download(page: Page, hub: str, traffic: Traffic, tmp_path: Path) ->
     assert [url.rsplit("/", 2)[-2:] for url in urls] == [["har", "1"], ["har", "2"]]
 
 
-def test_pause_and_resume(page: Page, hub: str, traffic: Traffic) -> None:
+def test_pause_and_resume(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/pause/")')
     traffic.get("/pause/0")
     wait_rows(page, 1)
@@ -209,7 +204,7 @@ def test_pause_and_resume(page: Page, hub: str, traffic: Traffic) -> None:
 
 
 def test_scrolling_back_pages_older_entries_from_the_hub(
-    page: Page, hub: str, traffic: Traffic
+    page: Page, hub: Dashboard, traffic: Traffic
 ) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", traffic.port, timeout=5)
     for number in range(260):
@@ -234,7 +229,7 @@ def test_scrolling_back_pages_older_entries_from_the_hub(
     expect(viewport.get_by_text(oldest, exact=True)).to_be_visible()
 
 
-def test_pcap_export_off_is_said(page: Page, hub: str, traffic: Traffic) -> None:
+def test_pcap_export_off_is_said(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     traffic.get("/pcap/1")
     open_dashboard(page, hub, f'{traffic.query} and request.path == "/pcap/1"')
     wait_rows(page, 1)
@@ -243,7 +238,7 @@ def test_pcap_export_off_is_said(page: Page, hub: str, traffic: Traffic) -> None
     expect(page.locator("#toast")).to_contain_text("pcap export is off")
 
 
-def test_stats_view(page: Page, hub: str, traffic: Traffic) -> None:
+def test_stats_view(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     traffic.get("/stats/1")
     open_dashboard(page, hub, traffic.query)
     page.click("[data-view=stats]")
@@ -257,7 +252,9 @@ XSS_IMAGE = "<img src=x onerror=\"window.__pwned='img'\">"
 XSS_LINK = "<a href=\"javascript:window.__pwned='link'\">click</a>"
 
 
-def test_captured_markup_is_text_and_runs_nothing(page: Page, hub: str, traffic: Traffic) -> None:
+def test_captured_markup_is_text_and_runs_nothing(
+    page: Page, hub: Dashboard, traffic: Traffic
+) -> None:
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     traffic.raw(
@@ -298,10 +295,10 @@ def test_captured_markup_is_text_and_runs_nothing(page: Page, hub: str, traffic:
         'a[href^="javascript"], [onerror], [onload]\').length'
     )
     assert injected == 0
-    assert page.url.startswith(hub)
+    assert page.url.startswith(hub.base)
 
 
-def test_service_map_and_api_views(page: Page, hub: str, traffic: Traffic) -> None:
+def test_service_map_and_api_views(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     traffic.get("/views/users/1")
     traffic.get("/views/users/2")
     open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/views/")')
@@ -319,9 +316,9 @@ def test_service_map_and_api_views(page: Page, hub: str, traffic: Traffic) -> No
     expect(page.locator(".operation .path", has_text="/views/users").first).to_be_visible()
 
 
-def test_formatting_helpers(page: Page, hub: str) -> None:
+def test_formatting_helpers(page: Page, hub: Dashboard) -> None:
     """The pure helpers of js/format.js, run in the page as the dashboard runs them."""
-    page.goto(hub)
+    page.goto(hub.page_url())
     results = page.evaluate(
         """async () => {
           const f = await import("/js/format.js");
@@ -354,7 +351,7 @@ def test_formatting_helpers(page: Page, hub: str) -> None:
     assert results["hex"] == "00000000  00 41 ff" + " " * 39 + "  .A."
 
 
-def test_rules_marks_and_section(page: Page, hub: str, traffic: Traffic) -> None:
+def test_rules_marks_and_section(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     traffic.get("/rules/1")
     traffic.get("/norules/1")
     open_dashboard(page, hub, f'{traffic.query} and request.path.contains("rules/1")')
@@ -372,7 +369,7 @@ def test_rules_marks_and_section(page: Page, hub: str, traffic: Traffic) -> None
     expect(page.locator("#detail .rule.passed")).to_contain_text("user-is-seven")
 
 
-def test_detail_title_adds_the_rows_filters(page: Page, hub: str, traffic: Traffic) -> None:
+def test_detail_title_adds_the_rows_filters(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     traffic.get("/title/1")
     open_dashboard(page, hub, traffic.query)
     row_with(page, "/title/1").locator(".cell.summary").click()  # the path opens the row
@@ -384,3 +381,21 @@ def test_detail_title_adds_the_rows_filters(page: Page, hub: str, traffic: Traff
     page.wait_for_function(
         "() => window.mizu.list.rows.length === 1 && !window.mizu.list.loadingHistory"
     )
+
+
+def test_without_the_token_the_page_asks_for_it(page: Page, hub: Dashboard) -> None:
+    """Opened without the URL mizu printed: no traffic, a form for the token; the token
+    pasted there opens the dashboard (and the cookie keeps it open)."""
+    page.on("pageerror", lambda error: None)  # the refused calls' rejections are expected
+    page.goto(f"{hub.base}/")
+    form = page.locator("#token-form")
+    expect(form).to_be_visible()
+    assert page.evaluate("window.mizu.list.rows.length") == 0
+    form.locator("input").fill(hub.token)
+    form.locator("button").click()
+    page.wait_for_function("() => window.mizu && !window.mizu.list.loadingHistory")
+    assert "token" not in page.url  # the hub dropped it from the address
+    expect(page.locator("#token-form")).to_have_count(0)
+    page.reload()
+    page.wait_for_function("() => window.mizu && !window.mizu.list.loadingHistory")
+    expect(page.locator("#token-form")).to_have_count(0)

@@ -15,7 +15,6 @@ import shutil
 import socket
 import sys
 import threading
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.frontend.conftest import Traffic
+from tests.support.processes import Dashboard
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples" / "mizu-redis" / "tests"))
 from redis_peers import redis_server
@@ -95,7 +95,7 @@ def send_traffic(traffic: Traffic) -> None:
 
 
 def test_screenshot(
-    page: Page, hub: str, traffic: Traffic, redis_port: int, tmp_path: Path
+    page: Page, hub: Dashboard, traffic: Traffic, redis_port: int, tmp_path: Path
 ) -> None:
     send_traffic(traffic)
     redis_commands(redis_port)
@@ -103,7 +103,7 @@ def test_screenshot(
     paths = 'request.path.startsWith("/api/") or request.path.endsWith("/chat")'
     paths += ' or request.path == "/missing/page"'
     query = f"(redis and dst.port == {redis_port}) or (dst.port == {traffic.port} and ({paths}))"
-    page.goto(f"{hub}/?{urllib.parse.urlencode({'q': query})}")
+    page.goto(hub.page_url(q=query))
     page.wait_for_function("() => window.mizu && window.mizu.list.rows.length >= 14")
     page.locator(
         "#viewport .row", has=page.locator(".summary", has_text="/api/v1/orders")

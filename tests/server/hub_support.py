@@ -8,6 +8,11 @@ from mizu_core.query import Query
 from mizu_core.tcp_plugin import TCP
 from mizu_server.store import FORWARD, SqliteStore
 
+ACCESS_TOKEN = "test-access-token"
+"""The hub's access token in tests that make their own hub (``HubSettings(access_token=)``)."""
+BEARER = {"Authorization": f"Bearer {ACCESS_TOKEN}"}
+"""How a script presents :data:`ACCESS_TOKEN` to the browser API."""
+
 
 def make_entry(number: int, method: str = "GET", status: int = 200, **extra: Any) -> dict[str, Any]:
     """An HTTP entry shaped as CONTRACT section 2 describes."""

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.server.multiservice import free_port
-from tests.support.processes import wait_for_stderr
+from tests.support.processes import Dashboard, wait_for_stderr
 
 
 @contextmanager
-def local_tap(db_dir: Path, *source: str) -> Iterator[int]:
-    """Run ``mizu tap`` on ``source`` (e.g. ``--local -i lo``); yield the hub's port once it
-    serves (for ``--pcap``, once the files are replayed)."""
+def local_tap(db_dir: Path, *source: str) -> Iterator[Dashboard]:
+    """Run ``mizu tap`` on ``source`` (e.g. ``--local -i lo``); yield where its dashboard is
+    once it serves (for ``--pcap``, once the files are replayed)."""
     if "--local" in source and os.geteuid() != 0:
         pytest.fail("live capture on lo needs root (run the live tests as root)")
     port = free_port()
@@ -32,8 +32,10 @@ def local_tap(db_dir: Path, *source: str) -> Iterator[int]:
         text=True,
     )
     try:
-        wait_for_stderr(process, "still serving" if "--pcap" in source else "dashboard at")
-        yield port
+        dashboard = Dashboard.parse(wait_for_stderr(process, "dashboard at"))
+        if "--pcap" in source:
+            wait_for_stderr(process, "still serving")
+        yield dashboard
     finally:
         process.terminate()
         process.wait(timeout=15)

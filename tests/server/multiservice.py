@@ -9,7 +9,6 @@ fixed script of calls and returns what each service must have seen.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -17,8 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -29,6 +26,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from tests.support.processes import Dashboard
 
 NETWORK = "127.0.0"
 """The shop's default addresses; a test module may pick another 127.x.y to keep its capture
@@ -301,17 +300,14 @@ def free_port() -> int:
 class TappedHub:
     """A running ``mizu tap`` process and its hub's API."""
 
-    def __init__(self, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.port = port
+    def __init__(self, dashboard: Dashboard, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.dashboard = dashboard
+        self.port = dashboard.port
         self.process = process
         self.log = log
 
     def get(self, path: str, **params: str) -> Any:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.loads(response.read())
+        return self.dashboard.get_json(path, **params)
 
     def entries(self, query: str) -> list[dict[str, Any]]:
         return list(self.get("/entries", query=query, limit="10000")["data"])
@@ -356,7 +352,7 @@ def mizu_tap(arguments: Sequence[str], workdir: Path) -> Iterator[TappedHub]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"mizu tap did not start: {log.read_text()}")
             time.sleep(0.05)
-        yield TappedHub(port, process, log)
+        yield TappedHub(Dashboard.parse(log.read_text()), process, log)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from referencing.jsonschema import DRAFT6
 
 from tests.server.local_tap import local_tap
 from tests.server.multiservice import free_port
+from tests.support.processes import Dashboard
 
 pytestmark = pytest.mark.live
 
@@ -48,10 +47,8 @@ def schema_errors(document: Any) -> list[str]:
     ]
 
 
-def get_har(hub: int, query: str) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{hub}/har?{urllib.parse.urlencode({'query': query})}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return dict(json.loads(response.read()))
+def get_har(hub: Dashboard, query: str) -> dict[str, Any]:
+    return dict(hub.get_json("/har", query=query))
 
 
 async def exchange_traffic(port: int) -> None:
@@ -87,7 +84,7 @@ async def exchange_traffic(port: int) -> None:
         await runner.cleanup()
 
 
-def wait_for_entries(hub: int, query: str, count: int) -> None:
+def wait_for_entries(hub: Dashboard, query: str, count: int) -> None:
     for _ in range(200):
         if len(get_har(hub, query)["log"]["entries"]) >= count:
             return

@@ -20,7 +20,7 @@ from mizu_core.plugins import PluginManager
 from mizu_server.app import CONTENT_SECURITY_POLICY, create_app
 from mizu_server.frames import pack_encoded_entries
 from mizu_server.hub import Hub, HubSettings
-from tests.server.hub_support import make_entry
+from tests.server.hub_support import ACCESS_TOKEN, BEARER, make_entry
 
 TOKEN = "test-token"
 
@@ -41,8 +41,8 @@ def run(coroutine: Coroutine[Any, Any, None]) -> None:
 
 @asynccontextmanager
 async def hub_client(plugins: PluginManager, **settings: Any) -> AsyncIterator[TestClient]:
-    hub = Hub(HubSettings(token=TOKEN, **settings), plugins)
-    async with TestClient(TestServer(create_app(hub))) as client:
+    hub = Hub(HubSettings(token=TOKEN, access_token=ACCESS_TOKEN, **settings), plugins)
+    async with TestClient(TestServer(create_app(hub)), headers=BEARER) as client:
         yield client
 
 
@@ -282,7 +282,10 @@ def test_real_websocket_client_against_a_served_hub(plugins: PluginManager) -> N
     async def scenario() -> None:
         async with hub_client(plugins) as client:
             url = str(client.make_url("/ws")).replace("http", "ws", 1)
-            async with aiohttp.ClientSession() as session, session.ws_connect(url) as browser:
+            async with (
+                aiohttp.ClientSession(headers=BEARER) as session,
+                session.ws_connect(url) as browser,
+            ):
                 await browser.send_str("http")  # a bare query string is accepted too
                 assert (await browser.receive_json())["type"] == "meta"
                 await send_frames(client, [[make_entry(1)]])

@@ -19,7 +19,7 @@ from mizu_server.hub import Hub, HubSettings
 from mizu_server.store import SqliteStore
 from mizu_server.tapper_client import TapperClient
 from tests.cli.test_local import free_port
-from tests.server.hub_support import make_entry
+from tests.server.hub_support import ACCESS_TOKEN, BEARER, make_entry
 
 TOKEN = "resilience-token"
 
@@ -29,7 +29,7 @@ def run(coroutine: Coroutine[Any, Any, None]) -> None:
 
 
 async def start_hub(plugins: PluginManager, port: int, db: Path) -> web.AppRunner:
-    hub = Hub(HubSettings(db_path=db, token=TOKEN), plugins)
+    hub = Hub(HubSettings(db_path=db, token=TOKEN, access_token=ACCESS_TOKEN), plugins)
     runner = web.AppRunner(create_app(hub), access_log=None, shutdown_timeout=1)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -89,7 +89,7 @@ def test_a_tapper_that_goes_away_is_reported_gone(plugins: PluginManager, tmp_pa
             client.start()
             client.submit(make_entry(1))
             assert await client.flush(timeout=10)
-            async with aiohttp.ClientSession() as http:
+            async with aiohttp.ClientSession(headers=BEARER) as http:
                 status = await (await http.get(f"http://127.0.0.1:{port}/status/tap")).json()
                 assert [(t["id"], t["connected"]) for t in status["tappers"]] == [("node-a", True)]
                 await client.stop()  # the tapper process dies: its socket closes
@@ -119,7 +119,7 @@ def test_garbage_frames_are_rejected_and_logged(
         runner = await start_hub(plugins, port, tmp_path / "e.db")
         url = f"http://127.0.0.1:{port}"
         try:
-            async with aiohttp.ClientSession() as http:
+            async with aiohttp.ClientSession(headers=BEARER) as http:
                 unauthenticated = await http.get(f"{url}/wsTapper")
                 assert unauthenticated.status == 401
                 async with http.ws_connect(

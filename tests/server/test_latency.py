@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tests.server.local_tap import local_tap
 from tests.server.multiservice import free_port
+from tests.support.processes import Dashboard
 
 pytestmark = pytest.mark.live
 
@@ -24,9 +25,9 @@ MAX_DELAY = 1.0
 
 
 @pytest.fixture
-def hub_port(tmp_path: Path) -> Iterator[int]:
-    with local_tap(tmp_path, "--local", "-i", "lo") as port:
-        yield port
+def hub(tmp_path: Path) -> Iterator[Dashboard]:
+    with local_tap(tmp_path, "--local", "-i", "lo") as dashboard:
+        yield dashboard
 
 
 @asynccontextmanager
@@ -48,22 +49,22 @@ async def web_server() -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-async def first_listed(session: aiohttp.ClientSession, hub: int, path: str) -> float:
+async def first_listed(session: aiohttp.ClientSession, hub: Dashboard, path: str) -> float:
     """When ``GET /entries`` first lists the entry of ``path`` (polled every 10 ms)."""
     query = f'request.path == "{path}"'
     while True:
-        async with session.get(f"http://127.0.0.1:{hub}/entries", params={"query": query}) as r:
+        async with session.get(f"{hub.base}/entries", params={"query": query}) as r:
             if (await r.json())["data"]:
                 return time.monotonic()
         await asyncio.sleep(0.01)
 
 
-async def measure(hub: int) -> list[tuple[float, float]]:
+async def measure(hub: Dashboard) -> list[tuple[float, float]]:
     """Per request: seconds from its response to its entry listed, and to its row pushed."""
     pushed: dict[str, float] = {}
     delays = []
-    async with web_server() as port, aiohttp.ClientSession() as session:
-        live = await session.ws_connect(f"http://127.0.0.1:{hub}/ws")
+    async with web_server() as port, aiohttp.ClientSession(headers=hub.headers) as session:
+        live = await session.ws_connect(f"{hub.base}/ws")
         await live.send_str(json.dumps({"query": f"dst.port == {port}", "limit": 0}))
 
         async def listen() -> None:
@@ -90,8 +91,8 @@ async def measure(hub: int) -> list[tuple[float, float]]:
     return delays
 
 
-def test_entries_reach_the_api_and_the_live_stream_within_a_second(hub_port: int) -> None:
-    delays = asyncio.run(measure(hub_port))
+def test_entries_reach_the_api_and_the_live_stream_within_a_second(hub: Dashboard) -> None:
+    delays = asyncio.run(measure(hub))
     shown = [(round(listed * 1000), round(live * 1000)) for listed, live in delays]
     print("ms from response to GET /entries and to WS /ws, per request:", shown)
     assert all(listed <= MAX_DELAY and live <= MAX_DELAY for listed, live in delays), shown

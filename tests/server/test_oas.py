@@ -22,7 +22,7 @@ from mizu_server import oas
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
 from mizu_server.oas import OasInference, SchemaSketch, path_template, segment_kind, template_text
-from tests.server.hub_support import make_entry
+from tests.server.hub_support import ACCESS_TOKEN, BEARER, make_entry
 from tests.server.multiservice import (
     Shop,
     Traffic,
@@ -240,8 +240,8 @@ def test_the_hub_infers_the_shop_replayed_from_a_recording(
     addresses = [shop.address(name) for name in ("gateway", "orders", "catalogue")]
 
     async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        hub = Hub(HubSettings(token="t"), plugins)
-        async with TestClient(TestServer(create_app(hub))) as client:
+        hub = Hub(HubSettings(token="t", access_token=ACCESS_TOKEN), plugins)
+        async with TestClient(TestServer(create_app(hub)), headers=BEARER) as client:
             await hub.submit(entries)
             listing = await (await client.get("/oas")).json()
             documents = {

@@ -21,6 +21,7 @@ from mizu_server.hub import Hub, HubSettings
 from mizu_server.tapper import Tapper
 from mizu_server.tapper_client import InProcessShipper
 from tests.cli.test_local import free_port
+from tests.server.hub_support import ACCESS_TOKEN, BEARER
 
 CAPTURE = Path(__file__).resolve().parent.parent / "data" / "http" / "mizu-http1.pcap"
 LOOPBACK_CAPTURE = CAPTURE.with_name("sv_http-event-chunk.pcap")
@@ -52,7 +53,7 @@ async def replay_and_fetch(
     """Replay captures through a tapper and its hub; return (status, body) of /pcap per
     query."""
     port = free_port()
-    settings = HubSettings(pcap_export=pcap_export)
+    settings = HubSettings(pcap_export=pcap_export, access_token=ACCESS_TOKEN)
     hub = Hub(settings, plugins)
     shipper = InProcessShipper(hub.submit, hub.submit_packets)
     tapper = Tapper(plugins, shipper, "local", pcap_export=pcap_export)
@@ -66,7 +67,7 @@ async def replay_and_fetch(
         tapper.ship_packets()
         assert await shipper.flush(timeout=10)
         results = []
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=BEARER) as http:
             for query in queries:
                 # packets go best effort in frames of their own: wait until they are stored
                 for _ in range(50):
@@ -123,12 +124,14 @@ def test_connections_of_two_link_types_are_all_exported(
 def test_pcap_is_refused_when_export_is_off(plugins: PluginManager) -> None:
     async def scenario() -> None:
         port = free_port()
-        runner = web.AppRunner(create_app(Hub(HubSettings(), plugins)), access_log=None)
+        runner = web.AppRunner(
+            create_app(Hub(HubSettings(access_token=ACCESS_TOKEN), plugins)), access_log=None
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", port).start()
             async with (
-                aiohttp.ClientSession() as http,
+                aiohttp.ClientSession(headers=BEARER) as http,
                 http.get(f"http://127.0.0.1:{port}/pcap") as reply,
             ):
                 assert reply.status == 409

@@ -19,7 +19,7 @@ from mizu_core.query import compile_query
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
 from mizu_server.rules import JsonPath, RulesError, load_rules
-from tests.server.hub_support import make_entry
+from tests.server.hub_support import ACCESS_TOKEN, BEARER, make_entry
 from tests.server.multiservice import (
     CATALOGUE_IP,
     GATEWAY_IP,
@@ -213,8 +213,10 @@ def test_the_hub_records_verdicts_in_entries_rows_and_the_detail_view(
     plugins: PluginManager,
 ) -> None:
     async def scenario() -> None:
-        hub = Hub(HubSettings(token="t", rules=load_rules(RULES)), plugins)
-        async with TestClient(TestServer(create_app(hub))) as client:
+        hub = Hub(
+            HubSettings(token="t", access_token=ACCESS_TOKEN, rules=load_rules(RULES)), plugins
+        )
+        async with TestClient(TestServer(create_app(hub)), headers=BEARER) as client:
             await hub.submit([entry_with(1, {"n": 1}), entry_with(2, {"n": "x"}, elapsed=50)])
             failing = await (
                 await client.get("/entries", params={"query": "rules.failed.length > 0"})
@@ -236,10 +238,13 @@ def test_the_hub_records_verdicts_in_entries_rows_and_the_detail_view(
 def test_the_insertion_filter_can_keep_only_rule_breakers(plugins: PluginManager) -> None:
     async def scenario() -> None:
         settings = HubSettings(
-            token="t", rules=load_rules(RULES), insertion_filter="rules.failed.length > 0"
+            token="t",
+            access_token=ACCESS_TOKEN,
+            rules=load_rules(RULES),
+            insertion_filter="rules.failed.length > 0",
         )
         hub = Hub(settings, plugins)
-        async with TestClient(TestServer(create_app(hub))) as client:
+        async with TestClient(TestServer(create_app(hub)), headers=BEARER) as client:
             await hub.submit([entry_with(1, {"n": 1}), entry_with(2, {"n": "x"})])
             body = await (await client.get("/entries")).json()
             assert [row["id"] for row in body["data"]] == ["tapper-1-2"]

@@ -4,6 +4,7 @@ that reaches a hub running in the test process instead of a pod."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -11,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import kmock
 import pytest
 import yaml
 from click.testing import CliRunner, Result
 from kmock._internal import parsing
 
+from mizu_cli.cluster import read_access_token
 from mizu_cli.k8s import KubeClient
 from mizu_cli.main import cli
 
@@ -167,6 +170,7 @@ class LocalHub:
     url: str
     hub: Any
     token: str
+    kube: KubeClient
 
 
 class ForwardToLocalHub:
@@ -179,6 +183,9 @@ class ForwardToLocalHub:
 
     def forward(self, namespace: str, pod: str, remote_port: int, local_port: int) -> Any:
         self.forwards.append((namespace, pod, remote_port, local_port))
+        # the hub pod takes its access token from the Secret the CLI created
+        with contextlib.suppress(click.ClickException):
+            self.hub.hub.settings.access_token = read_access_token(self.hub.kube, namespace)
         owner = self
 
         class Forward:
@@ -232,7 +239,7 @@ def local_hub(emulator: Emulator, request: pytest.FixtureRequest) -> Iterator[Lo
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     assert started.wait(10)
-    yield LocalHub(f"http://127.0.0.1:{box['port']}", hub, hub.settings.token)
+    yield LocalHub(f"http://127.0.0.1:{box['port']}", hub, hub.settings.token, emulator.client)
     stop.set()
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
+import subprocess
+import sys
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -19,7 +25,9 @@ from mizu_cli.k8s.manifests import DeploySettings, hub_pod, manifests
 from mizu_cli.main import cli
 from mizu_server.store import SqliteStore
 from mizu_server.tapper import redactor_for
+from tests.support.processes import Dashboard, wait_for_stderr
 
+from ..test_local import free_port
 from .conftest import Emulator, ForwardToLocalHub, LocalHub, invoke_beside, wait_for
 
 SSAR = "post /apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
@@ -149,18 +157,28 @@ def test_view_forwards_the_running_hub_until_ctrl_c(
     assert "no Mizu hub runs in namespace mizu; start one with `mizu tap`" in result.stderr
     assert forwarder.forwards == []
 
+    access_token = local_hub.hub.settings.access_token
+    deployed = manifests(DeploySettings(token="t", access_token=access_token))
     emulator.client.create(hub_pod(DeploySettings(token="t")))
+    result = CliRunner().invoke(cli, ["view", "--no-browser"])
+    assert result.exit_code == 1
+    assert "no Secret mizu-hub-token with a token in namespace mizu" in result.stderr
+    for secret in (obj for obj in deployed if obj["kind"] == "Secret"):
+        emulator.client.create(secret)
     health: dict[str, int] = {}
 
     def browse_then_interrupt() -> None:
         wait_for(lambda: forwarder.forwards, what="the port-forward")
-        with urllib.request.urlopen(f"{local_hub.url}/status/health", timeout=5) as reply:
+        request = urllib.request.Request(
+            f"{local_hub.url}/status/health", headers={"Authorization": f"Bearer {access_token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as reply:
             health["status"] = reply.status
         os.kill(os.getpid(), signal.SIGINT)
 
     result = invoke_beside(browse_then_interrupt, ["view", "--no-browser", "-p", "18900"])
     assert result.exit_code == 0, result.output
-    assert f"dashboard at {local_hub.url}" in result.stderr
+    assert f"dashboard at {local_hub.url}/?token={access_token}" in result.stderr
     assert forwarder.forwards == [("mizu", "mizu-hub", 8899, 18900)]
     assert forwarder.closed == 1
     assert health == {"status": 200}
@@ -214,3 +232,100 @@ def test_hub_on_a_database_in_use_or_broken_says_so(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a database at all" * 100)
     result = CliRunner().invoke(cli, ["hub", "--db", str(garbage), "--token", "t", "--no-watch"])
     assert result.exit_code == 1 and f"cannot open --db {garbage}" in result.output
+
+
+def test_the_hub_command_serves_only_token_holders_of_its_own_origin(tmp_path: Path) -> None:
+    """``mizu hub`` as the hub pod runs it: the browser API needs the access token of the
+    Secret (MIZU_HUB_TOKEN), refuses other origins and Host names (a port-forward is reached
+    as localhost), and tappers present their own token in a header only."""
+    port = free_port()
+    env = {**os.environ, "MIZU_TAPPER_TOKEN": "tapper-secret", "MIZU_HUB_TOKEN": "hub-secret"}
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mizu_cli", "hub", "--no-watch", "--host", "127.0.0.1"),
+            *("--port", str(port), "--db", str(tmp_path / "entries.db")),
+            *("--config-path", str(tmp_path / "absent.yaml")),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    async def probe() -> dict[str, int]:
+        seen: dict[str, int] = {}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(f"{base}/entries") as reply:
+                        seen["no token"] = reply.status
+                        break
+                await asyncio.sleep(0.1)
+            bearer = {"Authorization": "Bearer hub-secret"}
+            for name, headers in (
+                ("bearer", bearer),
+                ("wrong token", {"Authorization": "Bearer tapper-secret"}),
+                ("foreign host", {**bearer, "Host": f"evil.example:{port}"}),
+                ("localhost", {**bearer, "Host": f"localhost:{port}"}),
+            ):
+                async with session.get(f"{base}/entries", headers=headers) as reply:
+                    seen[name] = reply.status
+            for name, headers, params in (
+                ("cross-origin ws", {**bearer, "Origin": "http://evil.example"}, {}),
+                ("tapper token in the URL", {}, {"token": "tapper-secret"}),
+            ):
+                path = "/ws" if name.endswith("ws") else "/wsTapper"
+                try:
+                    async with session.ws_connect(f"{base}{path}", headers=headers, params=params):
+                        seen[name] = 101
+                except aiohttp.WSServerHandshakeError as error:
+                    seen[name] = error.status
+            tapper = {"Authorization": "Bearer tapper-secret"}
+            async with session.ws_connect(f"{base}/wsTapper", headers=tapper):
+                seen["tapper header"] = 101
+        return seen
+
+    try:
+        seen = asyncio.run(asyncio.wait_for(probe(), 60))
+    finally:
+        process.terminate()
+        _, said = process.communicate(timeout=15)
+    assert seen == {
+        "no token": 401,
+        "bearer": 200,
+        "wrong token": 401,
+        "foreign host": 421,
+        "localhost": 200,
+        "cross-origin ws": 403,
+        "tapper token in the URL": 401,
+        "tapper header": 101,
+    }
+    assert "hub-secret" not in said  # given, not printed
+
+
+def test_the_hub_command_makes_and_prints_a_token_when_given_none(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "MIZU_TAPPER_TOKEN": "tapper-secret"}
+    env.pop("MIZU_HUB_TOKEN", None)
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mizu_cli", "hub", "--no-watch", "--host", "127.0.0.1"),
+            *("--port", str(port), "--db", str(tmp_path / "entries.db")),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        dashboard = Dashboard.parse(wait_for_stderr(process, "dashboard at"))
+        assert dashboard.base == f"http://127.0.0.1:{port}" and len(dashboard.token) >= 32
+        for _ in range(300):
+            with contextlib.suppress(OSError):
+                assert dashboard.get_json("/status/health")["status"] == "ok"
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the hub never answered")
+    finally:
+        process.terminate()
+        process.wait(15)

@@ -90,6 +90,7 @@ def test_tap_deploys_follows_targets_and_removes_everything_on_ctrl_c(
         ("ClusterRole", "", "mizu-role"),
         ("ClusterRoleBinding", "", "mizu-role-binding"),
         ("Secret", "mizu", "mizu-tapper-token"),
+        ("Secret", "mizu", "mizu-hub-token"),
         ("ConfigMap", "mizu", "mizu-config"),
         ("Pod", "mizu", "mizu-hub"),
         ("Service", "mizu", "mizu-hub"),
@@ -137,7 +138,7 @@ def test_failure_half_way_removes_what_was_created(
     result = invoke_beside(lambda: make_hub_ready(emulator, "mizu"), ["tap", "--no-browser"])
     assert result.exit_code == 1
     assert "create DaemonSet failed: 500" in result.stderr
-    assert "removing the 9 objects created" in result.stderr
+    assert "removing the 10 objects created" in result.stderr
     assert emulator.everything() == before
     assert forwarder.forwards == []
 

@@ -30,11 +30,13 @@ from mizu_cli import cluster
 from mizu_cli.config import Config
 from mizu_cli.k8s.manifests import manifests
 from mizu_core.query.evaluate import REDACTED
+from tests.support.processes import Dashboard
 
-from ..test_local import free_port, get_json
+from ..test_local import free_port
 from .conftest import Emulator, wait_for
 
 TOKEN = "loopback-token"
+ACCESS_TOKEN = "loopback-access-token"
 TARGET, OTHER, CLIENT = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 RULES = """rules:
   - name: orders-have-ids
@@ -84,9 +86,9 @@ def get(ip: str, port: int, path: str, headers: dict[str, str] | None = None) ->
         connection.close()
 
 
-def entries(hub: int, query: str) -> list[dict[str, Any]]:
-    rows = get_json(hub, "/entries", query=query, limit="100")["data"]
-    return [get_json(hub, f"/entries/{row['id']}")["data"] for row in rows]
+def entries(hub: Dashboard, query: str) -> list[dict[str, Any]]:
+    rows = hub.get_json("/entries", query=query, limit="100")["data"]
+    return [hub.get_json(f"/entries/{row['id']}")["data"] for row in rows]
 
 
 def started(arguments: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -128,7 +130,7 @@ def config_map(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def hub_and_tapper(emulator: Emulator, tmp_path: Path) -> Iterator[int]:
+def hub_and_tapper(emulator: Emulator, tmp_path: Path) -> Iterator[Dashboard]:
     if os.geteuid() != 0:
         pytest.fail("live capture on lo needs root (run the live tests as root)")
     emulator.pod("api-1", "shop", TARGET)
@@ -143,6 +145,7 @@ def hub_and_tapper(emulator: Emulator, tmp_path: Path) -> Iterator[int]:
         [
             "hub",
             *("--host", "127.0.0.1", "--port", str(port), "--token", TOKEN, "--watch"),
+            *("--access-token", ACCESS_TOKEN),
             *("--db", str(tmp_path / "entries.db"), "--config-path", str(config)),
             *("--set", f"tap.traffic-validation-file={rules}"),  # mounted at /etc/mizu in a pod
         ],
@@ -155,11 +158,12 @@ def hub_and_tapper(emulator: Emulator, tmp_path: Path) -> Iterator[int]:
         ],
         tmp_path / "tapper.log",
     )
+    dashboard = Dashboard(f"http://127.0.0.1:{port}", ACCESS_TOKEN)
     try:
 
         def ready() -> bool:
             try:
-                status = get_json(port, "/status/tap")
+                status = dashboard.get_json("/status/tap")
             except (OSError, ValueError):
                 return False
             pods = [pod["name"] for pod in status["targets"]["pods"]]
@@ -167,7 +171,7 @@ def hub_and_tapper(emulator: Emulator, tmp_path: Path) -> Iterator[int]:
 
         # two processes importing Mizu and its plugins: seconds, more on a busy machine
         wait_for(ready, 60, "the hub to target api-1 and the tapper to connect")
-        yield port
+        yield dashboard
     finally:
         stop(tapper, hub)
         for log in ("hub.log", "tapper.log"):
@@ -175,7 +179,7 @@ def hub_and_tapper(emulator: Emulator, tmp_path: Path) -> Iterator[int]:
 
 
 def test_tapper_captures_only_targets_and_applies_the_config_map(
-    hub_and_tapper: int, shops: int
+    hub_and_tapper: Dashboard, shops: int
 ) -> None:
     hub = hub_and_tapper
     # the tapper narrows its capture once the hub's targets reach it: until then, retry
@@ -217,9 +221,9 @@ def test_tapper_captures_only_targets_and_applies_the_config_map(
     assert orders["rules"] == {"passed": ["orders-have-ids"], "failed": []}
 
     def orders_pcap() -> bytes | None:
-        url = f"http://127.0.0.1:{hub}/pcap?query=request.path%20%3D%3D%20%22%2Forders%22"
+        url = f"{hub.base}/pcap?query=request.path%20%3D%3D%20%22%2Forders%22"
         try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=hub.headers)) as reply:
                 return bytes(reply.read())
         except urllib.error.HTTPError:
             return None  # no packets yet: the tapper ships them twice a second
