@@ -8,7 +8,7 @@ fragments are rare and take a slower path that joins them first.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 # Link types as libpcap reports them (DLT_*) and as files store them (LINKTYPE_*).
 LINKTYPE_NULL = 0
@@ -86,10 +86,11 @@ class DecodeStats:
     fragments_dropped: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {counter.name: getattr(self, counter.name) for counter in fields(self)}
 
     def add(self, other: DecodeStats) -> None:
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for counter in fields(self):
+            name = counter.name
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 

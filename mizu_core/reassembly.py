@@ -18,7 +18,7 @@ import socket
 import struct
 import time as clock
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol as TypingProtocol
 
 from mizu_core.decode import (
@@ -102,7 +102,7 @@ class ReassemblyStats:
     buffer_overflows: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {counter.name: getattr(self, counter.name) for counter in fields(self)}
 
 
 class StreamConsumer(TypingProtocol):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from mizu_core import ConnectionContext, Direction, Message
 from mizu_http import bodies, declarations
@@ -41,17 +41,17 @@ _COMMON_METHODS = frozenset(("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "O
 
 
 class _State:
-    HEAD = 0
-    BODY_LENGTH = 1
-    CHUNK_SIZE = 2
-    CHUNK_DATA = 3
-    CHUNK_END = 4
-    TRAILERS = 5
-    BODY_UNTIL_CLOSE = 6
-    RESYNC = 7
-    PAUSED = 8
+    HEAD: Final = 0
+    BODY_LENGTH: Final = 1
+    CHUNK_SIZE: Final = 2
+    CHUNK_DATA: Final = 3
+    CHUNK_END: Final = 4
+    TRAILERS: Final = 5
+    BODY_UNTIL_CLOSE: Final = 6
+    RESYNC: Final = 7
+    PAUSED: Final = 8
     """Client side after an upgrade request: bytes wait until the answer says what they are."""
-    STOPPED = 9
+    STOPPED: Final = 9
     """Not HTTP/1 any more (a CONNECT tunnel)."""
 
 
