@@ -30,9 +30,17 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def fuzz(session: nox.Session) -> None:
-    """Mutated real traffic into every plugin's dissectors, thousands of examples each."""
+    """Mutated real traffic into every plugin's dissectors, thousands of examples each, on the
+    compiled build (the installs compile it; the first test fails if they could not)."""
     session.install("-r", "requirements-dev.txt")
-    session.run("pytest", "-q", "tests/fuzz", *session.posargs, env={"MIZU_FUZZ": "1"})
+    session.run(
+        "pytest",
+        "-q",
+        "tests/core/test_builds.py::test_the_suite_runs_the_compiled_build",
+        "tests/fuzz",
+        *session.posargs,
+        env={"MIZU_FUZZ": "1"},
+    )
 
 
 @nox.session

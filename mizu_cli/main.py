@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any, NoReturn
 
 import click
@@ -29,6 +30,7 @@ from mizu_cli.common import (
 from mizu_cli.config import Config, with_config_options
 from mizu_core import __version__
 from mizu_core.capture import CaptureError, FileSource
+from mizu_core.compiled import package_build
 from mizu_core.decode import UnsupportedLinkType
 from mizu_core.emit import JsonlSink, OutputError, raising_output_errors
 from mizu_core.engine import Engine, EngineSettings
@@ -412,13 +414,29 @@ def plugins(allow: str | None, deny: str | None) -> None:
 
 @cli.command()
 def version() -> None:
-    """Print the version of Mizu and of every installed plugin."""
-    click.echo(f"mizu {__version__}")
+    """Print the version of Mizu and of every installed plugin, and which build runs: compiled
+    (the packet path as C extensions) or pure Python (MIZU_PURE_PYTHON=1, or no C compiler at
+    install)."""
+    core = package_build("mizu_core")
+    click.echo(
+        f"mizu {__version__} "
+        f"({core.describe() if core is not None else 'pure Python: not compiled at install'})"
+    )
     manager = PluginManager().discover()
     for plugin in manager.plugins:
-        click.echo(f"  {plugin.name} {plugin.version}")
+        package = _top_package(plugin.module)
+        build = package_build(package) if package != "mizu_core" else None
+        click.echo(
+            f"  {plugin.name} {plugin.version}" + (f" ({build.describe()})" if build else "")
+        )
     for name, reason in sorted(manager.load_failures.items()):
         click.echo(f"  {name} (not loaded: {reason})")
+
+
+def _top_package(plugin: object) -> str:
+    """The top-level package of a plugin (a module, or an object with hook methods)."""
+    name = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+    return name.partition(".")[0]
 
 
 # Kubernetes commands (mizu_cli/cluster.py), the in-cluster agents (mizu_cli/agents.py) and

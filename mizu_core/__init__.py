@@ -3,6 +3,7 @@
 Plugin authors use what this module exports and nothing else.
 """
 
+import mizu_core.compiled  # noqa: F401  (first: it chooses the build of the modules below)
 from mizu_core.dissector import (
     NEED_MORE,
     CloseReason,

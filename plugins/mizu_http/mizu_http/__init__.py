@@ -3,4 +3,6 @@
 Registered through the ``mizu.plugins`` entry point ``http`` (module :mod:`mizu_http.plugin`).
 """
 
+import mizu_core  # noqa: F401  (first: it chooses the build of the modules below)
+
 __version__ = "0.1.0"
