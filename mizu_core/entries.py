@@ -1,4 +1,4 @@
-"""Entries (CONTRACT section 2) and their list rows, built from pairs."""
+"""Entries and their list rows (docs/entries.md), built from pairs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from mizu_core.entry import Row, equals
 from mizu_core.model import ConnectionInfo, Direction, Endpoint, Pair, Protocol
 
 _CLIENT_TO_SERVER = Direction.CLIENT_TO_SERVER
@@ -113,7 +114,7 @@ def _iso_second(whole_seconds: int) -> str:
     return datetime.fromtimestamp(whole_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def base_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+def base_row(entry: Mapping[str, Any]) -> Row:
     """The generic fields of an entry's list row; ``summarize`` adds the protocol's."""
     protocol = entry["protocol"]
     request = entry.get("request") or {}
@@ -125,7 +126,7 @@ def base_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "summary": "",
         "summaryQuery": "",
         "method": method,
-        "methodQuery": f'request.method == "{escape_query_string(method)}"' if method else "",
+        "methodQuery": equals("request.method", method) if method else "",
         "status": response.get("status", "") if isinstance(response, Mapping) else "",
         "statusQuery": "",
         "timestamp": entry["timestamp"],
@@ -134,8 +135,3 @@ def base_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "isOutgoing": entry.get("outgoing", False),
         "latency": entry.get("elapsedTime", 0),
     }
-
-
-def escape_query_string(text: str) -> str:
-    """``text`` as the inside of a double-quoted filter-language string."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')

@@ -19,6 +19,7 @@ from mizu_core.markers import hookimpl, hookspec
 
 if TYPE_CHECKING:
     from mizu_core.dissector import ConnectionContext, Dissector, Verdict
+    from mizu_core.entry import Entry, Representation, Summary
     from mizu_core.model import Pair, Protocol
 
 __all__ = ["hookimpl", "hookspec"]
@@ -94,8 +95,8 @@ def dissect(
 
 
 @hookspec
-def analyze(pair: Pair, entry: dict[str, Any]) -> dict[str, Any] | None:
-    """Turn a pair into the entry stored and shown (CONTRACT section 2).
+def analyze(pair: Pair, entry: Entry) -> Entry | None:
+    """Turn a pair into the entry stored and shown (docs/entries.md).
 
     The core has filled the generic fields (``id``, ``protocol``, ``src``, ``dst``, times,
     sizes) and copied the messages' ``data`` to ``request`` and ``response``. Change what the
@@ -109,24 +110,30 @@ def analyze(pair: Pair, entry: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @hookspec
-def summarize(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+def summarize(entry: Entry) -> Summary | None:
     """The protocol-specific fields of the entry's row in the live list.
 
     The core fills ``id``, ``proto``, ``timestamp``, ``src``, ``dst``, ``isOutgoing`` and
     ``latency``; this hook adds what only the protocol knows.
 
-    :returns: ``{summary, summaryQuery, method, methodQuery, status, statusQuery}`` where each
+    :returns: a :class:`~mizu_core.Summary`, ``{summary, summaryQuery, method, methodQuery,
+        status, statusQuery}`` and optionally ``error`` and ``statusName``, where each
         ``*Query`` is a filter that selects entries like this one, e.g.
-        ``{"summary": "/api/users", "summaryQuery": 'request.path == "/api/users"', ...}``.
+        ``{"summary": "/api/users", "summaryQuery": 'request.path == "/api/users"', ...}``:
+        build them with :func:`~mizu_core.equals` and :func:`~mizu_core.all_of`, which quote
+        what needs quoting.
     """
 
 
 @hookspec
-def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
+def represent(entry: Entry) -> Representation | None:
     """The detail view of an entry: sections the dashboard shows for request and response.
 
-    :returns: ``{"request": [Section], "response": [Section]}``, a Section being
-        ``{"type": "table" | "body", "title": str, "data": ..., "encoding"?: str,
-        "mimeType"?: str, "selector"?: str}``; a table's data is a list of
-        ``{"name", "value", "selector"}`` rows, a body's data a string.
+    Called when a user opens the entry, never at capture time.
+
+    :returns: ``{"request": [Section], "response": [Section]}``, a
+        :class:`~mizu_core.Section` being ``{"type": "table" | "body", "title": str, "data":
+        ..., "encoding"?: str, "mimeType"?: str, "selector"?: str}``; a table's data is a list
+        of ``{"name", "value", "selector"}`` rows, a body's data a string. Build them with
+        :func:`~mizu_core.table`, :func:`~mizu_core.body` and :func:`~mizu_core.json_body`.
     """

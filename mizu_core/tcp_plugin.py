@@ -7,10 +7,10 @@ entry when it ends: bytes and packets each way, duration, and how it ended.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from mizu_core.dissector import CloseReason, ConnectionContext, Dissector
+from mizu_core.entry import Entry, Representation, Summary, all_of, equals, table
 from mizu_core.markers import hookimpl
 from mizu_core.model import Direction, Message, Protocol
 
@@ -77,69 +77,47 @@ def dissect(context: ConnectionContext, client_head: bytes, server_head: bytes) 
 
 
 @hookimpl
-def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+def summarize(entry: Entry) -> Summary:
     response = entry.get("response") or {}
     status = response.get("status", "")
     dst = entry["dst"]
     return {
         "summary": f"{dst['ip']}:{dst['port']}",
-        "summaryQuery": f"tcp and dst.port == {int(dst['port'])}",
+        "summaryQuery": all_of("tcp", equals("dst.port", int(dst["port"]))),
         "method": "TCP",
         "methodQuery": "tcp",
         "status": status,
-        "statusQuery": f'tcp and response.status == "{status}"',
+        "statusQuery": all_of("tcp", equals("response.status", status)),
     }
 
 
 @hookimpl
-def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def represent(entry: Entry) -> Representation:
     request = entry.get("request") or {}
     response = entry.get("response") or {}
     return {
         "request": [
-            {
-                "type": "table",
-                "title": "Client to server",
-                "data": [
-                    {
-                        "name": "Packets",
-                        "value": request.get("packets", 0),
-                        "selector": "request.packets",
-                    },
-                    {
-                        "name": "Bytes",
-                        "value": request.get("bytes", 0),
-                        "selector": "request.bytes",
-                    },
+            table(
+                "Client to server",
+                [
+                    ("Packets", request.get("packets", 0), "request.packets"),
+                    ("Bytes", request.get("bytes", 0), "request.bytes"),
                 ],
-            }
+            )
         ],
         "response": [
-            {
-                "type": "table",
-                "title": "Server to client",
-                "data": [
-                    {
-                        "name": "Packets",
-                        "value": response.get("packets", 0),
-                        "selector": "response.packets",
-                    },
-                    {
-                        "name": "Bytes",
-                        "value": response.get("bytes", 0),
-                        "selector": "response.bytes",
-                    },
-                    {
-                        "name": "Ended with",
-                        "value": response.get("status", ""),
-                        "selector": "response.status",
-                    },
-                    {
-                        "name": "Duration (ms)",
-                        "value": response.get("duration", entry.get("elapsedTime", 0)),
-                        "selector": "response.duration",
-                    },
+            table(
+                "Server to client",
+                [
+                    ("Packets", response.get("packets", 0), "response.packets"),
+                    ("Bytes", response.get("bytes", 0), "response.bytes"),
+                    ("Ended with", response.get("status", ""), "response.status"),
+                    (
+                        "Duration (ms)",
+                        response.get("duration", entry.get("elapsedTime", 0)),
+                        "response.duration",
+                    ),
                 ],
-            }
+            )
         ],
     }

@@ -33,6 +33,7 @@ from mizu_core.capture import FileSource
 from mizu_core.dispatch import Dispatcher
 from mizu_core.dissector import CloseReason
 from mizu_core.engine import Engine, EngineSettings
+from mizu_core.entry import Representation, Row
 from mizu_core.model import ConnectionInfo, Direction, Endpoint, Message, Pair
 from mizu_core.plugins import PluginManager
 from mizu_core.reassembly import Connection
@@ -49,8 +50,8 @@ class HookOutputs:
 
     pairs: list[Pair] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    representations: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    representations: list[Representation] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from mizu_core.entries import base_row
+from mizu_core.entry import Representation, Row, json_body
 from mizu_core.model import Endpoint
 from mizu_core.plugins import PluginManager
 
 
-def entry_row(plugins: PluginManager, entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The live list's row (CONTRACT section 2): generic fields, then the owner's summary."""
+def entry_row(plugins: PluginManager, entry: Mapping[str, Any]) -> Row:
+    """The live list's row (docs/entries.md): generic fields, then the owner's summary."""
     row = base_row(entry)
     owner = plugins.owner(entry["protocol"]["name"])
     if owner is not None:
@@ -23,24 +23,15 @@ def entry_row(plugins: PluginManager, entry: Mapping[str, Any]) -> dict[str, Any
     return row
 
 
-def entry_representation(
-    plugins: PluginManager, entry: Mapping[str, Any]
-) -> dict[str, list[dict[str, Any]]]:
+def entry_representation(plugins: PluginManager, entry: Mapping[str, Any]) -> Representation:
     """The detail view: the owner's sections, or the raw request and response objects."""
     owner = plugins.owner(entry["protocol"]["name"])
     if owner is not None:
         sections = plugins.call(owner, "represent", entry=entry)
         if sections:
-            return sections
+            return dict(sections)
     return {
-        side: [
-            {
-                "type": "body",
-                "title": side.capitalize(),
-                "mimeType": "application/json",
-                "data": json.dumps(entry.get(side), indent=2, ensure_ascii=False, default=str),
-            }
-        ]
+        side: [json_body(side.capitalize(), entry.get(side))]
         for side in ("request", "response")
         if entry.get(side) is not None
     }

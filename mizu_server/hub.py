@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mizu_core.entry import Row
 from mizu_core.plugins import PluginManager
 from mizu_core.query import Query, compile_query
 from mizu_core.views import entry_row
@@ -360,7 +361,7 @@ class Hub:
     def compile(self, text: str) -> Query:
         return compile_query(text, self.macros)
 
-    def row(self, query: Query, entry: Mapping[str, Any]) -> dict[str, Any]:
+    def row(self, query: Query, entry: Mapping[str, Any]) -> Row:
         row = entry_row(self.plugins, query.redact(entry))
         if isinstance(entry.get("rules"), Mapping):
             row["rules"] = rules_row(entry["rules"])

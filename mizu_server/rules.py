@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from mizu_core import escape_query_string
+from mizu_core.entry import Section, equals, row, table
 from mizu_core.model import Endpoint
 
 RULE_TYPES = ("json", "header", "slo")
@@ -369,22 +369,18 @@ def rules_row(rules: Mapping[str, Any]) -> dict[str, int]:
     return {"passed": len(rules.get("passed", ())), "failed": len(rules.get("failed", ()))}
 
 
-def rules_section(rules: Mapping[str, Any]) -> dict[str, Any]:
+def rules_section(rules: Mapping[str, Any]) -> Section:
     """The detail view's 'Rules' table: each rule with its verdict and a filter to find more."""
     rows = [
-        {
-            "name": failure["name"],
-            "value": f"failed: {failure['reason']}",
-            "selector": f'rules.failed[{index}].name == "{escape_query_string(failure["name"])}"',
-        }
+        row(
+            failure["name"],
+            f"failed: {failure['reason']}",
+            equals(f"rules.failed[{index}].name", failure["name"]),
+        )
         for index, failure in enumerate(rules.get("failed", ()))
     ]
     rows += [
-        {
-            "name": name,
-            "value": "passed",
-            "selector": f'rules.passed[{index}] == "{escape_query_string(name)}"',
-        }
+        row(name, "passed", equals(f"rules.passed[{index}]", name))
         for index, name in enumerate(rules.get("passed", ()))
     ]
-    return {"type": "table", "title": "Rules", "data": rows}
+    return table("Rules", rows)

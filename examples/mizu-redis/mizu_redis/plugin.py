@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mizu_core import NEED_MORE, ConnectionContext, Dissector, Protocol, Verdict, hookimpl
+from mizu_core import (
+    NEED_MORE,
+    ConnectionContext,
+    Dissector,
+    Entry,
+    Protocol,
+    Representation,
+    Section,
+    Summary,
+    Verdict,
+    all_of,
+    body,
+    equals,
+    hookimpl,
+    json_body,
+    row,
+    table,
+)
 
 from mizu_redis.commands import names
 from mizu_redis.dissector import RESP2, RESP3, RedisDissector
@@ -78,27 +94,25 @@ def dissect(
 
 
 @hookimpl
-def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+def summarize(entry: Entry) -> Summary:
     request = entry.get("request") or {}
     response = entry.get("response") or {}
     method = request.get("method", "")
     key = request.get("key")
     status = response.get("status", "")
-    method_query = f"redis and request.method == {quote(method)}"
+    method_query = all_of("redis", equals("request.method", method))
     return {
         "summary": f"{method} {key}" if key is not None else method,
-        "summaryQuery": f"{method_query} and request.key == {quote(key)}"
-        if key is not None
-        else method_query,
+        "summaryQuery": all_of(method_query, equals("request.key", key) if key is not None else ""),
         "method": method,
         "methodQuery": method_query,
         "status": status,
-        "statusQuery": f"redis and response.status == {quote(status)}" if status else "redis",
+        "statusQuery": all_of("redis", equals("response.status", status) if status else ""),
     }
 
 
 @hookimpl
-def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def represent(entry: Entry) -> Representation:
     request = entry.get("request")
     response = entry.get("response")
     return {
@@ -107,27 +121,27 @@ def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _request_sections(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _request_sections(request: Mapping[str, Any]) -> list[Section]:
     names = ("method", "key", "channel", "pattern", "inline", "truncated")
     sections = [_table("Command", request, names, "request")]
     if "payload" in request:
         sections.append(_body("Payload", request["payload"]))
     if request.get("args"):
         rows = [
-            _row(f"Argument {index + 1}", value, f"request.args[{index}]")
+            row(f"Argument {index + 1}", value, f"request.args[{index}]")
             for index, value in enumerate(request["args"])
         ]
-        sections.append({"type": "table", "title": "Arguments", "data": rows})
+        sections.append(table("Arguments", rows))
     if "transaction" in request:
         rows = [
-            _row(str(index + 1), " ".join(step.values()), f"request.transaction[{index}]")
+            row(str(index + 1), " ".join(step.values()), f"request.transaction[{index}]")
             for index, step in enumerate(request["transaction"])
         ]
-        sections.append({"type": "table", "title": "Transaction", "data": rows})
+        sections.append(table("Transaction", rows))
     return sections
 
 
-def _response_sections(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _response_sections(response: Mapping[str, Any]) -> list[Section]:
     sections = [_table("Reply", response, ("type", "status", "truncated"), "response")]
     if response.get("attributes"):
         sections.append(_body("Attributes", response["attributes"]))
@@ -135,32 +149,12 @@ def _response_sections(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sections
 
 
-def _table(
-    title: str, message: Mapping[str, Any], names: Sequence[str], side: str
-) -> dict[str, Any]:
-    rows = [
-        _row(name.capitalize(), message[name], f"{side}.{name}")
-        for name in names
-        if name in message
-    ]
-    return {"type": "table", "title": title, "data": rows}
+def _table(title: str, message: Mapping[str, Any], names: Sequence[str], side: str) -> Section:
+    return table(
+        title,
+        [(name.capitalize(), message[name], f"{side}.{name}") for name in names if name in message],
+    )
 
 
-def _row(name: str, value: Any, selector: str) -> dict[str, Any]:
-    return {"name": name, "value": value, "selector": selector}
-
-
-def _body(title: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        return {"type": "body", "title": title, "mimeType": "text/plain", "data": value}
-    return {
-        "type": "body",
-        "title": title,
-        "mimeType": "application/json",
-        "data": json.dumps(value, indent=2, ensure_ascii=False),
-    }
-
-
-def quote(text: str) -> str:
-    """``text`` as a filter-language string literal."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _body(title: str, value: Any) -> Section:
+    return body(title, value) if isinstance(value, str) else json_body(title, value)

@@ -16,7 +16,25 @@ from typing import Any
 from mizu_amqp.connection import AMQP
 from mizu_amqp.dissector import AmqpDissector, Settings
 from mizu_amqp.frames import FRAME_HEARTBEAT, find_frame
-from mizu_core import NEED_MORE, ConnectionContext, Dissector, Protocol, Verdict, hookimpl
+from mizu_core import (
+    NEED_MORE,
+    ConnectionContext,
+    Dissector,
+    Entry,
+    Protocol,
+    Representation,
+    Section,
+    Summary,
+    TableRow,
+    Verdict,
+    all_of,
+    body,
+    equals,
+    hookimpl,
+    key_selector,
+    row,
+    table,
+)
 
 SETTING_NAMES = {
     "max-body-size": "max_body_size",
@@ -90,34 +108,21 @@ def dissect(
 # -- the list row --------------------------------------------------------------------------------
 
 
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    # Filter-language string literal (CONTRACT section 3): only \\ and " are escaped.
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
 def _summary(side: str, message: Mapping[str, Any]) -> tuple[str, str]:
     """Exchange and routing key, or queue, of one message, with the filter selecting it."""
     if "routingKey" in message and "exchange" in message:
         exchange, key = message["exchange"], message["routingKey"]
-        query = (
-            f"{side}.exchange == {_query_value(exchange)} and "
-            f"{side}.routingKey == {_query_value(key)}"
-        )
+        query = all_of(equals(f"{side}.exchange", exchange), equals(f"{side}.routingKey", key))
         return f"{exchange or '(default)'} → {key}", query
     for name in ("queue", "exchange", "destination", "consumerTag"):
         value = message.get(name)
         if value:
-            return str(value), f"{side}.{name} == {_query_value(value)}"
+            return str(value), equals(f"{side}.{name}", value)
     return "", ""
 
 
 @hookimpl
-def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+def summarize(entry: Entry) -> Summary:
     request = entry.get("request") or {}
     response = entry.get("response") or {}
     side, message = ("request", request) if request else ("response", response)
@@ -129,18 +134,18 @@ def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
     for status_side, fields in (("response", response), ("request", request)):
         if "replyCode" in fields:
             status = str(fields["replyCode"])
-            status_query = f"{status_side}.replyCode == {fields['replyCode']}"
+            status_query = equals(f"{status_side}.replyCode", fields["replyCode"])
             break
     if "confirmed" in request:
         status = "confirmed" if request["confirmed"] else "nacked"
-        status_query = f"request.confirmed == {_query_value(request['confirmed'])}"
+        status_query = equals("request.confirmed", request["confirmed"])
     return {
         "summary": summary,
-        "summaryQuery": f"amqp and {summary_query}" if summary_query else "amqp",
+        "summaryQuery": all_of("amqp", summary_query),
         "method": method,
-        "methodQuery": f"amqp and {side}.method == {_query_value(method)}",
+        "methodQuery": all_of("amqp", equals(f"{side}.method", method)),
         "status": status,
-        "statusQuery": f"amqp and {status_query}" if status_query else "",
+        "statusQuery": all_of("amqp", status_query) if status_query else "",
     }
 
 
@@ -151,15 +156,11 @@ def _shown(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
 
 
-def _row(name: str, value: Any, selector: str) -> dict[str, Any]:
-    return {"name": name, "value": _shown(value), "selector": selector}
+def _row(name: str, value: Any, selector: str) -> TableRow:
+    return row(name, _shown(value), selector)
 
 
-def _selector(prefix: str, key: str) -> str:
-    return f"{prefix}[{_query_value(key)}]"
-
-
-def _sections(side: str, message: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def _sections(side: str, message: Mapping[str, Any] | None) -> list[Section]:
     if not message:
         return []
     method_rows = [_row("Method", message.get("method"), f"{side}.method")]
@@ -168,56 +169,48 @@ def _sections(side: str, message: Mapping[str, Any] | None) -> list[dict[str, An
         for name, value in message.items()
         if name != "method" and name not in CONTENT_FIELDS
     ]
-    sections = [{"type": "table", "title": "Method", "data": method_rows}]
+    sections = [table("Method", method_rows)]
     if "properties" not in message:
         return sections
     properties = dict(message["properties"])
     headers = properties.pop("headers", None) or {}
     sections.append(
-        {
-            "type": "table",
-            "title": "Properties",
-            "data": [
-                _row(name, value, f"{side}.properties.{name}") for name, value in properties.items()
-            ],
-        }
+        table(
+            "Properties",
+            [_row(name, value, f"{side}.properties.{name}") for name, value in properties.items()],
+        )
     )
     if headers:
         sections.append(
-            {
-                "type": "table",
-                "title": "Headers",
-                "data": [
-                    _row(name, value, _selector(f"{side}.properties.headers", name))
+            table(
+                "Headers",
+                [
+                    _row(name, value, key_selector(f"{side}.properties.headers", name))
                     for name, value in headers.items()
                 ],
-            }
+            )
         )
     sections.append(_body_section(side, message, properties.get("contentType", "")))
     return sections
 
 
-def _body_section(side: str, message: Mapping[str, Any], content_type: str) -> dict[str, Any]:
-    body = message.get("body", "")
-    section: dict[str, Any] = {"type": "body", "title": "Body", "selector": f"{side}.body"}
+def _body_section(side: str, message: Mapping[str, Any], content_type: str) -> Section:
+    text = message.get("body", "")
+    selector = f"{side}.body"
     if message.get("bodyEncoding") == "base64":
-        section.update(data=body, encoding="base64")
-        section["mimeType"] = content_type or "application/octet-stream"
-        return section
+        return body("Body", text, selector, content_type or "application/octet-stream", "base64")
     try:
-        parsed = json.loads(body) if body.lstrip()[:1] in ("{", "[") else None
+        parsed = json.loads(text) if text.lstrip()[:1] in ("{", "[") else None
     except ValueError:
         parsed = None
     if parsed is not None:
-        section.update(data=json.dumps(parsed, indent=2, ensure_ascii=False))
-        section["mimeType"] = content_type or "application/json"
-    else:
-        section.update(data=body, mimeType=content_type or "text/plain")
-    return section
+        shown = json.dumps(parsed, indent=2, ensure_ascii=False)
+        return body("Body", shown, selector, content_type or "application/json")
+    return body("Body", text, selector, content_type or "text/plain")
 
 
 @hookimpl
-def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def represent(entry: Entry) -> Representation:
     return {
         "request": _sections("request", entry.get("request")),
         "response": _sections("response", entry.get("response")),

@@ -14,6 +14,18 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from mizu_core import (
+    Entry,
+    Representation,
+    Section,
+    Summary,
+    all_of,
+    body,
+    equals,
+    json_body,
+    key_selector,
+    table,
+)
 from mizu_http.http1 import add_header
 
 FORM_URLENCODED = "application/x-www-form-urlencoded"
@@ -151,7 +163,7 @@ def finish_response(response: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def analyze_http(entry: dict[str, Any]) -> dict[str, Any]:
+def analyze_http(entry: Entry) -> Entry:
     request = entry.get("request")
     if request is not None:
         entry["request"] = finish_request(request)
@@ -164,27 +176,18 @@ def analyze_http(entry: dict[str, Any]) -> dict[str, Any]:
 # -- summarize -----------------------------------------------------------------------------------
 
 
-def escape_query_string(text: str) -> str:
-    """``text`` as the inside of a double-quoted filter-language string."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _string_query(selector: str, value: str) -> str:
-    return f'{selector} == "{escape_query_string(value)}"'
-
-
-def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+def summarize(entry: Mapping[str, Any]) -> Summary:
     protocol = entry["protocol"]
     request = entry.get("request") or {}
     response = entry.get("response") or {}
     macro = protocol.get("macro", "http")
     path = str(request.get("path", ""))
     method = str(request.get("method", ""))
-    row: dict[str, Any] = {
+    row: Summary = {
         "summary": path,
-        "summaryQuery": f"{macro} and {_string_query('request.path', path)}",
+        "summaryQuery": all_of(macro, equals("request.path", path)),
         "method": method,
-        "methodQuery": f"{macro} and {_string_query('request.method', method)}",
+        "methodQuery": all_of(macro, equals("request.method", method)),
         "status": "",
         "statusQuery": "",
     }
@@ -192,33 +195,20 @@ def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
         status = response.get("grpcStatus")
         if status is not None:
             row["status"] = status
-            row["statusQuery"] = f"grpc and response.grpcStatus == {int(status)}"
+            row["statusQuery"] = all_of("grpc", equals("response.grpcStatus", int(status)))
     elif "status" in response:
         row["status"] = response["status"]
-        row["statusQuery"] = f"{macro} and response.status == {int(response['status'])}"
+        row["statusQuery"] = all_of(macro, equals("response.status", int(response["status"])))
     return row
 
 
 # -- represent -----------------------------------------------------------------------------------
 
 
-def _table(title: str, rows: list[tuple[str, Any, str]]) -> dict[str, Any]:
-    return {
-        "type": "table",
-        "title": title,
-        "data": [
-            {"name": name, "value": value, "selector": selector} for name, value, selector in rows
-        ],
-    }
-
-
-def _object_table(title: str, side: str, key: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    return _table(
+def _object_table(title: str, side: str, key: str, values: Mapping[str, Any]) -> Section:
+    return table(
         title,
-        [
-            (name, value, f'{side}.{key}["{escape_query_string(name)}"]')
-            for name, value in values.items()
-        ],
+        [(name, value, key_selector(f"{side}.{key}", name)) for name, value in values.items()],
     )
 
 
@@ -232,33 +222,14 @@ def pretty(text: str, mime_type: str) -> str:
     return text
 
 
-def _body_section(title: str, body: Mapping[str, Any], selector: str) -> dict[str, Any]:
-    mime_type = str(body.get("mimeType", ""))
-    section: dict[str, Any] = {
-        "type": "body",
-        "title": title,
-        "mimeType": mime_type,
-        "selector": selector,
-    }
-    if body.get("encoding"):
-        section["encoding"] = body["encoding"]
-        section["data"] = body.get("text", "")
-    else:
-        section["data"] = pretty(str(body.get("text", "")), mime_type)
-    return section
+def _body_section(title: str, content: Mapping[str, Any], selector: str) -> Section:
+    mime_type = str(content.get("mimeType", ""))
+    if content.get("encoding"):
+        return body(title, content.get("text", ""), selector, mime_type, content["encoding"])
+    return body(title, pretty(str(content.get("text", "")), mime_type), selector, mime_type)
 
 
-def _messages_section(title: str, messages: list[Any], selector: str) -> dict[str, Any]:
-    return {
-        "type": "body",
-        "title": title,
-        "mimeType": "application/json",
-        "selector": selector,
-        "data": json.dumps(messages, indent=2, ensure_ascii=False),
-    }
-
-
-def _side_sections(side: str, message: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _side_sections(side: str, message: Mapping[str, Any]) -> list[Section]:
     sections = []
     if side == "request":
         details = [
@@ -279,17 +250,17 @@ def _side_sections(side: str, message: Mapping[str, Any]) -> list[dict[str, Any]
         ("Headers Size", message.get("headersSize", -1), f"{side}.headersSize"),
         ("Body Size", message.get("bodySize", -1), f"{side}.bodySize"),
     ]
-    sections.append(_table("Details", details))
+    sections.append(table("Details", details))
     sections.append(_object_table("Headers", side, "headers", message.get("headers", {})))
     if message.get("queryString"):
         sections.append(_object_table("Query String", side, "queryString", message["queryString"]))
     if message.get("cookies"):
         sections.append(_object_table("Cookies", side, "cookies", message["cookies"]))
     body_key = "postData" if side == "request" else "content"
-    body = message.get(body_key) or {}
-    if body.get("params"):
+    content = message.get(body_key) or {}
+    if content.get("params"):
         sections.append(
-            _table(
+            table(
                 "Form",
                 [
                     (
@@ -297,18 +268,18 @@ def _side_sections(side: str, message: Mapping[str, Any]) -> list[dict[str, Any]
                         param.get("value", ""),
                         f"{side}.{body_key}.params[{index}].value",
                     )
-                    for index, param in enumerate(body["params"])
+                    for index, param in enumerate(content["params"])
                 ],
             )
         )
     if "messages" in message:
-        sections.append(_messages_section("Messages", message["messages"], f"{side}.messages"))
-    elif body.get("text"):
-        sections.append(_body_section("Body", body, f"{side}.{body_key}.text"))
+        sections.append(json_body("Messages", message["messages"], f"{side}.messages"))
+    elif content.get("text"):
+        sections.append(_body_section("Body", content, f"{side}.{body_key}.text"))
     return sections
 
 
-def _websocket_sections(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _websocket_sections(message: Mapping[str, Any]) -> list[Section]:
     details = [
         ("Opcode", message.get("method", ""), "request.method"),
         ("Path", message.get("path", ""), "request.path"),
@@ -319,15 +290,15 @@ def _websocket_sections(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     payload = {"text": message.get("payload", ""), "encoding": message.get("encoding")}
     mime_type = "application/octet-stream" if message.get("encoding") else "text/plain"
     return [
-        _table("Details", details),
+        table("Details", details),
         _body_section("Payload", {**payload, "mimeType": mime_type}, "request.payload"),
     ]
 
 
-def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def represent(entry: Mapping[str, Any]) -> Representation:
     if entry["protocol"].get("name") == "websocket":
         return {"request": _websocket_sections(entry.get("request") or {}), "response": []}
-    result: dict[str, list[dict[str, Any]]] = {"request": [], "response": []}
+    result: Representation = {"request": [], "response": []}
     for side in ("request", "response"):
         message = entry.get(side)
         if message:

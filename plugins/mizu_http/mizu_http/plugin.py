@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mizu_core import ConnectionContext, Dissector, Pair, Protocol, Verdict, hookimpl
+from mizu_core import (
+    ConnectionContext,
+    Dissector,
+    Entry,
+    Pair,
+    Protocol,
+    Representation,
+    Summary,
+    Verdict,
+    hookimpl,
+)
 from mizu_http import analysis, declarations
 from mizu_http import settings as plugin_settings
 from mizu_http.dissector import HttpDissector, offer
@@ -33,17 +43,17 @@ def dissect(
 
 
 @hookimpl
-def analyze(pair: Pair, entry: dict[str, Any]) -> dict[str, Any] | None:
+def analyze(pair: Pair, entry: Entry) -> Entry | None:
     if pair.protocol.name == "http":
         return analysis.analyze_http(entry)
     return None
 
 
 @hookimpl
-def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+def summarize(entry: Entry) -> Summary:
     return analysis.summarize(entry)
 
 
 @hookimpl
-def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def represent(entry: Entry) -> Representation:
     return analysis.represent(entry)

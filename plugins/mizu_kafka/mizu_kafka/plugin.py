@@ -16,7 +16,10 @@ from mizu_core import (
     ConnectionContext,
     Direction,
     Dissector,
+    Entry,
     Protocol,
+    Representation,
+    Summary,
     Verdict,
     hookimpl,
 )
@@ -78,10 +81,10 @@ def dissect(
 
 
 @hookimpl
-def summarize(entry: Mapping[str, Any]) -> dict[str, Any]:
+def summarize(entry: Entry) -> Summary:
     return summarize_entry(entry)
 
 
 @hookimpl
-def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def represent(entry: Entry) -> Representation:
     return represent_entry(entry)

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from mizu_core import (
+    Representation,
+    Section,
+    Summary,
+    TableRow,
+    all_of,
+    equals,
+    json_body,
+    row,
+    table,
+)
 from mizu_kafka.protocol import error_codes, error_name
 
 MAX_ROWS = 200
 MAX_SUMMARY_TOPICS = 3
 TOPIC_LISTS = ("topics", "topicData", "responses", "topicNames", "groups")
 """Payload lists whose items name topics (``groups`` holds OffsetFetch v8+'s topics)."""
-
-
-def _quote(text: str) -> str:
-    return json.dumps(text)
 
 
 def topics(payload: Any, path: str = "") -> Iterator[tuple[str, str, dict[str, Any] | None]]:
@@ -48,7 +54,7 @@ def _group(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
-def summarize_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+def summarize_entry(entry: Mapping[str, Any]) -> Summary:
     request = entry.get("request") or {}
     response = entry.get("response") or {}
     method = request.get("method", "")
@@ -59,21 +65,21 @@ def summarize_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
         summary = ", ".join(names[:MAX_SUMMARY_TOPICS])
         if len(names) > MAX_SUMMARY_TOPICS:
             summary += f" (+{len(names) - MAX_SUMMARY_TOPICS})"
-        summary_query = f"kafka and request.payload.{named[0][0]} == {_quote(named[0][1])}"
+        summary_query = all_of("kafka", equals(f"request.payload.{named[0][0]}", named[0][1]))
     elif group := _group(payload):
         key = next(k for k in ("groupId", "key", "transactionalId") if payload.get(k) == group)
         summary = group
-        summary_query = f"kafka and request.payload.{key} == {_quote(group)}"
+        summary_query = all_of("kafka", equals(f"request.payload.{key}", group))
     elif request:
         summary = request.get("clientId") or ""
-        summary_query = f"kafka and request.clientId == {_quote(summary)}"
+        summary_query = all_of("kafka", equals("request.clientId", summary))
     else:
         summary = f"correlation id {response.get('correlationId')}"
         summary_query = "kafka and request == nil"
     if response:
         code = int(response.get("errorCode", 0))
         status = response.get("errorName") or error_name(code)
-        status_query = f"kafka and response.errorCode == {code}"
+        status_query = all_of("kafka", equals("response.errorCode", code))
     else:
         status = ""
         status_query = "kafka and response == nil"
@@ -81,28 +87,14 @@ def summarize_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
         "summary": summary,
         "summaryQuery": summary_query,
         "method": method,
-        "methodQuery": f"kafka and request.method == {_quote(method)}" if method else "kafka",
+        "methodQuery": all_of("kafka", equals("request.method", method) if method else ""),
         "status": status,
         "statusQuery": status_query,
     }
 
 
-def _row(name: str, value: Any, selector: str) -> dict[str, Any]:
-    return {"name": name, "value": value, "selector": selector}
-
-
-def _table(title: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "table", "title": title, "data": rows[:MAX_ROWS]}
-
-
-def _body(title: str, value: Any, selector: str) -> dict[str, Any]:
-    return {
-        "type": "body",
-        "title": title,
-        "data": json.dumps(value, indent=2, ensure_ascii=False),
-        "mimeType": "application/json",
-        "selector": selector,
-    }
+def _table(title: str, rows: list[TableRow]) -> Section:
+    return table(title, rows[:MAX_ROWS])
 
 
 def _partitions(item: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
@@ -123,12 +115,12 @@ def _partition_index(partition: Any) -> Any:
     return partition
 
 
-def _topic_rows(side: str, payload: Any) -> list[dict[str, Any]]:
+def _topic_rows(side: str, payload: Any) -> list[TableRow]:
     rows = []
     for selector, name, item in topics(payload):
         indexes = [str(_partition_index(p)) for p in _partitions(item)]
         value = f"partitions {', '.join(indexes)}" if indexes else ""
-        rows.append(_row(name, value, f"{side}.payload.{selector}"))
+        rows.append(row(name, value, f"{side}.payload.{selector}"))
     return rows
 
 
@@ -143,9 +135,9 @@ def _records(payload: Any) -> list[dict[str, Any]]:
     return shown
 
 
-def _side(side: str, message: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _side(side: str, message: Mapping[str, Any]) -> list[Section]:
     header = [
-        _row(label, message[key], f"{side}.{key}")
+        row(label, message[key], f"{side}.{key}")
         for label, key in (
             ("API", "method"),
             ("API key", "apiKey"),
@@ -163,20 +155,20 @@ def _side(side: str, message: Mapping[str, Any]) -> list[dict[str, Any]]:
     if rows := _topic_rows(side, payload):
         sections.append(_table("Topics/Partitions", rows))
     if records := _records(payload):
-        sections.append(_body("Records", records, f"{side}.payload"))
+        sections.append(json_body("Records", records, f"{side}.payload"))
     if side == "response" and payload is not None:
         codes = [
-            _row(selector, f"{code} {error_name(code)}", f"response.payload.{selector}")
+            row(selector, f"{code} {error_name(code)}", f"response.payload.{selector}")
             for selector, code in error_codes(payload)
         ]
         if codes:
             sections.append(_table("Error codes", codes))
     if payload is not None:
-        sections.append(_body("Payload", payload, f"{side}.payload"))
+        sections.append(json_body("Payload", payload, f"{side}.payload"))
     return sections
 
 
-def represent_entry(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def represent_entry(entry: Mapping[str, Any]) -> Representation:
     request = entry.get("request")
     response = entry.get("response")
     return {

@@ -1,0 +1,197 @@
+"""The entry, its list row and its detail view as types, and the helpers plugins build them with.
+
+An entry is a JSON object (docs/entries.md): what ``mizu dissect`` prints, what the hub stores
+and serves. It stays a plain ``dict`` on the hot path, so that it is built once and encoded
+once; these :class:`~typing.TypedDict` types say what it holds, for the hooks' signatures and
+for type checkers. Re-exported from :mod:`mizu_core`.
+
+The helpers make the pieces every plugin needs the same way: the ``*Query`` strings of a row
+(:func:`query_literal`, :func:`equals`, :func:`key_selector`, :func:`all_of`) and the sections
+of a detail view (:func:`table`, :func:`row`, :func:`body`, :func:`json_body`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class ProtocolJson(TypedDict):
+    """An entry's ``protocol``: what its plugin declared (:class:`~mizu_core.Protocol`)."""
+
+    name: str
+    version: str
+    abbr: str
+    longName: str
+    macro: str
+    backgroundColor: str
+    foregroundColor: str
+    referenceLink: str
+    priority: int
+
+
+class EndpointJson(TypedDict):
+    """An entry's ``src`` or ``dst``; ``name`` is ``"name.namespace"`` once resolved."""
+
+    ip: str
+    port: int
+    name: str
+    namespace: str
+
+
+class Entry(TypedDict):
+    """One request/response pair, or one unanswered message (docs/entries.md)."""
+
+    id: str
+    protocol: ProtocolJson
+    src: EndpointJson
+    dst: EndpointJson
+    outgoing: bool
+    timestamp: int
+    """Milliseconds since the epoch: the request's first byte."""
+    startTime: str
+    elapsedTime: float
+    """Milliseconds from the request's first byte to the response's last."""
+    requestSize: int
+    responseSize: int
+    request: dict[str, Any] | None
+    """The protocol's own object; every request has a ``method``."""
+    response: dict[str, Any] | None
+    rules: NotRequired[dict[str, Any]]
+    """``{passed: [name], failed: [{name, reason}]}`` once API rules are configured."""
+
+
+class Summary(TypedDict, total=False):
+    """What ``summarize`` returns: the row's fields only the protocol knows."""
+
+    summary: str
+    summaryQuery: str
+    method: str
+    methodQuery: str
+    status: str | int
+    statusQuery: str
+    error: bool
+    """The exchange failed, in the protocol's own terms (a 5xx, a gRPC status, a RST)."""
+    statusName: str
+    """The protocol's name of the status (``NOT_FOUND``, ``UNKNOWN_TOPIC_OR_PARTITION``)."""
+
+
+class Row(Summary):
+    """An entry's row in the live list and in ``GET /entries``: the core's fields, then the
+    owner's :class:`Summary`."""
+
+    id: str
+    proto: ProtocolJson
+    timestamp: int
+    src: EndpointJson
+    dst: EndpointJson
+    isOutgoing: bool
+    latency: float
+    rules: NotRequired[dict[str, int]]
+    """How many API rules the entry passed and failed."""
+    seq: NotRequired[int]
+    """The entry's place in the hub's store: a listing's ``leftOff``."""
+
+
+class TableRow(TypedDict):
+    """A row of a table section: ``selector`` is the filter path of ``value``."""
+
+    name: str
+    value: Any
+    selector: str
+
+
+class Section(TypedDict):
+    """A part of the detail view: a table of named values, or a body of text."""
+
+    type: Literal["table", "body"]
+    title: str
+    data: Any
+    """A table's rows (:class:`TableRow`), a body's text."""
+    encoding: NotRequired[str]
+    """``base64`` for a binary body."""
+    mimeType: NotRequired[str]
+    selector: NotRequired[str]
+
+
+Representation = dict[str, list[Section]]
+"""What ``represent`` returns: ``{"request": [Section], "response": [Section]}``."""
+
+
+# -- the filter strings of a row -----------------------------------------------------------------
+
+_ESCAPED = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def escape_query_string(text: str) -> str:
+    """``text`` as the inside of a double-quoted filter-language string."""
+    return text.translate(_ESCAPED)
+
+
+def query_literal(value: object) -> str:
+    """``value`` as a filter-language literal: a quoted string, a number, ``true``/``false``,
+    ``nil``."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(value)
+    return f'"{escape_query_string(str(value))}"'
+
+
+def equals(selector: str, value: object) -> str:
+    """The filter ``selector == value``: ``equals("request.path", "/a")`` is
+    ``request.path == "/a"``."""
+    return f"{selector} == {query_literal(value)}"
+
+
+def key_selector(selector: str, key: str) -> str:
+    """The selector of ``key`` in the object at ``selector``: ``request.headers["Host"]``."""
+    return f"{selector}[{query_literal(key)}]"
+
+
+def all_of(*queries: str) -> str:
+    """The filter that every non-empty one of ``queries`` matches: ``all_of("http",
+    equals("request.method", "GET"))`` is ``http and request.method == "GET"``."""
+    return " and ".join(query for query in queries if query)
+
+
+# -- the sections of a detail view ----------------------------------------------------------------
+
+
+def row(name: str, value: Any, selector: str) -> TableRow:
+    return {"name": name, "value": value, "selector": selector}
+
+
+def table(title: str, rows: Iterable[TableRow | tuple[str, Any, str]]) -> Section:
+    """A table section; ``rows`` may be :func:`row`\\ s or ``(name, value, selector)``."""
+    return {
+        "type": "table",
+        "title": title,
+        "data": [item if isinstance(item, dict) else row(*item) for item in rows],
+    }
+
+
+def body(
+    title: str,
+    text: str,
+    selector: str = "",
+    mime_type: str = "text/plain",
+    encoding: str = "",
+) -> Section:
+    """A body section: ``text`` shown as it is (base64 when ``encoding`` says so)."""
+    section: Section = {"type": "body", "title": title, "data": text, "mimeType": mime_type}
+    if encoding:
+        section["encoding"] = encoding
+    if selector:
+        section["selector"] = selector
+    return section
+
+
+def json_body(title: str, value: Any, selector: str = "") -> Section:
+    """A body section showing ``value`` as indented JSON."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return body(title, text, selector, "application/json")
