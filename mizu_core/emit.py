@@ -92,21 +92,24 @@ class JsonlSink:
 
 def encode_json_line(entry: dict[str, Any]) -> bytes:
     """``entry`` as one line of UTF-8 JSON, newline included."""
+    return encode_json(entry, orjson.OPT_APPEND_NEWLINE)
+
+
+def encode_json(value: Any, option: int = 0) -> bytes:
+    """``value`` as UTF-8 JSON, by orjson (``option``: its flags), else by the standard
+    library for what orjson refuses (integers beyond 64 bits)."""
     try:
         # Keys that are not strings are rare and the option that allows them costs a third
         # of the encoding: it is only asked for when orjson refused them.
-        return orjson.dumps(entry, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps(value, default=json_default, option=option)
     except orjson.JSONEncodeError:
         pass
     try:
-        return orjson.dumps(
-            entry,
-            default=json_default,
-            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-        )
+        return orjson.dumps(value, default=json_default, option=option | orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
-        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=json_default)
-        return (text + "\n").encode()
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=json_default)
+        newline = "\n" if option & orjson.OPT_APPEND_NEWLINE else ""
+        return (text + newline).encode()
 
 
 def json_default(value: object) -> object:

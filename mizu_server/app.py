@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from mizu_core import __version__
+from mizu_core.emit import encode_json
 from mizu_core.pcapfile import entry_connection_key, write_capture
 from mizu_core.query import Query, QueryError
 from mizu_core.views import entry_representation
@@ -79,6 +80,20 @@ PLACEHOLDER_INDEX = """<!doctype html>
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """``data`` as a JSON response, encoded by orjson as entries are everywhere else."""
+    return web.Response(
+        body=encode_json(data), status=status, headers=headers, content_type="application/json"
+    )
+
+
+async def send_json(socket: web.WebSocketResponse, data: Any) -> None:
+    """``data`` as a JSON text message, encoded by orjson."""
+    await socket.send_str(encode_json(data).decode())
+
+
 def create_app(hub: Hub) -> web.Application:
     app = web.Application(middlewares=[host_guard, access_guard], client_max_size=1 << 20)
     app[HUB_KEY] = hub
@@ -129,7 +144,7 @@ async def host_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     if allowed is not None and request.path != "/wsTapper":
         host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
         if host not in allowed:
-            return web.json_response(
+            return json_response(
                 {"error": f"host {request.host!r} is not served; open http://127.0.0.1"},
                 status=421,
             )
@@ -152,14 +167,14 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)  # tappers have a token of their own
     origin = request.headers.get("Origin")
     if origin is not None and not same_origin(origin, request.host):
-        return web.json_response(
+        return json_response(
             {"error": f"requests from {origin} are refused: open the dashboard itself"},
             status=403,
         )
     if route_handler is static_file:
         return await handler(request)  # the dashboard's files: no traffic in them
     if not holds_access_token(request):
-        return web.json_response(
+        return json_response(
             {"error": UNAUTHORIZED}, status=401, headers={"WWW-Authenticate": 'Bearer realm="mizu"'}
         )
     return await handler(request)
@@ -220,7 +235,7 @@ def query_error_json(error: QueryError, text: str) -> dict[str, Any]:
 
 
 def query_error(error: QueryError, text: str) -> web.Response:
-    return web.json_response(query_error_json(error, text), status=400)
+    return json_response(query_error_json(error, text), status=400)
 
 
 def request_query(request: web.Request) -> Query:
@@ -230,7 +245,7 @@ def request_query(request: web.Request) -> Query:
         return request.app[HUB_KEY].compile(text)
     except QueryError as error:
         raise web.HTTPBadRequest(
-            text=json.dumps(query_error_json(error, text)),
+            body=encode_json(query_error_json(error, text)),
             content_type="application/json",
         ) from None
 
@@ -284,7 +299,7 @@ async def list_entries(request: web.Request) -> web.Response:
     page = await hub.run(hub.db.page, query, limit, left_off, direction, hub.settings.scan_budget)
     status = await hub.run(hub.db.status)
     rows = [{**hub.row(query, item.entry), "seq": item.seq} for item in page.entries]
-    return web.json_response(
+    return json_response(
         {
             "data": rows,
             "meta": {
@@ -308,11 +323,11 @@ async def get_entry(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     entry = await hub.run(hub.db.get, request.match_info["entry_id"])
     if entry is None:
-        return web.json_response({"error": "no such entry"}, status=404)
+        return json_response({"error": "no such entry"}, status=404)
     representation = entry_representation(hub.plugins, entry)
     if isinstance(entry.get("rules"), dict):
         representation.setdefault("response", []).append(rules_section(entry["rules"]))
-    return web.json_response(
+    return json_response(
         {
             "protocol": entry["protocol"],
             "representation": representation,
@@ -330,7 +345,7 @@ async def validate_query(request: web.Request) -> web.Response:
         body = dict(await request.post())
     text = body.get("query") if isinstance(body, dict) else None
     if not isinstance(text, str):
-        return web.json_response(
+        return json_response(
             {"error": 'send the query as JSON, {"query": "..."}, or as a form field query=...'},
             status=400,
         )
@@ -338,7 +353,7 @@ async def validate_query(request: web.Request) -> web.Response:
         query = hub.compile(text)
     except QueryError as error:
         return query_error(error, text)
-    return web.json_response(
+    return json_response(
         {
             "valid": True,
             "query": text,
@@ -356,7 +371,7 @@ async def get_har(request: web.Request) -> web.Response:
         hub.db.page, http, min(query.limit or HAR_MAX_ENTRIES, HAR_MAX_ENTRIES), None, BACKWARD
     )
     document = har_log(query.redact(item.entry) for item in page.entries)
-    return web.json_response(
+    return json_response(
         document, headers={"Content-Disposition": 'attachment; filename="mizu.har"'}
     )
 
@@ -366,7 +381,7 @@ async def get_pcap(request: web.Request) -> web.StreamResponse:
     ``HAR_MAX_ENTRIES``), for Wireshark (see :func:`write_capture` for mixed link types)."""
     hub = request.app[HUB_KEY]
     if not hub.settings.pcap_export:
-        return web.json_response(
+        return json_response(
             {
                 "error": "pcap export is off: tappers keep no raw packets (they carry the "
                 "secrets redaction removes); enable it with --pcap-export or tap.pcap-export"
@@ -380,7 +395,7 @@ async def get_pcap(request: web.Request) -> web.StreamResponse:
     keys = {key for item in page.entries if (key := entry_connection_key(item.entry))}
     packets = await hub.run(hub.db.packets, keys)
     if not packets:
-        return web.json_response(
+        return json_response(
             {"error": "no packets kept for the matching entries", "entries": len(page.entries)},
             status=404,
         )
@@ -396,7 +411,7 @@ async def get_pcap(request: web.Request) -> web.StreamResponse:
 async def list_oas(request: web.Request) -> web.Response:
     """The services an OpenAPI document was inferred for: ``[{name, entries, paths}]``."""
     hub = request.app[HUB_KEY]
-    return web.json_response(await hub.run_observers(hub.oas.listing))
+    return json_response(await hub.run_observers(hub.oas.listing))
 
 
 async def get_oas(request: web.Request) -> web.Response:
@@ -404,27 +419,30 @@ async def get_oas(request: web.Request) -> web.Response:
     name = request.match_info["service"]
     document = await hub.run_observers(hub.oas.document, name)
     if document is None:
-        return web.json_response({"error": f"no HTTP traffic seen to {name!r}"}, status=404)
-    return web.json_response(document)
+        return json_response({"error": f"no HTTP traffic seen to {name!r}"}, status=404)
+    return json_response(document)
 
 
 async def service_map(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
-    return web.json_response(await hub.run_observers(hub.service_map.as_json))
+    return json_response(await hub.run_observers(hub.service_map.as_json))
 
 
 # -- live stream -----------------------------------------------------------------------------
 
 
 async def live_socket(request: web.Request) -> web.WebSocketResponse:
-    """``{query, leftOff?, limit?}`` in; ``{type: "entry"|"meta"|"error", data}`` out: the
-    matching history (newest ``limit`` before ``leftOff``), a meta message, then new entries
-    live. A new query message replaces the previous one."""
+    """``{query, leftOff?, limit?}`` in; ``{type: "entry"|"protocols"|"meta"|"error"|"dropped",
+    data}`` out: the matching history (newest ``limit`` before ``leftOff``), a meta message,
+    then new entries live. A new query message replaces the previous one. Rows name their
+    protocol by a key of the ``protocols`` messages (:func:`send_row`)."""
     hub = request.app[HUB_KEY]
     socket = web.WebSocketResponse(heartbeat=30)
     await socket.prepare(request)
     sockets = request.app[SOCKETS_KEY]
     sockets.add(socket)
+    protocols: dict[tuple[Any, ...], str] = {}
+    """The protocols this browser was sent, each with the key its rows name it by."""
     streaming: asyncio.Task[None] | None = None
     try:
         async for message in socket:
@@ -443,18 +461,18 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
                 request_body = {"query": message.data}
             text = request_body.get("query", "")
             if not isinstance(text, str):
-                await socket.send_json(
-                    {"type": "error", "data": {"message": "query must be a string"}}
+                await send_json(
+                    socket, {"type": "error", "data": {"message": "query must be a string"}}
                 )
                 continue
             try:
                 query = hub.compile(text)
             except QueryError as error:
-                await socket.send_json(
-                    {"type": "error", "data": {"query": text, **error.as_json()}}
+                await send_json(
+                    socket, {"type": "error", "data": {"query": text, **error.as_json()}}
                 )
                 continue
-            streaming = asyncio.create_task(stream(hub, socket, query, request_body))
+            streaming = asyncio.create_task(stream(hub, socket, protocols, query, request_body))
     finally:
         sockets.discard(socket)
         if streaming is not None:
@@ -465,7 +483,11 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def stream(
-    hub: Hub, socket: web.WebSocketResponse, query: Query, request_body: dict[str, Any]
+    hub: Hub,
+    socket: web.WebSocketResponse,
+    protocols: dict[tuple[Any, ...], str],
+    query: Query,
+    request_body: dict[str, Any],
 ) -> None:
     after_seq = await hub.run(hub.db.last_seq)
     subscription = hub.subscribe(query, after_seq)
@@ -475,14 +497,15 @@ async def stream(
                 request_body.get("limit", DEFAULT_LIMIT), request_body.get("leftOff")
             )
         except ValueError as error:
-            await socket.send_json({"type": "error", "data": {"message": str(error)}})
+            await send_json(socket, {"type": "error", "data": {"message": str(error)}})
             return
         before = after_seq + 1 if left_off is None else min(left_off, after_seq + 1)
         page = await hub.run(hub.db.page, query, limit, before, BACKWARD)
         for item in page.entries:
             row = {**hub.row(query, item.entry), "seq": item.seq}
-            await socket.send_json({"type": "entry", "data": row})
-        await socket.send_json(
+            await send_row(socket, protocols, row)
+        await send_json(
+            socket,
             {
                 "type": "meta",
                 "data": {
@@ -492,19 +515,37 @@ async def stream(
                     "exhausted": page.exhausted,
                     "historyDone": True,
                 },
-            }
+            },
         )
         reported_drops = 0
         while True:
             row = await subscription.queue.get()
             if subscription.dropped != reported_drops:
                 reported_drops = subscription.dropped
-                await socket.send_json({"type": "dropped", "data": {"count": reported_drops}})
-            await socket.send_json({"type": "entry", "data": row})
+                await send_json(socket, {"type": "dropped", "data": {"count": reported_drops}})
+            await send_row(socket, protocols, row)
     except ConnectionResetError:
         return
     finally:
         hub.unsubscribe(subscription)
+
+
+async def send_row(
+    socket: web.WebSocketResponse, protocols: dict[tuple[Any, ...], str], row: dict[str, Any]
+) -> None:
+    """A row as ``{type: "entry"}``, its ``proto`` a key of the socket's protocol table: each
+    protocol's object (names, colours) goes once per connection, in a ``{type: "protocols",
+    data: {key: protocol}}`` message before the first row that names it."""
+    protocol = row.get("proto")
+    if isinstance(protocol, dict):
+        identity = tuple(protocol.items())
+        key = protocols.get(identity)
+        if key is None:
+            key = str(len(protocols))
+            await send_json(socket, {"type": "protocols", "data": {key: protocol}})
+            protocols[identity] = key  # once sent: a stream cancelled meanwhile sends it again
+        row = {**row, "proto": key}
+    await send_json(socket, {"type": "entry", "data": row})
 
 
 # -- tappers ---------------------------------------------------------------------------------
@@ -586,19 +627,19 @@ async def acknowledge(
         state.entries += await future
         acked += 1
         if not socket.closed:
-            await socket.send_json({"ack": acked})
+            await send_json(socket, {"ack": acked})
 
 
 # -- status ----------------------------------------------------------------------------------
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[HUB_KEY].status())
+    return json_response(await request.app[HUB_KEY].status())
 
 
 async def tap_status(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
-    return web.json_response(
+    return json_response(
         {
             "tappers": [tapper.as_json() for tapper in hub.tappers],
             **{name: provider() for name, provider in hub.status_providers.items()},
@@ -609,7 +650,7 @@ async def tap_status(request: web.Request) -> web.Response:
 async def traffic_stats(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     rows = await hub.run(hub.db.traffic)
-    return web.json_response(
+    return json_response(
         {
             "protocols": rows,
             "entries": sum(row["entries"] for row in rows),
@@ -620,7 +661,7 @@ async def traffic_stats(request: web.Request) -> web.Response:
 
 async def version(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
-    return web.json_response(
+    return json_response(
         {
             "ver": __version__,
             "plugins": {plugin.name: plugin.version for plugin in hub.plugins.plugins},

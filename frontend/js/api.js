@@ -57,6 +57,8 @@ export const entryDetail = (id) => getJSON(`/entries/${encodeURIComponent(id)}`)
 /**
  * The live stream (WS /ws): sends {query, limit}, then receives the newest `limit` matching rows,
  * a meta message and new rows live. Reconnects with a growing delay when the hub goes away.
+ * Rows name their protocol by a key: the protocol itself comes once per connection, in a
+ * `protocols` message, and is put back into each row here.
  */
 export class LiveSocket {
   constructor(onMessage, onState) {
@@ -66,6 +68,7 @@ export class LiveSocket {
     this.socket = null;
     this.delay = 500;
     this.closed = false;
+    this.protocols = {};
   }
 
   subscribe(request) {
@@ -78,6 +81,7 @@ export class LiveSocket {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws`);
     this.socket = socket;
+    this.protocols = {};
     socket.addEventListener("open", () => {
       this.delay = 500;
       this.onState("connected");
@@ -89,6 +93,13 @@ export class LiveSocket {
         message = JSON.parse(event.data);
       } catch {
         return;
+      }
+      if (message.type === "protocols") {
+        Object.assign(this.protocols, message.data);
+        return;
+      }
+      if (message.type === "entry" && typeof message.data.proto === "string") {
+        message.data.proto = this.protocols[message.data.proto] || { name: message.data.proto };
       }
       this.onMessage(message);
     });

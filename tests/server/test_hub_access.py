@@ -137,8 +137,8 @@ def test_the_live_stream_serves_its_own_origin_with_the_cookie(plugins: PluginMa
             origin = f"http://{client.host}:{client.port}"
             async with client.ws_connect("/ws", headers={"Origin": origin}) as socket:
                 await socket.send_json({"query": ""})
-                kinds = [json.loads((await socket.receive()).data)["type"] for _ in range(4)]
-            assert kinds == ["entry", "entry", "entry", "meta"]
+                kinds = [json.loads((await socket.receive()).data)["type"] for _ in range(5)]
+            assert kinds == ["protocols", "entry", "entry", "entry", "meta"]
 
     run(scenario())
 

@@ -176,13 +176,39 @@ def test_har_of_matching_http_entries(plugins: PluginManager) -> None:
     run(scenario())
 
 
+class Browser:
+    """A browser's /ws as the dashboard reads it: each row's protocol put back from the
+    ``protocols`` messages, which come once per connection."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.protocols: dict[str, Any] = {}
+        self.tables = 0
+
+    async def send_json(self, message: Any) -> None:
+        await self.socket.send_json(message)
+
+    async def receive_json(self) -> dict[str, Any]:
+        while True:
+            message = await self.socket.receive_json()
+            if message["type"] != "protocols":
+                break
+            self.tables += 1
+            assert not set(message["data"]) & set(self.protocols), "a protocol sent twice"
+            self.protocols.update(message["data"])
+        if message["type"] == "entry":
+            message["data"]["proto"] = self.protocols[message["data"]["proto"]]
+        return message
+
+
 def test_live_stream_sends_history_then_new_entries_and_replaces_queries(
     plugins: PluginManager, pack: Pack
 ) -> None:
     async def scenario() -> None:
         async with hub_client(plugins) as client:
             await send_frames(client, [[make_entry(n) for n in range(5)]], pack)
-            async with client.ws_connect("/ws") as browser:
+            async with client.ws_connect("/ws") as socket:
+                browser = Browser(socket)
                 await browser.send_json({"query": 'request.method == "POST"'})
                 meta = await browser.receive_json()
                 assert meta["type"] == "meta" and meta["data"]["current"] == 0
@@ -190,12 +216,14 @@ def test_live_stream_sends_history_then_new_entries_and_replaces_queries(
                 live = await browser.receive_json()
                 assert live == {"type": "entry", "data": live["data"]}
                 assert live["data"]["id"] == "tapper-1-5"
+                assert live["data"]["proto"] == make_entry(5)["protocol"]
                 await browser.send_json({"query": "http and limit(2)"})
                 history = [await browser.receive_json() for _ in range(3)]
                 assert [m["data"]["id"] for m in history[:2]] == ["tapper-1-5", "tapper-1-6"]
                 assert history[2]["type"] == "meta"
                 await send_frames(client, [[make_entry(7)]], pack)
                 assert (await browser.receive_json())["data"]["id"] == "tapper-1-7"
+                assert browser.tables == 1  # one protocol, sent once for five rows
                 await browser.send_json({"query": "http and"})
                 error = await browser.receive_json()
                 assert error["type"] == "error" and error["data"]["position"] == 8
@@ -287,9 +315,10 @@ def test_real_websocket_client_against_a_served_hub(plugins: PluginManager) -> N
                 session.ws_connect(url) as browser,
             ):
                 await browser.send_str("http")  # a bare query string is accepted too
-                assert (await browser.receive_json())["type"] == "meta"
+                live = Browser(browser)
+                assert (await live.receive_json())["type"] == "meta"
                 await send_frames(client, [[make_entry(1)]])
-                assert (await browser.receive_json())["data"]["id"] == "tapper-1-1"
+                assert (await live.receive_json())["data"]["id"] == "tapper-1-1"
 
     run(scenario())
 
@@ -354,7 +383,8 @@ def test_paging_values_and_query_bodies_that_make_no_sense_are_400s(
                 error = await browser.receive_json()
                 assert error == {"type": "error", "data": {"message": "query must be a string"}}
                 await browser.send_json({"query": "http", "limit": 2})
-                rows = [await browser.receive_json() for _ in range(3)]
+                live = Browser(browser)
+                rows = [await live.receive_json() for _ in range(3)]
                 assert [row["type"] for row in rows] == ["entry", "entry", "meta"]
 
     run(scenario())
