@@ -92,6 +92,7 @@ def http_entry(number: int, tapper: str = "bench") -> dict[str, Any]:
         "src": {"ip": client, "port": 30000 + number % 30000, "name": "", "namespace": ""},
         "dst": {"ip": "10.1.0.7", "port": 8080, "name": "", "namespace": ""},
         "outgoing": False,
+        "fromServer": False,
         "timestamp": timestamp,
         "startTime": "2023-11-14T22:13:20.000Z",
         "elapsedTime": 1.25 + number % 40,
@@ -127,6 +128,7 @@ def http_entry(number: int, tapper: str = "bench") -> dict[str, Any]:
             "headersSize": 110,
             "bodySize": len(body),
         },
+        "error": status >= 400,
     }
 
 

@@ -12,9 +12,10 @@ connection (:meth:`ConnectionContext.unwrap`): its bytes are offered to the plug
 way, and entries made of them carry the layer's fields.
 
 Pairs that dissectors emit are collected while they run and become entries here once the
-dissector's call has returned (the owner plugin's ``analyze`` hook), then go to the sink: the
-sink runs outside the isolation of plugins, so an error of the output (a closed pipe, a full
-disk) is the caller's, never blamed on a plugin. Requests left unanswered longer than
+dissector's call has returned (the owner plugin's ``analyze`` hook, then its ``summarize``
+verdict on whether the entry is an error, kept as ``entry["error"]``), then go to the sink:
+the sink runs outside the isolation of plugins, so an error of the output (a closed pipe, a
+full disk) is the caller's, never blamed on a plugin. Requests left unanswered longer than
 :attr:`Dispatcher.response_timeout` become entries without a response.
 """
 
@@ -39,6 +40,7 @@ from mizu_core.model import ConnectionInfo, Direction, Endpoint, Pair
 from mizu_core.plugins import LoadedPlugin, PluginManager
 from mizu_core.reassembly import Connection
 from mizu_core.tcp_plugin import TCP
+from mizu_core.views import error_verdict
 
 EntrySink = Callable[[dict[str, Any]], None]
 _Analyzer = tuple[LoadedPlugin | None, Callable[..., Any] | None]
@@ -378,6 +380,7 @@ class Dispatcher:
                 return
             if analyzed is not None:
                 entry = analyzed
+        entry["error"] = error_verdict(self.plugins, owner, entry)
         self.stats.entries += 1
         self.sink(entry)
 

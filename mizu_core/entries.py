@@ -90,6 +90,7 @@ class EntryBuilder:
             "src": src,
             "dst": dst,
             "outgoing": False,
+            "fromServer": first.direction != _CLIENT_TO_SERVER,
             "timestamp": milliseconds,
             "startTime": self._second_text + _ISO_FRACTIONS[milliseconds - second * 1000],
             "elapsedTime": elapsed_ms,
@@ -134,4 +135,6 @@ def base_row(entry: Mapping[str, Any]) -> Row:
         "dst": entry["dst"],
         "isOutgoing": entry.get("outgoing", False),
         "latency": entry.get("elapsedTime", 0),
+        "error": entry.get("error") is True,
+        "statusName": "",
     }

@@ -49,6 +49,10 @@ class Entry(TypedDict):
     src: EndpointJson
     dst: EndpointJson
     outgoing: bool
+    fromServer: bool
+    """The connection's server sent the message that opened the exchange (a WebSocket frame
+    it pushed, an AMQP ``basic.deliver``): ``src`` and ``dst`` follow the message, this says
+    which of them is the server."""
     timestamp: int
     """Milliseconds since the epoch: the request's first byte."""
     startTime: str
@@ -61,6 +65,9 @@ class Entry(TypedDict):
     response: dict[str, Any] | None
     rules: NotRequired[dict[str, Any]]
     """``{passed: [name], failed: [{name, reason}]}`` once API rules are configured."""
+    error: NotRequired[bool]
+    """The owner plugin's word (its ``summarize``'s ``error``), set by the core once
+    ``analyze`` has returned."""
 
 
 class Summary(TypedDict, total=False):

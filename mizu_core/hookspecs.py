@@ -111,17 +111,26 @@ def analyze(pair: Pair, entry: Entry) -> Entry | None:
 
 @hookspec
 def summarize(entry: Entry) -> Summary | None:
-    """The protocol-specific fields of the entry's row in the live list.
+    """The protocol-specific fields of the entry's row in the live list, and whether the entry
+    is an error.
 
     The core fills ``id``, ``proto``, ``timestamp``, ``src``, ``dst``, ``isOutgoing`` and
-    ``latency``; this hook adds what only the protocol knows.
+    ``latency``; this hook adds what only the protocol knows. Errors are the plugin's word:
+    nothing else in Mizu guesses them from a status code. The core asks this hook once more
+    when it makes the entry and keeps ``error`` as the entry's own ``error`` field, which the
+    filter language (``error == true``), the list's colours and the error counts of the
+    service map and the statistics read; so the answer must depend on the entry alone.
 
     :returns: a :class:`~mizu_core.Summary`, ``{summary, summaryQuery, method, methodQuery,
         status, statusQuery}`` and optionally ``error`` and ``statusName``, where each
         ``*Query`` is a filter that selects entries like this one, e.g.
         ``{"summary": "/api/users", "summaryQuery": 'request.path == "/api/users"', ...}``:
         build them with :func:`~mizu_core.equals` and :func:`~mizu_core.all_of`, which quote
-        what needs quoting.
+        what needs quoting. ``error`` (default false) says the exchange failed (an HTTP 4xx or
+        5xx, a gRPC status other than ``OK``, a Redis error reply, a Kafka error code, an AMQP
+        ``basic.return``), and ``statusName`` is the status as people name it (``Not Found``,
+        ``NOT_FOUND``, ``UNKNOWN_TOPIC_OR_PARTITION``, ``WRONGTYPE``, ``42P01``…), shown beside
+        or instead of ``status``.
     """
 
 

@@ -25,6 +25,8 @@ TCP = Protocol(
     reference_link="https://www.rfc-editor.org/rfc/rfc9293",
     priority=1_000_000,
 )
+FAILED_ENDINGS = frozenset({CloseReason.RST, CloseReason.REFUSED, CloseReason.TIMEOUT})
+"""Endings that are errors: reset, refused, or never answered."""
 
 
 class TcpDissector(Dissector):
@@ -88,6 +90,8 @@ def summarize(entry: Entry) -> Summary:
         "methodQuery": "tcp",
         "status": status,
         "statusQuery": all_of("tcp", equals("response.status", status)),
+        "error": status in FAILED_ENDINGS,
+        "statusName": status,
     }
 
 

@@ -8,7 +8,9 @@ soundness holds through them.
 
 Each column holds the value the language's :func:`~mizu_core.query.evaluate.lookup` finds at
 its path when that is a string or a number, else NULL; ``typeof`` guards keep SQLite's mixed
-comparisons (text > integer) from disagreeing with the language's strict ones.
+comparisons (text > integer) from disagreeing with the language's strict ones. A boolean
+column (:data:`BOOLEAN_COLUMNS`) holds 1 or 0 for ``true`` or ``false``, else NULL, and is
+compared only with ``true`` and ``false`` (the language never finds ``true == 1``).
 """
 
 from __future__ import annotations
@@ -54,19 +56,25 @@ COLUMNS: dict[tuple[str, ...], str] = {
     ("dst", "ip"): "dst_ip",
     ("dst", "port"): "dst_port",
     ("dst", "name"): "dst_name",
+    ("elapsedTime",): "elapsed",
+    ("error",): "error",
+    ("fromServer",): "from_server",
 }
 """Selector path → column of the ``entries`` table."""
+
+BOOLEAN_COLUMNS = frozenset({"error", "from_server"})
+"""Columns of ``true``/``false`` fields, last in ``COLUMNS``."""
 
 COLUMN_NAMES = tuple(COLUMNS.values())
 """The columns :func:`column_values` fills, in its order."""
 
-INDEXED = ("timestamp", "macro", "status", "path", "src_ip", "dst_ip", "dst_name")
+INDEXED = ("timestamp", "macro", "status", "path", "src_ip", "dst_ip", "dst_name", "error")
 """Columns with an index of their own (each ``(epoch, column)``, implicitly followed by
 ``seq``, so an equality within an epoch walks it newest first with no sort; see the store's
 ``EPOCH_BITS``). Every index costs each insert about as much as the row itself:
 these are the columns whose values can be rare (a protocol's macro, an error status, a path
-prefix, a peer, a time range); a common value (``protocol.name == "http"``, a method) fills a
-page from a plain backward scan quickly anyway."""
+prefix, a peer, a time range, the errors); a common value (``protocol.name == "http"``, a
+method) fills a page from a plain backward scan quickly anyway."""
 
 _INT64 = 1 << 63
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -89,6 +97,8 @@ def column_value(entry: Mapping[str, Any], path: tuple[str, ...]) -> str | int |
     value: Any = entry
     for name in path:
         value = lookup(value, name)
+    if path in _BOOLEAN_PATHS:
+        return int(value) if isinstance(value, bool) else None
     if isinstance(value, str):
         return value
     if isinstance(value, float):
@@ -99,7 +109,9 @@ def column_value(entry: Mapping[str, Any], path: tuple[str, ...]) -> str | int |
     return None
 
 
-_PATHS = tuple(COLUMNS)
+_PLAIN_PATHS = tuple(path for path, column in COLUMNS.items() if column not in BOOLEAN_COLUMNS)
+_BOOLEAN_PATHS = tuple(path for path, column in COLUMNS.items() if column in BOOLEAN_COLUMNS)
+assert tuple(COLUMNS) == _PLAIN_PATHS + _BOOLEAN_PATHS, "boolean columns come last"
 _MISSING = object()
 
 
@@ -107,7 +119,7 @@ def column_values(entry: Mapping[str, Any]) -> list[str | int | float | None]:
     """:func:`column_value` of every column, in ``COLUMNS`` order. Ingest calls it per entry:
     plain dicts holding the exact key and a string or a small integer take a short path."""
     values: list[str | int | float | None] = []
-    for path in _PATHS:
+    for path in _PLAIN_PATHS:
         value: Any = entry
         for name in path:
             value = value.get(name, _MISSING) if type(value) is dict else _MISSING
@@ -118,6 +130,9 @@ def column_values(entry: Mapping[str, Any]) -> list[str | int | float | None]:
             values.append(value)
         else:
             values.append(column_value(entry, path))
+    for path in _BOOLEAN_PATHS:
+        value = entry.get(path[0], _MISSING) if type(entry) is dict else _MISSING
+        values.append(int(value) if type(value) is bool else column_value(entry, path))
     return values
 
 
@@ -172,6 +187,10 @@ class _Translator:
                 return _method(target, name, args)
             case Call() if is_directive(node):
                 return TRUE
+            case Name() | Member() if column_of(node) in BOOLEAN_COLUMNS:
+                # truthy: true, or a value that is not a boolean (NULL: a string, a list…)
+                column = column_of(node)
+                return Sql(f"({column} = 1 OR {column} IS NULL)", (), False)
         return None
 
 
@@ -193,6 +212,14 @@ def _compare(node: Compare, now: float) -> Sql | None:
     column = column_of(left)
     if column is None:
         return None
+    if column in BOOLEAN_COLUMNS:
+        if not (isinstance(right, Literal) and isinstance(right.value, bool)) or op not in (
+            "==",
+            "!=",
+        ):
+            return None
+        negate = "NOT " if op == "!=" else ""
+        return Sql(f"({negate}({column} IS NOT NULL AND {column} = ?))", (int(right.value),), True)
     if isinstance(right, Regex):
         negate = "NOT " if op == "!=" else ""
         return Sql(f"({negate}mizu_regex(?, {column}))", (right.pattern,), True)

@@ -20,7 +20,6 @@ MAX_EDGES = 10_000
 LATENCY_SAMPLES = 1024
 """Latencies kept per edge; percentiles are exact up to this many entries, sampled beyond."""
 PERCENTILES = (50, 90, 99)
-FAILED_CONNECTIONS = frozenset({"RST", "refused", "timeout"})
 
 
 @dataclass(slots=True)
@@ -42,18 +41,8 @@ class Edge:
 
 
 def is_error(entry: Mapping[str, Any]) -> bool:
-    """A 4xx/5xx status, a non-OK gRPC status, or a TCP connection reset, refused or timed
-    out."""
-    response = entry.get("response")
-    if not isinstance(response, Mapping):
-        return False
-    status = response.get("status")
-    grpc_status = response.get("grpcStatus")
-    if isinstance(grpc_status, int) and grpc_status != 0:
-        return True
-    if isinstance(status, int) and not isinstance(status, bool):
-        return status >= 400
-    return status in FAILED_CONNECTIONS
+    """The plugin's word, kept on the entry when it was made (``summarize``'s ``error``)."""
+    return entry.get("error") is True
 
 
 def percentile(sorted_values: list[float], rank: int) -> float:

@@ -205,8 +205,12 @@ class SqliteStore:
         if known and "id_key" not in known:
             log.warning("%s holds entries of an older layout: starting it afresh", self.path)
             self.db.execute("DROP TABLE entries")
+            known = set()
         elif known and "epoch" not in known:
             self._add_epochs()
+        for column in COLUMN_NAMES:
+            if known and column not in known:  # a column added since: NULL for older entries
+                self.db.execute(f"ALTER TABLE entries ADD COLUMN {column}")
         # ids are found through a 64-bit key: an integer index costs far less per insert than
         # a unique index on the text
         self.db.execute(

@@ -16,6 +16,8 @@ import {
   literal,
   prettyBody,
   statusClass,
+  statusLabel,
+  statusTitle,
   utf8,
   valueAt,
 } from "./format.js";
@@ -66,7 +68,7 @@ export class DetailPane {
       badge,
       this.snippet(h("span", { class: "method" }, String(row.method ?? "")), row.methodQuery),
       this.snippet(h("span", { class: "summary" }, String(row.summary ?? "")), row.summaryQuery),
-      this.snippet(h("span", { class: `status ${statusClass(row)}` }, String(row.status ?? "")), row.statusQuery),
+      this.snippet(h("span", { class: `status ${statusClass(row)}`, title: statusTitle(row) }, statusLabel(row)), row.statusQuery),
       h("button", { class: "icon close", title: "Close (Esc)", on: { click: () => this.onClose() } }, "×"),
     );
     const facts = h(

@@ -52,16 +52,25 @@ export function count(n) {
   return typeof n === "number" ? n.toLocaleString("en-US") : "–";
 }
 
-/** "2xx" … "5xx" for HTTP statuses, "ok"/"error" for others (gRPC 0 is OK). */
+/** The status's colour: the plugin's word on the row (`error`), never a guess from a code. */
 export function statusClass(row) {
+  if (row.error === true) return "status-error";
   const status = row.status;
   if (status === "" || status === null || status === undefined) return "none";
-  const number = Number(status);
-  if (Number.isInteger(number) && number >= 100 && number < 600) return `s${Math.floor(number / 100)}xx`;
-  if (row.proto && row.proto.macro === "grpc") return number === 0 ? "s2xx" : "s5xx";
-  const text = String(status).toLowerCase();
-  if (/(error|fail|rst|refused|timeout|nack)/.test(text)) return "s5xx";
-  return "s2xx";
+  return "status-ok";
+}
+
+/** The status with its name when the plugin gives one: "404 Not Found", "ERR". */
+export function statusLabel(row) {
+  const status = String(row.status ?? "");
+  const name = typeof row.statusName === "string" ? row.statusName : "";
+  return name && name !== status ? `${status} ${name}` : status;
+}
+
+/** The status's tooltip: its label, and whose word the error is. */
+export function statusTitle(row) {
+  const label = statusLabel(row);
+  return row.error === true ? `${label} (an error, says the ${row.proto ? row.proto.name : ""} plugin)` : label;
 }
 
 // -- bodies --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 
 import { entryPage } from "./api.js";
 import { h, safeColor } from "./dom.js";
-import { clockTime, duration, endpoint, statusClass } from "./format.js";
+import { clockTime, duration, endpoint, statusClass, statusTitle } from "./format.js";
 
 export const ROW_HEIGHT = 22;
 const PAGE = 200;
@@ -283,7 +283,9 @@ export class EntryList {
     c.summary.textContent = String(row.summary ?? "");
     c.summary.title = c.summary.textContent;
     setSnippet(c.status, String(row.status ?? ""), row.statusQuery);
+    c.status.title = row.statusQuery ? `${statusTitle(row)}\nAdd to the filter: ${row.statusQuery}` : statusTitle(row);
     c.status.className = `snippet ${statusClass(row)}`;
+    element.classList.toggle("error", row.error === true);
     c.method.className = `snippet method-${String(row.method || "").toLowerCase().replace(/[^a-z]/g, "")}`;
     const from = endpoint(row.src);
     const to = endpoint(row.dst);

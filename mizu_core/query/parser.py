@@ -38,6 +38,7 @@ ENTRY_FIELDS = frozenset(
         "src",
         "dst",
         "outgoing",
+        "fromServer",
         "timestamp",
         "startTime",
         "elapsedTime",
@@ -47,6 +48,7 @@ ENTRY_FIELDS = frozenset(
         "response",
         "rules",
         "tls",
+        "error",
     }
 )
 """Top-level fields of an entry (CONTRACT section 2): the roots a selector may start from."""

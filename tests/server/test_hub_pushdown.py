@@ -40,6 +40,9 @@ _entries = st.lists(
             "src": st.fixed_dictionaries(
                 {"ip": st.sampled_from(["10.0.0.1", "::1"]), "port": _values}
             ),
+            "error": _values,
+            "fromServer": st.booleans(),
+            "elapsedTime": _values,
         }
     ),
     max_size=25,
@@ -54,6 +57,9 @@ _columns = st.sampled_from(
         ("src", "port"),
         ("protocol", "macro"),
         ("request", "headers"),
+        ("error",),
+        ("fromServer",),
+        ("elapsedTime",),
     ]
 )
 
@@ -98,6 +104,7 @@ _atoms = st.one_of(
         st.sampled_from(["", "/", "GE", "x", "0", "é", "\U0010ffff"]),
     ),
     st.sampled_from(["http", "tcp", "limit(1000)"]).map(lambda word: parse(word, MACROS)),
+    st.sampled_from([("error",), ("fromServer",)]).map(_selector),  # a boolean as a condition
 )
 _trees = st.recursive(
     _atoms,
@@ -141,6 +148,8 @@ def test_common_filters_are_pushed_down_exactly() -> None:
         'request.path.startsWith("/api") and not (src.ip == "::1")',
         'response.status == r"^5" or tcp',
         "timestamp >= minutes(-5) and limit(10)",
+        "error == true and elapsedTime > 100",
+        "http and not (fromServer == true) and error != false",
     ):
         assert translate(compile_query(text, MACROS)).exact, text
     for text in ('request.headers["Host"] == "x"', "response.content.text.json().id == 1"):

@@ -108,6 +108,9 @@ def summarize(entry: Entry) -> Summary:
         "methodQuery": method_query,
         "status": status,
         "statusQuery": all_of("redis", equals("response.status", status) if status else ""),
+        # an error reply (-ERR, -WRONGTYPE, !… in RESP3); its status is the error's prefix
+        "error": response.get("type") == "error",
+        "statusName": status,
     }
 
 

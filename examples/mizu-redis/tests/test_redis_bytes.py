@@ -67,6 +67,14 @@ def test_reply_types_whole_and_byte_by_byte(wire: bytes, type_: str, value: Any)
         assert entry["request"] == {"method": "GET", "key": "k", "args": ["k"]}
         assert (entry["response"]["type"], entry["response"]["value"]) == (type_, value)
         assert entry["responseSize"] == len(wire)
+        # error replies, and only they, are errors: the plugin says so, on the row and entry
+        assert entry["error"] is plugin.summarize(entry=entry)["error"] is (type_ == "error")
+
+
+def test_an_error_reply_is_named_by_its_prefix() -> None:
+    [entry] = exchange((C, command("LPUSH", "k", "v")), (S, b"-WRONGTYPE not a list\r\n"))
+    row = plugin.summarize(entry=entry)
+    assert (row["status"], row["statusName"], row["error"]) == ("WRONGTYPE", "WRONGTYPE", True)
 
 
 def test_attribute_annotates_the_reply() -> None:

@@ -121,6 +121,49 @@ def _summary(side: str, message: Mapping[str, Any]) -> tuple[str, str]:
     return "", ""
 
 
+REPLY_CODE_NAMES = {
+    200: "REPLY_SUCCESS",
+    311: "CONTENT_TOO_LARGE",
+    312: "NO_ROUTE",
+    313: "NO_CONSUMERS",
+    320: "CONNECTION_FORCED",
+    402: "INVALID_PATH",
+    403: "ACCESS_REFUSED",
+    404: "NOT_FOUND",
+    405: "RESOURCE_LOCKED",
+    406: "PRECONDITION_FAILED",
+    501: "FRAME_ERROR",
+    502: "SYNTAX_ERROR",
+    503: "COMMAND_INVALID",
+    504: "CHANNEL_ERROR",
+    505: "UNEXPECTED_FRAME",
+    506: "RESOURCE_ERROR",
+    530: "NOT_ALLOWED",
+    540: "NOT_IMPLEMENTED",
+    541: "INTERNAL_ERROR",
+}
+"""The reply codes of AMQP 0-9-1 (its spec's constants), as ``channel.close``,
+``connection.close`` and ``basic.return`` carry them."""
+
+
+def _verdict(entry: Mapping[str, Any], method: str, status: str) -> tuple[bool, str]:
+    """Whether the exchange failed, and its status's name: a message the broker returned as
+    unroutable, a channel or connection closed with a code other than success, a publish
+    the broker refused (its ``basic.nack``; a consumer's nack is its own choice)."""
+    request = entry.get("request") or {}
+    if "confirmed" in request:
+        return not request["confirmed"], "ACK" if request["confirmed"] else "NACK"
+    if method == "basic.nack":
+        return entry.get("fromServer") is True, "NACK"
+    if not status.isdigit():
+        return False, ""
+    code = int(status)
+    name = REPLY_CODE_NAMES.get(code, "")
+    if method == "basic.return":
+        return True, name
+    return code != 200, name
+
+
 @hookimpl
 def summarize(entry: Entry) -> Summary:
     request = entry.get("request") or {}
@@ -139,7 +182,10 @@ def summarize(entry: Entry) -> Summary:
     if "confirmed" in request:
         status = "confirmed" if request["confirmed"] else "nacked"
         status_query = equals("request.confirmed", request["confirmed"])
+    error, status_name = _verdict(entry, method, status)
     return {
+        "error": error,
+        "statusName": status_name,
         "summary": summary,
         "summaryQuery": all_of("amqp", summary_query),
         "method": method,

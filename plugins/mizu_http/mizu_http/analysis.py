@@ -9,6 +9,7 @@ parameters) are made here, the same for HTTP/1 and HTTP/2.
 from __future__ import annotations
 
 import base64
+import http
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -176,6 +177,80 @@ def analyze_http(entry: Entry) -> Entry:
 # -- summarize -----------------------------------------------------------------------------------
 
 
+GRPC_STATUS_NAMES = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
+"""gRPC status codes by number (grpc/doc/statuscodes.md)."""
+HTTP2_ERROR_NAMES = (
+    "NO_ERROR",
+    "PROTOCOL_ERROR",
+    "INTERNAL_ERROR",
+    "FLOW_CONTROL_ERROR",
+    "SETTINGS_TIMEOUT",
+    "STREAM_CLOSED",
+    "FRAME_SIZE_ERROR",
+    "REFUSED_STREAM",
+    "CANCEL",
+    "COMPRESSION_ERROR",
+    "CONNECT_ERROR",
+    "ENHANCE_YOUR_CALM",
+    "INADEQUATE_SECURITY",
+    "HTTP_1_1_REQUIRED",
+)
+"""HTTP/2 error codes by number (RFC 9113 section 7), as an ``RST_STREAM`` carries them."""
+WEBSOCKET_CLOSE_NAMES = {
+    1000: "NORMAL_CLOSURE",
+    1001: "GOING_AWAY",
+    1002: "PROTOCOL_ERROR",
+    1003: "UNSUPPORTED_DATA",
+    1005: "NO_STATUS_RCVD",
+    1006: "ABNORMAL_CLOSURE",
+    1007: "INVALID_FRAME_PAYLOAD_DATA",
+    1008: "POLICY_VIOLATION",
+    1009: "MESSAGE_TOO_BIG",
+    1010: "MANDATORY_EXTENSION",
+    1011: "INTERNAL_ERROR",
+    1012: "SERVICE_RESTART",
+    1013: "TRY_AGAIN_LATER",
+    1014: "BAD_GATEWAY",
+    1015: "TLS_HANDSHAKE",
+}
+"""WebSocket close codes (RFC 6455 section 7.4.1, IANA registry); 1000, 1001 and 1005 are a
+clean end, every other code says something went wrong."""
+CLEAN_WEBSOCKET_CLOSES = frozenset({1000, 1001, 1005})
+
+
+def grpc_status_name(code: int) -> str:
+    return GRPC_STATUS_NAMES[code] if 0 <= code < len(GRPC_STATUS_NAMES) else f"CODE_{code}"
+
+
+def http_status_name(response: Mapping[str, Any], status: int) -> str:
+    """The reason phrase sent (HTTP/1), else the standard one (HTTP/2 sends none)."""
+    text = response.get("statusText")
+    if isinstance(text, str) and text:
+        return text
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 def summarize(entry: Mapping[str, Any]) -> Summary:
     protocol = entry["protocol"]
     request = entry.get("request") or {}
@@ -190,15 +265,31 @@ def summarize(entry: Mapping[str, Any]) -> Summary:
         "methodQuery": all_of(macro, equals("request.method", method)),
         "status": "",
         "statusQuery": "",
+        "error": False,
+        "statusName": "",
     }
-    if macro == "grpc":
-        status = response.get("grpcStatus")
-        if status is not None:
-            row["status"] = status
-            row["statusQuery"] = all_of("grpc", equals("response.grpcStatus", int(status)))
-    elif "status" in response:
-        row["status"] = response["status"]
-        row["statusQuery"] = all_of(macro, equals("response.status", int(response["status"])))
+    status = response.get("status")
+    if "resetCode" in response and not status:  # an HTTP/2 stream reset before any answer
+        code = int(response["resetCode"])
+        name = HTTP2_ERROR_NAMES[code] if 0 <= code < len(HTTP2_ERROR_NAMES) else f"0x{code:x}"
+        row["status"], row["error"], row["statusName"] = "RST", True, name
+        row["statusQuery"] = all_of(macro, equals("response.resetCode", code))
+    elif macro == "grpc" and response.get("grpcStatus") is not None:
+        code = int(response["grpcStatus"])
+        # shown by name, as Kafka's error codes are: "5" says nothing to most people
+        name = grpc_status_name(code)
+        row["status"], row["error"], row["statusName"] = name, code != 0, name
+        row["statusQuery"] = all_of("grpc", equals("response.grpcStatus", code))
+    elif isinstance(status, int) and not isinstance(status, bool):
+        # gRPC without a grpc-status (a proxy's answer) is judged by its HTTP status too
+        row["status"], row["error"] = status, status >= 400
+        row["statusName"] = http_status_name(response, status)
+        row["statusQuery"] = all_of(macro, equals("response.status", status))
+    elif macro == "ws" and isinstance(request.get("closeCode"), int):
+        code = request["closeCode"]
+        row["status"], row["statusName"] = code, WEBSOCKET_CLOSE_NAMES.get(code, "")
+        row["error"] = code not in CLEAN_WEBSOCKET_CLOSES
+        row["statusQuery"] = all_of("ws", equals("request.closeCode", code))
     return row
 
 

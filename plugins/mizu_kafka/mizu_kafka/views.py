@@ -76,6 +76,7 @@ def summarize_entry(entry: Mapping[str, Any]) -> Summary:
     else:
         summary = f"correlation id {response.get('correlationId')}"
         summary_query = "kafka and request == nil"
+    code = 0
     if response:
         code = int(response.get("errorCode", 0))
         status = response.get("errorName") or error_name(code)
@@ -84,6 +85,10 @@ def summarize_entry(entry: Mapping[str, Any]) -> Summary:
         status = ""
         status_query = "kafka and response == nil"
     return {
+        # the first error code other than NONE anywhere in the response (a topic's, a
+        # partition's): Kafka answers a request in part, and any part failing is an error
+        "error": code != 0,
+        "statusName": status,
         "summary": summary,
         "summaryQuery": summary_query,
         "method": method,

@@ -218,6 +218,13 @@ def test_publisher_confirms_mark_the_publishes() -> None:
     rows = [plugin.summarize(entry=e) for e in outputs.entries[5:8]]
     assert [row["status"] for row in rows] == ["confirmed", "confirmed", ""]
     assert rows[0]["statusQuery"] == "amqp and request.confirmed == true"
+    # the broker's nack fails the publish it covers, and is an error itself
+    assert [e["error"] for e in outputs.entries[5:]] == [
+        *(False, False, False),
+        *(True, True),
+        *(False, False, False),
+    ]
+    assert plugin.summarize(entry=outputs.entries[8])["statusName"] == "NACK"
 
 
 def test_multiple_ack_with_tag_zero_covers_everything() -> None:
@@ -278,6 +285,8 @@ def test_methods_without_reply_and_rabbitmq_extensions() -> None:
     ]
     assert outputs.entries[4]["request"]["reason"] == "low on memory"
     assert outputs.entries[-1]["request"]["newSecret"] == "[REDACTED]"
+    # a consumer's nack or reject is its own choice, not a failed exchange
+    assert not any(entry["error"] for entry in outputs.entries)
 
 
 def test_channel_close_ends_what_the_channel_waited_for() -> None:
@@ -300,10 +309,34 @@ def test_channel_close_ends_what_the_channel_waited_for() -> None:
     ]
     row = plugin.summarize(entry=outputs.entries[5])
     assert (row["status"], row["summary"]) == ("404", "")
+    assert (row["error"], row["statusName"]) == (True, "NOT_FOUND")
+    assert [entry["error"] for entry in outputs.entries[4:]] == [False, True, False]
     assert (
         plugin.summarize(entry=outputs.entries[4])["summaryQuery"]
         == 'amqp and request.queue == "missing"'
     )
+
+
+def test_returned_messages_and_clean_closes() -> None:
+    returned = commands.Basic.Return(312, "NO_ROUTE", "orders", "nowhere")
+    chunks = [
+        *HANDSHAKE,
+        *publish(1, "nowhere"),
+        *[(S, part) for part in content(1, returned, b"m")],
+        (C, method(1, commands.Channel.Close(200, "bye", 0, 0))),
+        (S, method(1, commands.Channel.CloseOk())),
+    ]
+    outputs = run(chunks)
+    rows = {e["request"]["method"]: plugin.summarize(entry=e) for e in outputs.entries[4:]}
+    assert (rows["basic.return"]["error"], rows["basic.return"]["statusName"]) == (
+        True,
+        "NO_ROUTE",
+    )
+    assert (rows["channel.close"]["error"], rows["channel.close"]["statusName"]) == (
+        False,
+        "REPLY_SUCCESS",
+    )
+    assert (rows["basic.publish"]["error"], rows["basic.publish"]["status"]) == (False, "")
 
 
 def test_mid_connection_start_and_garbage_resynchronise() -> None:

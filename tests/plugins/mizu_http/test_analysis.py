@@ -105,3 +105,55 @@ def test_websocket_representation_shows_the_payload() -> None:
     assert details["data"][0]["value"] == "binary"
     assert (payload["data"], payload["encoding"]) == ("AAE=", "base64")
     assert summarize(entry)["summaryQuery"] == 'ws and request.path == "/ws"'
+
+
+def test_http_errors_are_4xx_and_5xx_with_their_reason_phrase() -> None:
+    def verdict(response: dict[str, object], protocol: dict[str, str] = HTTP11) -> tuple:
+        row = summarize({"protocol": protocol, "request": {"method": "GET"}, "response": response})
+        return row["status"], row["error"], row["statusName"]
+
+    assert verdict({"status": 200, "statusText": "OK"}) == (200, False, "OK")
+    assert verdict({"status": 302, "statusText": "Found"}) == (302, False, "Found")
+    assert verdict({"status": 404, "statusText": "Nope"}) == (404, True, "Nope")
+    http2 = {"name": "http", "version": "2.0", "abbr": "HTTP/2", "macro": "http2"}
+    # HTTP/2 sends no reason phrase: the standard one names the status
+    assert verdict({"status": 503, "statusText": ""}, http2) == (503, True, "Service Unavailable")
+    reset = {"status": 0, "statusText": "RST_STREAM", "resetCode": 7}
+    assert verdict(reset, http2) == ("RST", True, "REFUSED_STREAM")
+
+
+def test_grpc_errors_are_statuses_other_than_ok_by_name() -> None:
+    grpc = {"name": "http", "version": "2.0", "abbr": "gRPC", "macro": "grpc"}
+
+    def row(response: dict[str, object]) -> dict[str, object]:
+        return summarize({"protocol": grpc, "request": {"method": "POST"}, "response": response})
+
+    assert (row({"status": 200, "grpcStatus": 0})["error"], row({"grpcStatus": 0})["status"]) == (
+        False,
+        "OK",
+    )
+    failed = row({"status": 200, "grpcStatus": 16})
+    assert (failed["status"], failed["error"], failed["statusName"]) == (
+        "UNAUTHENTICATED",
+        True,
+        "UNAUTHENTICATED",
+    )
+    assert failed["statusQuery"] == "grpc and response.grpcStatus == 16"
+    # no grpc-status (a proxy answered): judged by the HTTP status
+    assert row({"status": 502})["error"] is True
+
+
+def test_websocket_closes_other_than_clean_ones_are_errors() -> None:
+    ws = {"name": "websocket", "version": "13", "abbr": "WS", "macro": "ws"}
+
+    def row(request: dict[str, object]) -> dict[str, object]:
+        return summarize({"protocol": ws, "request": request, "response": None})
+
+    assert row({"method": "text", "payload": "hi"})["error"] is False
+    assert row({"method": "close", "closeCode": 1000})["error"] is False
+    failed = row({"method": "close", "closeCode": 1011})
+    assert (failed["status"], failed["error"], failed["statusName"]) == (
+        1011,
+        True,
+        "INTERNAL_ERROR",
+    )

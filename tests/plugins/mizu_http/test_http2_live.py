@@ -87,5 +87,8 @@ def test_grpc_rows_show_the_grpc_status(grpc_calls: tuple[Path, HookOutputs]) ->
     _, outputs = grpc_calls
     row = outputs.rows[-1]
     assert row["summary"] == "/test.Greeter/Fail"
-    assert row["status"] == 5
+    assert row["status"] == row["statusName"] == "NOT_FOUND"
     assert row["statusQuery"] == "grpc and response.grpcStatus == 5"
+    # the plugin's word, kept on the entry too: a non-OK status fails, OK ones do not
+    assert [row["error"] for row in outputs.rows] == [False, False, False, False, True]
+    assert [entry["error"] for entry in outputs.entries] == [False, False, False, False, True]

@@ -96,6 +96,8 @@ def test_heartbeat_pair_and_error_name() -> None:
     }
     assert entry["response"]["errorName"] == "REBALANCE_IN_PROGRESS"
     assert outputs.rows[0]["status"] == "REBALANCE_IN_PROGRESS"
+    assert outputs.rows[0]["statusName"] == "REBALANCE_IN_PROGRESS"
+    assert outputs.rows[0]["error"] is entry["error"] is True
     assert outputs.rows[0]["summaryQuery"] == 'kafka and request.payload.groupId == "g"'
     error_table = outputs.representations[0]["response"][1]
     assert error_table["title"] == "Error codes"
