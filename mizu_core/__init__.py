@@ -15,6 +15,7 @@ from mizu_core.dissector import (
     Verdict,
 )
 from mizu_core.entry import (
+    NOT_JSON,
     EndpointJson,
     Entry,
     ProtocolJson,
@@ -29,6 +30,7 @@ from mizu_core.entry import (
     escape_query_string,
     json_body,
     key_selector,
+    parse_json,
     query_literal,
     row,
     table,
@@ -49,6 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NEED_MORE",
+    "NOT_JSON",
     "CloseReason",
     "ConnectionContext",
     "ConnectionInfo",
@@ -82,6 +85,7 @@ __all__ = [
     "hookspec",
     "json_body",
     "key_selector",
+    "parse_json",
     "query_literal",
     "row",
     "table",

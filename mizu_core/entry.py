@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Final, Literal, NotRequired, TypedDict
 
 
 class ProtocolJson(TypedDict):
@@ -202,3 +204,78 @@ def json_body(title: str, value: Any, selector: str = "") -> Section:
     """A body section showing ``value`` as indented JSON."""
     text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
     return body(title, text, selector, "application/json")
+
+
+# -- bodies ---------------------------------------------------------------------------------------
+
+
+class _NotJson:
+    def __repr__(self) -> str:
+        return "NOT_JSON"
+
+
+NOT_JSON: Final = _NotJson()
+"""What :func:`parse_json` gives for a text that is not JSON."""
+SHARED_TEXTS = 256
+"""How many recent texts keep their parsed document (:func:`parse_json`)."""
+SHARED_CHARS = 256 << 10
+"""Longer texts are parsed every time: what is kept stays small."""
+
+
+class _RecentDocuments:
+    """The documents of the texts parsed last, least recently used out (any thread)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._documents: OrderedDict[str | bytes, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str | bytes) -> Any:
+        with self._lock:
+            document = self._documents.get(text, _UNKNOWN)
+            if document is not _UNKNOWN:
+                self._documents.move_to_end(text)
+            return document
+
+    def put(self, text: str | bytes, document: Any) -> None:
+        with self._lock:
+            self._documents[text] = document
+            if len(self._documents) > self.size:
+                self._documents.popitem(last=False)
+
+
+_UNKNOWN = object()
+_recent = _RecentDocuments(SHARED_TEXTS)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``text`` parsed as JSON, or :data:`NOT_JSON`.
+
+    A body is read as JSON by several parts of Mizu in turn: redaction, the API rules, the
+    filter language's ``json()``, OpenAPI inference, the detail view. The same text is parsed
+    once while it is among the recent ones and the document shared: never change what this
+    returns."""
+    if len(text) > SHARED_CHARS:
+        return _parse(text)
+    document = _recent.get(text)
+    if document is _UNKNOWN:
+        document = _parse(text)
+        _recent.put(text, document)
+    return document
+
+
+def share_parsed(text: str, document: Any) -> None:
+    """Say that ``text`` is ``document`` in JSON (its writer knows), so that the next
+    :func:`parse_json` of it need not parse it."""
+    if len(text) <= SHARED_CHARS:
+        _recent.put(text, document)
+
+
+def _parse(text: str | bytes) -> Any:
+    # the standard library's reader, not orjson's: orjson reads an integer beyond 64 bits as a
+    # float, and a body's numbers must stay what they are (an id compared by a rule, a type
+    # inferred for OpenAPI)
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return NOT_JSON

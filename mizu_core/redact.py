@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
+from mizu_core.entry import NOT_JSON, parse_json, share_parsed
 from mizu_core.query.evaluate import REDACTED
 
 DEFAULT_PATTERNS: tuple[str, ...] = (
@@ -160,14 +161,15 @@ class Redactor:
         return None
 
     def _json(self, text: str) -> str | None:
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError):
+        document = parse_json(text)
+        if document is NOT_JSON:
             return None
         redacted, changed = self._json_value(document, 0)
         if not changed:
             return None
-        return json.dumps(redacted, ensure_ascii=False, separators=(",", ":"))
+        written = json.dumps(redacted, ensure_ascii=False, separators=(",", ":"))
+        share_parsed(written, redacted)  # read next by the API rules, OpenAPI, the filter
+        return written
 
     def _json_value(self, value: Any, depth: int) -> tuple[Any, bool]:
         if depth > MAX_DEPTH:

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from mizu_core.entry import Section, equals, row, table
+from mizu_core.entry import NOT_JSON, Section, equals, parse_json, row, table
 from mizu_core.model import Endpoint
 
 RULE_TYPES = ("json", "header", "slo")
@@ -39,8 +39,6 @@ _FIELDS = {
     "header": {"name", "type", "key", "value", "service", "path"},
     "slo": {"name", "type", "response-time", "service", "path"},
 }
-NOT_JSON = object()
-"""What :func:`body_json` gives for a body that is not JSON."""
 
 
 class RulesError(ValueError):
@@ -344,7 +342,8 @@ def endpoint_address(endpoint: Mapping[str, Any]) -> str:
 
 
 def body_json(body: Any) -> Any:
-    """A HAR ``content``/``postData`` object's text parsed as JSON, or ``NOT_JSON``."""
+    """A HAR ``content``/``postData`` object's text parsed as JSON (shared: never change it),
+    or ``NOT_JSON``."""
     if not isinstance(body, Mapping) or not isinstance(body.get("text"), str):
         return NOT_JSON
     text: str | bytes = body["text"]
@@ -353,10 +352,7 @@ def body_json(body: Any) -> Any:
             text = base64.b64decode(body["text"], validate=True)
         except (binascii.Error, ValueError):
             return NOT_JSON
-    try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        return NOT_JSON
+    return parse_json(text)
 
 
 def json_text(value: Any) -> str:

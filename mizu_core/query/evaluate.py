@@ -18,7 +18,6 @@ Semantics (the hub's SQL push-down follows them exactly):
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 
 import re2
 
+from mizu_core.entry import NOT_JSON, parse_json
 from mizu_core.query.parser import ENTRY_FIELDS, parse
 from mizu_core.query.syntax import (
     Call,
@@ -122,14 +122,14 @@ def length(value: Value) -> Value:
     return len(value) if isinstance(value, str | list | tuple | Mapping) else None
 
 
-def parse_json(value: Value) -> Value:
+def json_value(value: Value) -> Value:
+    """``x.json()``: a string parsed as JSON (shared with whoever parsed it last), nil when
+    it is not JSON; an object or a list as it is."""
     if isinstance(value, Mapping | list):
         return value
     if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
+        document = parse_json(value)
+        return None if document is NOT_JSON else document
     return None
 
 
@@ -280,7 +280,7 @@ class Compiler:
             return lambda entry: test(base(entry), argument(entry))
         if name == "json":
             self.arity(node, 0)
-            return lambda entry: parse_json(base(entry))
+            return lambda entry: json_value(base(entry))
         raise QueryError(
             f"unknown helper .{name}()",
             node.position,

@@ -5,8 +5,21 @@ from __future__ import annotations
 
 import pytest
 
-from mizu_core import all_of, body, equals, json_body, key_selector, query_literal, row, table
+from mizu_core import (
+    NOT_JSON,
+    all_of,
+    body,
+    equals,
+    json_body,
+    key_selector,
+    parse_json,
+    query_literal,
+    row,
+    table,
+)
+from mizu_core.entry import SHARED_CHARS
 from mizu_core.query import compile_query
+from mizu_core.redact import DEFAULT_PATTERNS, Redactor
 
 AWKWARD = 'a "quoted" back\\slash, a\nnewline and a\ttab'
 
@@ -54,3 +67,29 @@ def test_sections() -> None:
         "selector": "request.body",
     }
     assert json_body("J", {"é": [1]})["data"] == '{\n  "é": [\n    1\n  ]\n}'
+
+
+def test_a_body_is_parsed_once_and_the_document_shared() -> None:
+    text = '{"user": {"id": 7, "tags": ["a"]}}'
+    first = parse_json(text)
+    assert first == {"user": {"id": 7, "tags": ["a"]}}
+    assert parse_json("".join([text])) is first  # an equal text, another object
+    assert parse_json(b'{"a": 1}') == {"a": 1}
+    assert parse_json("not json") is NOT_JSON and parse_json("") is NOT_JSON
+    assert parse_json("123456789012345678901234567890") == 123456789012345678901234567890
+
+
+def test_what_redaction_writes_is_not_parsed_again() -> None:
+    redacted = Redactor(DEFAULT_PATTERNS).document('{"password": "hunter2", "user": "ann"}')
+    assert redacted is not None
+    document = parse_json(redacted)
+    assert document == {"password": "[REDACTED]", "user": "ann"}
+    assert parse_json(redacted) is document
+    assert compile_query('request.postData.text.json().user == "ann"')(
+        {"request": {"postData": {"text": redacted}}}
+    )
+
+
+def test_long_texts_are_not_kept() -> None:
+    text = "[" + ",".join(["1"] * (SHARED_CHARS // 2 + 1)) + "]"
+    assert parse_json(text) == parse_json(text) and parse_json(text) is not parse_json(text)

@@ -18,6 +18,7 @@ from mizu_amqp.dissector import AmqpDissector, Settings
 from mizu_amqp.frames import FRAME_HEARTBEAT, find_frame
 from mizu_core import (
     NEED_MORE,
+    NOT_JSON,
     ConnectionContext,
     Dissector,
     Entry,
@@ -32,6 +33,7 @@ from mizu_core import (
     equals,
     hookimpl,
     key_selector,
+    parse_json,
     row,
     table,
 )
@@ -245,11 +247,8 @@ def _body_section(side: str, message: Mapping[str, Any], content_type: str) -> S
     selector = f"{side}.body"
     if message.get("bodyEncoding") == "base64":
         return body("Body", text, selector, content_type or "application/octet-stream", "base64")
-    try:
-        parsed = json.loads(text) if text.lstrip()[:1] in ("{", "[") else None
-    except ValueError:
-        parsed = None
-    if parsed is not None:
+    parsed = parse_json(text) if text.lstrip()[:1] in ("{", "[") else NOT_JSON
+    if parsed is not NOT_JSON:
         shown = json.dumps(parsed, indent=2, ensure_ascii=False)
         return body("Body", shown, selector, content_type or "application/json")
     return body("Body", text, selector, content_type or "text/plain")

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from mizu_core import (
+    NOT_JSON,
     Entry,
     Representation,
     Section,
@@ -25,6 +26,7 @@ from mizu_core import (
     equals,
     json_body,
     key_selector,
+    parse_json,
     table,
 )
 from mizu_http.http1 import add_header
@@ -306,10 +308,9 @@ def _object_table(title: str, side: str, key: str, values: Mapping[str, Any]) ->
 def pretty(text: str, mime_type: str) -> str:
     """JSON bodies indented for reading; everything else as it is."""
     if "json" in mime_type.lower():
-        try:
-            return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-        except ValueError:
-            return text
+        document = parse_json(text)
+        if document is not NOT_JSON:
+            return json.dumps(document, indent=2, ensure_ascii=False)
     return text
 
 
