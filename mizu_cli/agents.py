@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from mizu_cli.common import configured_plugins, open_store, read_rules
+from mizu_cli.common import configured_plugins, open_store, read_rules, stopping
 from mizu_cli.config import Config, parse_size, with_config_options
 from mizu_cli.k8s import KubeClient
 from mizu_cli.k8s.manifests import HUB_PORT
@@ -228,7 +228,7 @@ def tapper(
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, stopping(stop.set))
         await runtime.run([source], stop)
 
     try:

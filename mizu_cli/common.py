@@ -4,10 +4,12 @@ query filtering, opening the hub's store, reading API rules."""
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
+import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,6 +19,7 @@ import importlib_metadata
 from mizu_core.plugins import ENTRY_POINT_GROUP, PluginError, PluginManager
 from mizu_core.query import Query, QueryError, compile_query
 from mizu_core.views import table_line
+from mizu_core.watchdog import BUSY_SECONDS, Watchdog
 from mizu_server.rules import Rules, RulesError, load_rules
 from mizu_server.store import DatabaseInUseError, SqliteStore
 
@@ -175,3 +178,50 @@ def read_rules(path: str) -> tuple[str, Rules]:
         return text, load_rules(text, path)
     except (RulesError, OSError, UnicodeDecodeError) as error:
         raise click.ClickException(str(error)) from None
+
+
+STOP_DEADLINE = 8.0
+"""Seconds after Ctrl-C or SIGTERM by which a serving process has ended, whatever holds it."""
+DISSECT_STOP_DEADLINE = 4.0
+"""The same for ``mizu dissect``, which has nothing to hand over when it stops."""
+
+
+def stop_deadline(seconds: float = STOP_DEADLINE) -> None:
+    """From now on the process has ``seconds`` to end: a plugin that swallows every
+    interruption cannot keep it alive. Past them, the stacks of its threads (the culprit's
+    among them) are printed and it exits."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
+
+
+def stopping(stop: Callable[[], None]) -> Callable[[], None]:
+    """A signal handler that calls ``stop`` and starts the :func:`stop_deadline`."""
+
+    def handler() -> None:
+        stop_deadline()
+        stop()
+
+    return handler
+
+
+@contextlib.contextmanager
+def interrupting(watchdog: Watchdog | None) -> Iterator[None]:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in this thread, whatever a plugin run on it
+    is doing; the plugin call under way (``watchdog``'s), if it had been busy for a while, is
+    named; and the :func:`stop_deadline` of ``mizu dissect`` starts."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        stop_deadline(DISSECT_STOP_DEADLINE)
+        stuck = watchdog.current() if watchdog is not None else None
+        if stuck is not None and stuck.seconds >= BUSY_SECONDS:
+            click.echo(f"mizu: interrupted: {stuck.busy()}", err=True)
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:  # a background job's Ctrl-C stays the terminal's
+            signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

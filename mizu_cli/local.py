@@ -30,6 +30,7 @@ from mizu_cli.common import (
     discard_standard_output,
     open_store,
     read_rules,
+    stopping,
     summary_line,
 )
 from mizu_cli.config import MIN_DB_SIZE, Config, check_db_size, parse_size
@@ -346,7 +347,7 @@ class LocalSession:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):  # before the URL: Ctrl-C stops cleanly
-                loop.add_signal_handler(signum, stop.set)
+                loop.add_signal_handler(signum, stopping(stop.set))
             url = f"http://127.0.0.1:{port}/?token={self.hub.settings.access_token}"
             replays = [source for source in sources if isinstance(source, FileSource)]
             what = f"{len(replays)} file(s)" if replays else ", ".join(s.name for s in sources)

@@ -23,6 +23,7 @@ from mizu_cli.common import (
     configured_plugins,
     discard_standard_output,
     filtered,
+    interrupting,
     load_plugins,
     summary_line,
     with_plugin_options,
@@ -329,7 +330,7 @@ def dissect_in_process(
         current = getattr(engine.sources[-1], "consumed", 0) if engine.sources else 0
         return done_bytes + current, engine.dispatcher.stats.entries
 
-    with Progress(sum(source.size for source in sources), status):
+    with Progress(sum(source.size for source in sources), status), interrupting(engine.watchdog):
         for source in sources:
             try:
                 engine.run(source)
@@ -377,9 +378,12 @@ def dissect_sharded(
     failed = False
     sharded.start()
     try:
-        with Progress(
-            sum(source.size for source in sources),
-            lambda: (sharded.consumed, sharded.entries_written),
+        with (
+            Progress(
+                sum(source.size for source in sources),
+                lambda: (sharded.consumed, sharded.entries_written),
+            ),
+            interrupting(None),  # the workers name their plugins when they are stopped
         ):
             for source in sources:
                 try:

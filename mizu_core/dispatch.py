@@ -37,7 +37,7 @@ from mizu_core.dissector import (
 )
 from mizu_core.entries import EntryBuilder
 from mizu_core.model import ConnectionInfo, Direction, Endpoint, Pair
-from mizu_core.plugins import LoadedPlugin, PluginManager
+from mizu_core.plugins import LoadedPlugin, PluginManager, PluginStalled
 from mizu_core.reassembly import Connection
 from mizu_core.tcp_plugin import TCP
 from mizu_core.views import error_verdict
@@ -232,7 +232,7 @@ class Dispatcher:
         if dissector is not None:
             try:
                 dissector.feed(direction, data, time)
-            except Exception as error:
+            except (Exception, PluginStalled) as error:
                 self._dissector_failed(state, "feed", error)
             return
         if not state.candidates:
@@ -247,7 +247,7 @@ class Dispatcher:
         if dissector is not None:
             try:
                 dissector.gap(direction, length, time)
-            except Exception as error:
+            except (Exception, PluginStalled) as error:
                 self._dissector_failed(state, "gap", error)
             return
         if state.candidates:
@@ -263,7 +263,7 @@ class Dispatcher:
         if dissector is not None:
             try:
                 dissector.close(time, reason)
-            except Exception as error:
+            except (Exception, PluginStalled) as error:
                 self._dissector_failed(state, "close", error)
         for inner in state.inner:
             inner.close(time, reason)  # those the dissector left open (it failed, say)
@@ -333,10 +333,10 @@ class Dispatcher:
                     dissector.gap(direction, lost, time)
                 else:
                     dissector.feed(direction, data, time)
-            except Exception as error:
+            except (Exception, PluginStalled) as error:
                 self._dissector_failed(state, "feed", error)
 
-    def _dissector_failed(self, state: _State, where: str, error: Exception) -> None:
+    def _dissector_failed(self, state: _State, where: str, error: BaseException) -> None:
         """Isolate a dissector that raised: it gets no more bytes of this connection, which is
         offered again, from its next bytes, to the plugins ranked after the failed one (the
         ``tcp`` plugin at least), so that it stays visible."""
@@ -369,20 +369,27 @@ class Dispatcher:
         entry = self.builder.build(f"{state.entry_prefix}{count}", pair)
         for layer in state.layers:
             entry[layer.name] = dict(layer.fields)
+        analyzed = self._analyzed(state, pair, entry)
+        if analyzed is not None:
+            self.stats.entries += 1
+            self.sink(analyzed)
+
+    def _analyzed(self, state: _State, pair: Pair, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """``entry`` as its protocol's plugin makes it (``analyze``, then the error verdict of
+        its row); None when ``analyze`` fails."""
         name = (pair.request or pair.response).protocol.name  # type: ignore[union-attr]
         owner, analyze = self._analyzers.get(name) or self._analyzer(name, state)
         if analyze is not None:
             try:
                 analyzed = analyze(pair=pair, entry=entry)
-            except Exception as error:
+            except (Exception, PluginStalled) as error:
                 assert owner is not None
                 self.plugins.failed(owner, "analyze", error)
-                return
+                return None
             if analyzed is not None:
                 entry = analyzed
         entry["error"] = error_verdict(self.plugins, owner, entry)
-        self.stats.entries += 1
-        self.sink(entry)
+        return entry
 
     def _analyzer(self, protocol_name: str, state: _State) -> _Analyzer:
         """Who analyzes a pair of ``protocol_name``: the plugin that declared the protocol

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mizu_core.capture import FileSource, PacketSource
@@ -13,6 +15,23 @@ from mizu_core.dispatch import Dispatcher, EntrySink
 from mizu_core.model import Pair
 from mizu_core.plugins import PluginManager
 from mizu_core.reassembly import Reassembler, ReassemblyLimits
+from mizu_core.watchdog import Watchdog
+
+STALL_LIMIT_ENV = "MIZU_STALL_SECONDS"
+"""Overrides the stall limit (seconds; 0 turns the watchdog off)."""
+DEFAULT_STALL_LIMIT = 5.0
+
+
+def default_stall_limit() -> float:
+    """:data:`DEFAULT_STALL_LIMIT`, or the environment's :data:`STALL_LIMIT_ENV`."""
+    text = os.environ.get(STALL_LIMIT_ENV, "")
+    try:
+        seconds = float(text) if text else DEFAULT_STALL_LIMIT
+    except ValueError:
+        seconds = -1.0
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"{STALL_LIMIT_ENV}={text!r}: write a number of seconds (0: no limit)")
+    return seconds
 
 
 @dataclass(slots=True)
@@ -23,6 +42,9 @@ class EngineSettings:
     offer_limit: int = 16 << 10
     on_pair: Callable[[Pair], None] | None = None
     """Sees every pair before it becomes an entry (the test kit records them)."""
+    stall_limit: float = field(default_factory=default_stall_limit)
+    """Seconds a plugin's call may make no progress before it is interrupted and the plugin
+    isolated (:mod:`mizu_core.watchdog`); 0: never."""
 
 
 class Engine:
@@ -42,6 +64,7 @@ class Engine:
             on_pair=settings.on_pair,
         )
         self.reassembler = Reassembler(self.dispatcher, settings.limits, plugins.server_ports)
+        self.watchdog = Watchdog(settings.stall_limit)
         self.dispatcher.swap_roles = self.reassembler.swap_roles
         self.decode_stats = DecodeStats()
         self.sources: list[PacketSource] = []
@@ -52,7 +75,8 @@ class Engine:
         """Read ``source`` to its end (a live source: until it is stopped)."""
         self.sources.append(source)
         decoder = self._decoder = Decoder(source.linktype)
-        self.last_time = self.reassembler.consume(source, decoder, self.last_time)
+        with self.watchdog.watching():
+            self.last_time = self.reassembler.consume(source, decoder, self.last_time)
         if isinstance(source, FileSource):
             source.check_complete(decoder.stats.frames, decoder.stats.frame_bytes)
         self._decoder = None
@@ -66,8 +90,9 @@ class Engine:
 
     def finish(self) -> None:
         """End every open connection and emit what is pending."""
-        self.reassembler.finish(self.last_time)
-        self.dispatcher.expire(float("inf"))
+        with self.watchdog.watching():
+            self.reassembler.finish(self.last_time)
+            self.dispatcher.expire(float("inf"))
 
     def stats(self) -> dict[str, Any]:
         decode = DecodeStats()

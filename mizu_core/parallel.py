@@ -24,6 +24,7 @@ order, numbers them again the same way before writing each entry.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import heapq
 import logging
@@ -40,6 +41,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from time import monotonic, sleep
 from typing import IO, Any, NoReturn
 
 import orjson
@@ -61,6 +63,7 @@ from mizu_core.query import Query
 from mizu_core.reassembly import FAST_IPV4_LAYOUTS, short_path_headers
 from mizu_core.redact import Redactor, redacting
 from mizu_core.views import table_line
+from mizu_core.watchdog import BUSY_SECONDS
 
 AUTO_MIN_BYTES = 8 << 20
 """Below this much capture, one process: forking and merging cost about what a second core
@@ -81,6 +84,9 @@ generations of this long): longer than the reassembler keeps an idle connection 
 MAX_HELD_DATAGRAMS = 1024
 MAX_HELD_BYTES = 16 << 20
 MAX_FRAGMENT_ROUTES = 4096
+STOP_SECONDS = 2.0
+"""How long a worker told to stop gets to end before it is killed."""
+PR_SET_PDEATHSIG = 1
 
 _NAME = struct.Struct("<I")  # the length of a file name the parent sends
 _REPLY = struct.Struct("<I")  # the length of a reply a worker sends
@@ -491,12 +497,22 @@ def _worker_main(
     the inbox after the last."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
     code = 0
     outbox = os.fdopen(outbox_fd, "wb", buffering=1 << 16)
     try:
         worker = WorkerOutput(number, plugins, settings, outbox)
         worker.forward_logs()
         engine = worker.engine
+
+        def stopped(signum: int, frame: object) -> None:
+            """The parent stops us (Ctrl-C): say which plugin was busy, if one was."""
+            stuck = engine.watchdog.current()
+            if stuck is not None and stuck.seconds >= BUSY_SECONDS:
+                os.write(2, f"mizu: worker {number} stopped: {stuck.busy()}\n".encode())
+            os._exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, stopped)
         start = 0
         with os.fdopen(inbox_fd, "rb") as inbox:
             while header := inbox.read(_NAME.size):
@@ -520,6 +536,13 @@ def _worker_main(
         with contextlib.suppress(OSError):
             outbox.flush()
         os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this worker when its parent dies, however it dies (Linux): a
+    worker whose plugin is stuck would otherwise spin on, orphaned."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _read_exactly(stream: IO[bytes], length: int) -> bytes:
@@ -634,15 +657,27 @@ class ShardedDissection:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.pid, signal.SIGTERM)
         for worker in self.workers:
-            self._reap(worker)
+            self._reap(worker, STOP_SECONDS)
             if not worker.ended:
                 worker.ended = True
                 with contextlib.suppress(OSError):
                     os.close(worker.outbox)
 
-    def _reap(self, worker: _Worker) -> None:
-        if worker.status is None:
-            _, worker.status = os.waitpid(worker.pid, 0)
+    def _reap(self, worker: _Worker, seconds: float | None = None) -> None:
+        """Wait for the worker's end; after ``seconds`` (None: as long as it takes), kill it."""
+        if worker.status is not None:
+            return
+        if seconds is not None:
+            deadline = monotonic() + seconds
+            while monotonic() < deadline:
+                pid, status = os.waitpid(worker.pid, os.WNOHANG)
+                if pid:
+                    worker.status = status
+                    return
+                sleep(0.02)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGKILL)
+        _, worker.status = os.waitpid(worker.pid, 0)
 
     def _close_inbox(self, worker: _Worker) -> None:
         if worker.inbox is not None:

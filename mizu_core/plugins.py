@@ -45,6 +45,18 @@ class PluginError(Exception):
     """A plugin could not be loaded or configured; the message says which and why."""
 
 
+class PluginStalled(BaseException):
+    """Raised inside a plugin's call that made no progress for the engine's stall limit (by
+    its watchdog, :mod:`mizu_core.watchdog`): the plugin is isolated as one that raised. Not an
+    ``Exception``, as ``KeyboardInterrupt`` is not, so that a plugin's ``except Exception``
+    does not swallow it."""
+
+    detail = "made no progress"
+
+    def __str__(self) -> str:
+        return super().__str__() or self.detail
+
+
 @dataclass(slots=True)
 class LoadedPlugin:
     name: str
@@ -190,7 +202,7 @@ class PluginManager:
             return None
         try:
             return hook(**kwargs)
-        except Exception as error:
+        except (Exception, PluginStalled) as error:
             self.failed(plugin, hook_name, error)
             return None
 
@@ -201,8 +213,9 @@ class PluginManager:
         if signature not in self._logged:
             self._logged.add(signature)
             log.error(
-                "plugin %s raised in %s (further errors of this kind are only counted)",
+                "plugin %s %s in %s (further errors of this kind are only counted)",
                 plugin.name,
+                "was stuck" if isinstance(error, PluginStalled) else "raised",
                 where,
                 exc_info=error,
             )

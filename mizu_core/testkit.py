@@ -109,8 +109,9 @@ def _outputs(manager: PluginManager, run: Any) -> HookOutputs:
         outputs.entries.append(entry)
 
     engine = Engine(manager, sink, EngineSettings(tapper_id="test", on_pair=outputs.pairs.append))
-    run(engine)
-    engine.finish()
+    with engine.watchdog.watching():  # a plugin stuck on the input is isolated, and reported
+        run(engine)
+        engine.finish()
     _round_trip(outputs, manager, engine)
     return outputs
 

@@ -25,6 +25,7 @@ from mizu_core.pcap_export import KeeperStats, PacketKeeper
 from mizu_core.pcapfile import PcapWriter
 from mizu_core.plugins import PluginManager
 from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
+from mizu_core.watchdog import BUSY_SECONDS, EngineStopped
 from mizu_server.tapper_client import Shipper, run_id_prefix
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ PACKET_SHIPPING_INTERVAL = 0.5
 """Seconds between shipments of kept raw packets to the hub (pcap export)."""
 FLUSH_SECONDS = 5.0
 """How long a stopping tapper waits for the hub to acknowledge what it still holds."""
+STOP_GRACE = 1.0
+"""Seconds a stopping capture thread gets to end by itself before it is interrupted."""
+STOP_INTERRUPTED = 2.0
+"""Seconds it then gets to end: a plugin that swallows the interruption is left behind."""
 CAPTURE_NOTHING = "less 1"
 """A capture filter that no packet passes (libpcap refuses contradictions such as
 ``ip and not ip``): a targeted tapper's filter before the hub has named any target."""
@@ -67,6 +72,7 @@ class Tapper:
         """Packet keepers of the sources read so far (pcap export)."""
         self.engine = Engine(plugins, self.emit, EngineSettings(tapper_id=run_id_prefix(tapper_id)))
         self.capture_error: str | None = None
+        self._stopping = False
         self._sources: Sequence[PacketSource] = ()
         self._base_filter = ""
         self._target_ips: list[str] = []
@@ -89,16 +95,39 @@ class Tapper:
         until it is stopped); True once every one was read to its end."""
         try:
             for source in sources:
+                if self._stopping:
+                    return False
                 keeper = getattr(source, "keeper", None)
                 if isinstance(keeper, PacketKeeper):
                     self.keepers.append(keeper)
                 self.engine.run(source)
                 self.engine.finish()
+        except EngineStopped:
+            return False
         except (CaptureError, OSError) as error:
             self.capture_error = str(error)
             log.error("capture stopped: %s", error)
             return False
         return not any(isinstance(source, LiveSource) for source in sources)
+
+    def stop_capture(self, sources: Sequence[PacketSource], thread: threading.Thread) -> None:
+        """End the capture thread: live sources stop; a thread still busy after
+        :data:`STOP_GRACE` (a replay, a plugin stuck on its input) is interrupted, and the
+        plugin it was in named; one that does not end even then is left behind."""
+        self._stopping = True
+        for source in sources:
+            if isinstance(source, LiveSource):
+                source.stop()
+        thread.join(STOP_GRACE)
+        if not thread.is_alive():
+            return
+        stuck = self.engine.watchdog.stop()
+        if stuck is not None and stuck.seconds >= BUSY_SECONDS:
+            log.warning("stopping: %s; interrupted", stuck.busy())
+        thread.join(STOP_INTERRUPTED)
+        if thread.is_alive():
+            culprit = f"plugin {stuck.plugin}" if stuck is not None else "the capture"
+            log.error("stopping: %s does not let go; leaving it behind", culprit)
 
     def follow_targets(self, source: LiveSource, base_filter: str) -> None:
         """Capture only the target IPs the hub sends (in a cluster: the pods on this node),
@@ -135,8 +164,9 @@ class Tapper:
         self.shipper.start()
 
         def capture() -> None:
-            if self.capture(sources) and when_read is not None:
-                asyncio.run_coroutine_threadsafe(when_read(), loop)
+            with contextlib.suppress(EngineStopped):  # a stop that came as it ended
+                if self.capture(sources) and when_read is not None:
+                    asyncio.run_coroutine_threadsafe(when_read(), loop)
 
         thread = threading.Thread(target=capture, name="mizu-capture", daemon=True)
         thread.start()
@@ -146,10 +176,7 @@ class Tapper:
                     await asyncio.wait_for(stop.wait(), PACKET_SHIPPING_INTERVAL)
                 self.ship_packets()
         finally:
-            for source in sources:
-                if isinstance(source, LiveSource):
-                    source.stop()
-            await asyncio.to_thread(thread.join)
+            await asyncio.to_thread(self.stop_capture, sources, thread)
             self.ship_packets()
             await self.shipper.flush(timeout=FLUSH_SECONDS)
             await self.shipper.stop()
