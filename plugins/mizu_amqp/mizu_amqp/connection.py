@@ -30,9 +30,10 @@ from typing import Any, Final, cast
 from pamqp import base, commands, exceptions, header
 from pamqp.commands import INDEX_MAPPING
 
+from mizu_amqp.fields import method_fields
 from mizu_amqp.frames import FRAME_OVERHEAD, FrameReader
 from mizu_amqp.hot import ACK, DELIVER, PUBLISH, ack, content_header, deliver, publish
-from mizu_amqp.values import body_json, method_arguments, properties_json, spec_name
+from mizu_amqp.values import body_json, properties_json, spec_name
 from mizu_core import ConnectionContext, Direction, KeyedMatcher, Message, Protocol
 
 AMQP: Final = Protocol(
@@ -285,8 +286,8 @@ class Side:
 
 
 def decode_method(payload: bytes, channel: int) -> dict[str, Any]:
-    """A method frame's payload as the entry's fields (the frequent methods decoded by hand,
-    the others by pamqp); raises one of :data:`DECODE_ERRORS` when it does not decode."""
+    """A method frame's payload as the entry's fields (the frequent methods by hand, the
+    others by their layout); raises one of :data:`DECODE_ERRORS` when it does not decode."""
     if len(payload) < 4:
         raise struct.error("a method frame shorter than its method index")
     index = int.from_bytes(payload[:4], "big")
@@ -296,11 +297,7 @@ def decode_method(payload: bytes, channel: int) -> dict[str, Any]:
         return deliver(payload, channel)
     if index == ACK:
         return ack(payload, channel)
-    method = INDEX_MAPPING[index]()
-    method.unmarshal(payload[4:])
-    data: dict[str, Any] = {"method": spec_name(method.name), "channel": channel}
-    data.update(method_arguments(method))
-    return data
+    return method_fields(payload, channel)
 
 
 class AmqpConnection:

@@ -1,34 +1,24 @@
 """Hand-written decoders of the frames that make up nearly all of a busy connection.
 
-``basic.publish``, ``basic.deliver``, ``basic.ack`` and content headers are decoded here with
-``struct`` straight into the JSON of entries: pamqp builds an object per frame and walks its
-attributes, several times slower. Every other method still goes through pamqp. The results
-are the same as pamqp's path gives (same names, same order, the same errors for the same
-malformed input: ``ValueError``, ``IndexError`` or ``struct.error``).
+``basic.publish``, ``basic.deliver``, ``basic.ack`` and content headers are decoded here by
+offset straight into the JSON of entries, without the layout walk of
+:func:`mizu_amqp.fields.method_fields` (which reads every other method). The results are the
+same as pamqp's reading gives (same names, same order, the same errors for the same malformed
+input: ``ValueError`` or ``IndexError``).
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
-import struct
-from typing import Any
+from typing import Any, Final
 
-from pamqp import decode
+from mizu_amqp.fields import field_table, timestamp_text
 
-from mizu_amqp.values import iso_time, to_json
+PUBLISH: Final = 60 << 16 | 40
+DELIVER: Final = 60 << 16 | 60
+ACK: Final = 60 << 16 | 80
 
-_U64 = struct.Struct(">Q")
-_DELIVERY_TAG = struct.Struct(">q")
-"""Signed, as pamqp reads it (and so the methods it decodes show it)."""
-_HEADER = struct.Struct(">HHQH")
-"""Content header: class, weight, body size, first property-flags word."""
-
-PUBLISH = 60 << 16 | 40
-DELIVER = 60 << 16 | 60
-ACK = 60 << 16 | 80
-
-PROPERTIES = (
+PROPERTIES: Final = (
     (0x8000, "contentType"),
     (0x4000, "contentEncoding"),
     (0x2000, "headers"),
@@ -54,6 +44,15 @@ def short_str(payload: bytes, offset: int) -> tuple[str, int]:
     return payload[offset + 1 : end].decode("utf-8"), end
 
 
+def _int64(payload: bytes, offset: int) -> int:
+    """A signed 64-bit integer (a delivery tag: pamqp reads them signed, and so the methods
+    it decodes show them)."""
+    if offset + 8 > len(payload):
+        raise IndexError("a 64-bit integer cut short")
+    value = int.from_bytes(payload[offset : offset + 8], "big", signed=True)
+    return value
+
+
 def publish(payload: bytes, channel: int) -> dict[str, Any]:
     exchange, offset = short_str(payload, 6)  # after the method index and the reserved ticket
     routing_key, offset = short_str(payload, offset)
@@ -70,7 +69,7 @@ def publish(payload: bytes, channel: int) -> dict[str, Any]:
 
 def deliver(payload: bytes, channel: int) -> dict[str, Any]:
     consumer_tag, offset = short_str(payload, 4)
-    (delivery_tag,) = _DELIVERY_TAG.unpack_from(payload, offset)
+    delivery_tag = _int64(payload, offset)
     redelivered = bool(payload[offset + 8] & 1)
     exchange, offset = short_str(payload, offset + 9)
     routing_key, offset = short_str(payload, offset)
@@ -86,115 +85,52 @@ def deliver(payload: bytes, channel: int) -> dict[str, Any]:
 
 
 def ack(payload: bytes, channel: int) -> dict[str, Any]:
-    (delivery_tag,) = _DELIVERY_TAG.unpack_from(payload, 4)
     return {
         "method": "basic.ack",
         "channel": channel,
-        "deliveryTag": delivery_tag,
+        "deliveryTag": _int64(payload, 4),
         "multiple": bool(payload[12] & 1),
     }
 
 
-_INTEGER_LAYOUTS = {"b": "b", "B": "B", "s": "h", "u": "H", "I": "i", "i": "I", "l": "q", "L": "q"}
-_SCALARS = {ord(code): struct.Struct(">" + layout) for code, layout in _INTEGER_LAYOUTS.items()}
-"""Field-table integer types (pamqp's reading: ``s`` is signed 16-bit, ``L`` signed too)."""
-_U32 = struct.Struct(">I")
-_LONG_STRING = ord("S")
-_BOOLEAN = ord("t")
-
-
-def simple_table(payload: bytes, offset: int) -> tuple[dict[str, Any], int] | None:
-    """A field table of strings, booleans and integers (what clients put in ``headers``) as
-    JSON, and the offset after it; None when it holds anything else or does not check out,
-    for pamqp to decode (or reject)."""
-    (length,) = _U32.unpack_from(payload, offset)
-    end = offset + 4 + length
-    if end > len(payload):
-        return None
-    table = _table_json(payload[offset + 4 : end])
-    # A copy: the cached table is shared by every message that carries the same octets.
-    return None if table is None else (dict(table), end)
-
-
-@functools.lru_cache(maxsize=4096)
-def _table_json(encoded: bytes) -> dict[str, Any] | None:
-    """:func:`simple_table` of a table's content octets. Publishers send the same few header
-    tables over and over (a tenant, a content kind, a retry count): decoded once each."""
-    table: dict[str, Any] = {}
-    offset = 0
-    end = len(encoded)
-    try:
-        while offset < end:
-            key_end = offset + 1 + encoded[offset]
-            key = encoded[offset + 1 : key_end].decode("utf-8")
-            kind = encoded[key_end]
-            offset = key_end + 1
-            if kind == _LONG_STRING:
-                (size,) = _U32.unpack_from(encoded, offset)
-                value = encoded[offset + 4 : offset + 4 + size]
-                offset += 4 + size
-                try:
-                    table[key] = value.decode("utf-8")
-                except UnicodeDecodeError:
-                    table[key] = to_json(value)  # base64, as pamqp's bytes would show
-            elif kind == _BOOLEAN:
-                table[key] = bool(encoded[offset])
-                offset += 1
-            else:
-                scalar = _SCALARS.get(kind)
-                if scalar is None:
-                    return None
-                (table[key],) = scalar.unpack_from(encoded, offset)
-                offset += scalar.size
-    except (IndexError, struct.error, UnicodeDecodeError):
-        return None
-    return table if offset == end else None
-
-
-_SHORT_STRING, _OCTET, _TABLE, _TIMESTAMP = range(4)
-_KINDS = {"headers": _TABLE, "deliveryMode": _OCTET, "priority": _OCTET, "timestamp": _TIMESTAMP}
+SHORT_STRING: Final = 0
+OCTET: Final = 1
+TABLE: Final = 2
+TIMESTAMP: Final = 3
+_KINDS: Final = {"headers": TABLE, "deliveryMode": OCTET, "priority": OCTET, "timestamp": TIMESTAMP}
 
 
 @functools.cache
 def _present(flags: int) -> tuple[tuple[str, int], ...]:
     """The (name, kind) of each property the flags say is there, in wire order: a handful
     of combinations in any real traffic, worked out once each."""
-    return tuple((name, _KINDS.get(name, _SHORT_STRING)) for bit, name in PROPERTIES if flags & bit)
-
-
-@functools.lru_cache(maxsize=4096)
-def _timestamp(seconds: int) -> str:
-    """A timestamp property in ISO 8601 (publishers stamp many messages with one second)."""
-    # pamqp's reading: anything past the year 2106 is in milliseconds.
-    when = seconds / 1000.0 if seconds > 0xFFFFFFFF else seconds
-    return iso_time(datetime.datetime.fromtimestamp(when, tz=datetime.UTC))
+    return tuple((name, _KINDS.get(name, SHORT_STRING)) for bit, name in PROPERTIES if flags & bit)
 
 
 def content_header(payload: bytes) -> tuple[int, dict[str, Any]] | None:
     """Body size and properties of a content header, or None when its property flags run
     over more than one word (no basic property needs that: pamqp decides what it means)."""
-    _class, _weight, body_size, flags = _HEADER.unpack_from(payload)
+    if len(payload) < 14:
+        raise IndexError("a content header cut short")
+    body_size = int.from_bytes(payload[4:12], "big")
+    flags = payload[12] << 8 | payload[13]
     if flags & 0x3:  # a continuation word, or the reserved bit
         return None
     properties: dict[str, Any] = {}
     offset = 14
     for name, kind in _present(flags):
-        if kind == _SHORT_STRING:
+        if kind == SHORT_STRING:
             end = offset + 1 + payload[offset]
             properties[name] = payload[offset + 1 : end].decode("utf-8")
             offset = end
-        elif kind == _OCTET:
+        elif kind == OCTET:
             properties[name] = payload[offset]
             offset += 1
-        elif kind == _TIMESTAMP:
-            properties[name] = _timestamp(_U64.unpack_from(payload, offset)[0])
+        elif kind == TIMESTAMP:
+            if offset + 8 > len(payload):
+                raise IndexError("a timestamp cut short")
+            properties[name] = timestamp_text(int.from_bytes(payload[offset : offset + 8], "big"))
             offset += 8
         else:
-            simple = simple_table(payload, offset)
-            if simple is None:
-                used, table = decode.field_table(payload[offset:])
-                properties[name] = to_json(table)
-                offset += used
-            else:
-                properties[name], offset = simple
+            properties[name], offset = field_table(payload, offset)
     return body_size, properties

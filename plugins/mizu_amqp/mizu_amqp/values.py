@@ -1,4 +1,4 @@
-"""From pamqp's decoded objects to the JSON of entries: names, arguments, properties, bodies."""
+"""The JSON of entries: the spec's names, field values, properties and bodies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from pamqp import base, commands
+from pamqp import commands
 
 _CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -69,31 +69,6 @@ def iso_time(value: datetime.datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.UTC)
     return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
-
-
-def method_arguments(method: base.Frame) -> dict[str, Any]:
-    """The method's arguments in camelCase, reserved ones left out and secrets redacted."""
-    arguments: dict[str, Any] = {}
-    for name, value in method:
-        if name in RESERVED:
-            continue
-        if name in SECRET_ARGUMENTS:
-            arguments[camel_case(name)] = REDACTED
-            user = plain_user(method, value)
-            if user is not None:
-                arguments["user"] = user
-            continue
-        arguments[camel_case(name)] = to_json(value)
-    return arguments
-
-
-def plain_user(method: base.Frame, response: Any) -> str | None:
-    """Who logged in with SASL PLAIN, whose response is ``\\0user\\0password``."""
-    if not isinstance(method, commands.Connection.StartOk) or method.mechanism != "PLAIN":
-        return None
-    raw = response.encode("utf-8") if isinstance(response, str) else bytes(response or b"")
-    parts = raw.split(b"\x00")
-    return parts[1].decode("utf-8", "replace") if len(parts) == 3 else None
 
 
 def property_flags(header_payload: bytes) -> int:

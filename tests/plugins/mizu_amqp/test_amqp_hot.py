@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mizu_amqp.connection import decode_method
 from mizu_amqp.hot import content_header
-from mizu_amqp.values import method_arguments, properties_json, spec_name
+from mizu_amqp.values import properties_json
 from pamqp import commands, frame, header
+from pamqp_reading import through_pamqp
 
 short_strings = st.text(max_size=40).filter(lambda text: len(text.encode()) < 256)
 exchanges = st.text("abcXYZ019-_.:", max_size=40)
@@ -39,13 +40,6 @@ simple_tables = st.dictionaries(
 def payload_of(value: Any) -> bytes:
     """A marshalled frame's payload (its 7-octet header and frame-end octet stripped)."""
     return frame.marshal(value, 1)[7:-1]
-
-
-def through_pamqp(payload: bytes) -> dict[str, Any]:
-    (index,) = struct.unpack_from(">I", payload)
-    method = commands.INDEX_MAPPING[index]()
-    method.unmarshal(payload[4:])
-    return {"method": spec_name(method.name), "channel": 1, **method_arguments(method)}
 
 
 methods = st.one_of(
