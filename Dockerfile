@@ -12,7 +12,7 @@ COPY mizu_server ./mizu_server
 COPY mizu_cli ./mizu_cli
 COPY frontend ./frontend
 COPY plugins ./plugins
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . ./plugins/mizu_http ./plugins/mizu_amqp ./plugins/mizu_kafka \
+RUN pip wheel --no-cache-dir --wheel-dir /wheels . ./plugins/mizu_http ./plugins/mizu_amqp ./plugins/mizu_kafka ./plugins/mizu_tls \
     && ls /wheels/mizu-*cp311*.whl /wheels/mizu_http-*cp311*.whl
 
 FROM python:3.11-slim

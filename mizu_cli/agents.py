@@ -14,7 +14,13 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from mizu_cli.common import configured_plugins, open_store, read_rules, stopping
+from mizu_cli.common import (
+    cluster_plugin_settings,
+    configured_plugins,
+    open_store,
+    read_rules,
+    stopping,
+)
 from mizu_cli.config import Config, parse_size, with_config_options
 from mizu_cli.k8s import KubeClient
 from mizu_cli.k8s.manifests import HUB_PORT
@@ -127,7 +133,7 @@ def hub(
 
     config = Config.load(config_path, assignments)
     rules_file = config["tap.traffic-validation-file"]
-    plugins = configured_plugins(config["plugins"])
+    plugins = configured_plugins(cluster_plugin_settings(config["plugins"]))
     settings = HubSettings(
         db_path=db_path,
         max_db_bytes=parse_size(config["tap.max-entries-db-size"]),
@@ -202,7 +208,7 @@ def tapper(
     and shipped for the hub's /pcap).
     """
     config = Config.load(config_path, assignments)
-    plugins = configured_plugins(config["plugins"])
+    plugins = configured_plugins(cluster_plugin_settings(config["plugins"]))
     pcap_export = config["tap.pcap-export"]
     try:
         source = (

@@ -85,6 +85,46 @@ def with_plugin_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+TLS_KEYLOG_HELP = (
+    "An NSS key log (the file SSLKEYLOGFILE names for curl, browsers, Python, Node, Go): TLS "
+    "sessions whose secrets it holds are decrypted, and their traffic dissected as if it were "
+    "in clear (entries gain tls.decrypted). Its secrets stay in this process: never logged, "
+    "stored or sent."
+)
+
+
+def with_tls_keylog(
+    settings: Mapping[str, Mapping[str, Any]], tls_keylog: str | None
+) -> dict[str, dict[str, Any]]:
+    """The plugins' settings with ``--tls-keylog``, the ``tls`` plugin's ``keylog``."""
+    merged = {name: dict(values) for name, values in settings.items()}
+    if tls_keylog:
+        merged.setdefault("tls", {})["keylog"] = tls_keylog
+    return merged
+
+
+def check_tls_keylog(plugins: PluginManager, tls_keylog: str | None) -> None:
+    """``--tls-keylog`` is a usage error when the ``tls`` plugin is not loaded: the key log
+    would be ignored silently."""
+    if tls_keylog and not any(plugin.name == "tls" for plugin in plugins.plugins):
+        raise click.UsageError(
+            "--tls-keylog needs the tls plugin, which is not loaded "
+            f"(loaded: {', '.join(plugin.name for plugin in plugins.plugins)})"
+        )
+
+
+def cluster_plugin_settings(
+    settings: Mapping[str, Mapping[str, Any]],
+) -> Mapping[str, Mapping[str, Any]]:
+    """The plugins' settings of an agent in a cluster, which never reads a key log."""
+    if settings.get("tls", {}).get("keylog"):
+        raise click.ClickException(
+            "plugins.tls.keylog decrypts with a key log of this machine (mizu dissect, mizu tap "
+            "--local): in a cluster, Mizu reads no application's secrets; remove the key"
+        )
+    return settings
+
+
 class TableSink:
     """Entries as aligned lines, like tshark's default output."""
 

@@ -24,7 +24,9 @@ from aiohttp import web
 
 from mizu_cli.cluster import tap_in_cluster, with_cluster_tap_options
 from mizu_cli.common import (
+    TLS_KEYLOG_HELP,
     TableSink,
+    check_tls_keylog,
     compile_query_option,
     configured_plugins,
     discard_standard_output,
@@ -32,6 +34,7 @@ from mizu_cli.common import (
     read_rules,
     stopping,
     summary_line,
+    with_tls_keylog,
 )
 from mizu_cli.config import MIN_DB_SIZE, Config, check_db_size, parse_size
 from mizu_core.capture import CaptureError, FileSource, LiveSource, PacketSource
@@ -149,6 +152,13 @@ def headless() -> bool:
     help="tap.pcap-export: keep raw packets per connection for GET /pcap (off by default: "
     "they carry the secrets that redaction removes).",
 )
+@click.option(
+    "--tls-keylog",
+    type=click.Path(dir_okay=False),
+    metavar="KEYLOG",
+    help=TLS_KEYLOG_HELP + " Followed while capturing: secrets appended later count too. "
+    "With --local or --pcap only.",
+)
 @with_cluster_tap_options
 def tap(
     pod_regex: str | None,
@@ -167,6 +177,7 @@ def tap(
     redact_patterns: tuple[str, ...],
     ignored_user_agents: tuple[str, ...],
     pcap_export: bool,
+    tls_keylog: str | None,
     **cluster_options: Any,
 ) -> None:
     """Watch API traffic live in the dashboard.
@@ -183,8 +194,14 @@ def tap(
       mizu tap --local                 all interfaces, loopback included
       mizu tap --local -i lo -o table  one interface, entries also printed
       mizu tap --pcap capture.pcap     replay files into the dashboard
+      mizu tap --local --tls-keylog ~/keys.log   decrypt what SSLKEYLOGFILE clients write
     """
     if not local and not pcaps:
+        if tls_keylog:
+            raise click.UsageError(
+                "--tls-keylog decrypts with this machine's key log: use it with --local or "
+                "--pcap (in a cluster, Mizu reads no application's secrets)"
+            )
         tap_in_cluster(
             pod_regex,
             gui_port=gui_port,
@@ -208,7 +225,8 @@ def tap(
         configured = config["tap.traffic-validation-file"]
         rules_path = Path(configured) if configured else None
     rules = read_rules(str(rules_path))[1] if rules_path is not None else None
-    plugins = configured_plugins(config["plugins"])
+    plugins = configured_plugins(with_tls_keylog(config["plugins"], tls_keylog))
+    check_tls_keylog(plugins, tls_keylog)
     compile_query_option(insertion_filter, plugins, "--insertion-filter")
     replays = open_replays(pcaps, keep_packets=pcap_export)
     settings = HubSettings(

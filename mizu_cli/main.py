@@ -18,7 +18,9 @@ import click
 import orjson
 
 from mizu_cli.common import (
+    TLS_KEYLOG_HELP,
     TableSink,
+    check_tls_keylog,
     compile_query_option,
     configured_plugins,
     discard_standard_output,
@@ -27,6 +29,7 @@ from mizu_cli.common import (
     load_plugins,
     summary_line,
     with_plugin_options,
+    with_tls_keylog,
 )
 from mizu_cli.config import Config, with_config_options
 from mizu_core import __version__
@@ -213,6 +216,12 @@ class OpenApiSink:
     "fixed for a given file and N. auto: as many as usable CPUs (at most 8), but 1 for "
     "files under 8 MB. --workers 1 is the single-process path.",
 )
+@click.option(
+    "--tls-keylog",
+    type=click.Path(dir_okay=False, exists=True),
+    metavar="KEYLOG",
+    help=TLS_KEYLOG_HELP,
+)
 @with_plugin_options
 @with_config_options
 def dissect(
@@ -223,6 +232,7 @@ def dissect(
     tapper_id: str,
     redact: bool,
     workers: int | None,
+    tls_keylog: str | None,
     allow: str | None,
     deny: str | None,
     config_path: Path,
@@ -242,9 +252,11 @@ def dissect(
       mizu dissect capture.pcap -o openapi > api.json
       mizu dissect big.pcap --workers 2
       mizu dissect capture.pcap --set plugins.http.max-body-size=4096
+      mizu dissect https.pcap --tls-keylog keys.log -q 'tls.decrypted == true'
     """
     config = Config.load(config_path, assignments)
-    plugins = configured_plugins(config["plugins"], allow, deny)
+    plugins = configured_plugins(with_tls_keylog(config["plugins"], tls_keylog), allow, deny)
+    check_tls_keylog(plugins, tls_keylog)
     sources = []
     for path in files:
         try:
