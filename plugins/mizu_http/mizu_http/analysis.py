@@ -129,8 +129,9 @@ def form_params(post_data: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     return params
 
 
-def finish_request(request: Mapping[str, Any]) -> dict[str, Any]:
-    """The entry's request: the wire's target split into URL, path, query string, cookies."""
+def finish_request(request: Mapping[str, Any], scheme: str = "http") -> dict[str, Any]:
+    """The entry's request: the wire's target split into URL, path, query string, cookies.
+    ``scheme`` is the URL's when the request does not say (HTTP/1; ``https`` inside TLS)."""
     result = dict(request)
     target = result.pop("target", None)
     target = str(result.get("path", "") if target is None else target)
@@ -144,9 +145,9 @@ def finish_request(request: Mapping[str, Any]) -> dict[str, Any]:
         if result.get("httpVersion") == "HTTP/2.0":
             hosts = header_values(headers, ":authority") or header_values(headers, "host")
             schemes = header_values(headers, ":scheme")
-            scheme = schemes[0] if schemes else "http"
+            scheme = schemes[0] if schemes else scheme
         else:
-            hosts, scheme = header_values(headers, "host"), "http"
+            hosts = header_values(headers, "host")
         url = f"{scheme}://{hosts[0]}{target}" if hosts and target.startswith("/") else target
     result["url"] = url
     result["path"] = path
@@ -169,7 +170,8 @@ def finish_response(response: Mapping[str, Any]) -> dict[str, Any]:
 def analyze_http(entry: Entry) -> Entry:
     request = entry.get("request")
     if request is not None:
-        entry["request"] = finish_request(request)
+        # A connection inside a layer (decrypted TLS) carries it as an entry field.
+        entry["request"] = finish_request(request, "https" if "tls" in entry else "http")
     response = entry.get("response")
     if response is not None:
         entry["response"] = finish_response(response)

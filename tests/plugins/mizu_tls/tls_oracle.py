@@ -56,6 +56,7 @@ def check_against_clients(entries: list[dict[str, Any]], expected: list[Expected
     assert seen == made
     for entry in http:
         assert entry["tls"]["decrypted"] is True
+        assert entry["request"]["url"].startswith("https://")
         session = sessions[client_port(entry)]["tls"]
         assert {key: session[key] for key in ("sni", "alpn", "version", "cipher")} == {
             key: entry["tls"][key] for key in ("sni", "alpn", "version", "cipher")
