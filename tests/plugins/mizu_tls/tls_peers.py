@@ -118,8 +118,9 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def nginx(session: Session, port: int) -> Iterator[int]:
-    """nginx serving HTTP/1.1 and HTTP/2 over TLS on ``port``, run as this user's process."""
+def nginx(session: Session, port: int, plain_port: int = 0) -> Iterator[int]:
+    """nginx serving HTTP/1.1 and HTTP/2 over TLS on ``port`` (and the same in clear on
+    ``plain_port``, when given), run as this user's process."""
     executable = shutil.which("nginx") or "/usr/sbin/nginx"
     root = session.directory / "nginx"
     (root / "html").mkdir(parents=True, exist_ok=True)
@@ -142,7 +143,9 @@ http {{
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
     default_type application/octet-stream;
+    keepalive_requests 100000;
     server {{
+        {f"listen 127.0.0.1:{plain_port};" if plain_port else ""}
         listen 127.0.0.1:{port} ssl http2;
         server_name {SERVER_NAME} localhost;
         ssl_certificate {session.certificate};
@@ -269,7 +272,7 @@ def run_clients(session: Session, nginx_port: int, aiohttp_port: int) -> None:
 
     # requests (urllib3) to aiohttp: TLS 1.3 on one keep-alive connection, then TLS 1.2.
     with requests.Session() as client:
-        client.mount("https://", _ContextAdapter(client_context(session)))
+        client.mount("https://", ContextAdapter(client_context(session)))
         base = f"https://localhost:{aiohttp_port}"
         assert client.get(f"{base}/hello?name=ada", timeout=10).status_code == 200
         assert client.post(f"{base}/echo", data=b"x" * 3000, timeout=10).status_code == 201
@@ -280,7 +283,7 @@ def run_clients(session: Session, nginx_port: int, aiohttp_port: int) -> None:
                     "TLS 1.3", "TLS_AES_256_GCM_SHA384"))  # fmt: skip
     with requests.Session() as client:
         context = client_context(session, tls12_cipher="ECDHE-RSA-CHACHA20-POLY1305")
-        client.mount("https://", _ContextAdapter(context))
+        client.mount("https://", ContextAdapter(context))
         assert client.get(f"https://localhost:{aiohttp_port}/hello", timeout=10).ok
     expect(Expected("requests", "GET", "/hello", 200, "HTTP/1.1", "localhost", "",
                     "TLS 1.2", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"))  # fmt: skip
@@ -300,7 +303,7 @@ def run_clients(session: Session, nginx_port: int, aiohttp_port: int) -> None:
     asyncio.run(concurrent())
 
 
-class _ContextAdapter(HTTPAdapter):
+class ContextAdapter(HTTPAdapter):
     """requests with an ``ssl`` context of ours (urllib3 takes it through the pool manager)."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
