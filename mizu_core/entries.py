@@ -121,7 +121,7 @@ def base_row(entry: Mapping[str, Any]) -> Row:
     request = entry.get("request") or {}
     response = entry.get("response") or {}
     method = str(request.get("method", ""))
-    return {
+    row: Row = {
         "id": entry["id"],
         "proto": protocol,
         "summary": "",
@@ -138,3 +138,7 @@ def base_row(entry: Mapping[str, Any]) -> Row:
         "error": entry.get("error") is True,
         "statusName": "",
     }
+    tls = entry.get("tls")
+    if isinstance(tls, Mapping):  # decrypted traffic, or a tls entry: the list shows a lock
+        row["tls"] = dict(tls)
+    return row

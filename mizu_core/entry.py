@@ -70,6 +70,9 @@ class Entry(TypedDict):
     error: NotRequired[bool]
     """The owner plugin's word (its ``summarize``'s ``error``), set by the core once
     ``analyze`` has returned."""
+    tls: NotRequired[dict[str, Any]]
+    """The TLS session: ``{version, cipher, sni, alpn, decrypted}`` on the entries of decrypted
+    traffic (a layer's fields) and on ``tls`` entries, which add ``ja4`` and ``reason``."""
 
 
 class Summary(TypedDict, total=False):
@@ -100,6 +103,8 @@ class Row(Summary):
     latency: float
     rules: NotRequired[dict[str, int]]
     """How many API rules the entry passed and failed."""
+    tls: NotRequired[dict[str, Any]]
+    """The entry's ``tls``, for the lock the list shows on decrypted traffic."""
     seq: NotRequired[int]
     """The entry's place in the hub's store: a listing's ``leftOff``."""
 

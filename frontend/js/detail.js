@@ -10,6 +10,7 @@ import {
   connectionQuery,
   curlCommand,
   duration,
+  tlsSummary,
   endpoint,
   hexDump,
   jsonTokens,
@@ -80,6 +81,9 @@ export class DetailPane {
       fact("Latency", duration(data.elapsedTime)),
       fact("Size", `${bytes(data.requestSize)} / ${bytes(data.responseSize)}`, "request / response bytes on the wire"),
     );
+    if (data.tls && data.tls.decrypted && proto.name !== "tls") {
+      facts.append(h("span", { class: "fact tls", title: tlsSummary(data.tls) }, h("span", { class: "label" }, "🔒 TLS"), `${data.tls.version || ""} ${data.tls.sni || ""}`.trim()));
+    }
     const tabs = [["request", "Request"], ["response", "Response"]].filter(([key]) => (representation[key] || []).length);
     const rules = data.rules || {};
     if ((rules.passed || []).length || (rules.failed || []).length) tabs.push(["rules", "Rules"]);

@@ -52,6 +52,14 @@ export function count(n) {
   return typeof n === "number" ? n.toLocaleString("en-US") : "–";
 }
 
+/** "TLS 1.3 · TLS_AES_128_GCM_SHA256 · SNI api.example.com · ALPN h2": the lock's words. */
+export function tlsSummary(tls) {
+  const parts = [tls.version || "TLS", tls.cipher];
+  if (tls.sni) parts.push(`SNI ${tls.sni}`);
+  if (tls.alpn) parts.push(`ALPN ${tls.alpn}`);
+  return `decrypted ${parts.filter(Boolean).join(" · ")}`;
+}
+
 /** The status's colour: the plugin's word on the row (`error`), never a guess from a code. */
 export function statusClass(row) {
   if (row.error === true) return "status-error";

@@ -7,7 +7,7 @@
 
 import { entryPage } from "./api.js";
 import { h, safeColor } from "./dom.js";
-import { clockTime, duration, endpoint, statusClass, statusTitle } from "./format.js";
+import { clockTime, duration, endpoint, statusClass, statusTitle, tlsSummary } from "./format.js";
 
 export const ROW_HEIGHT = 22;
 const PAGE = 200;
@@ -236,6 +236,7 @@ export class EntryList {
     const element = h("div", { class: "row", role: "row" });
     element.cells = {
       proto: h("span", { class: "badge" }),
+      lock: h("span", { class: "lock", hidden: true }, "🔒"),
       method: h("span", { class: "snippet" }),
       summary: h("span"), // clicking the path opens the row; its filter is in the pane's title
       status: h("span", { class: "snippet" }),
@@ -246,7 +247,7 @@ export class EntryList {
     };
     const c = element.cells;
     element.append(
-      h("span", { class: "cell proto" }, c.proto),
+      h("span", { class: "cell proto" }, c.proto, c.lock),
       h("span", { class: "cell method" }, c.method),
       h("span", { class: "cell summary" }, c.summary),
       h("span", { class: "cell status" }, c.status),
@@ -279,6 +280,9 @@ export class EntryList {
     c.proto.title = `${proto.longName || proto.name || ""} ${proto.version || ""}`.trim();
     c.proto.style.backgroundColor = safeColor(proto.backgroundColor, "#666");
     c.proto.style.color = safeColor(proto.foregroundColor, "#fff");
+    const tls = row.tls && row.tls.decrypted && proto.name !== "tls" ? row.tls : null;
+    c.lock.hidden = !tls;
+    c.lock.title = tls ? tlsSummary(tls) : "";
     setSnippet(c.method, String(row.method ?? ""), row.methodQuery);
     c.summary.textContent = String(row.summary ?? "");
     c.summary.title = c.summary.textContent;
