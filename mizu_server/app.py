@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import io
 import json
@@ -575,9 +576,11 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
     state = hub.connect_tapper(request.query.get("tapper", "") or "tapper", request.remote or "")
     commits: asyncio.Queue[asyncio.Future[int] | None] = asyncio.Queue()
     acker = asyncio.create_task(acknowledge(socket, commits, state))
+    send = functools.partial(send_json, socket)
+    detach_names = await hub.attach_names(send)
     # in a cluster the tapper id is its node's name: send it the target IPs on that node
     detach_targets = (
-        await hub.targets.attach(state.tapper_id, socket.send_json) if hub.targets else None
+        await hub.targets.attach(state.tapper_id, hub.names_first(send)) if hub.targets else None
     )
     try:
         async for message in socket:
@@ -612,6 +615,7 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
         with contextlib.suppress(Exception):
             await acker
         state.connected = False
+        detach_names()
         if detach_targets is not None:
             detach_targets()
     return socket

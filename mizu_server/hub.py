@@ -6,9 +6,11 @@ never blocks on disk. Frames that arrive while a batch is being written are comm
 in the next transaction: batching follows the load without a timer.
 
 Entries travel encoded (:func:`~mizu_server.store.encode_entry`: id, indexed columns, JSON)
-from the tapper to the database. The hub decodes one only for what needs its content: name
-resolution when an end is unnamed and the resolver knows its IP, API rules for HTTP entries,
-an insertion filter, and readers (live subscribers, sampled observers) of the stored entry.
+from the tapper to the database, named by the tapper from the table the hub sends it
+(:meth:`Hub.attach_names`). The hub decodes one only for what needs its content: API rules for
+HTTP entries, an insertion filter, and readers (live subscribers, sampled observers) of the
+stored entry. Local mode's tapper hands the hub its entries as they are (:meth:`Hub.submit`),
+which the hub encodes once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,15 +50,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+NAMES_INTERVAL = 1.0
+"""Seconds between looks at the name table: tappers get it again when it changed."""
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 LIVE_QUEUE_SIZE = 10_000
 """Rows waiting for one browser; beyond that its oldest unsent rows are dropped and counted."""
 
 # where an encoded entry holds what the hub looks at without decoding it
 _PROTOCOL = 1 + COLUMN_NAMES.index("protocol")
-_ENDS = tuple(
-    (1 + COLUMN_NAMES.index(f"{side}_name"), 1 + COLUMN_NAMES.index(f"{side}_ip"))
-    for side in ("src", "dst")
-)
 
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -194,6 +195,9 @@ class Hub:
         self._pending: list[tuple[Sequence[EncodedEntry], asyncio.Future[int]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._names: asyncio.Task[None] | None = None
+        self._name_listeners: dict[Send, int] = {}
+        """The attached tappers' senders, and the version of the name table each has."""
 
     async def start(self) -> None:
         settings = self.settings
@@ -202,8 +206,13 @@ class Hub:
         else:
             self.store = await self.run(SqliteStore, settings.db_path, settings.max_db_bytes)
         self._writer = asyncio.create_task(self._write_loop(), name="mizu-hub-writer")
+        if self.resolver is not None:
+            self._names = asyncio.create_task(self._push_names(), name="mizu-names")
 
     async def stop(self) -> None:
+        if self._names is not None:
+            self._names.cancel()
+            self._names = None
         if self._writer is not None:
             await self._drain()
             self._writer.cancel()
@@ -246,28 +255,17 @@ class Hub:
 
     def submit_encoded(self, encoded: Sequence[EncodedEntry]) -> asyncio.Future[int]:
         """:meth:`submit` for entries encoded by :func:`~mizu_server.store.encode_entry` (as
-        tappers send them): decoded, changed and encoded again only where resolution, rules
-        or the insertion filter need their content."""
-        if (
-            self.resolver is None
-            and self.settings.rules is None
-            and self.insertion_filter.matches_all
-        ):
+        tappers send them, named already from the table the hub sends them:
+        :meth:`attach_names`): decoded, changed and encoded again only where the API rules or
+        the insertion filter need their content."""
+        if self.settings.rules is None and self.insertion_filter.matches_all:
             return self._queue(encoded)
-        resolver = self.resolver
         kept = []
         for item in encoded:
-            entry: Mapping[str, Any] | None = None
-            if resolver is not None and any(
-                not item[name] and (type(item[ip]) is not str or resolver.lookup(item[ip]))
-                for name, ip in _ENDS
-            ):
-                entry = resolver.fill(decode_data(item[-1]))
-            if entry is None and self._needs_content(item):
-                entry = decode_data(item[-1])
-            if entry is None:
+            if not self._needs_content(item):
                 kept.append(item)
                 continue
+            entry = decode_data(item[-1])
             prepared = self._checked_and_filtered(entry)
             if prepared is not None:
                 kept.append(encode_entry(prepared))
@@ -355,6 +353,51 @@ class Hub:
         """Wait until every submitted entry is committed."""
         while self._pending:
             await asyncio.gather(*(future for _, future in self._pending), return_exceptions=True)
+
+    # -- names for the tappers -----------------------------------------------------------------
+
+    async def attach_names(self, send: Send) -> Callable[[], None]:
+        """A tapper connected: send it the IP → name table now (``{"type": "names", "names":
+        {ip: ["name.namespace", namespace]}}``), and again whenever it changed; it names its
+        entries before it encodes them. Returns what detaches it."""
+        if self.resolver is None:
+            return lambda: None
+        self._name_listeners[send] = -1
+        await self._send_names(send)
+
+        def detach() -> None:
+            self._name_listeners.pop(send, None)
+
+        return detach
+
+    def names_first(self, send: Send) -> Send:
+        """``send`` (an attached tapper's), sending the name table first when it changed since
+        the tapper got it: the targets the hub sends never come before the names of their
+        pods, which the same watch event brought."""
+
+        async def send_after_names(message: dict[str, Any]) -> None:
+            await self._send_names(send)
+            await send(message)
+
+        return send_after_names
+
+    async def _send_names(self, send: Send) -> None:
+        resolver = self.resolver
+        if resolver is None or send not in self._name_listeners:
+            return
+        version = resolver.version
+        if self._name_listeners[send] != version:
+            self._name_listeners[send] = version
+            await send({"type": "names", "names": resolver.table()})
+
+    async def _push_names(self) -> None:
+        while True:
+            await asyncio.sleep(NAMES_INTERVAL)
+            for send in list(self._name_listeners):
+                try:
+                    await self._send_names(send)
+                except Exception as error:  # a tapper gone: its socket's end detaches it
+                    log.debug("sending names to a tapper failed: %s", error)
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -4,12 +4,16 @@ An entry's ``src`` and ``dst`` get ``name`` ("name.namespace", as Mizu showed it
 ``namespace``: the Service's when the IP is a Service's cluster IP, else the Pod's; an
 EndpointSlice names the addresses that no Pod owns (a Service without a selector, endpoints
 outside the cluster) after its Service. Fed by watch events from any thread.
+
+The hub sends its tappers the whole table (:meth:`NameResolver.table`) when they connect and
+when it changed: tappers name entries before they encode them, so the hub stores what it
+receives without decoding it to name it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 Name = tuple[str, str]
@@ -56,6 +60,8 @@ class NameResolver:
         self._lock = threading.Lock()
         self._owned: dict[str, dict[Name, tuple[Name, list[str]]]] = {k: {} for k in KINDS}
         self._by_kind: dict[str, dict[str, Name]] = {k: {} for k in KINDS}
+        self.version = 0
+        """Counts the changes: the table is sent again when it moved."""
 
     def _ips(self, kind: str, obj: Mapping[str, Any]) -> tuple[Name, list[str]]:
         if kind == "Pod":
@@ -69,6 +75,7 @@ class NameResolver:
         """One watch event for a Pod, Service or EndpointSlice."""
         key = _key(obj)
         with self._lock:
+            self.version += 1
             self._forget(kind, key)
             if event != "DELETED":
                 name, ips = self._ips(kind, obj)
@@ -78,6 +85,7 @@ class NameResolver:
 
     def replace(self, kind: str, objects: Iterable[Mapping[str, Any]]) -> None:
         with self._lock:
+            self.version += 1
             self._owned[kind] = {}
             self._by_kind[kind] = {}
         for obj in objects:
@@ -102,12 +110,34 @@ class NameResolver:
 
     def fill(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Name the entry's ends that are not named yet."""
-        for side in ("src", "dst"):
-            end = entry.get(side)
-            if not isinstance(end, dict) or end.get("name"):
-                continue
-            found = self.lookup(str(end.get("ip", "")))
-            if found is not None:
-                end["name"] = f"{found[0]}.{found[1]}"
-                end["namespace"] = found[1]
-        return entry
+        return fill_names(entry, self.shown)
+
+    def shown(self, ip: str) -> tuple[str, str] | None:
+        """``("name.namespace", namespace)`` of ``ip``, as entries show it."""
+        found = self.lookup(ip)
+        return None if found is None else (f"{found[0]}.{found[1]}", found[1])
+
+    def table(self) -> dict[str, list[str]]:
+        """Every IP's ``["name.namespace", namespace]``, as :func:`fill_names` of a tapper
+        takes it (``{"type": "names", "names": table}`` on ``/wsTapper``)."""
+        with self._lock:
+            named: dict[str, Name] = {}
+            for kind in ("EndpointSlice", "Pod", "Service"):  # the later ones win
+                named.update(self._by_kind[kind])
+        return {ip: [f"{name}.{namespace}", namespace] for ip, (name, namespace) in named.items()}
+
+
+def fill_names(
+    entry: dict[str, Any], shown: Callable[[str], Sequence[str] | None]
+) -> dict[str, Any]:
+    """Name the entry's ``src`` and ``dst`` that are not named yet: ``shown(ip)`` is
+    ``("name.namespace", namespace)`` or None (a resolver's :meth:`~NameResolver.shown`, the
+    ``get`` of a :meth:`~NameResolver.table` a tapper was sent)."""
+    for side in ("src", "dst"):
+        end = entry.get(side)
+        if not isinstance(end, dict) or end.get("name"):
+            continue
+        found = shown(str(end.get("ip", "")))
+        if found is not None:
+            end["name"], end["namespace"] = found
+    return entry

@@ -26,6 +26,7 @@ from mizu_core.pcapfile import PcapWriter
 from mizu_core.plugins import PluginManager
 from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
 from mizu_core.watchdog import BUSY_SECONDS, EngineStopped
+from mizu_server.resolver import fill_names
 from mizu_server.tapper_client import Shipper, run_id_prefix
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,21 @@ class Tapper:
         self.capture_error: str | None = None
         self._stopping = False
         self._sources: Sequence[PacketSource] = ()
+        self.names: dict[str, list[str]] = {}
+        """IP → ``["name.namespace", namespace]``, as the hub last sent it (in a cluster)."""
+        self._targeted: LiveSource | None = None
         self._base_filter = ""
         self._target_ips: list[str] = []
+        shipper.on_message = self._hub_message
 
     def emit(self, entry: dict[str, Any]) -> None:
         """The engine's sink, on the capture thread."""
         if self.ignored.ignores(entry):
             self.ignored_entries += 1
             return
+        names = self.names
+        if names:
+            fill_names(entry, names.get)
         if self.redactor is not None:
             entry = self.redactor(entry)
         self.shipper.submit(entry)
@@ -133,17 +141,25 @@ class Tapper:
         """Capture only the target IPs the hub sends (in a cluster: the pods on this node),
         within ``base_filter``; nothing until the hub has named them."""
         self._base_filter = base_filter
+        self._targeted = source
         source.set_filter(target_filter(base_filter, []))
-        self.shipper.on_message = lambda message: self._targets(source, message)
 
-    def _targets(self, source: LiveSource, message: dict[str, Any]) -> None:
-        if message.get("type") != "targets":
-            return
-        ips = sorted(str(ip) for ip in message.get("ips") or [])
-        if ips != self._target_ips:
-            self._target_ips = ips
-            source.set_filter(target_filter(self._base_filter, ips))
-            log.info("capturing %d target IPs", len(ips))
+    def _hub_message(self, message: dict[str, Any]) -> None:
+        """What the hub sends on the event loop: the name table, the targets."""
+        kind = message.get("type")
+        if kind == "names" and isinstance(message.get("names"), dict):
+            # replaced whole: the capture thread reads one table or the other, never a mix
+            self.names = {
+                str(ip): [str(part) for part in shown]
+                for ip, shown in message["names"].items()
+                if isinstance(shown, list) and len(shown) == 2
+            }
+        elif kind == "targets" and self._targeted is not None:
+            ips = sorted(str(ip) for ip in message.get("ips") or [])
+            if ips != self._target_ips:
+                self._target_ips = ips
+                self._targeted.set_filter(target_filter(self._base_filter, ips))
+                log.info("capturing %d target IPs", len(ips))
 
     # -- shipping ------------------------------------------------------------------------------
 

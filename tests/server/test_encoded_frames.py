@@ -15,7 +15,7 @@ from mizu_core.plugins import PluginManager
 from mizu_server.frames import pack_encoded_entries, read_tapper_frame
 from mizu_server.hub import Hub, HubSettings
 from mizu_server.pushdown import COLUMN_NAMES, column_values
-from mizu_server.resolver import NameResolver
+from mizu_server.resolver import NameResolver, fill_names
 from mizu_server.rules import load_rules
 from mizu_server.store import decode_data, encode_entry
 from tests.server.hub_support import make_entry
@@ -83,7 +83,10 @@ def as_maps(hub: Hub, entries: Sequence[dict[str, Any]]) -> asyncio.Future[int]:
 
 
 def as_encoded(hub: Hub, entries: Sequence[dict[str, Any]]) -> asyncio.Future[int]:
-    return hub.submit_encoded([encode_entry(entry) for entry in entries])
+    """As a tapper sends them: named from the table the hub sent it, then encoded."""
+    assert hub.resolver is not None
+    table = hub.resolver.table()
+    return hub.submit_encoded([encode_entry(fill_names(entry, table.get)) for entry in entries])
 
 
 def stored_after(
@@ -170,3 +173,29 @@ def test_an_entry_sent_broken_is_left_out_of_what_reads_it(plugins: PluginManage
             await hub.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_the_hub_names_nothing_it_receives_encoded(plugins: PluginManager) -> None:
+    """Names are the tappers' to fill (from the table the hub sends them): an encoded entry
+    is stored as it came, never decoded and encoded again to be named."""
+
+    async def scenario() -> None:
+        hub = Hub(HubSettings(), plugins)
+        hub.resolver = NameResolver()
+        hub.resolver.apply("Pod", "ADDED", POD)
+        await hub.start()
+        try:
+            entry = make_entry(1)
+            entry["dst"] = {"ip": "10.1.0.9", "port": 80, "name": "", "namespace": ""}
+            encoded = encode_entry(entry)
+            await hub.submit_encoded([encoded])
+            page = await hub.run(hub.db.page, hub.compile(""), 10, None, -1)
+            assert page.entries[0].data == encoded[-1]
+            assert page.entries[0].entry["dst"]["name"] == ""
+        finally:
+            await hub.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+POD = {"metadata": {"name": "api-1", "namespace": "shop"}, "status": {"podIP": "10.1.0.9"}}
