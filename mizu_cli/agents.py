@@ -70,9 +70,29 @@ def watch_cluster(
     return threads
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port`` (an IPv6 host too), or a one-line error."""
+    try:
+        return socket.create_server(
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=128
+        )
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot serve on {host}:{port}: {error.strerror or error}"
+        ) from None
+
+
 @click.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to serve on.")
-@click.option("--port", default=HUB_PORT, show_default=True, help="Port to serve on.")
+@click.option(
+    "--port", default=HUB_PORT, show_default=True, help="Port of the dashboard and its API."
+)
+@click.option(
+    "--ingest-port",
+    type=int,
+    metavar="PORT",
+    help="A port of its own for the tappers' /wsTapper (served there only); default: --port.",
+)
 @click.option(
     "--db",
     "db_path",
@@ -113,6 +133,7 @@ def watch_cluster(
 def hub(
     host: str,
     port: int,
+    ingest_port: int | None,
     db_path: Path,
     token: str,
     access_token: str | None,
@@ -139,6 +160,7 @@ def hub(
         max_db_bytes=parse_size(config["tap.max-entries-db-size"]),
         token=token,
         allowed_hosts=frozenset(host.lower().strip("[]") for host in allowed_hosts),
+        ingest_port=ingest_port,
         rules=read_rules(rules_file)[1] if rules_file else None,
         pcap_export=config["tap.pcap-export"],
     )
@@ -160,7 +182,9 @@ def hub(
         namespace = config["mizu-resources-namespace"] if config.restricted else None
         watch_cluster(kube, server.targets, server.resolver, stop, namespace)
     try:
-        web.run_app(create_app(server), host=host, port=port, access_log=None, print=None)
+        ports = [port] if ingest_port is None else [port, ingest_port]
+        sockets = [listening_socket(host, number) for number in ports]
+        web.run_app(create_app(server), sock=sockets, access_log=None, print=None)
     finally:
         stop.set()
         store.close()

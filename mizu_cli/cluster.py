@@ -51,6 +51,7 @@ from mizu_cli.k8s.manifests import (
     Resources,
     manifests,
     node_affinity,
+    node_cidrs,
 )
 from mizu_server.targets import Target, TargetTracker
 
@@ -171,6 +172,7 @@ def deploy_settings(
     token: str,
     nodes: Sequence[str],
     access_token: str = "",
+    ingest_sources: Sequence[str] = (),
 ) -> DeploySettings:
     rules_file = config["tap.traffic-validation-file"]
     return DeploySettings(
@@ -185,9 +187,27 @@ def deploy_settings(
         hub_resources=Resources.from_config(config["resources.hub"]),
         tapper_resources=Resources.from_config(config["resources.tapper"]),
         tapper_nodes=sorted(nodes),
+        ingest_sources=list(ingest_sources),
         interface=config["tap.interface"],
         log_level=config["log-level"],
     )
+
+
+def ingest_sources(config: Config, kube: KubeClient) -> list[str]:
+    """The nodes' addresses, from which the tappers (on the host network) reach the hub's
+    ingest port; none (any address may) in namespace-restricted mode, which reads no nodes, or
+    when the nodes cannot be listed."""
+    if config.restricted:
+        return []
+    try:
+        return node_cidrs(kube.list("Node"))
+    except ClusterError as error:
+        click.echo(
+            f"mizu: cannot list the nodes ({error}): the hub's ingest port stays open to the "
+            "cluster (tappers still need their token)",
+            err=True,
+        )
+        return []
 
 
 def describe(obj: dict[str, Any]) -> str:
@@ -356,9 +376,15 @@ def cluster_tap(
         click.echo(f"+{pod_label(target)}")
     nodes = sorted({target.node for target in targets if target.node})
     access_token = secrets.token_urlsafe(24)
-    objects = manifests(
-        deploy_settings(config, namespaces, secrets.token_urlsafe(24), nodes, access_token)
+    settings = deploy_settings(
+        config,
+        namespaces,
+        secrets.token_urlsafe(24),
+        nodes,
+        access_token,
+        ingest_sources(config, kube),
     )
+    objects = manifests(settings)
     if dry_run:
         for obj in objects:
             click.echo(f"mizu: would create {describe(obj)}", err=True)
@@ -454,6 +480,7 @@ def required_permissions(config: Config) -> list[tuple[str, str, str, str, str]]
         "Pod": ("pods", "", namespace),
         "Service": ("services", "", namespace),
         "DaemonSet": ("daemonsets", "apps", namespace),
+        "NetworkPolicy": ("networkpolicies", "networking.k8s.io", namespace),
         "ClusterRole": ("clusterroles", "rbac.authorization.k8s.io", ""),
         "ClusterRoleBinding": ("clusterrolebindings", "rbac.authorization.k8s.io", ""),
         "Role": ("roles", "rbac.authorization.k8s.io", namespace),
@@ -482,6 +509,8 @@ def required_permissions(config: Config) -> list[tuple[str, str, str, str, str]]
         ("create", "pods", "portforward", "", namespace),
         ("get", "pods", "log", "", namespace),
     ]
+    if not config.restricted:
+        needed.append(("list", "nodes", "", "", ""))  # the tappers' addresses, for the policy
     return needed
 
 

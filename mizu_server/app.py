@@ -96,7 +96,9 @@ async def send_json(socket: web.WebSocketResponse, data: Any) -> None:
 
 
 def create_app(hub: Hub) -> web.Application:
-    app = web.Application(middlewares=[host_guard, access_guard], client_max_size=1 << 20)
+    app = web.Application(
+        middlewares=[port_guard, host_guard, access_guard], client_max_size=1 << 20
+    )
     app[HUB_KEY] = hub
     app[SOCKETS_KEY] = set()
     app.on_response_prepare.append(add_security_headers)
@@ -137,6 +139,20 @@ async def _close_sockets(app: web.Application) -> None:
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+
+
+@web.middleware
+async def port_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With an ingest port of its own, tappers' ``/wsTapper`` is served there and nothing else
+    is: the browser API's port and the tappers' are told apart by the socket."""
+    ingest_port = request.app[HUB_KEY].settings.ingest_port
+    if ingest_port is not None:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        on_ingest = isinstance(sockname, tuple) and sockname[1] == ingest_port
+        if on_ingest != (request.match_info.handler is tapper_socket):
+            where = "only /wsTapper" if on_ingest else f"/wsTapper on port {ingest_port} only"
+            return json_response({"error": f"this port serves {where}"}, status=404)
+    return await handler(request)
 
 
 @web.middleware

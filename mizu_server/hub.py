@@ -79,6 +79,10 @@ class HubSettings:
     allowed_hosts: frozenset[str] | None = None
     """Host header values the browser API answers (None: any); local mode pins 127.0.0.1 and
     localhost so that a web page cannot reach the hub through DNS rebinding."""
+    ingest_port: int | None = None
+    """The port where tappers send entries: ``/wsTapper`` is served there only, and only it
+    (in a cluster, where a NetworkPolicy lets only the tappers reach that port). None: one port
+    serves both."""
     rules: Rules | None = None
     pcap_export: bool = False
     """``tap.pcap-export``: tappers send raw packets and ``/pcap`` serves them. Off by

@@ -70,6 +70,10 @@ KINDS = {
     "EndpointSlice": Kind(
         "DiscoveryV1Api", "endpoint_slice", "endpointslices", "discovery.k8s.io", True
     ),
+    "Node": Kind("CoreV1Api", "node", "nodes", "", False),
+    "NetworkPolicy": Kind(
+        "NetworkingV1Api", "network_policy", "networkpolicies", "networking.k8s.io", True
+    ),
 }
 
 

@@ -13,6 +13,10 @@ from typing import Any
 import yaml
 
 HUB_PORT = 8899
+"""The hub's browser API and dashboard: reached through the port-forward only."""
+HUB_INGEST_PORT = 8898
+"""Where tappers send entries (``/wsTapper``), and nothing else; the NetworkPolicy lets only
+the tappers reach it."""
 HUB_NAME = "mizu-hub"
 TAPPER_NAME = "mizu-tapper"
 SERVICE_ACCOUNT = "mizu-service-account"
@@ -20,6 +24,7 @@ ROLE_NAME = "mizu-role"
 ROLE_BINDING_NAME = "mizu-role-binding"
 CONFIG_MAP = "mizu-config"
 TOKEN_SECRET = "mizu-tapper-token"
+NETWORK_POLICY = "mizu-hub"
 HUB_TOKEN_SECRET = "mizu-hub-token"
 """Holds the access token of the hub's browser API, which ``mizu view`` reads back."""
 CONFIG_MOUNT = "/etc/mizu"
@@ -84,6 +89,9 @@ class DeploySettings:
     tapper_resources: Resources = field(default_factory=Resources)
     tapper_nodes: Sequence[str] = ()
     """Nodes that run targeted pods; empty: every node."""
+    ingest_sources: Sequence[str] = ()
+    """Addresses (CIDRs) of the nodes, from which the tappers (on the host network) reach the
+    ingest port; empty: any address may (the tappers' token still guards it)."""
     interface: str = "any"
     log_level: str = "warning"
 
@@ -98,7 +106,8 @@ def _cluster_metadata(name: str) -> dict[str, Any]:
 
 
 def hub_url(namespace: str) -> str:
-    return f"http://{HUB_NAME}.{namespace}.svc.cluster.local:{HUB_PORT}"
+    """Where a tapper sends entries: the hub's ingest port."""
+    return f"http://{HUB_NAME}.{namespace}.svc.cluster.local:{HUB_INGEST_PORT}"
 
 
 def manifests(settings: DeploySettings) -> list[dict[str, Any]]:
@@ -181,10 +190,17 @@ def manifests(settings: DeploySettings) -> list[dict[str, Any]]:
             "spec": {
                 "selector": {**LABELS, COMPONENT: "hub"},
                 "ports": [
-                    {"name": "http", "port": HUB_PORT, "targetPort": HUB_PORT, "protocol": "TCP"}
+                    {"name": "http", "port": HUB_PORT, "targetPort": HUB_PORT, "protocol": "TCP"},
+                    {
+                        "name": "ingest",
+                        "port": HUB_INGEST_PORT,
+                        "targetPort": HUB_INGEST_PORT,
+                        "protocol": "TCP",
+                    },
                 ],
             },
         },
+        hub_network_policy(settings),
         tapper_daemon_set(settings),
     ]
     return objects
@@ -230,11 +246,16 @@ def hub_pod(settings: DeploySettings) -> dict[str, Any]:
                         CONFIG_PATH,
                         "--port",
                         str(HUB_PORT),
+                        "--ingest-port",
+                        str(HUB_INGEST_PORT),
                         "--db",
                         "/var/lib/mizu/entries.db",
                     ],
                     "env": [_token_env(), _token_env("MIZU_HUB_TOKEN", HUB_TOKEN_SECRET)],
-                    "ports": [{"name": "http", "containerPort": HUB_PORT, "protocol": "TCP"}],
+                    "ports": [
+                        {"name": "http", "containerPort": HUB_PORT, "protocol": "TCP"},
+                        {"name": "ingest", "containerPort": HUB_INGEST_PORT, "protocol": "TCP"},
+                    ],
                     # the API needs the token, which a probe cannot carry; the hub listens
                     # once its store is open
                     "readinessProbe": {"tcpSocket": {"port": HUB_PORT}, "periodSeconds": 2},
@@ -249,6 +270,41 @@ def hub_pod(settings: DeploySettings) -> dict[str, Any]:
             "volumes": [_config_volume(), {"name": "data", "emptyDir": {}}],
         },
     }
+
+
+def hub_network_policy(settings: DeploySettings) -> dict[str, Any]:
+    """Nothing reaches the hub's pod over the network but the tappers, on the ingest port:
+    the dashboard's port is reached through the port-forward (which enters the pod itself),
+    and probes come from the kubelet. Tappers use the host network, so they come from their
+    nodes' addresses."""
+    sources: list[dict[str, Any]] = [
+        {"podSelector": {"matchLabels": {**LABELS, COMPONENT: "tapper"}}},
+        *({"ipBlock": {"cidr": cidr}} for cidr in settings.ingest_sources),
+    ]
+    rule: dict[str, Any] = {"ports": [{"port": HUB_INGEST_PORT, "protocol": "TCP"}]}
+    if settings.ingest_sources:
+        rule["from"] = sources
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(NETWORK_POLICY, settings),
+        "spec": {
+            "podSelector": {"matchLabels": {**LABELS, COMPONENT: "hub"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [rule],
+        },
+    }
+
+
+def node_cidrs(nodes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The addresses of ``nodes`` (Node objects) as single-address CIDRs, sorted."""
+    found = set()
+    for node in nodes:
+        for address in (node.get("status") or {}).get("addresses") or []:
+            if address.get("type") in ("InternalIP", "ExternalIP") and address.get("address"):
+                ip = str(address["address"])
+                found.add(f"{ip}/128" if ":" in ip else f"{ip}/32")
+    return sorted(found)
 
 
 def tapper_daemon_set(settings: DeploySettings) -> dict[str, Any]:

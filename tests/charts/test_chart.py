@@ -120,6 +120,7 @@ CASES = {
                 "interface": "eth0",
             },
             "tapper": {"nodes": ["node-2", "node-1"]},
+            "networkPolicy": {"ingestFrom": ["10.0.0.2/32", "10.0.0.1/32", "fd00::1/128"]},
             "rules": RULES,
             "resources": {
                 "hub": {
@@ -160,7 +161,10 @@ def test_chart_renders_what_the_cli_creates(helm: str, case: str, tmp_path: Path
     if "rules" in values:
         assignments = [*assignments, f"tap.traffic-validation-file={rules_file}"]
     config = Config.load(tmp_path / "absent.yaml", assignments)
-    expected = manifests(cluster.deploy_settings(config, namespaces, TOKEN, nodes, HUB_TOKEN))
+    sources = sorted(values.get("networkPolicy", {}).get("ingestFrom", []))
+    expected = manifests(
+        cluster.deploy_settings(config, namespaces, TOKEN, nodes, HUB_TOKEN, sources)
+    )
     rendered = render(helm, values, tmp_path)
     version = kubernetes_validate.latest_version()
     for obj in rendered:

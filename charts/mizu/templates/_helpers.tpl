@@ -10,7 +10,7 @@
 {{- end -}}
 
 {{- define "mizu.hubUrl" -}}
-http://mizu-hub.{{ .Values.namespace }}.svc.cluster.local:8899
+http://mizu-hub.{{ .Values.namespace }}.svc.cluster.local:8898
 {{- end -}}
 
 {{/* Labels of top-level objects; pods carry only the selector labels. */}}

@@ -237,20 +237,21 @@ def test_hub_on_a_database_in_use_or_broken_says_so(tmp_path: Path) -> None:
 def test_the_hub_command_serves_only_token_holders_of_its_own_origin(tmp_path: Path) -> None:
     """``mizu hub`` as the hub pod runs it: the browser API needs the access token of the
     Secret (MIZU_HUB_TOKEN), refuses other origins and Host names (a port-forward is reached
-    as localhost), and tappers present their own token in a header only."""
-    port = free_port()
+    as localhost), and tappers present their own token in a header only, on a port of their
+    own that serves nothing else."""
+    port, ingest = free_port(), free_port()
     env = {**os.environ, "MIZU_TAPPER_TOKEN": "tapper-secret", "MIZU_HUB_TOKEN": "hub-secret"}
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "mizu_cli", "hub", "--no-watch", "--host", "127.0.0.1"),
-            *("--port", str(port), "--db", str(tmp_path / "entries.db")),
-            *("--config-path", str(tmp_path / "absent.yaml")),
+            *("--port", str(port), "--ingest-port", str(ingest)),
+            *("--db", str(tmp_path / "entries.db"), "--config-path", str(tmp_path / "absent.yaml")),
         ],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    base, ingest_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ingest}"
 
     async def probe() -> dict[str, int]:
         seen: dict[str, int] = {}
@@ -270,19 +271,25 @@ def test_the_hub_command_serves_only_token_holders_of_its_own_origin(tmp_path: P
             ):
                 async with session.get(f"{base}/entries", headers=headers) as reply:
                     seen[name] = reply.status
-            for name, headers, params in (
-                ("cross-origin ws", {**bearer, "Origin": "http://evil.example"}, {}),
-                ("tapper token in the URL", {}, {"token": "tapper-secret"}),
+            tapper = {"Authorization": "Bearer tapper-secret"}
+            for name, url, headers, params in (
+                ("cross-origin ws", f"{base}/ws", {**bearer, "Origin": "http://evil.example"}, {}),
+                (
+                    "tapper token in the URL",
+                    f"{ingest_base}/wsTapper",
+                    {},
+                    {"token": "tapper-secret"},
+                ),
+                ("tapper on the dashboard's port", f"{base}/wsTapper", tapper, {}),
+                ("tapper header", f"{ingest_base}/wsTapper", tapper, {}),
             ):
-                path = "/ws" if name.endswith("ws") else "/wsTapper"
                 try:
-                    async with session.ws_connect(f"{base}{path}", headers=headers, params=params):
+                    async with session.ws_connect(url, headers=headers, params=params):
                         seen[name] = 101
                 except aiohttp.WSServerHandshakeError as error:
                     seen[name] = error.status
-            tapper = {"Authorization": "Bearer tapper-secret"}
-            async with session.ws_connect(f"{base}/wsTapper", headers=tapper):
-                seen["tapper header"] = 101
+            async with session.get(f"{ingest_base}/entries", headers=bearer) as reply:
+                seen["API on the ingest port"] = reply.status
         return seen
 
     try:
@@ -298,7 +305,9 @@ def test_the_hub_command_serves_only_token_holders_of_its_own_origin(tmp_path: P
         "localhost": 200,
         "cross-origin ws": 403,
         "tapper token in the URL": 401,
+        "tapper on the dashboard's port": 404,
         "tapper header": 101,
+        "API on the ingest port": 404,
     }
     assert "hub-secret" not in said  # given, not printed
 

@@ -57,6 +57,16 @@ def test_tap_deploys_follows_targets_and_removes_everything_on_ctrl_c(
 ) -> None:
     for name, ip, node in TARGET_PODS:
         emulator.pod(name, "shop", ip, node)
+    for number in (1, 2):
+        address = {"type": "InternalIP", "address": f"10.0.0.{number}"}
+        emulator.client.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": f"node-{number}"},
+                "status": {"addresses": [address]},
+            }
+        )
     before = emulator.everything()
     seen: dict[str, Any] = {}
 
@@ -65,6 +75,7 @@ def test_tap_deploys_follows_targets_and_removes_everything_on_ctrl_c(
         seen["daemon_set"] = wait_for(
             lambda: emulator.client.read("DaemonSet", "mizu-tapper", "mizu")
         )
+        seen["policy"] = emulator.client.read("NetworkPolicy", "mizu-hub", "mizu")
         wait_for(lambda: forwarder.forwards)
         seen["deployed"] = emulator.everything()
         emulator.pod("cart", "shop", "127.0.0.13", "node-2")
@@ -94,8 +105,12 @@ def test_tap_deploys_follows_targets_and_removes_everything_on_ctrl_c(
         ("ConfigMap", "mizu", "mizu-config"),
         ("Pod", "mizu", "mizu-hub"),
         ("Service", "mizu", "mizu-hub"),
+        ("NetworkPolicy", "mizu", "mizu-hub"),
         ("DaemonSet", "mizu", "mizu-tapper"),
     }
+    # the tappers, on their nodes' host network, are the only ones let in, on the ingest port
+    (rule,) = seen["policy"]["spec"]["ingress"]
+    assert [peer["ipBlock"]["cidr"] for peer in rule["from"][1:]] == ["10.0.0.1/32", "10.0.0.2/32"]
     spec = seen["daemon_set"]["spec"]["template"]["spec"]
     container = spec["containers"][0]
     assert spec["hostNetwork"] is True
@@ -138,7 +153,7 @@ def test_failure_half_way_removes_what_was_created(
     result = invoke_beside(lambda: make_hub_ready(emulator, "mizu"), ["tap", "--no-browser"])
     assert result.exit_code == 1
     assert "create DaemonSet failed: 500" in result.stderr
-    assert "removing the 10 objects created" in result.stderr
+    assert "removing the 11 objects created" in result.stderr
     assert emulator.everything() == before
     assert forwarder.forwards == []
 
@@ -186,6 +201,7 @@ def test_restricted_mode_creates_only_namespaced_objects(
         "ConfigMap",
         "Pod",
         "Service",
+        "NetworkPolicy",
         "DaemonSet",
     }
     assert {namespace for _, namespace, _ in created} == {"team"}
