@@ -612,15 +612,17 @@ def view(
         overrides["tap.gui-port"] = gui_port
     config = Config.load(config_path, assignments, overrides)
     kube = connect(config)
-    forward, access_token = forward_hub(config, kube)
+    forward = None
     try:
-        with interruptible():
+        with interruptible():  # from the port-forward on: a Ctrl-C then still closes it
+            forward, access_token = forward_hub(config, kube)
             open_dashboard(dashboard_url(forward.url, access_token), config, "Ctrl-C to stop")
             threading.Event().wait()
     except Interrupted:
         pass
     finally:
-        forward.close()
+        if forward is not None:
+            forward.close()
 
 
 @click.command()
