@@ -67,9 +67,6 @@ class Entry(TypedDict):
     response: dict[str, Any] | None
     rules: NotRequired[dict[str, Any]]
     """``{passed: [name], failed: [{name, reason}]}`` once API rules are configured."""
-    tls: NotRequired[dict[str, Any]]
-    """The layer the entry's bytes were unwrapped from: ``{version, cipher, sni, alpn,
-    decrypted}``."""
     unpaired: NotRequired[str]
     """Why a message has no partner: ``gap``, ``midstream``, ``timeout``, ``closed``."""
     error: NotRequired[bool]
