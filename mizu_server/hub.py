@@ -200,6 +200,10 @@ class Hub:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._names: asyncio.Task[None] | None = None
+        self._made: dict[str, dict[str, Any]] = {}
+        """The entries :meth:`submit` encoded, by id, until stored: readers of the stored
+        entries (live browsers, the observers) take them rather than decode what was made of
+        them (local mode: each entry encoded once, never decoded)."""
         self._name_listeners: dict[Send, int] = {}
         """The attached tappers' senders, and the version of the name table each has."""
 
@@ -254,7 +258,10 @@ class Hub:
                 entry = self.resolver.fill(dict(entry))
             prepared = self._checked_and_filtered(entry)
             if prepared is not None:
-                kept.append(encode_entry(prepared))
+                encoded = encode_entry(prepared)
+                kept.append(encoded)
+                if isinstance(prepared, dict):
+                    self._made[encoded[0]] = prepared
         return self._queue(kept)
 
     def submit_encoded(self, encoded: Sequence[EncodedEntry]) -> asyncio.Future[int]:
@@ -328,11 +335,18 @@ class Hub:
             try:
                 stored = await self.run(self.db.insert_encoded, encoded)
             except Exception as error:  # a failed write must not strand the tappers waiting
+                self._forget_made(encoded)
                 log.exception("storing %d entries failed", len(encoded))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            if self._made:
+                for item in stored:
+                    made = self._made.get(item.id)
+                    if made is not None:
+                        item.made_from(made)
+                self._forget_made(encoded)
             if stored:
                 # queued ahead of any read of the observers that follows this commit
                 self._observing.submit(self._observe, stored)
@@ -346,6 +360,10 @@ class Hub:
             for subscription in list(self.subscriptions):
                 for item in stored:
                     subscription.offer(item)
+
+    def _forget_made(self, encoded: Sequence[EncodedEntry]) -> None:
+        for item in encoded:
+            self._made.pop(item[0], None)
 
     def _observe(self, stored: list[StoredEntry]) -> None:
         try:

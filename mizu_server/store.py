@@ -101,6 +101,11 @@ class StoredEntry:
             self._entry = decode_data(self.data)
         return self._entry
 
+    def made_from(self, entry: dict[str, Any]) -> None:
+        """The entry this data was encoded from (the hub had it as it is): readers take it
+        and never decode the data."""
+        self._entry = entry
+
 
 @dataclass(slots=True)
 class Page:

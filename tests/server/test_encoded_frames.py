@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from mizu_core.plugins import PluginManager
+from mizu_server import store as store_module
 from mizu_server.frames import pack_encoded_entries, read_tapper_frame
 from mizu_server.hub import Hub, HubSettings
 from mizu_server.pushdown import COLUMN_NAMES, column_values
@@ -199,3 +200,33 @@ def test_the_hub_names_nothing_it_receives_encoded(plugins: PluginManager) -> No
 
 
 POD = {"metadata": {"name": "api-1", "namespace": "shop"}, "status": {"podIP": "10.1.0.9"}}
+
+
+def test_entries_handed_over_as_maps_are_encoded_once_and_never_decoded(
+    plugins: PluginManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local mode's tapper hands the hub its entries as they are: the hub encodes each once,
+    for the store, and its live browsers read the entry it had, not a decoding of it."""
+    decoded: list[bytes] = []
+    real_decode = store_module.decode_data
+
+    def counting_decode(data: bytes) -> dict[str, Any]:
+        decoded.append(data)
+        return real_decode(data)
+
+    monkeypatch.setattr(store_module, "decode_data", counting_decode)
+
+    async def scenario() -> None:
+        hub = Hub(HubSettings(), plugins)
+        await hub.start()
+        try:
+            subscription = hub.subscribe(hub.compile(""), 0)
+            await hub.submit([make_entry(1), make_entry(2)])
+            rows = [subscription.queue.get_nowait() for _ in range(2)]
+            assert [row["id"] for row in rows] == ["tapper-1-1", "tapper-1-2"]
+            assert not hub._made  # forgotten once stored
+        finally:
+            await hub.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert decoded == []
