@@ -117,7 +117,11 @@ def headless() -> bool:
     help=f"tap.max-entries-db-size: beyond it, the oldest entries are evicted (at least "
     f"{MIN_DB_SIZE}).",
 )
-@click.option("--insertion-filter", default="", help="Store only the entries this query matches.")
+@click.option(
+    "--insertion-filter",
+    default="",
+    help="Store only the entries this query matches (docs/filter.md).",
+)
 @click.option(
     "--traffic-validation-file",
     "rules_path",

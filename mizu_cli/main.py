@@ -85,6 +85,13 @@ def cli(log_level: str) -> None:
       mizu dissect capture.pcap -o table
     List the protocols Mizu understands:
       mizu plugins
+
+    \b
+    Reference (in the project's docs/ folder):
+      docs/entries.md   the entries, their list rows and detail views
+      docs/filter.md    the filter language (-q, the dashboard, the API)
+      docs/api.md       the hub's HTTP and WebSocket API
+      docs/plugins.md   writing a plugin
     """
     logging.basicConfig(level=log_level.upper(), format="mizu: %(levelname)s %(name)s: %(message)s")
 
@@ -172,7 +179,7 @@ class OpenApiSink:
     type=click.Choice(["jsonl", "table", "har", "openapi"]),
     default="jsonl",
     show_default=True,
-    help="jsonl: one entry (CONTRACT section 2) per line; table: one line per entry, for "
+    help="jsonl: one entry per line (docs/entries.md); table: one line per entry, for "
     "reading; har: a HAR 1.2 log of the HTTP entries; openapi: an OpenAPI 3.1 document "
     "inferred per service, one JSON document per line.",
 )
@@ -181,8 +188,8 @@ class OpenApiSink:
     "--query",
     default="",
     metavar="QUERY",
-    help="Print only the entries this filter matches (the dashboard's filter language), e.g. "
-    "'http and response.status >= 500'.",
+    help="Print only the entries this filter matches (the dashboard's filter language, "
+    "docs/filter.md), e.g. 'http and response.status >= 500'.",
 )
 @click.option(
     "--response-timeout",

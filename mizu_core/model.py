@@ -48,7 +48,7 @@ class Protocol:
     macros: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``protocol`` object of an entry (CONTRACT section 2)."""
+        """The ``protocol`` object of an entry (docs/entries.md)."""
         return {
             "name": self.name,
             "version": self.version,

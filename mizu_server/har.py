@@ -1,4 +1,4 @@
-"""HTTP entries (CONTRACT section 2) as a HAR 1.2 log."""
+"""HTTP entries (docs/entries.md) as a HAR 1.2 log."""
 
 from __future__ import annotations
 

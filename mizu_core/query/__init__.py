@@ -1,4 +1,4 @@
-"""The filter language (CONTRACT section 3): one implementation for the hub's queries, its
+"""The filter language (docs/filter.md): one implementation for the hub's queries, its
 insertion filter and ``mizu dissect -q``.
 
     query = compile_query('http and response.status >= 500', plugins.macros)
@@ -20,7 +20,7 @@ from mizu_core.query.syntax import Logic, Node, QueryError, to_text
 
 
 class Query:
-    """A compiled query: call it on an entry (a dict as in CONTRACT section 2) for a bool.
+    """A compiled query: call it on an entry (a dict as docs/entries.md describes) for a bool.
 
     ``limit`` is the number set by ``limit(n)`` (None when absent); :meth:`redact` masks the
     fields named by ``redact(...)``.

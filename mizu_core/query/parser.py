@@ -1,4 +1,4 @@
-"""Tokens and a precedence-climbing parser for the filter language (CONTRACT section 3).
+"""Tokens and a precedence-climbing parser for the filter language (docs/filter.md).
 
 Precedence, loosest first: ``or``, ``and``, ``not``/``!``, comparisons (not chained), then
 postfix selectors (``.name``, ``[key]``, ``.helper(args)``). Words that are macros expand to
@@ -51,7 +51,7 @@ ENTRY_FIELDS = frozenset(
         "error",
     }
 )
-"""Top-level fields of an entry (CONTRACT section 2): the roots a selector may start from."""
+"""Top-level fields of an entry (docs/entries.md): the roots a selector may start from."""
 
 KEYWORDS = frozenset({"and", "or", "not", "true", "false", "nil"})
 

@@ -37,7 +37,7 @@ def dissect(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_jsonl_entries_follow_the_contract() -> None:
+def test_jsonl_entries_follow_the_entry_format() -> None:
     code, out, err = dissect(str(DATA / "http11-keepalive.pcap"), "--plugins", "tcp")
     assert code == 0
     (entry,) = [json.loads(line) for line in out.splitlines()]

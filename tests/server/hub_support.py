@@ -15,7 +15,7 @@ BEARER = {"Authorization": f"Bearer {ACCESS_TOKEN}"}
 
 
 def make_entry(number: int, method: str = "GET", status: int = 200, **extra: Any) -> dict[str, Any]:
-    """An HTTP entry shaped as CONTRACT section 2 describes."""
+    """An HTTP entry shaped as docs/entries.md describes."""
     timestamp = 1_700_000_000_000 + number
     return {
         "id": f"tapper-1-{number}",

@@ -1,4 +1,4 @@
-"""The protocols the plugin declares (CONTRACT section 2: ``http`` 1.0/1.1/2.0, gRPC, WS)."""
+"""The protocols the plugin declares (docs/entries.md: ``http`` 1.0/1.1/2.0, gRPC, WS)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The filter language: parsing, every operator and helper of CONTRACT section 3, errors."""
+"""The filter language: parsing, every operator and helper of docs/filter.md, errors."""
 
 from __future__ import annotations
 
