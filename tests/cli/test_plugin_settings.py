@@ -26,6 +26,7 @@ import pytest
 from tests.cli.test_local import free_port
 from tests.support.packets import conversation, write_frames
 from tests.support.processes import wait_for_stderr
+from tests.support.tcp import answering_server
 
 REFUSED = "plugins.turns: unknown key 'colour' (turns knows label, max-turn-bytes)"
 
@@ -203,24 +204,9 @@ def test_tap_stops_on_a_key_the_plugin_refuses(
 @pytest.fixture
 def talker() -> Iterator[int]:
     """A loopback server that answers each line with its length: no protocol Mizu knows."""
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            with connection:
-                while line := connection.recv(1024):
-                    connection.sendall(b"%d\n" % len(line))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    server, port = answering_server(lambda line: b"%d\n" % len(line))
     yield port
     server.close()
-    thread.join(timeout=5)
 
 
 @pytest.mark.live

@@ -14,27 +14,14 @@ import pytest
 from mizu_core.capture import CaptureError, FileSource, LiveSource
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginManager
+from tests.support.tcp import answering_server
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
 DATA = Path(__file__).resolve().parent.parent / "data" / "core"
 
 
 def echo_server() -> tuple[socket.socket, int]:
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            with connection:
-                while data := connection.recv(65536):
-                    connection.sendall(data.upper())
-
-    threading.Thread(target=serve, daemon=True).start()
-    return server, port
+    return answering_server(bytes.upper)
 
 
 @needs_root
