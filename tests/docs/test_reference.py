@@ -46,6 +46,7 @@ def test_nothing_cites_a_document_outside_the_project() -> None:
         name
         for name in tracked
         if name.endswith((".py", ".md", ".js", ".html", ".toml", ".yaml"))
+        and name != Path(__file__).relative_to(ROOT).as_posix()  # the pattern itself
         and re.search(r"CONTRACT|\bthe contract\b", (ROOT / name).read_text(errors="replace"))
     ]
     assert citing == []
