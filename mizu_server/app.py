@@ -644,7 +644,15 @@ async def acknowledge(
 ) -> None:
     acked = 0
     while (future := await commits.get()) is not None:
-        state.entries += await future
+        try:
+            state.entries += await future
+        except asyncio.CancelledError:
+            if not future.cancelled():
+                raise
+            # the hub stopped with its store failing: this frame and those after it are not
+            # stored, so they are not acknowledged; the tapper sends them to the next hub
+            await socket.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"entries not stored")
+            return
         acked += 1
         if not socket.closed:
             await send_json(socket, {"ack": acked})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,21 @@ class HubSettings:
     """Seconds a listing whose query needs Python re-checks (a header, ``json()``) may scan
     before it answers with what it found (``meta.partial``)."""
     """API rules (``--traffic-validation-file``) every HTTP entry is checked against."""
+
+
+STORE_FAULTS = (sqlite3.OperationalError, OSError)
+"""Errors of the store itself (a full disk, an I/O error, a lock): writes are retried."""
+RETRY_FIRST_SECONDS = 0.25
+RETRY_MAX_SECONDS = 5.0
+DRAIN_SECONDS = 5.0
+"""How long a stopping hub waits for a failing store before it gives up the entries held."""
+
+
+@dataclass(slots=True)
+class StoreFault:
+    reason: str
+    since: float
+    failures: int
 
 
 @dataclass(slots=True)
@@ -197,6 +213,15 @@ class Hub:
         when they fall behind; read what they hold there too (:meth:`run_observers`)."""
         self._observing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mizu-observe")
         self._pending: list[tuple[Sequence[EncodedEntry], asyncio.Future[int]]] = []
+        self._writing: list[tuple[Sequence[EncodedEntry], asyncio.Future[int]]] = []
+        """The frames of the write under way (kept and retried while the store fails)."""
+        self._stopped = False
+        self.store_fault: StoreFault | None = None
+        """Why writes fail, while they do."""
+        self.not_stored = 0
+        """Entries the store refused (bad data), or still held when the hub stopped while the
+        store failed."""
+        self.refused_reason = ""
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._names: asyncio.Task[None] | None = None
@@ -218,6 +243,10 @@ class Hub:
             self._names = asyncio.create_task(self._push_names(), name="mizu-names")
 
     async def stop(self) -> None:
+        """Commit what is pending and close the store (once: stopping again does nothing)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._names is not None:
             self._names.cancel()
             self._names = None
@@ -325,22 +354,37 @@ class Hub:
             log.error("storing raw packets failed: %s", task.exception())
 
     async def _write_loop(self) -> None:
+        """Commit what is submitted, frames that arrive meanwhile in the next transaction. A
+        write the store fails (a full disk) is retried, with a growing pause, until it
+        succeeds: nothing is acknowledged before it is stored, and the hub says it is degraded
+        meanwhile."""
+        delay = RETRY_FIRST_SECONDS
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._pending = self._pending, []
+            if not self._writing:
+                await self._wake.wait()
+                self._wake.clear()
+            self._writing += self._pending
+            self._pending = []
+            batch = self._writing
             if not batch:
                 continue
-            encoded = [entry for frame, _ in batch for entry in frame]
             try:
-                stored = await self.run(self.db.insert_encoded, encoded)
-            except Exception as error:  # a failed write must not strand the tappers waiting
-                self._forget_made(encoded)
-                log.exception("storing %d entries failed", len(encoded))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                stored = await self.run(self._insert_frames, [frame for frame, _ in batch])
+            except STORE_FAULTS as error:
+                self._store_failed(error, batch)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
+            delay = RETRY_FIRST_SECONDS
+            self._writing = []
+            if self.store_fault is not None:
+                log.warning(
+                    "storing entries works again after %.0f s (%d failed writes)",
+                    time.time() - self.store_fault.since,
+                    self.store_fault.failures,
+                )
+                self.store_fault = None
+            encoded = [entry for frame, _ in batch for entry in frame]
             if self._made:
                 for item in stored:
                     made = self._made.get(item.id)
@@ -365,16 +409,80 @@ class Hub:
         for item in encoded:
             self._made.pop(item[0], None)
 
+    def _insert_frames(self, frames: list[Sequence[EncodedEntry]]) -> list[StoredEntry]:
+        """Store the frames' entries (on the store's thread). A fault of the store itself
+        (:data:`STORE_FAULTS`) is raised, to be retried; any other error is an entry the store
+        refuses: the rest are stored one by one, and those it refuses counted and left out."""
+        encoded = [entry for frame in frames for entry in frame]
+        try:
+            return self.db.insert_encoded(encoded)
+        except STORE_FAULTS:
+            raise
+        except Exception as error:
+            log.error(
+                "storing %d entries failed (%s): storing them one by one, leaving out those the "
+                "store refuses",
+                len(encoded),
+                error,
+            )
+        stored: list[StoredEntry] = []
+        for entry in encoded:
+            try:
+                stored += self.db.insert_encoded([entry])
+            except STORE_FAULTS:
+                raise
+            except Exception as error:
+                self.not_stored += 1
+                self.refused_reason = f"{type(error).__name__}: {error}"
+        return stored
+
+    def _store_failed(self, error: BaseException, batch: Sequence[tuple[Any, Any]]) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        fault = self.store_fault
+        if fault is None or fault.reason != reason:
+            log.error(
+                "storing %d entries failed (%s): retrying until it works; nothing is "
+                "acknowledged meanwhile",
+                sum(len(frame) for frame, _ in batch),
+                reason,
+            )
+            self.store_fault = StoreFault(
+                reason, fault.since if fault is not None else time.time(), 0
+            )
+        assert self.store_fault is not None
+        self.store_fault.failures += 1
+
     def _observe(self, stored: list[StoredEntry]) -> None:
         try:
             self.observers.feed(_EntriesOf(stored))
         except Exception:  # an entry that does not decode must not stop the observers
             log.exception("observing %d entries failed", len(stored))
 
-    async def _drain(self) -> None:
-        """Wait until every submitted entry is committed."""
-        while self._pending:
-            await asyncio.gather(*(future for _, future in self._pending), return_exceptions=True)
+    async def _drain(self, seconds: float = DRAIN_SECONDS) -> None:
+        """Wait until every submitted entry is committed, at most ``seconds`` while the store
+        fails; what is left then is not stored, and not acknowledged (tappers send it again to
+        the next hub): counted, said, and its waiters cancelled."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self._pending or self._writing:
+            waiting = [future for _, future in (*self._writing, *self._pending)]
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.wait(waiting, timeout=left)
+        left_over = [*self._writing, *self._pending]
+        if left_over:
+            count = sum(len(frame) for frame, _ in left_over)
+            self.not_stored += count
+            log.error(
+                "%d entries not stored: the store still fails (%s) as the hub stops; their "
+                "tappers send them again",
+                count,
+                self.store_fault.reason if self.store_fault is not None else "?",
+            )
+            for frame, future in left_over:
+                self._forget_made(frame)
+                future.cancel()
+            self._writing, self._pending = [], []
 
     # -- names for the tappers -----------------------------------------------------------------
 
@@ -447,8 +555,21 @@ class Hub:
         return state
 
     async def status(self) -> dict[str, Any]:
+        fault = self.store_fault
+        health: dict[str, Any] = {"status": "ok" if fault is None else "degraded"}
+        if fault is not None:
+            since = time.strftime("%H:%M:%S", time.localtime(fault.since))
+            health["reason"] = (
+                f"storing entries fails since {since} ({fault.failures} tries): "
+                f"{fault.reason}; retrying, and nothing is lost: "
+                f"{sum(len(frame) for frame, _ in (*self._writing, *self._pending)):,} entries "
+                "wait to be stored"
+            )
+        health["notStored"] = self.not_stored
+        if self.refused_reason:
+            health["refusedBecause"] = self.refused_reason
         return {
-            "status": "ok",
+            **health,
             "uptimeSeconds": round(time.time() - self.started, 1),
             "store": await self.run(self.db.status),
             "filteredOut": self.filtered_out,
