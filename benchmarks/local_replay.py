@@ -12,6 +12,7 @@ figure, and ``--repeat`` gives the range.
 
     python benchmarks/local_replay.py benchmarks/data/http-keepalive-300k.pcap --repeat 3
     python benchmarks/local_replay.py FILE --tree /path/to/another/checkout   # compare trees
+    MIZU_PURE_PYTHON=1 MIZU_PLUGINS=http,tcp python benchmarks/local_replay.py FILE
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def replay(pcap: Path, tree: Path, timeout: float) -> dict[str, Any]:
             "-p",
             str(free_port()),
         ]
-        environment = {**os.environ, "PYTHONPATH": str(tree)}
+        # the checkout's own core and plugins, whatever is installed
+        paths = [tree, *sorted(tree.glob("plugins/mizu_*")), *sorted(tree.glob("examples/mizu-*"))]
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
         started = time.monotonic()
         child = subprocess.Popen(
             command, cwd=tree, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

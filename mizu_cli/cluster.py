@@ -30,7 +30,7 @@ from typing import Any
 
 import click
 
-from mizu_cli.common import read_rules
+from mizu_cli.common import handling_stop_signals, read_rules
 from mizu_cli.config import Config, config_options, with_config_options
 from mizu_cli.k8s import (
     ClusterError,
@@ -90,27 +90,15 @@ def interruptible() -> Iterator[None]:
     def interrupt(signum: int, _frame: object) -> None:
         raise Interrupted(signal.Signals(signum).name)
 
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum in previous:
-        signal.signal(signum, interrupt)
-    try:
+    with handling_stop_signals(interrupt):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @contextmanager
 def uninterrupted() -> Iterator[None]:
     """Clean-up runs to its end: a second Ctrl-C must not leave half the objects behind."""
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum in previous:
-        signal.signal(signum, signal.SIG_IGN)
-    try:
+    with handling_stop_signals(signal.SIG_IGN):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def connect(config: Config) -> KubeClient:

@@ -256,12 +256,21 @@ def interrupting(watchdog: Watchdog | None) -> Iterator[None]:
             click.echo(f"mizu: interrupted: {stuck.busy()}", err=True)
         raise KeyboardInterrupt
 
+    # a background job's Ctrl-C stays the terminal's
+    with handling_stop_signals(interrupt, unless_ignored=True):
+        yield
+
+
+@contextlib.contextmanager
+def handling_stop_signals(handler: signal._HANDLER, unless_ignored: bool = False) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` for the duration (not those ignored, with
+    ``unless_ignored``); then to what handled them before."""
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum, handler in previous.items():
-        if handler is not signal.SIG_IGN:  # a background job's Ctrl-C stays the terminal's
-            signal.signal(signum, interrupt)
+    for signum, before in previous.items():
+        if not (unless_ignored and before is signal.SIG_IGN):
+            signal.signal(signum, handler)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, before in previous.items():
+            signal.signal(signum, before)

@@ -200,9 +200,13 @@ class Shipper:
             self.stats.resent_entries += resent
             self._shed_excess()
 
+    def _frame_ready(self) -> bool:
+        """Whether a frame may go now (called holding the lock)."""
+        return bool(self._waiting) and len(self._unacked) < self.window
+
     def _next_frame(self) -> list[Mapping[str, Any]] | None:
         with self._lock:
-            if not self._waiting or len(self._unacked) >= self.window:
+            if not self._frame_ready():
                 return None
             count = min(self.frame_entries, len(self._waiting))
             frame = [self._waiting.popleft() for _ in range(count)]
@@ -223,7 +227,7 @@ class Shipper:
 
     def _next_ready(self) -> bool:
         with self._lock:
-            return bool(self._packets) or (bool(self._waiting) and len(self._unacked) < self.window)
+            return bool(self._packets) or self._frame_ready()
 
     def _acknowledged(self, frames: int) -> None:
         """The hub committed the ``frames`` oldest frames in flight."""
@@ -340,6 +344,13 @@ class InProcessShipper(Shipper):
         self._submit = submit
         self._submit_packets = submit_packets
         self._store_failed = False
+
+    def _frame_ready(self) -> bool:
+        # No round trip delays a frame here: while others are being stored, wait for a full
+        # one, or the capture thread's trickle would become a transaction per few entries.
+        if self._unacked and len(self._waiting) < self.frame_entries:
+            return False
+        return super()._frame_ready()
 
     async def _run(self) -> None:
         self.connected = True
