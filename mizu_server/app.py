@@ -20,6 +20,7 @@ import hmac
 import io
 import json
 import logging
+import socket as socket_module
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from mizu_core.query import Query, QueryError
 from mizu_core.views import entry_representation
 from mizu_server.frames import read_tapper_frame
 from mizu_server.har import har_log
-from mizu_server.hub import Hub, TapperState
+from mizu_server.hub import LIVE_BACKLOG_BYTES, Hub, LiveRow, TapperState
 from mizu_server.pushdown import translate
 from mizu_server.rules import rules_section
 from mizu_server.store import BACKWARD, FORWARD
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 HUB_KEY = web.AppKey("hub", Hub)
 SOCKETS_KEY: web.AppKey[set[Any]] = web.AppKey("sockets")
+LIVE_KEY: web.AppKey[set[Any]] = web.AppKey("live")
+"""The browsers' live streams (``/ws``) open now."""
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 HAR_MAX_ENTRIES = 10_000
@@ -101,6 +104,7 @@ def create_app(hub: Hub) -> web.Application:
     )
     app[HUB_KEY] = hub
     app[SOCKETS_KEY] = set()
+    app[LIVE_KEY] = set()
     app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.append(_hub_lifetime)
     app.on_shutdown.append(_close_sockets)
@@ -448,18 +452,29 @@ async def service_map(request: web.Request) -> web.Response:
 # -- live stream -----------------------------------------------------------------------------
 
 
-async def live_socket(request: web.Request) -> web.WebSocketResponse:
+async def live_socket(request: web.Request) -> web.StreamResponse:
     """``{query, leftOff?, limit?}`` in; ``{type: "entry"|"protocols"|"meta"|"error"|"dropped",
     data}`` out: the matching history (newest ``limit`` before ``leftOff``), a meta message,
     then new entries live. A new query message replaces the previous one. Rows name their
     protocol by a key of the ``protocols`` messages (:func:`send_row`)."""
     hub = request.app[HUB_KEY]
+    live = request.app[LIVE_KEY]
+    if len(live) >= hub.settings.max_live_clients:
+        return json_response(
+            {
+                "error": f"{hub.settings.max_live_clients} live streams are open already: "
+                "close a dashboard and try again"
+            },
+            status=503,
+        )
     socket = web.WebSocketResponse(heartbeat=30)
     await socket.prepare(request)
+    bound_send_buffer(request)
     sockets = request.app[SOCKETS_KEY]
     sockets.add(socket)
-    protocols: dict[tuple[Any, ...], str] = {}
-    """The protocols this browser was sent, each with the key its rows name it by."""
+    live.add(socket)
+    protocols: set[str] = set()
+    """The keys of the protocols this browser was sent."""
     streaming: asyncio.Task[None] | None = None
     try:
         async for message in socket:
@@ -489,9 +504,12 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
                     socket, {"type": "error", "data": {"query": text, **error.as_json()}}
                 )
                 continue
-            streaming = asyncio.create_task(stream(hub, socket, protocols, query, request_body))
+            streaming = asyncio.create_task(
+                stream(hub, socket, request, protocols, query, request_body)
+            )
     finally:
         sockets.discard(socket)
+        live.discard(socket)
         if streaming is not None:
             streaming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -502,12 +520,16 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
 async def stream(
     hub: Hub,
     socket: web.WebSocketResponse,
-    protocols: dict[tuple[Any, ...], str],
+    request: web.Request,
+    protocols: set[str],
     query: Query,
     request_body: dict[str, Any],
 ) -> None:
     after_seq = await hub.run(hub.db.last_seq)
     subscription = hub.subscribe(query, after_seq)
+    streaming = asyncio.current_task()
+    assert streaming is not None
+    subscription.on_overflow = lambda: drop_slow_reader(socket, request, streaming)
     try:
         try:
             limit, left_off = paging_numbers(
@@ -519,8 +541,9 @@ async def stream(
         before = after_seq + 1 if left_off is None else min(left_off, after_seq + 1)
         page = await hub.run(hub.db.page, query, limit, before, BACKWARD)
         for item in page.entries:
-            row = {**hub.row(query, item.entry), "seq": item.seq}
-            await send_row(socket, protocols, row)
+            await send_row(
+                socket, protocols, hub.row_message({**hub.row(query, item.entry), "seq": item.seq})
+            )
         await send_json(
             socket,
             {
@@ -534,35 +557,65 @@ async def stream(
                 },
             },
         )
-        reported_drops = 0
-        while True:
-            row = await subscription.queue.get()
-            if subscription.dropped != reported_drops:
-                reported_drops = subscription.dropped
-                await send_json(socket, {"type": "dropped", "data": {"count": reported_drops}})
-            await send_row(socket, protocols, row)
+        async for live in subscription.rows():
+            await send_row(socket, protocols, live)
     except ConnectionResetError:
         return
     finally:
         hub.unsubscribe(subscription)
 
 
-async def send_row(
-    socket: web.WebSocketResponse, protocols: dict[tuple[Any, ...], str], row: dict[str, Any]
+LIVE_SEND_BUFFER = 64 << 10
+"""Bytes the system may hold for one browser's socket (Linux grows it to 4 MiB otherwise): a
+browser that does not read then blocks its stream after a few hundred rows, not thousands."""
+
+
+def bound_send_buffer(request: web.Request) -> None:
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_SNDBUF, LIVE_SEND_BUFFER)
+
+
+SLOW_READER = (
+    f"too slow: over {LIVE_BACKLOG_BYTES >> 20} MiB of entries waiting for this browser; "
+    "reconnect to go on"
+).encode()
+
+
+def drop_slow_reader(
+    socket: web.WebSocketResponse, request: web.Request, streaming: asyncio.Task[None]
 ) -> None:
-    """A row as ``{type: "entry"}``, its ``proto`` a key of the socket's protocol table: each
-    protocol's object (names, colours) goes once per connection, in a ``{type: "protocols",
-    data: {key: protocol}}`` message before the first row that names it."""
-    protocol = row.get("proto")
-    if isinstance(protocol, dict):
-        identity = tuple(protocol.items())
-        key = protocols.get(identity)
-        if key is None:
-            key = str(len(protocols))
-            await send_json(socket, {"type": "protocols", "data": {key: protocol}})
-            protocols[identity] = key  # once sent: a stream cancelled meanwhile sends it again
-        row = {**row, "proto": key}
-    await send_json(socket, {"type": "entry", "data": row})
+    """Disconnect a browser that does not read what it is sent, saying why (if it ever reads
+    again): its stream stops, and its connection goes within a second whatever it does."""
+    streaming.cancel()
+
+    async def close() -> None:
+        try:
+            await asyncio.wait_for(
+                socket.close(code=WSCloseCode.POLICY_VIOLATION, message=SLOW_READER), 1.0
+            )
+        except (TimeoutError, ConnectionError):
+            if request.transport is not None:
+                request.transport.abort()
+
+    task = asyncio.ensure_future(close())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+_CLOSING: set[asyncio.Future[None]] = set()
+"""Closings under way (a task's only reference would let it be collected)."""
+
+
+async def send_row(socket: web.WebSocketResponse, protocols: set[str], row: LiveRow) -> None:
+    """A live row, its ``proto`` a key of the hub's protocol table: each protocol's object
+    (names, colours) goes once per connection, in a ``{type: "protocols", data: {key:
+    protocol}}`` message before the first row that names it."""
+    if row.protocol is not None and row.protocol_key not in protocols:
+        await send_json(socket, {"type": "protocols", "data": {row.protocol_key: row.protocol}})
+        protocols.add(row.protocol_key)  # once sent: a stream cancelled meanwhile sends it again
+    await socket.send_str(row.message)
 
 
 # -- tappers ---------------------------------------------------------------------------------

@@ -20,12 +20,14 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+from mizu_core.emit import encode_json
 from mizu_core.entry import Row
 from mizu_core.plugins import PluginManager
 from mizu_core.query import Query, compile_query
@@ -54,8 +56,9 @@ T = TypeVar("T")
 NAMES_INTERVAL = 1.0
 """Seconds between looks at the name table: tappers get it again when it changed."""
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-LIVE_QUEUE_SIZE = 10_000
-"""Rows waiting for one browser; beyond that its oldest unsent rows are dropped and counted."""
+LIVE_BACKLOG_BYTES = 4 << 20
+"""Bytes of stored entries one browser's live stream may lag behind (entries committed, not yet
+sent): a browser further behind does not read what it is sent, and is disconnected."""
 
 # where an encoded entry holds what the hub looks at without decoding it
 _PROTOCOL = 1 + COLUMN_NAMES.index("protocol")
@@ -88,6 +91,8 @@ class HubSettings:
     pcap_export: bool = False
     """``tap.pcap-export``: tappers send raw packets and ``/pcap`` serves them. Off by
     default: raw packets carry every secret that redaction removes from entries."""
+    max_live_clients: int = 100
+    """Browsers (``/ws``) served at once; one more is refused."""
     scan_budget: float = 0.5
     """Seconds a listing whose query needs Python re-checks (a header, ``json()``) may scan
     before it answers with what it found (``meta.partial``)."""
@@ -154,31 +159,89 @@ class _EntriesOf(Sequence[Mapping[str, Any]]):
         return (item.entry for item in self.stored)
 
 
+class LiveRow(NamedTuple):
+    """A row as the live stream sends it: the ``{type: "entry"}`` message, and the protocol
+    its ``proto`` names by key (sent once per browser, before the first row that names it)."""
+
+    message: str
+    protocol_key: str
+    protocol: Mapping[str, Any] | None
+
+
+_UNMADE = object()
+
+
+class LiveBatch:
+    """One commit's entries, shared by every live stream: each entry's message is made once
+    per query, by the first stream that gets to it (browsers with the same filter share the
+    work), and only if a stream gets to it."""
+
+    __slots__ = ("_made", "size", "stored")
+
+    def __init__(self, stored: Sequence[StoredEntry]) -> None:
+        self.stored = stored
+        self.size = sum(len(item.data) for item in stored)
+        """Bytes of stored data: what a stream that has not sent them lags behind by."""
+        self._made: dict[str, list[Any]] = {}
+
+    def row(self, hub: Hub, query: Query, index: int) -> LiveRow | None:
+        """The live row of the ``index``-th entry for ``query``; None if it does not match."""
+        made = self._made.get(query.text)
+        if made is None:
+            made = self._made[query.text] = [_UNMADE] * len(self.stored)
+        row = made[index]
+        if row is _UNMADE:
+            row = made[index] = hub.live_row(query, self.stored[index])
+        return row  # type: ignore[no-any-return]
+
+
 class Subscription:
-    """One browser's live stream: rows of new entries its query matches."""
+    """One browser's live stream: rows of new entries its query matches.
+
+    Each commit's entries are offered to every subscription as one shared
+    :class:`LiveBatch` (the writer does no work per browser); a subscription's stream takes
+    rows of it as fast as its browser reads. One that falls :data:`LIVE_BACKLOG_BYTES` behind
+    is ``overflowed``: its ``on_overflow`` disconnects it, so a browser that stops reading
+    costs neither the ingest's speed nor unbounded memory."""
 
     def __init__(self, hub: Hub, query: Query, after_seq: int) -> None:
         self.hub = hub
         self.query = query
         self.after_seq = after_seq
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(LIVE_QUEUE_SIZE)
-        self.dropped = 0
+        self.backlog: deque[LiveBatch] = deque()
+        self.backlog_bytes = 0
+        self.overflowed = False
+        self.on_overflow: Callable[[], None] | None = None
+        self._wake = asyncio.Event()
 
-    def offer(self, stored: StoredEntry) -> None:
-        if stored.seq <= self.after_seq:
+    def offer(self, batch: LiveBatch) -> None:
+        """A commit's entries, shared with the others."""
+        if self.overflowed:
             return
-        try:
-            entry = stored.entry
-        except ValueError:  # sent broken by its tapper: listings leave it out too
-            return
-        if not self.query(entry):
-            return
-        # ``seq`` is the row's leftOff: the dashboard pages its bounded window from it
-        row = {**self.hub.row(self.query, entry), "seq": stored.seq}
-        if self.queue.full():
-            self.queue.get_nowait()
-            self.dropped += 1
-        self.queue.put_nowait(row)
+        self.backlog.append(batch)
+        self.backlog_bytes += batch.size
+        self._wake.set()
+        if self.backlog_bytes > LIVE_BACKLOG_BYTES:
+            self.overflowed = True
+            self.backlog.clear()
+            if self.on_overflow is not None:
+                self.on_overflow()
+
+    async def rows(self) -> AsyncIterator[LiveRow]:
+        """The rows of the entries offered from now on, as they come, that the query matches."""
+        while not self.overflowed:
+            if not self.backlog:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self.backlog.popleft()
+            for index, stored in enumerate(batch.stored):
+                self.backlog_bytes -= len(stored.data)
+                if stored.seq <= self.after_seq:
+                    continue
+                row = batch.row(self.hub, self.query, index)
+                if row is not None:
+                    yield row
 
 
 class Hub:
@@ -196,6 +259,8 @@ class Hub:
         self._store_factory = store
         self.store: Store | None = None
         self.subscriptions: set[Subscription] = set()
+        self._protocol_keys: dict[tuple[Any, ...], str] = {}
+        """The key each protocol (names, colours) goes by in live rows, for every browser."""
         self.tappers: list[TapperState] = []
         self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {}
         self.targets: TargetTracker | None = None
@@ -401,9 +466,10 @@ class Hub:
                     future.set_result(
                         len(frame) if all_new else sum(1 for entry in frame if entry[0] in new_ids)
                     )
-            for subscription in list(self.subscriptions):
-                for item in stored:
-                    subscription.offer(item)
+            if stored and self.subscriptions:
+                live = LiveBatch(stored)
+                for subscription in list(self.subscriptions):
+                    subscription.offer(live)
 
     def _forget_made(self, encoded: Sequence[EncodedEntry]) -> None:
         for item in encoded:
@@ -539,6 +605,35 @@ class Hub:
         if isinstance(entry.get("rules"), Mapping):
             row["rules"] = rules_row(entry["rules"])
         return row
+
+    def live_row(self, query: Query, stored: StoredEntry) -> LiveRow | None:
+        """``stored`` as the live stream sends it to a browser with ``query``; None when the
+        query does not match it (or it does not decode: listings leave it out too)."""
+        try:
+            entry = stored.entry
+        except ValueError:
+            return None
+        if not query(entry):
+            return None
+        # ``seq`` is the row's leftOff: the dashboard pages its bounded window from it
+        return self.row_message({**self.row(query, entry), "seq": stored.seq})
+
+    def row_message(self, row: dict[str, Any]) -> LiveRow:
+        """A row as a live ``{type: "entry"}`` message, its ``proto`` a key of the hub's
+        protocol table (the same for every browser)."""
+        protocol = row.get("proto")
+        key = ""
+        if isinstance(protocol, Mapping):
+            identity = tuple(protocol.items())
+            key = self._protocol_keys.get(identity) or self._protocol_key(identity)
+            row = {**row, "proto": key}
+        else:
+            protocol = None
+        return LiveRow(encode_json({"type": "entry", "data": row}).decode(), key, protocol)
+
+    def _protocol_key(self, identity: tuple[Any, ...]) -> str:
+        key = self._protocol_keys[identity] = str(len(self._protocol_keys))
+        return key
 
     def subscribe(self, query: Query, after_seq: int) -> Subscription:
         subscription = Subscription(self, query, after_seq)

@@ -103,10 +103,10 @@ export class LiveSocket {
       }
       this.onMessage(message);
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       this.socket = null;
       if (this.closed) return;
-      this.onState("disconnected");
+      this.onState("disconnected", event.reason);
       setTimeout(() => this.connect(), this.delay);
       this.delay = Math.min(this.delay * 2, 5000);
     });

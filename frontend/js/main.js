@@ -29,10 +29,12 @@ const status = new StatusBar($("statusbar"), list);
 const socket = new LiveSocket(
   (message) => {
     if (message.type === "error") filter.show({ valid: false, ...message.data }, message.data.query || "");
-    else if (message.type === "dropped") status.hubDropped = message.data.count;
     else list.onMessage(message);
   },
-  (state) => document.body.classList.toggle("disconnected", state === "disconnected"),
+  (state, reason) => {
+    document.body.classList.toggle("disconnected", state === "disconnected");
+    if (reason) status.hubSaid = reason; // e.g. this browser fell too far behind
+  },
 );
 
 const filter = new FilterBar($("filter-bar"), {

@@ -47,7 +47,7 @@ export class StatusBar {
     }
     this.protocols = h("span", { class: "stat-protocols" });
     root.append(...Object.values(this.fields), h("span", { class: "grow" }), this.protocols);
-    this.hubDropped = 0;
+    this.hubSaid = "";
     this.trafficPolled = -Infinity;
     this.stored = 0;
   }
@@ -119,7 +119,7 @@ export class StatusBar {
     f.live.className = `stat stat-live ${list.live ? "on" : "off"}`;
     f.window.textContent = `${count(list.rows.length)} in view`;
     f.rate.textContent = `${Math.round(this.rate)}/s`;
-    f.hubDrops.textContent = this.hubDropped ? `${count(this.hubDropped)} not streamed` : "";
-    f.hubDrops.title = "Rows the hub skipped because this browser fell behind";
+    f.hubDrops.textContent = this.hubSaid ? "reconnected" : "";
+    f.hubDrops.title = this.hubSaid ? `The hub closed the live stream: ${this.hubSaid}` : "";
   }
 }

@@ -4,6 +4,7 @@ stored as sent, and named, checked and filtered exactly as entries sent as maps.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from mizu_core.plugins import PluginManager
 from mizu_server import store as store_module
 from mizu_server.frames import pack_encoded_entries, read_tapper_frame
-from mizu_server.hub import Hub, HubSettings
+from mizu_server.hub import Hub, HubSettings, Subscription
 from mizu_server.pushdown import COLUMN_NAMES, column_values
 from mizu_server.resolver import NameResolver, fill_names
 from mizu_server.rules import load_rules
@@ -167,9 +168,9 @@ def test_an_entry_sent_broken_is_left_out_of_what_reads_it(plugins: PluginManage
             page = await hub.run(hub.db.page, hub.compile(""), 10, None, -1)
             assert [item.entry["id"] for item in page.entries] == ["tapper-1-2"]
             assert await hub.run(hub.db.get, "tapper-1-1") is None
-            assert subscription.queue.get_nowait()["id"] == "tapper-1-2"
+            assert [row["id"] for row in await live_rows(subscription, 1)] == ["tapper-1-2"]
             assert await hub.submit_encoded([encode_entry(make_entry(3))]) == 1
-            assert subscription.queue.get_nowait()["id"] == "tapper-1-3"
+            assert [row["id"] for row in await live_rows(subscription, 1)] == ["tapper-1-3"]
         finally:
             await hub.stop()
 
@@ -222,7 +223,7 @@ def test_entries_handed_over_as_maps_are_encoded_once_and_never_decoded(
         try:
             subscription = hub.subscribe(hub.compile(""), 0)
             await hub.submit([make_entry(1), make_entry(2)])
-            rows = [subscription.queue.get_nowait() for _ in range(2)]
+            rows = await live_rows(subscription, 2)
             assert [row["id"] for row in rows] == ["tapper-1-1", "tapper-1-2"]
             assert not hub._made  # forgotten once stored
         finally:
@@ -230,3 +231,13 @@ def test_entries_handed_over_as_maps_are_encoded_once_and_never_decoded(
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
     assert decoded == []
+
+
+async def live_rows(subscription: Subscription, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` rows of a live stream, as the browser gets them."""
+    rows: list[dict[str, Any]] = []
+    async for live in subscription.rows():
+        rows.append(json.loads(live.message)["data"])
+        if len(rows) == count:
+            break
+    return rows
