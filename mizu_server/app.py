@@ -32,7 +32,7 @@ from mizu_core.emit import encode_json
 from mizu_core.pcapfile import entry_connection_key, write_capture
 from mizu_core.query import Query, QueryError
 from mizu_core.views import entry_representation
-from mizu_server.frames import read_tapper_frame
+from mizu_server.frames import MAX_FRAME_BYTES, read_tapper_frame
 from mizu_server.har import har_log
 from mizu_server.hub import LIVE_BACKLOG_BYTES, Hub, LiveRow, TapperState
 from mizu_server.pushdown import translate
@@ -48,7 +48,6 @@ LIVE_KEY: web.AppKey[set[Any]] = web.AppKey("live")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 HAR_MAX_ENTRIES = 10_000
-MAX_TAPPER_FRAME = 64 << 20
 
 
 def dashboard_dir() -> Path:
@@ -638,7 +637,7 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
         raise web.HTTPUnauthorized(
             text="a valid tapper token is required, as 'Authorization: Bearer <token>'"
         )
-    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_TAPPER_FRAME)
+    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
     await socket.prepare(request)
     sockets = request.app[SOCKETS_KEY]
     sockets.add(socket)
@@ -655,7 +654,8 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
         async for message in socket:
             if message.type == WSMsgType.BINARY:
                 try:
-                    kind, items = read_tapper_frame(message.data)
+                    # decoded on a thread of its own: a large frame does not stop the loop
+                    kind, items = await hub.decode(read_tapper_frame, message.data)
                 except ValueError as error:
                     log.warning(
                         "tapper %s (%s) sent a bad frame, disconnecting it: %s",
@@ -673,6 +673,14 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
                     commits.put_nowait(hub.submit_encoded(items))
                 else:
                     commits.put_nowait(hub.submit(items))
+            elif message.type == WSMsgType.ERROR:
+                log.warning(
+                    "tapper %s (%s) disconnected: %s (frames are %d MiB at most)",
+                    state.tapper_id,
+                    state.remote,
+                    message.data,
+                    MAX_FRAME_BYTES >> 20,
+                )
             elif message.type == WSMsgType.TEXT:
                 with contextlib.suppress(ValueError):
                     report = json.loads(message.data)

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import msgpack
@@ -35,10 +35,83 @@ _COLUMN_TYPES = frozenset({str, int, float, type(None)})
 """What a column value may be: what SQLite stores as it is (``bool`` is not among them)."""
 
 
+MAX_FRAME_BYTES = 4 << 20
+"""The largest frame a hub takes: a larger one closes the tapper's connection (1009). Tappers
+split their frames to fit (:func:`pack_within`)."""
+MAX_FRAME_ITEMS = 100_000
+"""The longest array or map a frame may declare: msgpack refuses it before allocating it."""
+
+
 def pack_encoded_entries(entries: Iterable[Mapping[str, Any]]) -> bytes:
     """One frame of entries (each with a string id), encoded for the store."""
-    encoded = [encode_entry(entry) for entry in entries]
+    return _pack([encode_entry(entry) for entry in entries])
+
+
+def _pack(encoded: list[EncodedEntry]) -> bytes:
     return msgpack.packb({"columns": COLUMN_NAMES, "encoded": encoded}, use_bin_type=True)
+
+
+def pack_within(
+    entries: Sequence[Mapping[str, Any]], max_bytes: int = MAX_FRAME_BYTES
+) -> tuple[list[tuple[Sequence[Mapping[str, Any]], bytes]], list[Mapping[str, Any]]]:
+    """``entries`` packed in frames of at most ``max_bytes``, each with its entries (one frame
+    when they fit, as they nearly always do); and the entries that fit in no frame alone."""
+    encoded = [encode_entry(entry) for entry in entries]
+    frames: list[tuple[Sequence[Mapping[str, Any]], bytes]] = []
+    too_big: list[Mapping[str, Any]] = []
+
+    def split(start: int, end: int) -> None:
+        packed = _pack(encoded[start:end])
+        if len(packed) <= max_bytes:
+            frames.append((entries[start:end], packed))
+        elif end - start == 1:
+            too_big.append(entries[start])
+        else:
+            middle = (start + end) // 2
+            split(start, middle)
+            split(middle, end)
+
+    if encoded:
+        split(0, len(encoded))
+    return frames, too_big
+
+
+PACKET_OVERHEAD = 16
+"""Bytes of msgpack around one kept packet in a frame (its time, the lengths), at most."""
+
+
+def pack_packets(
+    batches: Iterable[Mapping[str, Any]], max_bytes: int = MAX_FRAME_BYTES
+) -> list[bytes]:
+    """Frames of raw packets (``{connection, linktype, frames}`` batches), each of at most
+    ``max_bytes``: a connection's packets are split over frames where they must be."""
+    messages: list[bytes] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    budget = max_bytes - 1024  # the map around the batches, their names and link types
+
+    def flush() -> None:
+        nonlocal current, size
+        if current:
+            messages.append(msgpack.packb({"packets": current}, use_bin_type=True))
+        current, size = [], 0
+
+    for batch in batches:
+        taken: list[Any] = []
+        for packet in batch["frames"]:
+            cost = len(packet[1]) + PACKET_OVERHEAD
+            if size + cost > budget:
+                if taken:
+                    current.append({**batch, "frames": taken})
+                    taken = []
+                flush()
+            taken.append(packet)
+            size += cost
+        if taken:
+            current.append({**batch, "frames": taken})
+            size += len(str(batch["connection"])) + PACKET_OVERHEAD
+    flush()
+    return messages
 
 
 def read_tapper_frame(data: bytes) -> tuple[FrameKind, list[Any]]:
@@ -49,7 +122,9 @@ def read_tapper_frame(data: bytes) -> tuple[FrameKind, list[Any]]:
     # collector would walk them several times over while they are made (msgpack's own advice)
     gc.disable()
     try:
-        message = msgpack.unpackb(data, raw=False)
+        message = msgpack.unpackb(
+            data, raw=False, max_array_len=MAX_FRAME_ITEMS, max_map_len=MAX_FRAME_ITEMS
+        )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as error:
         raise ValueError(f"not msgpack ({error})") from None
     finally:

@@ -256,6 +256,7 @@ class Hub:
         self.macros = plugins.macros
         self.insertion_filter = compile_query(settings.insertion_filter, self.macros)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mizu-store")
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mizu-frames")
         self._store_factory = store
         self.store: Store | None = None
         self.subscriptions: set[Subscription] = set()
@@ -322,11 +323,16 @@ class Hub:
         if self.store is not None:
             await self.run(self.store.close)
         self._executor.shutdown(wait=True)
+        self._decoder.shutdown(wait=True)
         self._observing.shutdown(wait=True)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run a store call on the store's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def decode(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a tapper frame's decoding on the decoder's thread, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, function, *args)
 
     async def run_observers(self, function: Callable[..., T], *args: Any) -> T:
         """Run a call that reads the observers (OAS, the service map) on their thread."""

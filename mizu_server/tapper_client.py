@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import msgpack
 
 from mizu_core.pcapfile import ConnectionPackets
-from mizu_server.frames import pack_encoded_entries
+from mizu_server.frames import MAX_FRAME_BYTES, pack_packets, pack_within
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,8 @@ class ClientStats:
     sent_packets: int = 0
     shed_packets: int = 0
     """Raw frames (pcap export) dropped: over their buffer, or lost with a connection."""
+    too_big: int = 0
+    """Entries dropped because alone they are over the hub's frame limit."""
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -68,6 +69,7 @@ class ClientStats:
             "buffered": self.buffered,
             "sentPackets": self.sent_packets,
             "shedPackets": self.shed_packets,
+            "tooBig": self.too_big,
         }
 
 
@@ -204,6 +206,25 @@ class Shipper:
         """Whether a frame may go now (called holding the lock)."""
         return bool(self._waiting) and len(self._unacked) < self.window
 
+    def _packed(self, frame: list[Mapping[str, Any]]) -> list[bytes]:
+        """``frame`` (the last one taken) packed within the hub's frame limit: one frame as a
+        rule, several when its entries are large (they then await their acks as frames of their
+        own); an entry too large for any frame is dropped and counted."""
+        parts, too_big = pack_within(frame)
+        if len(parts) != 1 or too_big:
+            with self._lock:
+                assert self._unacked and self._unacked[-1] is frame
+                self._unacked.pop()
+                self._unacked.extend(list(entries) for entries, _ in parts)
+                self.stats.too_big += len(too_big)
+            if too_big:
+                log.warning(
+                    "%d entries over the hub's %d MiB frame limit were dropped",
+                    len(too_big),
+                    MAX_FRAME_BYTES >> 20,
+                )
+        return [packed for _, packed in parts]
+
     def _next_frame(self) -> list[Mapping[str, Any]] | None:
         with self._lock:
             if not self._frame_ready():
@@ -284,18 +305,16 @@ class TapperClient(Shipper):
             while not socket.closed and not receiver.done():
                 packets = self._take_packets()
                 if packets:
-                    await socket.send_bytes(
-                        msgpack.packb(
-                            {"packets": [batch.to_json() for batch in packets]}, use_bin_type=True
-                        )
-                    )
+                    for message in pack_packets(batch.to_json() for batch in packets):
+                        await socket.send_bytes(message)
                     self.stats.sent_packets += sum(len(batch.frames) for batch in packets)
                 frame = self._next_frame()
                 if frame is None:
                     await self._wait_for_work(receiver)
                     continue
-                await socket.send_bytes(pack_encoded_entries(frame))
-                self.stats.sent_frames += 1
+                for packed in self._packed(frame):
+                    await socket.send_bytes(packed)
+                    self.stats.sent_frames += 1
                 if self.stats.sent_frames % 50 == 0:
                     await self._report(socket)
         finally:
