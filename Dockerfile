@@ -13,7 +13,8 @@ COPY mizu_cli ./mizu_cli
 COPY frontend ./frontend
 COPY plugins ./plugins
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . ./plugins/mizu_http ./plugins/mizu_amqp ./plugins/mizu_kafka ./plugins/mizu_tls \
-    && ls /wheels/mizu-*cp311*.whl /wheels/mizu_http-*cp311*.whl
+    && ls /wheels/mizu-*cp311*.whl /wheels/mizu_http-*cp311*.whl /wheels/mizu_amqp-*cp311*.whl \
+        /wheels/mizu_kafka-*cp311*.whl
 
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libpcap0.8 \

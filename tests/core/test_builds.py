@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from mizu_amqp import fields
 from mizu_http import http1
+from mizu_kafka import messages
 
 from mizu_cli.main import cli
 from mizu_core import compiled, reassembly
 from mizu_core.compiled import PURE_PYTHON_VARIABLE, inspect_directory, package_build
+from tests.support.dissect_each import COMPILED_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = sorted(
@@ -24,7 +27,6 @@ CAPTURES = sorted(
     for path in (ROOT / "tests" / "data").rglob("*")
     if path.suffix in (".pcap", ".pcapng") and "plugins" not in path.parts
 )
-COMPILED_PACKAGES = ("mizu_core", "mizu_http")
 HAS_COMPILER = shutil.which(os.environ.get("CC", "gcc")) is not None
 
 
@@ -47,7 +49,7 @@ def test_the_suite_runs_the_compiled_build() -> None:
         build = package_build(package)
         assert build is not None, f"{package} has no compiled modules: run `make setup`"
         assert build.runs_compiled, f"{package}: {build.reason}"
-    for module in (reassembly, http1):
+    for module in (reassembly, http1, messages, fields):
         assert module.__file__ is not None and not module.__file__.endswith(".py"), module
 
 

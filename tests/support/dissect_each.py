@@ -11,10 +11,13 @@ from click.testing import CliRunner
 from mizu_cli.main import cli
 from mizu_core.compiled import package_build
 
+COMPILED_PACKAGES = ("mizu_core", "mizu_http", "mizu_kafka", "mizu_amqp")
+"""The packages whose distributions compile modules (their ``[tool.mizu.compiled]``)."""
+
 
 def main(paths: list[str]) -> None:
     out = sys.stdout.buffer
-    for package in ("mizu_core", "mizu_http"):
+    for package in COMPILED_PACKAGES:
         build = package_build(package)
         out.write(f"{package}: {build.describe() if build else 'no compiled modules'}\n".encode())
     runner = CliRunner()
