@@ -155,6 +155,29 @@ def best_of(command: list[str], make_sink: Callable[[], Any], repeat: int) -> Ru
     return min(runs, key=lambda run: run.cpu_s if run.cpu_s is not None else run.wall_s)
 
 
+PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+
+
+def empty_capture(pcap: Path, directory: Path) -> Path | None:
+    """A capture of no packets with ``pcap``'s file header (its link type): running a tool on
+    it measures the tool's start-up. None for a pcapng file."""
+    with pcap.open("rb") as file:
+        header = file.read(24)
+    if header[:4] not in PCAP_MAGICS:
+        return None
+    empty = directory / f"empty-{pcap.stem}.pcap"
+    empty.write_bytes(header)
+    return empty
+
+
+def beyond(run: float | None, start_up: float | None) -> float | None:
+    return run - start_up if run is not None and start_up is not None else None
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator is not None and denominator else None
+
+
 def rate(count: int, seconds: float | None) -> float | None:
     return count / seconds if seconds else None
 
@@ -193,12 +216,20 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(BENCH_DIR / "data" / "pycache")
     tools = bench.tools(pcap, int(summary["port"]))
+    empty = empty_capture(pcap, BENCH_DIR / "data")
+    start_ups: dict[str, Run | None] = {name: None for name, _, _ in tools}
+    if empty is not None:
+        for name, command, make_sink in bench.tools(empty, int(summary["port"])):
+            start_ups[name] = best_of(command, make_sink, args.repeat)
     subprocess.run([*mizu_command(), "plugins"], check=True, stdout=subprocess.DEVNULL)
     rows: dict[str, dict[str, Any]] = {}
     for name, command, make_sink in tools:
         run = best_of(command, make_sink, args.repeat)
         counts = run.counts
+        start_up = start_ups[name]
         rows[name] = {
+            "start_up_wall_s": start_up.wall_s if start_up else None,
+            "start_up_cpu_s": start_up.cpu_s if start_up else None,
             "command": command,
             "wall_s": run.wall_s,
             "cpu_s": run.cpu_s,
@@ -209,13 +240,14 @@ def main(argv: list[str] | None = None) -> None:
             "mb_per_cpu_s": rate(data_bytes // 10**6, run.cpu_s),
         }
     print(
-        f"\n{'tool':<14}{'wall s':>8}{'cpu s':>8}{'messages':>10}{'msg/s wall':>12}"
+        f"\n{'tool':<14}{'start-up':>9}{'wall s':>8}{'cpu s':>8}{'messages':>10}{'msg/s wall':>12}"
         f"{'msg/s cpu':>11}{'MB/s cpu':>10}{'records':>9}{'rec/s cpu':>11}{'RSS MB':>8}"
     )
     for name, row in rows.items():
         counts = row["counts"]
         print(
-            f"{name:<14}{row['wall_s']:>8.2f}{fmt(row['cpu_s'], '.2f'):>8}"
+            f"{name:<14}{fmt(row['start_up_cpu_s'], '.2f'):>9}"
+            f"{row['wall_s']:>8.2f}{fmt(row['cpu_s'], '.2f'):>8}"
             f"{counts['messages']:>10,}{row['per_wall_s']['messages']:>12,.0f}"
             f"{fmt(row['per_cpu_s']['messages'], ',.0f'):>11}"
             f"{fmt(row['mb_per_cpu_s'], '.1f'):>10}"
@@ -234,6 +266,22 @@ def main(argv: list[str] | None = None) -> None:
         f"\nmizu entries/s ÷ tshark {bench.protocol} messages/s: {by_wall:.2f}x by wall time, "
         f"{fmt(cpu_ratio, '.2f')}x by CPU time"
     )
+    if empty is not None:
+        wall_beyond = ratio(
+            beyond(tshark["wall_s"], tshark["start_up_wall_s"]),
+            beyond(mizu["wall_s"], mizu["start_up_wall_s"]),
+        )
+        cpu_beyond = ratio(
+            beyond(tshark["cpu_s"], tshark["start_up_cpu_s"]),
+            beyond(mizu["cpu_s"], mizu["start_up_cpu_s"]),
+        )
+        print(
+            f"start-up (the capture's header and no packet): mizu "
+            f"{fmt(mizu['start_up_wall_s'], '.2f')} s wall, {fmt(mizu['start_up_cpu_s'], '.2f')} "
+            f"s CPU; tshark {fmt(tshark['start_up_wall_s'], '.2f')} s wall, "
+            f"{fmt(tshark['start_up_cpu_s'], '.2f')} s CPU. Beyond start-up, tshark's time ÷ "
+            f"mizu's: {fmt(wall_beyond, '.2f')}x by wall time, {fmt(cpu_beyond, '.2f')}x by CPU"
+        )
     if args.json:
         args.json.write_text(json.dumps({"pcap": str(pcap), "load": load, "tools": rows}) + "\n")
 
