@@ -121,16 +121,21 @@ class _Inner(InnerConnection):
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         if not self.closed and data:
-            self.dispatcher.feed(self, direction, data, timestamp)  # type: ignore[arg-type]
+            self.dispatcher.feed(self, direction, data, timestamp)
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         if not self.closed:
-            self.dispatcher.lost(self, direction, length, timestamp)  # type: ignore[arg-type]
+            self.dispatcher.lost(self, direction, length, timestamp)
 
     def close(self, timestamp: float, reason: CloseReason) -> None:
         if not self.closed:
             self.closed = True
-            self.dispatcher.end(self, reason, timestamp)  # type: ignore[arg-type]
+            self.dispatcher.end(self, reason, timestamp)
+
+
+Stream = Connection | _Inner
+"""What the dispatcher feeds: a TCP connection, or a connection inside a layer (the compiled
+build checks the type of every argument: a duck-typed stand-in would be refused)."""
 
 
 class Dispatcher:
@@ -226,7 +231,7 @@ class Dispatcher:
     # -- feeding, without making entries yet (a layer's inner connection is fed from within its
     # outer dissector's call) ---------------------------------------------------------------
 
-    def feed(self, connection: Connection, direction: Direction, data: bytes, time: float) -> None:
+    def feed(self, connection: Stream, direction: Direction, data: bytes, time: float) -> None:
         state: _State = connection.state  # type: ignore[assignment]
         dissector = state.dissector
         if dissector is not None:
@@ -241,7 +246,7 @@ class Dispatcher:
         state.heads[direction] += data
         self._offer(connection, state, final=False)
 
-    def lost(self, connection: Connection, direction: Direction, length: int, time: float) -> None:
+    def lost(self, connection: Stream, direction: Direction, length: int, time: float) -> None:
         state: _State = connection.state  # type: ignore[assignment]
         dissector = state.dissector
         if dissector is not None:
@@ -255,7 +260,7 @@ class Dispatcher:
             state.chunks.append((direction, b"", length, time))
             state.heads[direction].clear()
 
-    def end(self, connection: Connection, reason: CloseReason, time: float) -> None:
+    def end(self, connection: Stream, reason: CloseReason, time: float) -> None:
         state: _State = connection.state  # type: ignore[assignment]
         if state.dissector is None and state.candidates:
             self._offer(connection, state, final=True)
@@ -274,7 +279,7 @@ class Dispatcher:
 
     # -- offering ------------------------------------------------------------------------------
 
-    def _offer(self, connection: Connection, state: _State, final: bool) -> None:
+    def _offer(self, connection: Stream, state: _State, final: bool) -> None:
         context = state.context
         assert context is not None
         client_head = bytes(state.heads[Direction.CLIENT_TO_SERVER])
@@ -299,7 +304,7 @@ class Dispatcher:
 
     def _claim(
         self,
-        connection: Connection,
+        connection: Stream,
         state: _State,
         plugin: LoadedPlugin,
         dissector: Dissector,

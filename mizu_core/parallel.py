@@ -762,7 +762,9 @@ class ShardedDissection:
             assert worker.inbox is not None
             view = memoryview(data)
             while view:
-                view = view[os.write(worker.inbox, view) :]
+                # A local: mypyc evaluates a memoryview slice's bound twice.
+                written = os.write(worker.inbox, view)
+                view = view[written:]
         except OSError:
             self._reap(worker)
             self._wait_for(lambda: worker.ended)  # its last words, if it had time to say them
