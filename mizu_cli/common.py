@@ -152,8 +152,20 @@ def summary_line(stats: dict[str, Any]) -> str:
         parts.append(f"{reassembly['gaps']:,} gaps ({reassembly['bytes_lost']:,} bytes lost)")
     if reassembly["duplicate_packets"]:
         parts.append(f"{reassembly['duplicate_packets']:,} duplicate packets")
-    if any(source.get("truncated_file") for source in stats["capture"]):
+    sources = stats["capture"]
+    if any(source.get("truncated_file") for source in sources):
         parts.append("file truncated")
+    kernel = sum(source.get("dropped", 0) for source in sources)
+    interface = sum(source.get("interface_dropped", 0) for source in sources)
+    live = any(source.get("live") for source in sources)
+    if kernel or live:
+        # a live capture always says it, 0 included; a file only when its statistics tell
+        parts.append(
+            f"{kernel:,} packets dropped by the kernel"
+            + ("" if live else " when the file was recorded")
+        )
+    if interface:
+        parts.append(f"{interface:,} dropped by the interface")
     parts.append(
         "plugin errors: " + (", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none")
     )

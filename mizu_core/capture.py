@@ -7,6 +7,7 @@ connections and expire unanswered requests on a quiet network.
 
 from __future__ import annotations
 
+import mmap
 import os
 import select
 import stat
@@ -40,8 +41,12 @@ Packet = tuple[float, bytes]
 class CaptureStats:
     received: int = 0
     dropped: int = 0
+    """Packets the kernel dropped (its capture buffer was full): libpcap's count for a live
+    capture, the interface statistics a pcapng file recorded for a file."""
     interface_dropped: int = 0
+    """Packets the network interface or its driver dropped, where it tells."""
     truncated_file: bool = False
+    live: bool = False
 
     def as_dict(self) -> dict[str, int | bool]:
         return {
@@ -49,6 +54,7 @@ class CaptureStats:
             "dropped": self.dropped,
             "interface_dropped": self.interface_dropped,
             "truncated_file": self.truncated_file,
+            "live": self.live,
         }
 
 
@@ -138,6 +144,7 @@ class FileSource:
         self.stats.received = frames
         if self.is_pcapng:
             self.stats.truncated_file = bool(self._handle.geterr())
+            self.stats.dropped, self.stats.interface_dropped = _pcapng_drops(self.path)
         elif _PCAP_FILE_HEADER + frames * _PCAP_RECORD_HEADER + frame_bytes < self.size:
             self.stats.truncated_file = True
 
@@ -171,6 +178,53 @@ def _pcapng_header_problem(file: BinaryIO, size: int) -> str | None:
         offset += length
 
 
+_PCAPNG_STATISTICS_BLOCK = 5
+_ISB_IFDROP = 5
+"""Packets dropped between the interface and the capturing program (dumpcap writes the
+kernel's count, libpcap's ps_drop, here)."""
+_ISB_OSDROP = 7
+"""Packets the operating system dropped."""
+_ISB_FIXED = 12  # interface id, timestamp (high, low)
+
+
+def _pcapng_drops(path: Path) -> tuple[int, int]:
+    """The drops a pcapng file's interface statistics blocks recorded: ``(dropped by the
+    capturing host, dropped by the interface)``, each the last count of every interface,
+    summed. (0, 0) when the file records none (tcpdump's classic pcap never does)."""
+    last: dict[int, tuple[int, int]] = {}
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        size = len(data)
+        order = "<"
+        offset = 0
+        while offset + _PCAPNG_MIN_BLOCK <= size:
+            if data[offset : offset + 4] == PCAPNG_MAGIC:
+                order = "<" if data[offset + 8 : offset + 12] == _PCAPNG_LITTLE_ENDIAN else ">"
+            block_type, length = struct.unpack_from(order + "II", data, offset)
+            if length < _PCAPNG_MIN_BLOCK or offset + length > size:
+                break
+            if block_type == _PCAPNG_STATISTICS_BLOCK and length >= 8 + _ISB_FIXED + 4:
+                interface = struct.unpack_from(order + "I", data, offset + 8)[0]
+                last[interface] = _statistics_drops(
+                    data, order, offset + 8 + _ISB_FIXED, offset + length - 4
+                )
+            offset += length
+    return sum(host for host, _ in last.values()), sum(nic for _, nic in last.values())
+
+
+def _statistics_drops(data: mmap.mmap, order: str, offset: int, end: int) -> tuple[int, int]:
+    """The osdrop (else ifdrop) and ifdrop options of one interface statistics block."""
+    options: dict[int, int] = {}
+    while offset + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", data, offset)
+        if code == 0:  # opt_endofopt
+            break
+        if length == 8 and offset + 12 <= end:
+            options[code] = struct.unpack_from(order + "Q", data, offset + 4)[0]
+        offset += 4 + (length + 3) // 4 * 4
+    host = options.get(_ISB_OSDROP, options.get(_ISB_IFDROP, 0))
+    return host, options.get(_ISB_IFDROP, 0) if _ISB_OSDROP in options else 0
+
+
 class LiveSource:
     """One or more live interfaces, read together.
 
@@ -192,7 +246,7 @@ class LiveSource:
         if not interfaces:
             raise CaptureError("no interface to capture on")
         self.name = ",".join(interfaces)
-        self.stats = CaptureStats()
+        self.stats = CaptureStats(live=True)
         self._handles: list[pcap.pcap] = []
         for interface in interfaces:
             try:
@@ -254,6 +308,8 @@ class LiveSource:
                     stats.received += len(packets)
                     yield from packets
             self._refresh_drops()
+        if self._handles:
+            self._refresh_drops()  # the summary's count is the one at the end
 
     def _refresh_drops(self) -> None:
         dropped = interface_dropped = 0

@@ -78,6 +78,7 @@ class Tapper:
         self.names: dict[str, list[str]] = {}
         """IP → ``["name.namespace", namespace]``, as the hub last sent it (in a cluster)."""
         self._targeted: LiveSource | None = None
+        shipper.capture_stats = self.capture_counts
         self._base_filter = ""
         self._target_ips: list[str] = []
         shipper.on_message = self._hub_message
@@ -199,9 +200,20 @@ class Tapper:
             if self.ignored_entries:
                 log.info("dropped %d entries of ignored user agents", self.ignored_entries)
 
+    def capture_counts(self) -> dict[str, int]:
+        """Packets captured and dropped before Mizu saw them (the kernel's capture buffer was
+        full, or the interface dropped them): what a hub's status shows of every tapper."""
+        sources = self.engine.stats()["capture"]
+        return {
+            "packets": sum(source["received"] for source in sources),
+            "kernelDropped": sum(source["dropped"] for source in sources),
+            "interfaceDropped": sum(source["interface_dropped"] for source in sources),
+        }
+
     def status(self) -> dict[str, Any]:
         """What ``/status/tap`` shows of this tapper when it runs beside the hub."""
         return {
+            "packets": self.capture_counts(),
             "capture": self.engine.stats(),
             "client": self.shipper.stats.as_dict(),
             "ignoredUserAgents": self.ignored_entries,

@@ -111,6 +111,8 @@ class Shipper:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.capture_stats: Callable[[], dict[str, int]] | None = None
+        """What the capture counted (the kernel's drops...), sent with each report."""
         self.on_message: Callable[[dict[str, Any]], None] | None = None
         """Called on the event loop with each message of the hub that is not an ack (in a
         cluster: ``{"type": "targets", "ips": [...]}``)."""
@@ -339,7 +341,10 @@ class TapperClient(Shipper):
 
     async def _report(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         self.stats.buffered = self.buffered()
-        await socket.send_str(json.dumps({"type": "stats", **self.stats.as_dict()}))
+        report: dict[str, Any] = {"type": "stats", **self.stats.as_dict()}
+        if self.capture_stats is not None:
+            report["capture"] = self.capture_stats()
+        await socket.send_str(json.dumps(report))
 
 
 SubmitEntries = Callable[[list[Mapping[str, Any]]], "asyncio.Future[int]"]

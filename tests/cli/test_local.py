@@ -124,10 +124,13 @@ def test_local_mode_shows_real_traffic(
     tap = hub.get_json("/status/tap")
     assert tap["local"]["capture"]["entries"] >= 2
     assert tap["local"]["client"]["ackedEntries"] >= 2
+    packets = tap["local"]["packets"]
+    assert packets["packets"] > 0 and packets["kernelDropped"] == 0, packets
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "entries" in stderr and "sent to the hub" in stderr
+    assert "0 packets dropped by the kernel" in stderr  # the closing summary always says it
     printed = [json.loads(line) for line in stdout.splitlines()]
     assert sum(1 for entry in printed if entry["dst"]["port"] == web_server) >= 2
     assert pcap.stat().st_size > 24

@@ -347,6 +347,19 @@ def test_a_pcapng_cut_in_a_block_is_reported_truncated(tmp_path: Path, workers: 
     assert "file truncated" in err
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_summary_says_what_the_kernel_dropped_when_the_file_was_recorded(
+    workers: str,
+) -> None:
+    """dumpcap recorded this capture's interface statistics: 757 packets the kernel dropped.
+    A classic pcap (tcpdump's) records none, and the summary says nothing of drops."""
+    code, _, err = dissect(str(DATA / "ndpi_http2.pcapng"), "--workers", workers)
+    assert code == 0
+    assert "757 packets dropped by the kernel when the file was recorded" in err
+    code, _, err = dissect(str(DATA / "http11-keepalive.pcap"), "--workers", workers)
+    assert code == 0 and "dropped" not in err
+
+
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf"])
 def test_response_timeout_must_be_finite_and_positive(value: str) -> None:
     code, out, err = dissect(str(DATA / "http11-keepalive.pcap"), "--response-timeout", value)
