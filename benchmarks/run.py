@@ -36,6 +36,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 GNU_TIME = Path("/usr/bin/time")
 MIZU, TSHARK, BARE = "mizu dissect", "tshark", "bare pypcap"
+MIZU_ONE, GO = "mizu 1 worker", "go anchor"
+GO_SOURCE = BENCH_DIR / "go_anchor"
+GO_BINARY = BENCH_DIR / "data" / "go_anchor"
+GOPATH = Path("/usr/share/gocode")
+GO_PACKAGES = (
+    "golang-go golang-github-google-gopacket-dev golang-golang-x-net-dev golang-golang-x-sys-dev"
+)
 
 
 # --------------------------------------------------------------------------- output sinks
@@ -196,12 +203,36 @@ def measure(tool: Tool, repeat: int, log: TextIO) -> Measurement:
     return result
 
 
-def tools(pcap: Path, mizu_args: list[str]) -> list[Tool]:
+def build_go_anchor() -> str:
+    """Build benchmarks/go_anchor (Debian's Go and gopacket, no module download); the reason
+    when it cannot be."""
+    go = shutil.which("go")
+    if go is None or not (GOPATH / "src/github.com/google/gopacket/tcpassembly").is_dir():
+        return f"not built: apt-get install {GO_PACKAGES}"
+    GO_BINARY.parent.mkdir(exist_ok=True)
+    built = subprocess.run(
+        [go, "build", "-o", str(GO_BINARY), "."],
+        cwd=GO_SOURCE,
+        env={**os.environ, "GOPATH": str(GOPATH), "GO111MODULE": "off"},
+        capture_output=True,
+        text=True,
+    )
+    return "" if built.returncode == 0 else f"build failed: {built.stderr.strip()[-200:]}"
+
+
+def tools(pcap: Path, mizu_args: list[str], go_anchor: bool = False) -> list[Tool]:
     mizu = shutil.which("mizu")
     mizu_base = [mizu] if mizu else [sys.executable, "-m", "mizu_cli"]
     tshark = shutil.which("tshark")
+    dissect = [*mizu_base, "dissect", str(pcap), "-o", "jsonl"]
+    extra = []
+    if "--workers" not in mizu_args:
+        extra.append(Tool(MIZU_ONE, [*dissect, "--workers", "1", *mizu_args], LineCounter))
+    if go_anchor:
+        extra.append(Tool(GO, [str(GO_BINARY), str(pcap)], LineCounter, missing=build_go_anchor()))
     return [
-        Tool(MIZU, [*mizu_base, "dissect", str(pcap), "-o", "jsonl", *mizu_args], LineCounter),
+        Tool(MIZU, [*dissect, *mizu_args], LineCounter),
+        *extra,
         Tool(
             TSHARK,
             [
@@ -241,6 +272,9 @@ def row(m: Measurement, packets: int, data_bytes: int) -> dict[str, Any]:
         figures |= {
             "wall_s": best.wall_s,
             "cpu_s": best.cpu_s,
+            "cpu_us_per_pair": (
+                best.cpu_s / pairs * 1e6 if best.cpu_s is not None and pairs else None
+            ),
             "walls_s": [run.wall_s for run in m.runs],
             "packets_per_s": packets / best.wall_s,
             "mb_per_s": data_bytes / 1e6 / best.wall_s,
@@ -255,10 +289,13 @@ RATIO_KEYS = ("wall_s", "cpu_s", "packets_per_s", "pairs_per_s", "peak_rss_mb")
 
 
 def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """mizu's figures divided by tshark's and by the bare loop's, where both ran."""
+    """mizu's figures divided by tshark's, the Go anchor's and the bare loop's, where both
+    ran."""
     mizu = rows[MIZU]
     result = {}
-    for other in (TSHARK, BARE):
+    for other in (TSHARK, GO, BARE):
+        if other not in rows:
+            continue
         if mizu["ok"] and rows[other]["ok"]:
             result[f"mizu/{other}"] = {
                 key: (
@@ -287,8 +324,8 @@ def print_report(
 ) -> None:
     print(f"\n{header}\n", file=out)
     print(
-        f"{'tool':<14}{'wall s':>9}{'cpu s':>9}{'packets/s':>12}{'MB/s':>9}{'pairs/s':>11}"
-        f"{'peak RSS MB':>13}",
+        f"{'tool':<14}{'wall s':>9}{'cpu s':>9}{'cpu µs/pair':>12}{'packets/s':>12}{'MB/s':>9}"
+        f"{'pairs/s':>11}{'peak RSS MB':>13}",
         file=out,
     )
     for r in rows.values():
@@ -297,7 +334,7 @@ def print_report(
             continue
         print(
             f"{r['name']:<14}{r['wall_s']:>9.2f}{fmt(r['cpu_s'], '.2f'):>9}"
-            f"{r['packets_per_s']:>12,.0f}"
+            f"{fmt(r['cpu_us_per_pair'], '.1f'):>12}{r['packets_per_s']:>12,.0f}"
             f"{r['mb_per_s']:>9.1f}{fmt(r['pairs_per_s'], ',.0f'):>11}"
             f"{fmt(r['peak_rss_mb'], '.1f'):>13}",
             file=out,
@@ -385,7 +422,8 @@ def main(argv: list[str] | None = None) -> None:
     print(header, file=log, flush=True)
 
     measurements = [
-        measure(tool, args.repeat, log) for tool in tools(pcap, shlex.split(args.mizu_args))
+        measure(tool, args.repeat, log)
+        for tool in tools(pcap, shlex.split(args.mizu_args), go_anchor=True)
     ]
     rows = {m.tool.name: row(m, packets, data_bytes) for m in measurements}
     rel = ratios(rows)

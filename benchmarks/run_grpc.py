@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         f"best of {args.repeat}"
     )
     print(header, flush=True)
-    mizu, _http_tshark, bare = tools(pcap, shlex.split(args.mizu_args))
+    *mizus, _http_tshark, bare = tools(pcap, shlex.split(args.mizu_args))
     measurements = [
         measure(tool, args.repeat, sys.stdout)
-        for tool in (mizu, grpc_tshark(pcap, args.port), bare)
+        for tool in (*mizus, grpc_tshark(pcap, args.port), bare)
     ]
     rows = {m.tool.name: row(m, packets, data_bytes) for m in measurements}
     print_report(header, rows, ratios(rows), sys.stdout)

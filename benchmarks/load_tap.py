@@ -1,0 +1,135 @@
+"""Load test of live capture: does every request become an entry at N requests/s?
+
+Starts Debian's nginx on 127.0.0.1 (a process of its own, config and logs in a temporary
+folder), `mizu tap --local -i lo -o jsonl` (its entries counted from stdout), then wrk paced
+by a Lua `delay()` (whole milliseconds per connection: 32 connections with 1 ms give about
+15-30k requests/s on loopback) for `--seconds`. Prints wrk's requests and rate, the entries of
+nginx's port, the kernel's drops from mizu's closing summary, mizu's CPU seconds (all its
+threads) and the load average before and after. Only loopback traffic; bounded in time.
+
+    python benchmarks/load_tap.py --seconds 60 --connections 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type application/json; return 200 '{{"ok":true}}'; }}
+    }}
+}}
+"""
+WRK_SCRIPT = "function delay() return {delay} end\n"
+_REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)s")
+_DROPS = re.compile(r"([\d,]+) packets dropped by the kernel")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--delay-ms", type=int, default=1, help="wrk delay() per request")
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} is missing: apt-get install nginx-light wrk")
+    folder = Path(tempfile.mkdtemp(prefix="mizu-load-"))
+    port = free_port()
+    (folder / "nginx.conf").write_text(NGINX_CONF.format(dir=folder, port=port))
+    (folder / "pace.lua").write_text(WRK_SCRIPT.format(delay=args.delay_ms))
+    nginx = subprocess.run(["/usr/sbin/nginx", "-c", str(folder / "nginx.conf")], check=True)
+    assert nginx.returncode == 0
+    load_before = os.getloadavg()
+    mizu = subprocess.Popen(
+        [sys.executable, "-m", "mizu_cli", "tap", "--local", "-i", "lo", "-o", "jsonl",
+         "--no-browser", "--db", str(folder / "entries.db"), "-p", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    entries = 0
+
+    def count() -> None:
+        nonlocal entries
+        assert mizu.stdout is not None
+        for line in mizu.stdout:
+            entry = json.loads(line)
+            if entry["dst"]["port"] == port and entry.get("response"):
+                entries += 1
+
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+    try:
+        assert mizu.stderr is not None
+        while "dashboard at" not in mizu.stderr.readline():
+            if mizu.poll() is not None:
+                sys.exit("mizu tap --local did not start")
+        time.sleep(1)
+        cpu_start = cpu_seconds(mizu.pid)
+        wrk = subprocess.run(
+            ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d",
+             f"{args.seconds}s", "-s", str(folder / "pace.lua"), f"http://127.0.0.1:{port}/"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=args.seconds + 60,
+        )  # fmt: skip
+        time.sleep(3)  # the last packets through the capture's buffer
+        cpu = cpu_seconds(mizu.pid) - cpu_start
+        mizu.send_signal(signal.SIGINT)
+        _, summary = mizu.communicate(timeout=60)
+        counter.join(timeout=10)
+    finally:
+        if mizu.poll() is None:
+            mizu.kill()
+        pid = (folder / "nginx.pid").read_text().strip()
+        os.kill(int(pid), signal.SIGTERM)
+    found = _REQUESTS.search(wrk.stdout)
+    assert found, wrk.stdout
+    requests, elapsed = int(found.group(1)), float(found.group(2))
+    drops = _DROPS.search(summary)
+    print(f"wrk: {requests:,} requests in {elapsed:.1f} s = {requests / elapsed:,.0f}/s "
+          f"({args.connections} connections, delay {args.delay_ms} ms)")  # fmt: skip
+    print(f"mizu: {entries:,} answered entries for port {port} "
+          f"({entries / requests:.2%} of the requests); kernel drops: "
+          f"{drops.group(1) if drops else 'not reported'}")  # fmt: skip
+    print(f"mizu CPU during the load: {cpu:.1f} s = {cpu / elapsed:.0%} of one core")
+    print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    print("mizu's closing summary:", summary.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    main()
