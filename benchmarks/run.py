@@ -203,6 +203,14 @@ def measure(tool: Tool, repeat: int, log: TextIO) -> Measurement:
     return result
 
 
+def mizu_build() -> str:
+    """`mizu version`'s first line: which build (compiled or pure Python) is measured."""
+    version = subprocess.run(
+        [sys.executable, "-m", "mizu_cli", "version"], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    return (version.stdout.splitlines() or ["mizu version failed: " + version.stderr])[0]
+
+
 def build_go_anchor() -> str:
     """Build benchmarks/go_anchor (Debian's Go and gopacket, no module download); the reason
     when it cannot be."""
@@ -419,6 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not GNU_TIME.exists():
         header += f"; no CPU time or peak RSS: {GNU_TIME} is missing (apt-get install time)"
+    header += f"\n{mizu_build()}"
     print(header, file=log, flush=True)
 
     measurements = [
