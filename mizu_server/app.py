@@ -32,6 +32,7 @@ from mizu_core.emit import encode_json
 from mizu_core.pcapfile import entry_connection_key, write_capture
 from mizu_core.query import Query, QueryError
 from mizu_core.views import entry_representation
+from mizu_server import stats, windowed
 from mizu_server.frames import MAX_FRAME_BYTES, read_tapper_frame
 from mizu_server.har import har_log
 from mizu_server.hub import LIVE_BACKLOG_BYTES, Hub, LiveRow, TapperState
@@ -114,6 +115,7 @@ def create_app(hub: Hub) -> web.Application:
     app.router.add_get("/oas", list_oas)
     app.router.add_get("/oas/{service}", get_oas)
     app.router.add_get("/servicemap", service_map)
+    app.router.add_get("/stats", traffic_over_time)
     app.router.add_get("/pcap", get_pcap)
     app.router.add_get("/ws", live_socket)
     app.router.add_get("/wsTapper", tapper_socket)
@@ -444,8 +446,50 @@ async def get_oas(request: web.Request) -> web.Response:
 
 
 async def service_map(request: web.Request) -> web.Response:
+    """Who calls whom over the filter's entries in a window (``query``, ``window`` seconds):
+    :mod:`mizu_server.servicemap`."""
     hub = request.app[HUB_KEY]
-    return json_response(await hub.run_observers(hub.service_map.as_json))
+    query = request_query(request)
+    try:
+        seconds = windowed.window_seconds(request.query.get("window"))
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=str(error)) from None
+    return json_response(
+        await hub.run_view(
+            windowed.service_map,
+            query,
+            seconds,
+            hub.protocols_by_macro,
+            hub.settings.scan_budget,
+        )
+    )
+
+
+async def traffic_over_time(request: web.Request) -> web.Response:
+    """Rates, errors and latencies over the filter's entries in a window, as time series
+    (``query``, ``window`` seconds, ``by`` protocol|service|endpoint, ``buckets``):
+    :mod:`mizu_server.stats`."""
+    hub = request.app[HUB_KEY]
+    query = request_query(request)
+    by = request.query.get("by", "protocol")
+    try:
+        seconds = windowed.window_seconds(request.query.get("window"))
+        buckets = windowed.bucket_count(request.query.get("buckets"))
+        if by not in stats.GROUPINGS:
+            raise ValueError(f"by is one of {', '.join(stats.GROUPINGS)}")
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=str(error)) from None
+    return json_response(
+        await hub.run_view(
+            windowed.statistics,
+            query,
+            seconds,
+            by,
+            buckets,
+            hub.protocols_by_macro,
+            hub.settings.scan_budget,
+        )
+    )
 
 
 # -- live stream -----------------------------------------------------------------------------

@@ -37,7 +37,6 @@ from mizu_server.observing import BudgetedObservers
 from mizu_server.pushdown import COLUMN_NAMES
 from mizu_server.resolver import NameResolver
 from mizu_server.rules import Rules, rules_row
-from mizu_server.servicemap import ServiceMap
 from mizu_server.store import (
     EncodedEntry,
     SqliteStore,
@@ -48,6 +47,7 @@ from mizu_server.store import (
     has_id,
 )
 from mizu_server.targets import TargetTracker
+from mizu_server.windows import WindowReader, open_reader
 
 log = logging.getLogger(__name__)
 
@@ -273,11 +273,13 @@ class Hub:
         self._packet_writes: set[asyncio.Task[int]] = set()
         self.started = time.time()
         self.oas = OasInference()
-        self.service_map = ServiceMap()
-        self.observers = BudgetedObservers([self.oas.observe, self.service_map.observe])
+        self.observers = BudgetedObservers([self.oas.observe])
         """Fed newly committed entries on a thread of their own, off the store's path, sampled
         when they fall behind; read what they hold there too (:meth:`run_observers`)."""
         self._observing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mizu-observe")
+        self._reader: WindowReader | None = None
+        self._reader_apart = False
+        self._reading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mizu-views")
         self._pending: list[tuple[Sequence[EncodedEntry], asyncio.Future[int]]] = []
         self._writing: list[tuple[Sequence[EncodedEntry], asyncio.Future[int]]] = []
         """The frames of the write under way (kept and retried while the store fails)."""
@@ -304,6 +306,7 @@ class Hub:
             self.store = self._store_factory
         else:
             self.store = await self.run(SqliteStore, settings.db_path, settings.max_db_bytes)
+        self._reader, self._reader_apart = await self.run(open_reader, self.store)
         self._writer = asyncio.create_task(self._write_loop(), name="mizu-hub-writer")
         if self.resolver is not None:
             self._names = asyncio.create_task(self._push_names(), name="mizu-names")
@@ -320,6 +323,9 @@ class Hub:
             await self._drain()
             self._writer.cancel()
             self._writer = None
+        self._reading.shutdown(wait=True)
+        if self._reader is not None and self._reader_apart:
+            self._reader.close()
         if self.store is not None:
             await self.run(self.store.close)
         self._executor.shutdown(wait=True)
@@ -335,9 +341,42 @@ class Hub:
         return await asyncio.get_running_loop().run_in_executor(self._decoder, function, *args)
 
     async def run_observers(self, function: Callable[..., T], *args: Any) -> T:
-        """Run a call that reads the observers (OAS, the service map) on their thread."""
+        """Run a call that reads the observers (OAS inference) on their thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._observing, function, *args)
+
+    async def run_view(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(reader, *args)``, a call that reads windows of stored entries (the
+        service map, the statistics): on a thread of its own when the reader has its own
+        connection (so ingest goes on meanwhile), else on the store's thread."""
+        if self._reader is None:
+            raise RuntimeError("this hub's store has no window reader")
+        if not self._reader_apart:
+            return await self.run(function, self._reader, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reading, function, self._reader, *args)
+
+    @property
+    def protocols_by_macro(self) -> dict[str, dict[str, Any]]:
+        """What the views show of each declared protocol, by its filter macro."""
+        shown: dict[str, dict[str, Any]] = {}
+        for plugin in self.plugins.plugins:
+            for protocol in plugin.protocols:
+                described = protocol.to_json()
+                shown.setdefault(
+                    protocol.macro,
+                    {
+                        name: described[name]
+                        for name in (
+                            "name",
+                            "abbr",
+                            "longName",
+                            "backgroundColor",
+                            "foregroundColor",
+                        )
+                    },
+                )
+        return shown
 
     @property
     def db(self) -> Store:

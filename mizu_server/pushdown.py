@@ -57,6 +57,7 @@ COLUMNS: dict[tuple[str, ...], str] = {
     ("dst", "port"): "dst_port",
     ("dst", "name"): "dst_name",
     ("elapsedTime",): "elapsed",
+    ("responseSize",): "response_size",
     ("error",): "error",
     ("fromServer",): "from_server",
 }

@@ -389,7 +389,7 @@ class SqliteStore:
         row = self.db.execute(
             "SELECT data FROM entries WHERE id_key = ? AND id = ?", (id_key(entry_id), entry_id)
         ).fetchone()
-        return _readable(entry_id, row[0]) if row else None
+        return readable_entry(entry_id, row[0]) if row else None
 
     def page(
         self,
@@ -420,7 +420,7 @@ class SqliteStore:
             for seq, data in rows:
                 scanned += 1
                 cursor = seq
-                entry = _readable(seq, data)
+                entry = readable_entry(seq, data)
                 if entry is None:
                     continue
                 if sql.exact or query(entry):
@@ -710,7 +710,7 @@ def is_entry_data(data: bytes) -> bool:
     return first == _JSON_OBJECT or 0x80 <= first <= 0x8F or first in (0xDE, 0xDF)
 
 
-def _readable(which: object, data: bytes) -> dict[str, Any] | None:
+def readable_entry(which: object, data: bytes) -> dict[str, Any] | None:
     """The stored entry, or None (logged) when it does not decode: one broken entry must not
     make every listing that reaches it fail."""
     try:
