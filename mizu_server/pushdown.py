@@ -245,8 +245,8 @@ def _compare(node: Compare, now: float) -> Sql | None:
 
 def _method(target: Node, name: str, args: tuple[Node, ...]) -> Sql | None:
     column = column_of(target)
-    if column is None or len(args) != 1:
-        return None
+    if column is None or column in BOOLEAN_COLUMNS or len(args) != 1:
+        return None  # a boolean column holds no text: a string there is NULL
     argument = args[0]
     if not (isinstance(argument, Literal) and isinstance(argument.value, str)):
         return None
