@@ -40,7 +40,8 @@ http {{
 }}
 """
 WRK_SCRIPT = "function delay() return {delay} end\n"
-_REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)s")
+_REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)(ms|s|m)\b")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 _DROPS = re.compile(r"([\d,]+) packets dropped by the kernel")
 
 
@@ -80,13 +81,17 @@ def main() -> None:
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    entries = 0
+    entries = unreadable = 0
 
     def count() -> None:
-        nonlocal entries
+        nonlocal entries, unreadable
         assert mizu.stdout is not None
         for line in mizu.stdout:
-            entry = json.loads(line)
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                unreadable += 1  # reported: mizu's -o jsonl must write whole lines
+                continue
             if entry["dst"]["port"] == port and entry.get("response"):
                 entries += 1
 
@@ -107,7 +112,13 @@ def main() -> None:
             check=True,
             timeout=args.seconds + 60,
         )  # fmt: skip
-        time.sleep(3)  # the last packets through the capture's buffer
+        # A capture that fell behind still has packets in the kernel's buffer: wait until no
+        # entry comes for 3 s (at most 120 s), so that what was not read is counted as lost.
+        settled, seen, wait_end = time.monotonic(), entries, time.monotonic() + 120
+        while time.monotonic() - settled < 3 and time.monotonic() < wait_end:
+            time.sleep(0.5)
+            if entries != seen:
+                settled, seen = time.monotonic(), entries
         cpu = cpu_seconds(mizu.pid) - cpu_start
         mizu.send_signal(signal.SIGINT)
         _, summary = mizu.communicate(timeout=60)
@@ -119,14 +130,18 @@ def main() -> None:
         os.kill(int(pid), signal.SIGTERM)
     found = _REQUESTS.search(wrk.stdout)
     assert found, wrk.stdout
-    requests, elapsed = int(found.group(1)), float(found.group(2))
+    requests = int(found.group(1))
+    elapsed = float(found.group(2)) * _UNIT_SECONDS[found.group(3)]
     drops = _DROPS.search(summary)
     print(f"wrk: {requests:,} requests in {elapsed:.1f} s = {requests / elapsed:,.0f}/s "
           f"({args.connections} connections, delay {args.delay_ms} ms)")  # fmt: skip
     print(f"mizu: {entries:,} answered entries for port {port} "
           f"({entries / requests:.2%} of the requests); kernel drops: "
           f"{drops.group(1) if drops else 'not reported'}")  # fmt: skip
-    print(f"mizu CPU during the load: {cpu:.1f} s = {cpu / elapsed:.0%} of one core")
+    print(f"mizu CPU during the load and its catching up: {cpu:.1f} s "
+          f"= {cpu / elapsed:.0%} of one core over the load's {elapsed:.0f} s")  # fmt: skip
+    if unreadable:
+        print(f"mizu printed {unreadable:,} lines that are not JSON")
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print("mizu's closing summary:", summary.strip().splitlines()[-1])
 
