@@ -216,7 +216,7 @@ class Side:
         except DECODE_ERRORS:
             self.count("malformed_frames")
             return
-        index = int.from_bytes(payload[:4], "big")
+        index = payload[0] << 24 | payload[1] << 16 | payload[2] << 8 | payload[3]
         size = len(payload) + FRAME_OVERHEAD
         if self.contents:
             pending = self.contents.pop(channel, None)
@@ -290,7 +290,7 @@ def decode_method(payload: bytes, channel: int) -> dict[str, Any]:
     others by their layout); raises one of :data:`DECODE_ERRORS` when it does not decode."""
     if len(payload) < 4:
         raise struct.error("a method frame shorter than its method index")
-    index = int.from_bytes(payload[:4], "big")
+    index = payload[0] << 24 | payload[1] << 16 | payload[2] << 8 | payload[3]
     if index == PUBLISH:
         return publish(payload, channel)
     if index == DELIVER:

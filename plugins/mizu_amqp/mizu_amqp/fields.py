@@ -120,6 +120,13 @@ def timestamp_text(seconds: int) -> str:
 
 def field_table(data: bytes, position: int, depth: int = 0) -> tuple[dict[str, Any], int]:
     """The field table at ``position`` and the offset after it (as its length says)."""
+    table, end, _last = _table(data, position, depth)
+    return table, end
+
+
+def _table(data: bytes, position: int, depth: int) -> tuple[dict[str, Any], int, int]:
+    """:func:`field_table`, and the offset after its last value (past its length when a value
+    ran over it, as pamqp reads it)."""
     if depth > MAX_DEPTH:
         raise FieldError("field tables nested too deep")
     end = position + 4 + _u32(data, position)
@@ -133,6 +140,29 @@ def field_table(data: bytes, position: int, depth: int = 0) -> tuple[dict[str, A
             raise FieldError("field table key longer than the table")
         key = data[position + 1 : key_end].decode("utf-8")
         table[key], position = field_value(data, key_end, depth)
+    return table, end, position
+
+
+_FLAT_TABLES: dict[bytes, dict[str, Any]] = {}
+"""Flat header tables by their octets (length included), as they decoded."""
+MAX_FLAT_TABLES: Final = 4096
+
+
+def headers_table(data: bytes, position: int) -> tuple[dict[str, Any], int]:
+    """:func:`field_table` for a content header's ``headers``. Publishers send the same few
+    tables over and over (a tenant, a content kind, a retry count): one that holds no table or
+    array and whose values end where its length says is read once and remembered by its
+    octets, which then decide its every value; each message gets a copy of its own."""
+    if position + 4 <= len(data):
+        end = position + 4 + _u32(data, position)
+        cached = _FLAT_TABLES.get(data[position:end])
+        if cached is not None:
+            return dict(cached), end
+    table, end, last = _table(data, position, 0)
+    if last == end and not any(isinstance(value, dict | list) for value in table.values()):
+        if len(_FLAT_TABLES) >= MAX_FLAT_TABLES:
+            _FLAT_TABLES.clear()
+        _FLAT_TABLES[data[position:end]] = dict(table)
     return table, end
 
 
@@ -167,7 +197,8 @@ def field_value(data: bytes, position: int, depth: int) -> tuple[Any, int]:
         _need(data, position, 1)
         return data[position] != 0, position + 1
     if kind == 0x46:  # F: nested table
-        return field_table(data, position, depth + 1)
+        table, end, _last = _table(data, position, depth + 1)
+        return table, end
     if kind == 0x41:  # A: array
         return field_array(data, position, depth + 1)
     if kind == 0x6C or kind == 0x4C:  # l, L: signed 64-bit (pamqp reads L signed too)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Final
 
-from mizu_amqp.fields import field_table, timestamp_text
+from mizu_amqp.fields import headers_table, timestamp_text
 
 PUBLISH: Final = 60 << 16 | 40
 DELIVER: Final = 60 << 16 | 60
@@ -132,5 +132,5 @@ def content_header(payload: bytes) -> tuple[int, dict[str, Any]] | None:
             properties[name] = timestamp_text(int.from_bytes(payload[offset : offset + 8], "big"))
             offset += 8
         else:
-            properties[name], offset = field_table(payload, offset)
+            properties[name], offset = headers_table(payload, offset)
     return body_size, properties

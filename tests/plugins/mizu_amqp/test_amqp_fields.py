@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mizu_amqp import plugin
 from mizu_amqp.connection import DECODE_ERRORS, decode_method
-from mizu_amqp.fields import MAX_DEPTH, FieldError, field_table
+from mizu_amqp.fields import MAX_DEPTH, FieldError, field_table, headers_table
 from mizu_amqp.values import to_json
 from pamqp import commands, decode, encode, frame, header
 from pamqp_reading import through_pamqp
@@ -67,6 +67,8 @@ def same_reading(ours: Any, theirs: Any) -> None:
 def test_tables_read_as_pamqp_reads_them(table: dict[str, Any]) -> None:
     data = encode.field_table(table) + b"trailing"
     assert field_table(data, 0) == pamqp_table(data)
+    # Read twice: the second time a flat table comes from what the first remembered.
+    assert headers_table(data, 0) == headers_table(data, 0) == pamqp_table(data)
 
 
 TYPE_OCTETS = b"tbBsuIilLfdDSATFVx\x00?"
@@ -95,6 +97,8 @@ def test_mutated_tables_fail_or_read_as_pamqp_reads_them(
         encoded[position] = data.draw(st.integers(0, 255))
     cut = bytes(encoded[: data.draw(st.integers(0, len(encoded)))])
     same_reading(lambda: field_table(cut, 0), lambda: pamqp_table(cut))
+    same_reading(lambda: headers_table(cut, 0), lambda: pamqp_table(cut))
+    same_reading(lambda: headers_table(cut + b"tail", 0), lambda: pamqp_table(cut + b"tail"))
 
 
 DOMAIN_VALUES = {
