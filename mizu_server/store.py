@@ -16,6 +16,7 @@ entry is decoded again only when something reads it (:class:`StoredEntry`).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -56,10 +57,19 @@ _PROGRESS_STEPS = 20_000
 CACHE_KIB = 32 * 1024
 """SQLite's page cache (its default is 2 MiB)."""
 CHECKPOINT_PAGES = 10_000
-"""WAL pages between checkpoints (SQLite's default is 1000). Each batch rewrites the index
-pages its random keys (ids, paths, peers) land on; a checkpoint copies each page once however
-many batches rewrote it, so rarer checkpoints write less (a fifth less over 200,000 entries)
-and sync a tenth as often. The WAL file grows to about this many pages."""
+"""WAL pages between checkpoints at most (SQLite's default is 1000). Each batch rewrites the
+index pages its random keys (ids, paths, peers) land on; a checkpoint copies each page once
+however many batches rewrote it, so rarer checkpoints write less (a fifth less over 200,000
+entries) and sync a tenth as often. The WAL file grows to about this many pages, and to
+:data:`WAL_SHARE` of the size cap at most."""
+WAL_SHARE = 1 / 10
+"""The part of the size cap the WAL may take (checkpointed, then cut back to it)."""
+TRANSACTION_SHARE = 1 / 64
+"""The part of the size cap one transaction may add (entries' data): the cap is enforced
+between transactions, so neither the file nor the WAL outgrows it by more."""
+MIN_TRANSACTION_BYTES = 16 << 10
+FILE_MODE = 0o600
+"""The database, its WAL and its lock: they hold other people's traffic, for their owner only."""
 
 EncodedEntry = Sequence[Any]
 """``(id, *column values in COLUMN_NAMES order, data)``: an entry as the store takes it, made
@@ -179,8 +189,9 @@ class SqliteStore:
         self.stats = StoreStats()
         self._lock: IO[str] | None = None
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock = lock_database(self.path)
+            private_files(self.path)
         try:
             self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except BaseException:
@@ -198,7 +209,10 @@ class SqliteStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         # index pages touched by random keys (paths, peers) stay cached across transactions
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        self.db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+        page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        wal_pages = max(16, min(CHECKPOINT_PAGES, int(self.max_bytes * WAL_SHARE) // page_size))
+        self.db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+        self.db.execute(f"PRAGMA journal_size_limit={wal_pages * page_size}")
         # Debian builds SQLite to zero every freed page, which doubled the writes of evicting
         # at the cap; FAST zeroes what it can without extra writes, and a freed page is soon
         # reused by the inserts that made room for themselves
@@ -265,8 +279,22 @@ class SqliteStore:
 
     def insert_encoded(self, encoded: Sequence[EncodedEntry]) -> list[StoredEntry]:
         fresh = self._not_stored(encoded)
-        if not fresh:
-            return []
+        stored: list[StoredEntry] = []
+        # transactions of a bounded size, the cap enforced after each: a large batch must not
+        # take the file, or its WAL, far beyond the cap before anything is evicted
+        budget = max(MIN_TRANSACTION_BYTES, int(self.max_bytes * TRANSACTION_SHARE))
+        start = 0
+        while start < len(fresh):
+            end, size = start, 0
+            while end < len(fresh) and (end == start or size < budget):
+                size += len(fresh[end][1][-1])
+                end += 1
+            stored += self._insert_fresh(fresh[start:end])
+            start = end
+        return stored
+
+    def _insert_fresh(self, fresh: Sequence[tuple[int, EncodedEntry]]) -> list[StoredEntry]:
+        """Store entries known to be new, in one transaction, then enforce the cap."""
         values: list[Any] = []
         stored = []
         seq = self._seq
@@ -654,11 +682,21 @@ class DatabaseInUseError(Exception):
     """Another store holds the database: the message names it, and the holder's pid if known."""
 
 
+def private_files(path: str) -> None:
+    """Create the database file for its owner only, and make one of an older version so: SQLite
+    gives its WAL and shared-memory files the database file's mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}.lock"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, FILE_MODE)
+
+
 def lock_database(path: str) -> IO[str]:
     """Hold ``<path>.lock`` for as long as the returned file is open (the system lets it go
     when the process ends, however it ends). Two stores writing one database both number
     entries on from the same last sequence, so every insert of the second one failed."""
-    lock = os.fdopen(os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644), "r+")
+    lock = os.fdopen(os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, FILE_MODE), "r+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

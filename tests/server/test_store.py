@@ -12,8 +12,8 @@ import pytest
 from mizu_core.query import compile_query
 from mizu_server import store as store_module
 from mizu_server.pushdown import COLUMN_NAMES, column_values
-from mizu_server.store import BACKWARD, FORWARD, SqliteStore, id_key
-from tests.server.hub_support import listed_seqs
+from mizu_server.store import BACKWARD, FORWARD, SqliteStore, encode_entry, id_key
+from tests.server.hub_support import listed_seqs, make_entry
 
 
 def _entry(number: int, tapper: str = "node-a.18f3") -> dict[str, object]:
@@ -162,3 +162,50 @@ def test_left_off_zero_going_back_is_the_end() -> None:
     store.insert([_entry(number) for number in range(5)])
     page = store.page(compile_query(""), 100, 0, BACKWARD)
     assert page.entries == [] and page.exhausted
+
+
+def files_size(path: Path) -> int:
+    """The database and its WAL, in bytes."""
+    return sum(
+        candidate.stat().st_size
+        for candidate in (path, path.with_name(path.name + "-wal"))
+        if candidate.exists()
+    )
+
+
+@pytest.mark.parametrize("batch", [500, 8000], ids=["frames", "a-busy-commit"])
+def test_the_database_and_its_wal_stay_within_the_cap(tmp_path: Path, batch: int) -> None:
+    """2 MB cap, 25 MB of entries: the file and its WAL together never pass 1.2x the cap (a
+    2 MB cap once grew a 48 MB database and WAL)."""
+    cap = 2_000_000
+    path = tmp_path / "entries.db"
+    store = SqliteStore(path, cap)
+    worst = 0
+    try:
+        for start in range(0, 20_000, batch):
+            store.insert_encoded([encode_entry(make_entry(n)) for n in range(start, start + batch)])
+            worst = max(worst, files_size(path))
+        assert store.stats.evicted > 15_000
+        assert store.count() > 500  # the cap keeps the newest, not nothing
+    finally:
+        store.close()
+    assert worst <= 1.2 * cap, f"{worst / cap:.2f}x the cap"
+
+
+def test_the_database_files_are_for_their_owner_only(tmp_path: Path) -> None:
+    directory = tmp_path / "new" / "dir"
+    path = directory / "entries.db"
+    store = SqliteStore(path)
+    store.insert_encoded([encode_entry(make_entry(1))])
+    names = ["entries.db", "entries.db-wal", "entries.db-shm", "entries.db.lock"]
+    assert {name: oct(directory.joinpath(name).stat().st_mode & 0o777) for name in names} == {
+        name: "0o600" for name in names
+    }
+    assert directory.stat().st_mode & 0o777 == 0o700
+    store.close()
+    # a database an older version made readable by all is made private when opened
+    for name in names:
+        if directory.joinpath(name).exists():
+            directory.joinpath(name).chmod(0o644)
+    SqliteStore(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
