@@ -43,6 +43,10 @@ from mizu_core.tcp_plugin import TCP
 from mizu_core.views import error_verdict
 
 EntrySink = Callable[[dict[str, Any]], None]
+MAX_PENDING = 50_000
+"""Requests waiting for their answer across every connection, at most (checked once a second
+of capture): with the connections themselves, what keeps a tapper within 1 GiB however many
+connections are left waiting."""
 _Analyzer = tuple[LoadedPlugin | None, Callable[..., Any] | None]
 
 
@@ -54,11 +58,15 @@ class DispatchStats:
     connections_unclaimed: int = 0
     inner_connections: int = 0
     """Connections opened inside a layer (claimed or not, they count above too)."""
+    shed_pending: int = 0
+    """Requests ended unanswered before their time: more were pending, across connections,
+    than :attr:`Dispatcher.max_pending` allows."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "entries": self.entries,
             "unanswered": self.unanswered,
+            "shed_pending": self.shed_pending,
             "connections_claimed": dict(self.connections_claimed),
             "connections_unclaimed": self.connections_unclaimed,
             "inner_connections": self.inner_connections,
@@ -158,6 +166,7 @@ class Dispatcher:
         self.tapper_id = tapper_id
         self.offer_limit = offer_limit
         self.response_timeout = response_timeout
+        self.max_pending = MAX_PENDING
         self.stats = DispatchStats()
         self.builder = EntryBuilder()
         self.plugin_counters: dict[str, Counter[str]] = {}
@@ -407,10 +416,25 @@ class Dispatcher:
         return owner, owner.hooks.get("analyze") if owner is not None else None
 
     def expire(self, now: float) -> None:
-        """Turn requests unanswered for longer than the response timeout into entries."""
+        """Turn requests unanswered for longer than the response timeout into entries; and,
+        when more than :attr:`max_pending` wait across connections, those of the connections
+        claimed first, until a tenth fewer wait (the memory of a tapper stays bounded whatever
+        the number of connections left waiting)."""
         older_than = now - self.response_timeout
+        pending = 0
         for state in list(self._live):
             if state.context is not None:
                 self.stats.unanswered += state.context.expire(older_than)
+                pending += state.context.pending
+        if pending > self.max_pending:
+            excess = pending - int(self.max_pending * 0.9)
+            for state in self._live:
+                if excess <= 0:
+                    break
+                if state.context is not None:
+                    shed = state.context.flush()
+                    self.stats.unanswered += shed
+                    self.stats.shed_pending += shed
+                    excess -= shed
         if self._emitted:
             self._drain()
