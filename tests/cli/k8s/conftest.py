@@ -182,10 +182,11 @@ class ForwardToLocalHub:
         self.closed = 0
 
     def forward(self, namespace: str, pod: str, remote_port: int, local_port: int) -> Any:
-        self.forwards.append((namespace, pod, remote_port, local_port))
-        # the hub pod takes its access token from the Secret the CLI created
+        # the hub pod takes its access token from the Secret the CLI created (before the
+        # forward is seen: a test may use the hub as soon as it is)
         with contextlib.suppress(click.ClickException):
             self.hub.hub.settings.access_token = read_access_token(self.hub.kube, namespace)
+        self.forwards.append((namespace, pod, remote_port, local_port))
         owner = self
 
         class Forward:
