@@ -47,7 +47,10 @@ def test_nothing_cites_a_document_outside_the_project() -> None:
         for name in tracked
         if name.endswith((".py", ".md", ".js", ".html", ".toml", ".yaml"))
         and name != Path(__file__).relative_to(ROOT).as_posix()  # the pattern itself
-        and re.search(r"CONTRACT|\bthe contract\b", (ROOT / name).read_text(errors="replace"))
+        and re.search(
+            r"CONTRACT|\bthe contract\b|\.\./shared\b|/work/shared|shared corpus",
+            (ROOT / name).read_text(errors="replace"),
+        )
     ]
     assert citing == []
 

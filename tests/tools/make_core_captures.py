@@ -7,8 +7,8 @@ Run from the repository root, as root (tcpdump needs to capture on ``lo``)::
 Steps (each can be run alone):
 
 ``copy``
-    Copy the chosen third-party captures from the shared corpus (``--corpus``)
-    and check their sha256 against the corpus' ``SOURCES.txt``.
+    Copy the chosen third-party captures from a local copy of the public
+    captures (``--corpus DIR``) and check their sha256 against its ``SOURCES.txt``.
 ``record``
     Start aiohttp servers, a tiny DNS responder and clients (aiohttp, curl,
     sockets) on 127.0.0.1 / ::1 and record their traffic with tcpdump.
@@ -527,9 +527,12 @@ def oracles(out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("step", choices=["copy", "record", "derive", "oracles", "all"])
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
+    layout = "the public captures, as DIR/<protocol>/<file>"
+    parser.add_argument("--corpus", type=Path, help=f"{layout}; copy and all need it")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
+    if args.step in ("copy", "all") and args.corpus is None:
+        parser.error(f"{args.step} needs --corpus DIR ({layout})")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.step in ("copy", "all"):
         copy_corpus(args.corpus, args.out)
