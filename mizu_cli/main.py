@@ -99,6 +99,9 @@ def cli(log_level: str) -> None:
 class Progress:
     """A progress line on stderr while files are read; silent unless stderr is a terminal."""
 
+    interval = 0.2
+    """Seconds between redraws."""
+
     def __init__(self, total_bytes: int, status: Callable[[], tuple[int, int]]) -> None:
         self.status = status
         """Bytes read so far and entries made so far."""
@@ -120,7 +123,7 @@ class Progress:
 
     def _run(self) -> None:
         started = time.monotonic()
-        while not self._stop.wait(0.2):
+        while not self._stop.wait(self.interval):
             done, entries = self.status()
             done = min(done, self.total)
             fraction = done / self.total

@@ -190,13 +190,15 @@ def test_bad_query_shows_where_and_a_hint() -> None:
 def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
     import pty
 
-    # The bundled captures are small: a progress line needs a run of more than 0.2 s.
+    # The line is redrawn every Progress.interval: a run shorter than that shows none, and the
+    # compiled build reads a small capture in less than the default 0.2 s.
     big = tmp_path / "big.pcap"
     frames = [(t, f) for t, f in read_pcap(DATA / "http11-keepalive.pcap").packets]
-    write_pcap(big, frames * 400, 1)
+    write_pcap(big, frames * 40, 1)
+    redraw_often = "import mizu_cli.main as m; m.Progress.interval = 0.001; m.main()"
     controller, terminal = pty.openpty()
     process = subprocess.run(
-        [sys.executable, "-m", "mizu_cli", "dissect", str(big), "--plugins", "tcp"],
+        [sys.executable, "-c", redraw_often, "dissect", str(big), "--plugins", "tcp"],
         stdout=subprocess.DEVNULL,
         stderr=terminal,
         check=True,
