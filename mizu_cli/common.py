@@ -172,6 +172,40 @@ def summary_line(stats: dict[str, Any]) -> str:
     return "mizu: " + ", ".join(parts)
 
 
+def pairing_lines(stats: dict[str, Any]) -> list[str]:
+    """A line for each plugin that left messages unpaired or lost its framing (after
+    :func:`summary_line`)."""
+    return [
+        line
+        for name, counters in sorted(stats["plugin_counters"].items())
+        if (line := pairing_line(name, counters))
+    ]
+
+
+def pairing_line(plugin: str, counters: Mapping[str, int]) -> str:
+    """How well ``plugin`` paired: entries paired, left unpaired by reason, and how often it
+    found its framing again after lost bytes or a start mid-connection ("" when it paired
+    nothing and lost nothing)."""
+    unpaired = {
+        name.removeprefix("unpaired."): count
+        for name, count in sorted(counters.items())
+        if name.startswith("unpaired.") and count
+    }
+    parts = []
+    if counters.get("paired"):
+        parts.append(f"{counters['paired']:,} paired")
+    if unpaired:
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in unpaired.items())
+        parts.append(f"{sum(unpaired.values()):,} unpaired ({reasons})")
+    if counters.get("resyncs"):
+        parts.append(f"{counters['resyncs']:,} resyncs")
+    if counters.get("bytes_skipped"):
+        parts.append(f"{counters['bytes_skipped']:,} bytes skipped")
+    if not unpaired and not counters.get("resyncs") and not counters.get("bytes_skipped"):
+        return ""
+    return f"mizu: {plugin}: " + ", ".join(parts)
+
+
 def compile_query_option(text: str, plugins: PluginManager, option: str = "-q") -> Query | None:
     """The query an option gives (None when empty); a syntax error is a usage error."""
     if not text:

@@ -31,6 +31,7 @@ from mizu_cli.common import (
     configured_plugins,
     discard_standard_output,
     open_store,
+    pairing_lines,
     read_rules,
     stopping,
     summary_line,
@@ -278,11 +279,14 @@ def tap(
         if source is not None:
             source.close()
     session.close_printer()
-    line = summary_line(session.tapper.engine.stats())
+    stats = session.tapper.engine.stats()
     shipped = session.shipper.stats
     click.echo(
-        f"{line}, {shipped.acked_entries:,} sent to the hub, {shipped.shed:,} shed", err=True
+        f"{summary_line(stats)}, {shipped.acked_entries:,} sent to the hub, {shipped.shed:,} shed",
+        err=True,
     )
+    for line in pairing_lines(stats):
+        click.echo(line, err=True)
 
 
 class LocalSession:

@@ -27,6 +27,7 @@ from mizu_cli.common import (
     filtered,
     interrupting,
     load_plugins,
+    pairing_lines,
     summary_line,
     with_plugin_options,
     with_tls_keylog,
@@ -300,6 +301,8 @@ def dissect(
     except OutputError as error:
         stop_writing(error)
     click.echo(summary_line(stats), err=True)
+    for line in pairing_lines(stats):
+        click.echo(line, err=True)
     if failed:
         sys.exit(1)
 

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mizu_core.model import ConnectionInfo, Direction, Message, Pair
-from mizu_core.pairing import InOrderMatcher, KeyedMatcher, Matcher
+from mizu_core.pairing import CLOSED, InOrderMatcher, KeyedMatcher, Matcher
 
 
 class Verdict(enum.Enum):
@@ -167,9 +167,11 @@ class ConnectionContext:
         return True
 
     def count(self, name: str, amount: int = 1) -> None:
-        """Add to one of the plugin's counters (bytes skipped, resyncs, heartbeats...): they
-        appear under the plugin's name in the capture's stats (``mizu dissect``'s summary,
-        the hub's status)."""
+        """Add to one of the plugin's counters (heartbeats...): they appear under the plugin's
+        name in the capture's stats (the hub's status). ``resyncs`` (the times the dissector
+        found its framing again after a gap or a start mid-connection) and ``bytes_skipped``
+        (what it passed over meanwhile) are shown in ``mizu dissect``'s summary too, beside the
+        ``paired`` and ``unpaired.<reason>`` counts the core keeps of what is emitted."""
         self.counters[name] += amount
 
     @property
@@ -182,19 +184,31 @@ class ConnectionContext:
             counters = self._counters[self.owner] = Counter()
         return counters
 
-    def emit(self, request: Message | None, response: Message | None) -> None:
-        """Hand a finished pair (or a lone message) to the core."""
-        self._sink(Pair(self.connection, request, response))
+    def emit(
+        self, request: Message | None, response: Message | None, unpaired: str | None = None
+    ) -> None:
+        """Hand a finished pair, or a lone message, to the core. A lone message whose protocol
+        has a partner for it says why it is alone: ``unpaired`` is ``gap`` (the capture lost
+        the partner), ``midstream`` (the partner came before the capture joined), ``timeout``
+        or ``closed``; None for a pair and for a one-way message (a pushed message). The core
+        counts ``paired`` and ``unpaired.<reason>`` under the plugin's name."""
+        counters = self.counters
+        if request is not None and response is not None:
+            counters["paired"] += 1
+            unpaired = ""
+        elif unpaired:
+            counters["unpaired." + unpaired] += 1
+        self._sink(Pair(self.connection, request, response, unpaired or ""))
 
     def in_order_matcher(self, max_pending: int = 1024) -> InOrderMatcher:
         """A matcher pairing responses with requests in order (HTTP/1.x pipelining)."""
-        matcher = InOrderMatcher(self.emit, max_pending)
+        matcher = InOrderMatcher(self.emit, max_pending, self.connection.role_guessed)
         self._matchers.append(matcher)
         return matcher
 
     def keyed_matcher(self, max_pending: int = 4096) -> KeyedMatcher:
         """A matcher pairing responses with requests by a key the protocol carries."""
-        matcher = KeyedMatcher(self.emit, max_pending)
+        matcher = KeyedMatcher(self.emit, max_pending, self.connection.role_guessed)
         self._matchers.append(matcher)
         return matcher
 
@@ -203,13 +217,15 @@ class ConnectionContext:
         return sum(matcher.pending for matcher in self._matchers)
 
     def expire(self, older_than: float) -> int:
-        """Emit, unanswered, the requests of every matcher older than ``older_than``."""
+        """Emit, unanswered (``timeout``), the requests of every matcher older than
+        ``older_than``."""
         return sum(matcher.expire(older_than) for matcher in self._matchers)
 
-    def flush(self) -> int:
-        """Emit every pending request unanswered. The core does this when the connection ends;
-        a dissector does it too when a gap means the answers to come cannot be told apart."""
-        return sum(matcher.flush() for matcher in self._matchers)
+    def flush(self, reason: str = CLOSED) -> int:
+        """Emit every pending request unanswered, marked ``reason``. The core does this when
+        the connection ends (``closed``); a dissector does it too when a gap means the answers
+        to come cannot be told apart (``flush(reason="gap")``)."""
+        return sum(matcher.flush(reason) for matcher in self._matchers)
 
 
 class Dissector:

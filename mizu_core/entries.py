@@ -82,7 +82,7 @@ class EntryBuilder:
         near_half = not -0.4999 <= scaled - whole <= 0.4999
         elapsed_ms = round(milliseconds_float, 3) if near_half else whole / 1000
         protocol = first.protocol
-        return {
+        entry: dict[str, Any] = {
             "id": entry_id,
             "protocol": self._last_protocol_json.copy()
             if protocol is self._last_protocol
@@ -99,6 +99,9 @@ class EntryBuilder:
             "request": request.data if request else None,
             "response": response.data if response else None,
         }
+        if pair.unpaired:
+            entry["unpaired"] = pair.unpaired
+        return entry
 
 
 def iso_time(milliseconds: int) -> str:

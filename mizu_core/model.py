@@ -112,11 +112,16 @@ class Message:
 @dataclass(slots=True)
 class Pair:
     """A request and its response, or a message that got no answer (``response`` None), or an
-    answer whose request was not captured (``request`` None)."""
+    answer whose request was not captured (``request`` None).
+
+    ``unpaired`` says why a message that has a partner in its protocol is alone (``gap``,
+    ``midstream``, ``timeout``, ``closed``); "" for a pair, and for a message its protocol
+    answers never (a one-way message)."""
 
     connection: ConnectionInfo
     request: Message | None
     response: Message | None
+    unpaired: str = ""
 
     @property
     def protocol(self) -> Protocol:

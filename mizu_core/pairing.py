@@ -4,6 +4,11 @@ Dissectors decide what a message is; these matchers decide which messages belong
 hand complete pairs to a sink. The core keeps track of every matcher of a connection so that it
 can expire requests left unanswered (they become entries with ``response`` None) and flush them
 when the connection ends.
+
+A message handed on without its partner goes with the reason (an entry's ``unpaired``):
+``timeout`` (expired, or the matcher stopped waiting for its answer), ``closed`` (flushed when
+the connection ended), ``gap`` (the capture lost its partner), ``midstream`` (its partner was
+sent before the capture joined the connection).
 """
 
 from __future__ import annotations
@@ -13,35 +18,58 @@ from collections.abc import Callable, Hashable
 
 from mizu_core.model import Message
 
-PairSink = Callable[[Message | None, Message | None], None]
+PairSink = Callable[[Message | None, Message | None, str], None]
+"""Takes a request, its response, and why one of them is missing ("" for a pair)."""
+
+TIMEOUT = "timeout"
+CLOSED = "closed"
+GAP = "gap"
+MIDSTREAM = "midstream"
+UNPAIRED_REASONS = (GAP, MIDSTREAM, TIMEOUT, CLOSED)
 
 
 class Matcher:
-    """What the core needs of every matcher: expiry and flushing."""
+    """What the core needs of every matcher: expiry and flushing.
 
-    def __init__(self, sink: PairSink, max_pending: int) -> None:
+    ``joined_midway``: the capture began within the connection. A response that finds no
+    request pending is then put down to the capture's start (``midstream``) until the
+    matcher has seen a request; afterwards, and on a connection seen from its start, to a gap.
+    """
+
+    def __init__(self, sink: PairSink, max_pending: int, joined_midway: bool = False) -> None:
         self._sink = sink
         self._max_pending = max_pending
+        self._before_first_request = joined_midway
+
+    def _orphan_reason(self, unpaired: str) -> str:
+        """Why a response with no request pending has none: ``unpaired`` when the dissector
+        said, else what the matcher knows of the capture's start."""
+        if unpaired:
+            return unpaired
+        return MIDSTREAM if self._before_first_request else GAP
 
     @property
     def pending(self) -> int:
         raise NotImplementedError
 
-    def expire(self, older_than: float) -> int:
-        """Emit, unanswered, every request whose first byte is older than ``older_than`` and
-        whose answer has not begun (see ``answering``)."""
+    def expire(self, older_than: float, reason: str = TIMEOUT) -> int:
+        """Emit, unanswered (``reason``), every request whose first byte is older than
+        ``older_than`` and whose answer has not begun (see ``answering``)."""
         raise NotImplementedError
 
-    def flush(self) -> int:
-        """Emit every pending request unanswered (the connection ended)."""
+    def flush(self, reason: str = CLOSED) -> int:
+        """Emit every pending request unanswered: the connection ended (``closed``), or a gap
+        means no answer to come can be told apart (``gap``)."""
         raise NotImplementedError
 
 
 class InOrderMatcher(Matcher):
     """Responses answer requests in the order the requests were sent (HTTP/1.x, Redis)."""
 
-    def __init__(self, sink: PairSink, max_pending: int = 1024) -> None:
-        super().__init__(sink, max_pending)
+    def __init__(
+        self, sink: PairSink, max_pending: int = 1024, joined_midway: bool = False
+    ) -> None:
+        super().__init__(sink, max_pending, joined_midway)
         self._requests: deque[Message] = deque()
         self._answering = False
         """The oldest request's answer has begun."""
@@ -51,9 +79,10 @@ class InOrderMatcher(Matcher):
         return len(self._requests)
 
     def request(self, message: Message) -> None:
+        self._before_first_request = False
         if len(self._requests) >= self._max_pending:
             self._answering = False
-            self._sink(self._requests.popleft(), None)
+            self._sink(self._requests.popleft(), None, TIMEOUT)
         self._requests.append(message)
 
     def answering(self) -> None:
@@ -61,37 +90,41 @@ class InOrderMatcher(Matcher):
         the answer comes (a long poll, a slow download)."""
         self._answering = bool(self._requests)
 
-    def response(self, message: Message) -> None:
-        """Pair with the oldest unanswered request; a response with none becomes a pair with no
-        request (the capture missed it)."""
-        request = self._requests.popleft() if self._requests else None
+    def response(self, message: Message, unpaired: str = "") -> None:
+        """Pair with the oldest unanswered request. A response with none is handed on alone,
+        marked ``unpaired`` (``gap`` or ``midstream``; by default as ``joined_midway`` says)."""
         self._answering = False
-        self._sink(request, message)
+        if self._requests:
+            self._sink(self._requests.popleft(), message, "")
+        else:
+            self._sink(None, message, self._orphan_reason(unpaired))
 
     def peek(self) -> Message | None:
         """The request the next response answers, if any (an HTTP HEAD changes how the response
         is parsed, say)."""
         return self._requests[0] if self._requests else None
 
-    def expire(self, older_than: float) -> int:
+    def expire(self, older_than: float, reason: str = TIMEOUT) -> int:
         if self._answering:
             return 0
         count = 0
         while self._requests and self._requests[0].first_time < older_than:
-            self._sink(self._requests.popleft(), None)
+            self._sink(self._requests.popleft(), None, reason)
             count += 1
         return count
 
-    def flush(self) -> int:
+    def flush(self, reason: str = CLOSED) -> int:
         self._answering = False
-        return self.expire(float("inf"))
+        return self.expire(float("inf"), reason)
 
 
 class KeyedMatcher(Matcher):
     """Responses name the request they answer (an HTTP/2 stream id, a Kafka correlation id)."""
 
-    def __init__(self, sink: PairSink, max_pending: int = 4096) -> None:
-        super().__init__(sink, max_pending)
+    def __init__(
+        self, sink: PairSink, max_pending: int = 4096, joined_midway: bool = False
+    ) -> None:
+        super().__init__(sink, max_pending, joined_midway)
         self._requests: OrderedDict[Hashable, Message] = OrderedDict()
         self._answering: set[Hashable] = set()
         """Keys of pending requests whose answer has begun."""
@@ -102,15 +135,16 @@ class KeyedMatcher(Matcher):
 
     def request(self, key: Hashable, message: Message) -> None:
         """Remember a request; a second request under a key still pending ends the first one
-        unanswered."""
+        unanswered (``timeout``: the matcher stopped waiting for its answer)."""
+        self._before_first_request = False
         previous = self._requests.pop(key, None)
         if previous is not None:
             self._answering.discard(key)
-            self._sink(previous, None)
+            self._sink(previous, None, TIMEOUT)
         elif len(self._requests) >= self._max_pending:
             oldest, request = self._requests.popitem(last=False)
             self._answering.discard(oldest)
-            self._sink(request, None)
+            self._sink(request, None, TIMEOUT)
         self._requests[key] = message
 
     def answering(self, key: Hashable) -> None:
@@ -119,10 +153,16 @@ class KeyedMatcher(Matcher):
         if key in self._requests:
             self._answering.add(key)
 
-    def response(self, key: Hashable, message: Message) -> None:
+    def response(self, key: Hashable, message: Message, unpaired: str = "") -> None:
+        """Pair with the request under ``key``. A response with none is handed on alone,
+        marked ``unpaired`` (``gap`` or ``midstream``; by default as ``joined_midway`` says)."""
         if self._answering:
             self._answering.discard(key)
-        self._sink(self._requests.pop(key, None), message)
+        request = self._requests.pop(key, None)
+        if request is not None:
+            self._sink(request, message, "")
+        else:
+            self._sink(None, message, self._orphan_reason(unpaired))
 
     def get(self, key: Hashable) -> Message | None:
         """The pending request under ``key`` (a Kafka response is decoded with its request's
@@ -136,7 +176,7 @@ class KeyedMatcher(Matcher):
             self._answering.discard(key)
         return self._requests.pop(key, None)
 
-    def expire(self, older_than: float) -> int:
+    def expire(self, older_than: float, reason: str = TIMEOUT) -> int:
         answering = self._answering
         expired = [
             key
@@ -144,9 +184,9 @@ class KeyedMatcher(Matcher):
             if message.first_time < older_than and key not in answering
         ]
         for key in expired:
-            self._sink(self._requests.pop(key), None)
+            self._sink(self._requests.pop(key), None, reason)
         return len(expired)
 
-    def flush(self) -> int:
+    def flush(self, reason: str = CLOSED) -> int:
         self._answering.clear()
-        return self.expire(float("inf"))
+        return self.expire(float("inf"), reason)

@@ -77,11 +77,14 @@ def pair_json(pair: Pair) -> dict[str, Any]:
             "data": msg.data,
         }
 
-    return {
+    described = {
         "connection": pair.connection.key,
         "request": message(pair.request),
         "response": message(pair.response),
     }
+    if pair.unpaired:
+        described["unpaired"] = pair.unpaired
+    return described
 
 
 def load_plugin(

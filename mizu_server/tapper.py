@@ -79,6 +79,7 @@ class Tapper:
         """IP → ``["name.namespace", namespace]``, as the hub last sent it (in a cluster)."""
         self._targeted: LiveSource | None = None
         shipper.capture_stats = self.capture_counts
+        shipper.plugin_counters = self.plugin_counters
         self._base_filter = ""
         self._target_ips: list[str] = []
         shipper.on_message = self._hub_message
@@ -208,6 +209,14 @@ class Tapper:
             "packets": sum(source["received"] for source in sources),
             "kernelDropped": sum(source["dropped"] for source in sources),
             "interfaceDropped": sum(source["interface_dropped"] for source in sources),
+        }
+
+    def plugin_counters(self) -> dict[str, dict[str, int]]:
+        """Each plugin's counters: entries paired, left unpaired by reason (``unpaired.gap``
+        ...), resyncs, bytes skipped and the plugin's own."""
+        return {
+            name: dict(counters)
+            for name, counters in self.engine.dispatcher.plugin_counters.items()
         }
 
     def status(self) -> dict[str, Any]:

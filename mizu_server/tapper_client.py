@@ -113,6 +113,9 @@ class Shipper:
         self._stopping = False
         self.capture_stats: Callable[[], dict[str, int]] | None = None
         """What the capture counted (the kernel's drops...), sent with each report."""
+        self.plugin_counters: Callable[[], dict[str, dict[str, int]]] | None = None
+        """What each plugin counted (pairs, unpaired messages by reason, resyncs...), sent
+        with each report."""
         self.on_message: Callable[[dict[str, Any]], None] | None = None
         """Called on the event loop with each message of the hub that is not an ack (in a
         cluster: ``{"type": "targets", "ips": [...]}``)."""
@@ -344,6 +347,8 @@ class TapperClient(Shipper):
         report: dict[str, Any] = {"type": "stats", **self.stats.as_dict()}
         if self.capture_stats is not None:
             report["capture"] = self.capture_stats()
+        if self.plugin_counters is not None:
+            report["plugins"] = self.plugin_counters()
         await socket.send_str(json.dumps(report))
 
 

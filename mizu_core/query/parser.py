@@ -49,6 +49,7 @@ ENTRY_FIELDS = frozenset(
         "rules",
         "tls",
         "error",
+        "unpaired",
     }
 )
 """Top-level fields of an entry (docs/entries.md): the roots a selector may start from."""

@@ -14,9 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from mizu_cli.main import cli
+from tests.support.capture_edits import start_mid_connection
 from tests.support.perturb import read_pcap, write_pcap
 
 DATA = Path(__file__).parent.parent / "data" / "core"
+RESPONSE_BEFORE_GET_BIG = 9
+"""The packet of http11-keepalive.pcap carrying the answer to its POST, whose request comes
+before it."""
 ENTRY_FIELDS = {
     "id": str,
     "protocol": dict,
@@ -60,6 +64,20 @@ def test_jsonl_entries_follow_the_entry_format() -> None:
     assert entry["response"]["status"] == "FIN"
     assert entry["startTime"].endswith("Z")
     assert err.startswith("mizu: 127 packets, 1 connections, 1 entries, 0 skipped")
+
+
+def test_the_summary_says_what_each_plugin_left_unpaired(tmp_path: Path) -> None:
+    late = tmp_path / "late.pcap"
+    start_mid_connection(DATA / "http11-keepalive.pcap", late, RESPONSE_BEFORE_GET_BIG)
+    code, out, err = dissect(str(late))
+    assert code == 0
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert entries[0]["request"] is None and entries[0]["unpaired"] == "midstream"
+    summary, *pairing = err.splitlines()
+    assert summary.startswith("mizu: 118 packets, 1 connections, 7 entries")
+    (http,) = pairing
+    assert http.startswith("mizu: http: ") and "midstream 1" in http
+    assert "unpaired" not in dissect(str(DATA / "http11-keepalive.pcap"))[2]
 
 
 def test_ids_are_deterministic_for_a_file() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mizu_core import Direction, Message, Protocol
-from mizu_core.pairing import InOrderMatcher, KeyedMatcher
+from mizu_core.pairing import InOrderMatcher, KeyedMatcher, PairSink
 from mizu_core.testkit import run_bytes
 
 PROTOCOL = Protocol(name="p", version="1", abbr="P", long_name="P", macro="p")
@@ -15,16 +15,24 @@ def message(name: str, time: float, direction: Direction = Direction.CLIENT_TO_S
     return Message(PROTOCOL, direction, time, time, len(name), {"method": name})
 
 
+def collecting(pairs: list) -> PairSink:
+    return lambda request, response, unpaired: pairs.append((request, response, unpaired))
+
+
 def names(pairs: list) -> list[tuple[str | None, str | None]]:
     return [
         (request and request.data["method"], response and response.data["method"])
-        for request, response in pairs
+        for request, response, _ in pairs
     ]
+
+
+def reasons(pairs: list) -> list[str]:
+    return [unpaired for _, _, unpaired in pairs]
 
 
 def test_in_order_pairs_pipelined_requests() -> None:
     pairs: list = []
-    matcher = InOrderMatcher(lambda request, response: pairs.append((request, response)))
+    matcher = InOrderMatcher(collecting(pairs))
     for name in ("a", "b", "c"):
         matcher.request(message(name, 1.0))
     assert matcher.peek().data["method"] == "a"
@@ -39,7 +47,7 @@ def test_in_order_pairs_pipelined_requests() -> None:
 
 def test_in_order_expiry_and_bound() -> None:
     pairs: list = []
-    matcher = InOrderMatcher(lambda request, response: pairs.append((request, response)), 2)
+    matcher = InOrderMatcher(collecting(pairs), 2)
     matcher.request(message("old", 1.0))
     matcher.request(message("new", 5.0))
     assert matcher.expire(older_than=3.0) == 1
@@ -52,7 +60,7 @@ def test_in_order_expiry_and_bound() -> None:
 
 def test_keyed_matcher_pairs_by_key_in_any_order() -> None:
     pairs: list = []
-    matcher = KeyedMatcher(lambda request, response: pairs.append((request, response)))
+    matcher = KeyedMatcher(collecting(pairs))
     matcher.request(1, message("one", 1.0))
     matcher.request(3, message("three", 1.0))
     assert matcher.get(3).data["method"] == "three"
@@ -69,7 +77,7 @@ def test_keyed_matcher_pairs_by_key_in_any_order() -> None:
 def test_a_request_whose_answer_has_begun_is_not_expired() -> None:
     """A long poll or a slow download: the answer's head came at once, its end much later."""
     pairs: list = []
-    in_order = InOrderMatcher(lambda request, response: pairs.append((request, response)))
+    in_order = InOrderMatcher(collecting(pairs))
     in_order.request(message("wait", 1.0))
     in_order.request(message("next", 2.0))
     in_order.answering()
@@ -80,7 +88,7 @@ def test_a_request_whose_answer_has_begun_is_not_expired() -> None:
     assert names(pairs)[-1] == ("next", None)
 
     pairs.clear()
-    keyed = KeyedMatcher(lambda request, response: pairs.append((request, response)))
+    keyed = KeyedMatcher(collecting(pairs))
     keyed.request(1, message("stream", 1.0))
     keyed.request(3, message("quiet", 1.0))
     keyed.answering(1)
@@ -95,10 +103,10 @@ def test_a_request_whose_answer_has_begun_is_not_expired() -> None:
 
 def test_flush_ends_requests_even_while_answered() -> None:
     pairs: list = []
-    keyed = KeyedMatcher(lambda request, response: pairs.append((request, response)))
+    keyed = KeyedMatcher(collecting(pairs))
     keyed.request(1, message("stream", 1.0))
     keyed.answering(1)
-    in_order = InOrderMatcher(lambda request, response: pairs.append((request, response)))
+    in_order = InOrderMatcher(collecting(pairs))
     in_order.request(message("download", 1.0))
     in_order.answering()
     assert keyed.flush() == 1 and in_order.flush() == 1
@@ -119,3 +127,61 @@ def test_unanswered_requests_become_entries_without_response(turns_on_path: Path
     ] == [(8, 6), (17, None)]
     assert outputs.entries[1]["responseSize"] == 0
     assert outputs.stats["dispatch"]["unanswered"] == 1
+    assert [entry.get("unpaired") for entry in outputs.entries] == [None, "closed"]
+    assert outputs.stats["plugin_counters"]["turns"] == {"paired": 1, "unpaired.closed": 1}
+
+
+def test_every_lone_message_says_why_it_is_alone() -> None:
+    pairs: list = []
+    in_order = InOrderMatcher(collecting(pairs), 2)
+    in_order.request(message("a", 1.0))
+    in_order.request(message("b", 2.0))
+    in_order.request(message("c", 3.0))  # over the bound: the matcher stops waiting for a
+    in_order.response(message("B", 4.0))
+    in_order.expire(older_than=4.0)
+    in_order.response(message("lost", 6.0))
+    in_order.response(message("told", 6.0), unpaired="midstream")
+    in_order.request(message("d", 7.0))
+    in_order.flush()
+    assert list(zip(names(pairs), reasons(pairs), strict=True)) == [
+        (("a", None), "timeout"),
+        (("b", "B"), ""),
+        (("c", None), "timeout"),
+        ((None, "lost"), "gap"),
+        ((None, "told"), "midstream"),
+        (("d", None), "closed"),
+    ]
+
+    pairs.clear()
+    keyed = KeyedMatcher(collecting(pairs))
+    keyed.request(1, message("one", 1.0))
+    keyed.request(1, message("one again", 2.0))
+    keyed.request(2, message("two", 2.0))
+    keyed.response(9, message("NINE", 3.0))
+    keyed.response(8, message("EIGHT", 3.0), unpaired="midstream")
+    keyed.flush("gap")
+    assert list(zip(names(pairs), reasons(pairs), strict=True)) == [
+        (("one", None), "timeout"),
+        ((None, "NINE"), "gap"),
+        ((None, "EIGHT"), "midstream"),
+        (("one again", None), "gap"),
+        (("two", None), "gap"),
+    ]
+
+
+def test_a_connection_joined_midway_blames_its_start_until_the_first_request() -> None:
+    pairs: list = []
+    in_order = InOrderMatcher(collecting(pairs), joined_midway=True)
+    in_order.response(message("before", 1.0))
+    in_order.request(message("question", 2.0))
+    in_order.response(message("ANSWER", 3.0))
+    in_order.response(message("after", 4.0))
+    assert reasons(pairs) == ["midstream", "", "gap"]
+
+    pairs.clear()
+    keyed = KeyedMatcher(collecting(pairs), joined_midway=True)
+    keyed.response(1, message("before", 1.0))
+    keyed.request(2, message("question", 2.0))
+    keyed.response(2, message("ANSWER", 3.0))
+    keyed.response(3, message("after", 4.0))
+    assert reasons(pairs) == ["midstream", "", "gap"]

@@ -92,6 +92,8 @@ def test_an_outage_longer_than_the_buffer_sheds_the_oldest(
             retry_delay=0.05,
             max_retry_delay=0.1,
         )
+        counted = {"http": {"paired": 240, "unpaired.gap": 3, "resyncs": 2}}
+        client.plugin_counters = lambda: counted
         client.start()
         for number in range(250):  # no hub yet
             client.submit(make_entry(number))
@@ -100,6 +102,8 @@ def test_an_outage_longer_than_the_buffer_sheds_the_oldest(
         assert await client.flush(timeout=10)
         assert await stored_ids(hub) == [f"tapper-1-{n}" for n in range(150, 250)]
         await wait_until(lambda: any(t.reported.get("shed") == 150 for t in hub.tappers))
+        (tapper,) = hub.tappers
+        assert tapper.reported["plugins"] == counted  # shown by /status/tap
         await client.stop()
         await runner.cleanup()
 

@@ -153,6 +153,13 @@ def test_tls_is_a_protocol_word_and_the_field_decrypted_entries_carry() -> None:
     assert not compile_query("tls.decrypted == true", macros)(http_entry())
 
 
+def test_unpaired_selects_the_messages_that_lack_their_partner() -> None:
+    lost = http_entry(response=None, unpaired="gap")
+    assert compile_query('unpaired == "gap"', MACROS)(lost)
+    assert compile_query("http and unpaired", MACROS)(lost)
+    assert not compile_query("unpaired", MACROS)(http_entry())
+
+
 def test_limit_and_redact_are_directives() -> None:
     query = compile_query(
         "http and limit(50) and limit(20) and "
