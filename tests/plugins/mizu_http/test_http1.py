@@ -108,7 +108,9 @@ def test_gap_in_a_request_head_resynchronises_and_keeps_pairs_aligned() -> None:
     ]
     assert summary(chunks) == [("/one", 200, "1"), (None, 200, "2"), ("/three", 200, "3")]
     counters = run_bytes(chunks, plugin).stats["plugin_counters"]
-    assert list(counters.values()) == [{"http1 messages dropped": 1}]
+    assert list(counters.values()) == [
+        {"http1 messages dropped": 1, "paired": 2, "unpaired.gap": 1}
+    ]
 
 
 def test_garbage_instead_of_a_response_is_skipped_to_the_next_status_line() -> None:

@@ -153,7 +153,7 @@ def test_a_gap_gives_up_on_the_connection_and_emits_what_it_holds() -> None:
     chunks = [*handshake, (C, requests), (S, answer[:20]), (S, b""), (S, answer[21:])]
     outputs = run_bytes(chunks, plugin)
     counters = outputs.stats["plugin_counters"]
-    assert list(counters.values()) == [{"http2 gave up: capture gap": 1}]
+    assert list(counters.values()) == [{"http2 gave up: capture gap": 1, "paired": 1}]
     (entry,) = outputs.entries
     assert entry["request"]["path"] == "/x"
     assert entry["response"]["incomplete"] is True
