@@ -247,7 +247,7 @@ def tapper(
         plugins,
         client,
         tapper_id,
-        redactor=redactor_for(config["tap.redact"]),
+        redactor=redactor_for(config["tap.redact"], plugins),
         ignored=UserAgentFilter(config["tap.ignored-user-agents"]),
         pcap_export=pcap_export,
     )

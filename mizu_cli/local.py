@@ -249,7 +249,7 @@ def tap(
     elif output == "table":
         printer = TableSink(plugins, stdout)
     try:
-        redactor = redactor_for(False if no_redact else list(redact_patterns))
+        redactor = redactor_for(False if no_redact else list(redact_patterns), plugins)
         ignored = UserAgentFilter(ignored_user_agents)
     except re.error as error:
         raise click.BadParameter(f"not a regular expression: {error}") from None

@@ -347,7 +347,11 @@ def dissect_in_process(
 ) -> tuple[dict[str, Any], bool]:
     """The files through one engine, here; returns the stats and whether a file failed."""
     write = filtered(raising_output_errors(sink.write), query, plugins)
-    engine = Engine(plugins, redacting(write, Redactor()) if redact else write, settings)
+    engine = Engine(
+        plugins,
+        redacting(write, Redactor(secret_fields=plugins.secret_fields())) if redact else write,
+        settings,
+    )
     failed = False
     done_bytes = 0
 

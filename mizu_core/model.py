@@ -32,7 +32,9 @@ class Protocol:
     text in the dashboard; ``macro`` is the filter-language word that selects its entries
     (``http``), and ``macros`` adds further words mapped to filter expressions. ``priority``
     orders the plugins a new connection is offered to (lower first); ``ports`` are hints that a
-    connection on them is likely this protocol, never a requirement.
+    connection on them is likely this protocol, never a requirement. ``secret_fields`` names
+    the fields of this protocol's requests and responses that hold credentials (a password, an
+    authentication exchange's bytes): redaction replaces their values wherever they sit.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Protocol:
     priority: int = 100
     ports: tuple[int, ...] = ()
     macros: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    secret_fields: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The ``protocol`` object of an entry (docs/entries.md)."""

@@ -414,7 +414,11 @@ class WorkerOutput:
 
             write = write_matching
         self.engine = Engine(
-            plugins, redacting(write, Redactor()) if settings.redact else write, settings.engine
+            plugins,
+            redacting(write, Redactor(secret_fields=plugins.secret_fields()))
+            if settings.redact
+            else write,
+            settings.engine,
         )
         self.reassembly = self.engine.reassembler
         self.tapper_id = self.engine.dispatcher.tapper_id

@@ -165,6 +165,17 @@ class PluginManager:
             self.by_protocol.setdefault(protocol.name, plugin)
         return plugin
 
+    def secret_fields(self) -> dict[str, frozenset[str]]:
+        """Per protocol name, the fields its plugin declared secret (``Protocol.secret_fields``),
+        for the :class:`~mizu_core.redact.Redactor`."""
+        fields: dict[str, frozenset[str]] = {}
+        for plugin in self.plugins:
+            for protocol in plugin.protocols:
+                if protocol.secret_fields:
+                    known = fields.get(protocol.name, frozenset())
+                    fields[protocol.name] = known | frozenset(protocol.secret_fields)
+        return fields
+
     def configure(self, settings: Mapping[str, Mapping[str, Any]]) -> None:
         """Hand each plugin its settings; a plugin's ValueError becomes a PluginError. The
         settings of a plugin left out or that failed to load are not looked at; those of a

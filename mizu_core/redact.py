@@ -5,7 +5,15 @@ cookies and body documents (JSON, XML, forms) wherever they sit in an entry's re
 response, so the core needs no protocol knowledge. A protocol's own fields are never looked at
 by name (a Redis ``request.key`` stays); only the values of those named containers and bodies
 are. A name is normalised (lower case, letters and digits only: ``X-Api-Key`` → ``xapikey``)
-and is sensitive when one of the patterns (regular expressions) is found in it.
+and is sensitive when one of the patterns (regular expressions) is found in it. A plugin
+names the fields of its own that hold secrets (:attr:`Protocol.secret_fields
+<mizu_core.Protocol.secret_fields>`): those are redacted in its entries wherever they sit.
+
+Redaction fails closed. Values shaped like credentials (``Bearer …``, ``Basic …``, a JWT, a
+cloud provider's key) are redacted in any header, query string, form or JSON value whatever
+their name. A body that cannot be read as the document it claims to be (cut at the body cap,
+nested too deep, of an unknown or mixed type) is redacted by pattern over its text:
+``name=value``, ``"name": "value"``, ``<name>value`` of a sensitive name, and the shapes above.
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 ``X-Api-Key`` and ``X-Auth`` go but ``keyword``, ``Keep-Alive`` and HTTP/2's ``:authority``
 stay."""
 
+PARAMETER_PATTERNS: tuple[str, ...] = ("^code$", "^codeverifier$")
+"""Sensitive in query strings and forms only: OAuth's authorization code and its PKCE
+verifier (a JSON ``code`` is an error or status code far more often)."""
+
 NAMED_CONTAINERS = frozenset({"headers", "trailers", "queryString"})
 """Keys whose value maps names to values (or is a list of ``{name, value}``)."""
 COOKIE_CONTAINERS = frozenset({"cookies"})
@@ -51,6 +63,36 @@ _XML_ELEMENT = re.compile(r"<((?:[\w.-]+:)?([\w.-]+))(\s[^<>]*)?>([^<]*)</\1\s*>
 _XML_TAG = re.compile(r"<[^<>!?/][^<>]*>")
 _XML_ATTRIBUTE = re.compile(r"(\s(?:[\w.-]+:)?([\w.-]+)\s*=\s*)(\"[^\"]*\"|'[^']*')")
 _FORM_TYPES = ("application/x-www-form-urlencoded",)
+_BYTE_ORDER_MARKS = ("\ufeff", "\xef\xbb\xbf")
+"""UTF-8's byte-order mark as text, and as its three octets read as latin-1 (base64 bodies)."""
+
+SECRET_VALUE = re.compile(
+    r"(?:[Bb]earer|BEARER|[Bb]asic|BASIC|[Dd]igest|[Nn]egotiate|NTLM|[Tt]oken)"
+    r"\s+[A-Za-z0-9._~+/=:-]{6,}"
+    r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+    r"|(?:sk|pk|rk)_(?:live|test)_[0-9A-Za-z]{10,}"
+    r"|gh[pousr]_[0-9A-Za-z]{30,}"
+    r"|github_pat_[0-9A-Za-z_]{30,}"
+    r"|glpat-[0-9A-Za-z_-]{20,}"
+    r"|xox[abprs]-[0-9A-Za-z-]{10,}"
+    r"|AIza[0-9A-Za-z_-]{35}"
+    r"|-----BEGIN[A-Z ]* PRIVATE KEY-----(?:.|\n)*?(?:-----END[A-Z ]* PRIVATE KEY-----|\Z)"
+)
+"""Values that are credentials by their shape: authorization schemes with their token, JWTs
+(a JSON header always starts ``eyJ``), the keys of AWS, Stripe, GitHub, GitLab, Slack and
+Google, PEM private keys."""
+
+_NAMED_VALUE = re.compile(
+    r"""(?<![\w.-])(["']?)([A-Za-z_][\w.-]{0,63})\1(\s*[=:]\s*)"""
+    r"""("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s&;,"'<>{}\[\]]+)"""
+)
+"""``name=value``, ``name: value``, ``"name": "value"`` (a quoted value may be cut short)."""
+_XML_OPENED = re.compile(r"<((?:[\w.-]+:)?([\w.-]+))(\s[^<>]*)?>([^<]+)")
+"""An element's opening tag and its text, whether or not it is closed."""
+_MULTIPART_BOUNDARY = re.compile(r"""boundary=(?:"([^"]+)"|([^\s;,]+))""", re.IGNORECASE)
+_PART_NAME = re.compile(r"""\bname="([^"]*)"|\bname=([^\s;]+)""", re.IGNORECASE)
+_PART_TYPE = re.compile(r"^content-type:\s*([^\r\n]+)", re.IGNORECASE | re.MULTILINE)
 
 
 def normalise(name: str) -> str:
@@ -61,11 +103,21 @@ class Redactor:
     """Replaces the values of sensitive names with ``[REDACTED]`` in an entry's request and
     response. Entries are not changed in place: the containers along a change are copied."""
 
-    def __init__(self, patterns: Iterable[str] = DEFAULT_PATTERNS) -> None:
+    def __init__(
+        self,
+        patterns: Iterable[str] = DEFAULT_PATTERNS,
+        secret_fields: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        """``secret_fields``: per protocol name, the fields its plugin declared secret
+        (:meth:`PluginManager.secret_fields <mizu_core.plugins.PluginManager.secret_fields>`)."""
         self.patterns = tuple(patterns)
         combined = "|".join(f"(?:{pattern})" for pattern in self.patterns)
         self._sensitive = re.compile(combined) if combined else None
+        self._parameter = re.compile("|".join(PARAMETER_PATTERNS))
         self._known: dict[str, bool] = {}
+        self.secret_fields = {
+            protocol: frozenset(fields) for protocol, fields in (secret_fields or {}).items()
+        }
 
     def is_sensitive(self, name: str) -> bool:
         known = self._known.get(name)
@@ -75,48 +127,61 @@ class Redactor:
                 self._known[name] = known
         return known
 
+    def is_sensitive_parameter(self, name: str) -> bool:
+        """A query string's or a form's field: OAuth's ``code`` besides the sensitive names."""
+        return self.is_sensitive(name) or bool(self._parameter.search(normalise(name)))
+
     def __call__(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         result = dict(entry)
+        protocol = entry.get("protocol")
+        name = protocol.get("name") if isinstance(protocol, dict) else None
+        secret = self.secret_fields.get(name, frozenset()) if isinstance(name, str) else frozenset()
         for side in ("request", "response"):
             message = entry.get(side)
             if isinstance(message, dict):
-                result[side] = self._message(message, 0)
+                result[side] = self._message(message, 0, secret)
         return result
 
     # -- structure -----------------------------------------------------------------------------
 
-    def _message(self, node: dict[str, Any], depth: int) -> dict[str, Any]:
-        """A copy of ``node`` with its named containers, bodies and URLs redacted; nested
-        objects are searched for more of them."""
+    def _message(
+        self, node: dict[str, Any], depth: int, secret: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """A copy of ``node`` with its named containers, bodies, URLs and the protocol's
+        ``secret`` fields redacted; nested objects are searched for more of them."""
         if depth > MAX_DEPTH:
             return node
         result = dict(node)
         if isinstance(node.get("text"), str) and "mimeType" in node:
             result.update(self._body(node))
         for key, value in node.items():
-            if key in NAMED_CONTAINERS:
-                result[key] = self._named(value)
+            if key in secret:
+                result[key] = REDACTED
+            elif key in NAMED_CONTAINERS:
+                result[key] = self._named(value, parameters=key == "queryString")
             elif key in COOKIE_CONTAINERS:
                 result[key] = _all_redacted(value)
             elif key == "params" and isinstance(value, list):
-                result[key] = self._named(value)
+                result[key] = self._named(value, parameters=True)
             elif key == "url" and isinstance(value, str):
                 result[key] = self._url(value)
             elif isinstance(value, dict):
-                result[key] = self._message(value, depth + 1)
+                result[key] = self._message(value, depth + 1, secret)
             elif isinstance(value, list):
                 result[key] = [
-                    self._message(item, depth + 1) if isinstance(item, dict) else item
+                    self._message(item, depth + 1, secret) if isinstance(item, dict) else item
                     for item in value
                 ]
         return result
 
-    def _named(self, container: Any) -> Any:
-        """``{name: value | [values]}`` or ``[{name|key, value}]`` with sensitive values
-        replaced."""
+    def _named(self, container: Any, parameters: bool = False) -> Any:
+        """``{name: value | [values]}`` or ``[{name|key, value}]`` with the values of sensitive
+        names, and values shaped like credentials, replaced. ``parameters``: the names are a
+        query string's or a form's."""
+        sensitive = self.is_sensitive_parameter if parameters else self.is_sensitive
         if isinstance(container, dict):
             return {
-                name: REDACTED if self.is_sensitive(str(name)) else value
+                name: REDACTED if sensitive(str(name)) or _secret_shaped(value) else value
                 for name, value in container.items()
             }
         if isinstance(container, list):
@@ -124,7 +189,9 @@ class Redactor:
             for item in container:
                 if isinstance(item, dict) and "value" in item:
                     name = item.get("name", item.get("key"))
-                    if isinstance(name, str | bytes) and self.is_sensitive(_text(name)):
+                    if (isinstance(name, str | bytes) and sensitive(_text(name))) or (
+                        _secret_shaped(item["value"])
+                    ):
                         item = {**item, "value": REDACTED}
                 result.append(item)
             return result
@@ -135,7 +202,7 @@ class Redactor:
     def _body(self, content: Mapping[str, Any]) -> dict[str, Any]:
         """``text`` redacted as the document it is (base64 bodies are decoded first)."""
         text: str = content["text"]
-        mime = str(content.get("mimeType") or "").lower()
+        mime = str(content.get("mimeType") or "")
         if content.get("encoding") == "base64":
             try:
                 raw = base64.b64decode(text, validate=True)
@@ -149,32 +216,57 @@ class Redactor:
         redacted = self.document(text, mime)
         return {} if redacted is None else {"text": redacted}
 
-    def document(self, text: str, mime: str = "") -> str | None:
-        """``text`` with sensitive fields redacted, or None when nothing changed."""
-        start = text.lstrip()[:1]
-        if start in ("{", "["):
-            return self._json(text)
-        if start == "<":
-            return self._xml(text)
-        if any(kind in mime for kind in _FORM_TYPES) or ("=" in text and "\n" not in text):
-            return self._form(text)
-        return None
+    def document(self, text: str, mime: str = "", depth: int = 0) -> str | None:
+        """``text`` with sensitive fields redacted, or None when nothing changed. What does
+        not read as JSON, XML, a form or multipart is redacted by pattern."""
+        mark = next((mark for mark in _BYTE_ORDER_MARKS if text.startswith(mark)), "")
+        content = text[len(mark) :]
+        start = content.lstrip()[:1]
+        kind = mime.lower()
+        if "multipart/" in kind and depth < 2:
+            redacted = self._multipart(content, mime, depth)
+        elif start in ("{", "["):
+            redacted = self._json(content)
+        elif start == "<":
+            redacted = self._xml(content)
+        elif any(form in kind for form in _FORM_TYPES) or (
+            "=" in content and "\n" not in content and " " not in content
+        ):
+            redacted = self._form(content)
+        else:
+            redacted = self.patterns_in(content)
+        return None if redacted is None else mark + redacted
 
     def _json(self, text: str) -> str | None:
+        """A JSON document, or lines of JSON (NDJSON); what does not parse is redacted by
+        pattern."""
         document = parse_json(text)
         if document is NOT_JSON:
-            return None
-        redacted, changed = self._json_value(document, 0)
-        if not changed:
+            if "\n" not in text.strip():
+                return self.patterns_in(text)
+            lines = text.split("\n")
+            changed = False
+            for index, line in enumerate(lines):
+                redacted = self._json(line) if line.strip() else None
+                if redacted is not None:
+                    lines[index] = redacted
+                    changed = True
+            return "\n".join(lines) if changed else None
+        redacted, changed, deep = self._json_value(document, 0)
+        if not changed and not deep:
             return None
         written = json.dumps(redacted, ensure_ascii=False, separators=(",", ":"))
+        if deep:  # beyond MAX_DEPTH, names are found by pattern
+            return self.patterns_in(written) or (written if changed else None)
         share_parsed(written, redacted)  # read next by the API rules, OpenAPI, the filter
         return written
 
-    def _json_value(self, value: Any, depth: int) -> tuple[Any, bool]:
+    def _json_value(self, value: Any, depth: int) -> tuple[Any, bool, bool]:
+        """``value`` redacted, whether that changed it, and whether it nests deeper than
+        :data:`MAX_DEPTH` (that part is left as it is)."""
         if depth > MAX_DEPTH:
-            return value, False
-        changed = False
+            return value, False, isinstance(value, dict | list)
+        changed = deep = False
         if isinstance(value, dict):
             result: dict[str, Any] = {}
             for name, item in value.items():
@@ -182,17 +274,78 @@ class Redactor:
                     result[name] = REDACTED
                     changed = True
                 else:
-                    result[name], inner = self._json_value(item, depth + 1)
+                    result[name], inner, too_deep = self._json_value(item, depth + 1)
                     changed = changed or inner
-            return result, changed
+                    deep = deep or too_deep
+            return result, changed, deep
         if isinstance(value, list):
             items = []
             for item in value:
-                redacted, inner = self._json_value(item, depth + 1)
+                redacted, inner, too_deep = self._json_value(item, depth + 1)
                 items.append(redacted)
                 changed = changed or inner
-            return items, changed
-        return value, False
+                deep = deep or too_deep
+            return items, changed, deep
+        if isinstance(value, str) and _secret_shaped(value):
+            return REDACTED, True, False
+        return value, False, False
+
+    def _multipart(self, text: str, mime: str, depth: int) -> str | None:
+        """Each part of a ``multipart/*`` body: a sensitive field's value replaced, any other
+        part redacted as the document its own Content-Type says it is."""
+        found = _MULTIPART_BOUNDARY.search(mime)
+        if found is None:
+            return self.patterns_in(text)
+        delimiter = "--" + (found.group(1) or found.group(2))
+        parts = text.split(delimiter)
+        changed = False
+        for index in range(1, len(parts)):
+            part = parts[index]
+            separator = "\r\n\r\n" if "\r\n\r\n" in part else "\n\n"
+            head, found_separator, content = part.partition(separator)
+            if not found_separator:
+                redacted = self.patterns_in(part)
+                if redacted is not None:
+                    parts[index] = redacted
+                    changed = True
+                continue
+            name = _PART_NAME.search(head)
+            if name is not None and self.is_sensitive_parameter(name.group(1) or name.group(2)):
+                ending = "\r\n" if content.endswith("\r\n") else ""
+                parts[index] = head + found_separator + REDACTED + ending
+                changed = True
+                continue
+            part_type = _PART_TYPE.search(head)
+            redacted = self.document(content, part_type.group(1) if part_type else "", depth + 1)
+            if redacted is not None:
+                parts[index] = head + found_separator + redacted
+                changed = True
+        return delimiter.join(parts) if changed else None
+
+    def patterns_in(self, text: str) -> str | None:
+        """``text`` read as no particular format: the values of sensitive names (``name=value``,
+        ``"name": "value"``, ``<name>value``) and values shaped like credentials replaced; None
+        when there was nothing to replace."""
+
+        def named(match: re.Match[str]) -> str:
+            if not self.is_sensitive(match.group(2)):
+                return match.group(0)
+            value = match.group(4)
+            quote = value[0] if value[0] in "\"'" else ""
+            return f"{match.group(1)}{match.group(2)}{match.group(1)}{match.group(3)}" + (
+                f"{quote}{REDACTED}{quote}"
+            )
+
+        def element(match: re.Match[str]) -> str:
+            if not self.is_sensitive(match.group(2)) or not match.group(4).strip():
+                return match.group(0)
+            return f"<{match.group(1)}{match.group(3) or ''}>{REDACTED}"
+
+        redacted = SECRET_VALUE.sub(REDACTED, text)  # first: "Bearer x" is one value
+        redacted = _NAMED_VALUE.sub(named, redacted)
+        if "<" in redacted:
+            redacted = _XML_OPENED.sub(element, redacted)
+        return None if redacted == text else redacted
 
     def _xml(self, text: str) -> str | None:
         def element(match: re.Match[str]) -> str:
@@ -208,6 +361,8 @@ class Redactor:
 
         redacted = _XML_ELEMENT.sub(element, text)
         redacted = _XML_TAG.sub(lambda tag: _XML_ATTRIBUTE.sub(attribute, tag.group(0)), redacted)
+        # an element cut short or holding more elements than its text: found by pattern
+        redacted = self.patterns_in(redacted) or redacted
         return None if redacted == text else redacted
 
     def _form(self, text: str) -> str | None:
@@ -215,8 +370,11 @@ class Redactor:
         fields = text.split("&")
         changed = False
         for index, field in enumerate(fields):
-            name, equals, _ = field.partition("=")
-            if equals and self.is_sensitive(unquote_plus(name)):
+            name, equals, value = field.partition("=")
+            if equals and (
+                self.is_sensitive_parameter(unquote_plus(name))
+                or _secret_shaped(unquote_plus(value))
+            ):
                 fields[index] = f"{name}={REDACTED}"
                 changed = True
         return "&".join(fields) if changed else None
@@ -230,6 +388,15 @@ class Redactor:
         if redacted is None:
             return url
         return f"{base}?{redacted}{hash_mark}{fragment}"
+
+
+def _secret_shaped(value: Any) -> bool:
+    """A value (or one of a header's values) shaped like a credential."""
+    if isinstance(value, str):
+        return value != REDACTED and SECRET_VALUE.search(value) is not None
+    if isinstance(value, list):
+        return any(_secret_shaped(item) for item in value)
+    return False
 
 
 def _all_redacted(container: Any) -> Any:

@@ -245,11 +245,14 @@ def target_filter(base: str, ips: Sequence[str]) -> str:
     return f"({base}) and ({hosts})" if base else hosts
 
 
-def redactor_for(setting: bool | Sequence[str]) -> Redactor | None:
-    """``tap.redact``: false is no redaction; true or a list, the default names and those."""
+def redactor_for(setting: bool | Sequence[str], plugins: PluginManager) -> Redactor | None:
+    """``tap.redact``: false is no redaction; true or a list, the default names and those
+    (and the fields the plugins declared secret)."""
     if setting is False:
         return None
-    return Redactor((*DEFAULT_PATTERNS, *([] if setting is True else setting)))
+    return Redactor(
+        (*DEFAULT_PATTERNS, *([] if setting is True else setting)), plugins.secret_fields()
+    )
 
 
 class RecordingLiveSource(LiveSource):

@@ -94,3 +94,31 @@ def command_key(name: str, args: list[str]) -> str | None:
         numkeys = args[numkeys_at]
         return args[numkeys_at + 1] if numkeys.isdigit() and int(numkeys) > 0 else None
     return None
+
+
+PASSWORD_SETTINGS = frozenset({"requirepass", "masterauth"})
+"""``CONFIG SET`` parameters whose value is a password."""
+
+
+def without_password(name: str, args: list[str]) -> tuple[list[str], str | None]:
+    """A command's arguments without the password it carries (``AUTH [user] password``,
+    ``HELLO 3 AUTH user password``, ``MIGRATE … AUTH password`` or ``AUTH2 user password``,
+    ``CONFIG SET requirepass password``), and that password: the entry keeps it in a field of
+    its own, which the plugin declares secret."""
+    index: int | None = None
+    if name == "AUTH" and args:
+        index = len(args) - 1
+    elif name in ("HELLO", "MIGRATE"):
+        upper = [arg.upper() for arg in args]
+        if "AUTH2" in upper and name == "MIGRATE":
+            index = upper.index("AUTH2") + 2
+        elif "AUTH" in upper:
+            index = upper.index("AUTH") + (2 if name == "HELLO" else 1)
+    elif name == "CONFIG SET":
+        index = next(
+            (at + 1 for at in range(0, len(args) - 1, 2) if args[at].lower() in PASSWORD_SETTINGS),
+            None,
+        )
+    if index is None or index >= len(args):
+        return args, None
+    return args[:index] + args[index + 1 :], args[index]

@@ -8,7 +8,7 @@ from typing import Any
 
 from mizu_core import CloseReason, ConnectionContext, Direction, Dissector, Message, Protocol
 
-from mizu_redis.commands import command_key, command_name
+from mizu_redis.commands import command_key, command_name, without_password
 from mizu_redis.resp import Frame, Limits, RespReader
 
 RESP2 = Protocol(
@@ -22,6 +22,7 @@ RESP2 = Protocol(
     reference_link="https://redis.io/docs/latest/develop/reference/protocol-spec/",
     priority=3,
     ports=(6379,),
+    secret_fields=("password",),
 )
 RESP3 = replace(RESP2, version="3")
 
@@ -109,7 +110,10 @@ class RedisDissector(Dissector):
         key = command_key(name, args)
         if key is not None:
             data["key"] = key
+        args, password = without_password(name, args)
         data["args"] = args
+        if password is not None:
+            data["password"] = password
         if frame.type == "inline":
             data["inline"] = True
         if frame.truncated:

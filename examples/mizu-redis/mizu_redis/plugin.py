@@ -125,7 +125,7 @@ def represent(entry: Entry) -> Representation:
 
 
 def _request_sections(request: Mapping[str, Any]) -> list[Section]:
-    names = ("method", "key", "channel", "pattern", "inline", "truncated")
+    names = ("method", "key", "channel", "pattern", "password", "inline", "truncated")
     sections = [_table("Command", request, names, "request")]
     if "payload" in request:
         sections.append(_body("Payload", request["payload"]))

@@ -108,7 +108,8 @@ def test_commands_agree_with_tshark(name: str) -> None:
         commands = ours.setdefault(request["client"], [])
         if request.get("truncated"):
             capped.append((request["client"], len(commands)))
-        commands.append(request["method"].split() + request["args"])
+        password = [request["password"]] if "password" in request else []
+        commands.append(request["method"].split() + request["args"] + password)  # AUTH's last
     expected = {port: [upper_name(words) for words in cmds] for port, cmds in theirs.items()}
     for client, index in capped:  # tshark's words cut as the plugin cut them
         kept, full = ours[client][index], expected[client][index]

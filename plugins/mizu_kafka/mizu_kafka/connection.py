@@ -30,6 +30,7 @@ KAFKA: Final = Protocol(
     reference_link="https://kafka.apache.org/protocol",
     priority=2,
     ports=(9092,),
+    secret_fields=("authBytes",),
 )
 PRODUCE: Final = 0
 MAX_PENDING: Final = 4096

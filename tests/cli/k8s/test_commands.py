@@ -23,6 +23,7 @@ from mizu_cli import cluster
 from mizu_cli.config import Config, ConfigError
 from mizu_cli.k8s.manifests import DeploySettings, hub_pod, manifests
 from mizu_cli.main import cli
+from mizu_core.plugins import PluginManager
 from mizu_server.store import SqliteStore
 from mizu_server.tapper import redactor_for
 from tests.support.processes import Dashboard, wait_for_stderr
@@ -196,7 +197,7 @@ def test_tap_redact_is_on_off_or_more_names(
     assignment: str, redacted: list[str], kept: list[str], tmp_path: Path
 ) -> None:
     setting = Config.load(tmp_path / "none.yaml", [assignment])["tap.redact"]
-    redactor = redactor_for(setting)
+    redactor = redactor_for(setting, PluginManager())
     headers = {"Authorization": "Bearer x", "X-Customer": "42"}
     entry = {"request": {"headers": headers}}
     result = redactor(entry)["request"]["headers"] if redactor else headers
