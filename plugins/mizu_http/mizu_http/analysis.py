@@ -344,6 +344,13 @@ def _side_sections(side: str, message: Mapping[str, Any]) -> list[Section]:
         ("Headers Size", message.get("headersSize", -1), f"{side}.headersSize"),
         ("Body Size", message.get("bodySize", -1), f"{side}.bodySize"),
     ]
+    # what a capture that began mid-connection or lost bytes could not show
+    if message.get("unrecovered"):
+        lost = ", ".join(message["unrecovered"])
+        details.append(("Not Captured", lost, f"{side}.unrecovered"))
+    if message.get("undecodedHeaders"):
+        undecoded = message["undecodedHeaders"]
+        details.append(("Undecoded Headers", undecoded, f"{side}.undecodedHeaders"))
     sections.append(table("Details", details))
     sections.append(_object_table("Headers", side, "headers", message.get("headers", {})))
     if message.get("queryString"):

@@ -1,7 +1,8 @@
 """Claiming a connection, and the dissector that follows it across protocol switches.
 
-A connection starts as HTTP/1 (a request or status line) or HTTP/2 (the client preface, or
-frames that parse when the capture began mid-connection). HTTP/1 can switch to WebSocket or to
+A connection starts as HTTP/1 (a request or status line) or HTTP/2 (the client preface, or,
+when the capture began mid-connection, a run of believable frames on either side, which may
+begin after the tail of a frame in flight). HTTP/1 can switch to WebSocket or to
 HTTP/2 (``Upgrade: h2c``) after a ``101``; the dissector then hands the bytes that follow to
 the new protocol's session.
 """
@@ -19,6 +20,12 @@ from mizu_http.settings import Settings
 
 MAX_FIRST_LINE = 8 << 10
 """How long a start line may be before the offer is declined."""
+ROLE_EVIDENCE_WAIT = 8 << 10
+"""Bytes of a mid-connection HTTP/2 capture waited for a header block that tells which side
+sends the requests, before the core's guess of the roles is taken (the core's offer limit
+is twice that by default)."""
+_OFFER_FRAMES = http2.FrameRules(lone_frame=False)
+"""Claiming needs more proof than resynchronising a connection known to be HTTP/2."""
 _LINE_PREFIX = re.compile(rb"[A-Z][A-Z_-]{0,19}(?: [^ \r\n]*)?(?: [HTP/1.0]{0,8})?\r?")
 _STATUS_PREFIX = b"HTTP/1."
 
@@ -96,12 +103,32 @@ def offer(
         return None
     if _contains_start_line(client_head, True) or _contains_start_line(server_head, False):
         return Start.HTTP1_MIDSTREAM, False
-    verdicts = [http2.frames_verdict(head) for head in (client_head, server_head) if head]
-    if False in verdicts:
-        return None
-    if True in verdicts:
+    return _midstream_http2(client_head, server_head)
+
+
+def _midstream_http2(client_head: bytes, server_head: bytes) -> tuple[Start, bool] | Verdict | None:
+    """Frames on either side (the other may be inside a frame in flight); the roles from the
+    first header block that tells a request from a response."""
+    found: dict[bool, bool | None] = {}
+    undecided = False
+    for head, is_client in ((client_head, True), (server_head, False)):
+        offset, keep = http2.find_frames(head, _OFFER_FRAMES)
+        if offset is not None:
+            found[is_client] = http2.sends_requests(head, offset)
+        # a head too short for a header, or with a frame begun, may still show frames
+        undecided = undecided or keep < len(head) - http2.FRAME_HEADER + 1 or keep == 0
+    if not found:
+        in_flight = len(client_head) + len(server_head) < http2.DEFAULT_MAX_FRAME + 2 * (
+            http2.FRAME_HEADER
+        )
+        return NEED_MORE if undecided and in_flight else None
+    if found.get(True) is False or found.get(False) is True:
+        return Start.HTTP2_MIDSTREAM, True
+    if found.get(True) or found.get(False) is False:
         return Start.HTTP2_MIDSTREAM, False
-    return NEED_MORE if verdicts else None
+    if len(client_head) + len(server_head) < ROLE_EVIDENCE_WAIT:
+        return NEED_MORE
+    return Start.HTTP2_MIDSTREAM, False
 
 
 class HttpDissector(Dissector):

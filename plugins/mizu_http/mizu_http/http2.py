@@ -10,10 +10,18 @@ response headers, data and trailers from the server.
 A capture that starts mid-connection misses the HPACK dynamic table built so far: the
 :class:`HpackDecoder` knows the entries added since the capture began and reports the
 references it cannot resolve (``undecodedHeaders``) instead of failing the block.
+
+Lost bytes (a capture gap) cost as little as the frame layout allows. A gap inside a frame
+whose header was seen is skipped by arithmetic: the frame boundaries stay known, and so does
+the HPACK table unless the frame carried a header block. Otherwise the side resynchronises on
+the first run of frame headers :class:`FrameRules` believes, and its HPACK table restarts
+empty: only entries added after the gap resolve. Streams pair by id, so nothing pairs across
+a gap by position; a body with a hole keeps only the bytes before it (``unrecovered``).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +51,135 @@ PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
 END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 SETTINGS_HEADER_TABLE_SIZE = 1
 
+SETTINGS_MAX_FRAME_SIZE = 5
+DEFAULT_MAX_FRAME = 1 << 14
+"""The largest frame a peer may send until the other peer's SETTINGS allow more."""
+
 _FIXED_LENGTHS = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
 _CONNECTION_FRAMES = frozenset((SETTINGS, PING, GOAWAY))
 _STREAM_FRAMES = frozenset((DATA, HEADERS, PRIORITY, RST_STREAM, PUSH_PROMISE, CONTINUATION))
+_BLOCK_FRAMES = frozenset((HEADERS, PUSH_PROMISE, CONTINUATION))
+_OPENING_FRAMES = frozenset((DATA, HEADERS, PUSH_PROMISE, CONTINUATION))
+"""Frames only the side that opened a stream sends on it (odd ids: the client)."""
+_FLAGS = (
+    END_STREAM | PADDED,  # DATA
+    END_STREAM | END_HEADERS | PADDED | PRIORITY_FLAG,  # HEADERS
+    0,  # PRIORITY
+    0,  # RST_STREAM
+    ACK,  # SETTINGS
+    END_HEADERS | PADDED,  # PUSH_PROMISE
+    ACK,  # PING
+    0,  # GOAWAY
+    0,  # WINDOW_UPDATE
+    END_HEADERS,  # CONTINUATION
+)
+"""The flags each frame type defines: a header with others is not believed on a resync."""
+STREAM_WINDOW = 4096
+"""How far beyond the highest stream id seen a resynchronised frame's stream may be."""
+_HEADER_CANDIDATE = re.compile(rb"(?=...[\x00-\x09][\x00-\x2d][\x00-\x7f])", re.S)
+"""Where a frame header may start (type, flags, reserved bit): found in C, checked in Python."""
+
+
+@dataclass(slots=True)
+class FrameRules:
+    """What frame headers must look like to be believed where the frame boundaries are not
+    known: after a capture gap, or at the start of a capture that began mid-connection."""
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    highest_stream: int = 0
+    """The highest stream id seen, 0 before any: ids far beyond it are not believed."""
+    even_streams: bool = False
+    """Whether DATA and HEADERS may be on even (server-opened, pushed) streams."""
+    push_promise: bool = True
+    """Whether the sender may be the server (the only one that sends PUSH_PROMISE)."""
+    lone_frame: bool = True
+    """Whether one whole frame that ends the bytes is believed anywhere: a peer's write
+    usually ends with a frame, so a segment ends with one too. One whole frame is believed
+    from the first byte (a capture or a gap ends at a segment's start, often a frame's)."""
+
+    def plausible(self, length: int, kind: int, flags: int, stream: int) -> bool:
+        if kind > CONTINUATION or flags & ~_FLAGS[kind] or stream >> 31:
+            return False
+        if length > self.max_frame or _FIXED_LENGTHS.get(kind, length) != length:
+            return False
+        if kind == SETTINGS and (length % 6 or (flags & ACK and length)):
+            return False
+        if kind in _CONNECTION_FRAMES:
+            return not stream
+        if kind == PUSH_PROMISE and not self.push_promise:
+            return False
+        if kind in _STREAM_FRAMES and not stream:
+            return False
+        if kind in _OPENING_FRAMES and not stream & 1 and not self.even_streams:
+            return False
+        return not self.highest_stream or stream <= self.highest_stream + STREAM_WINDOW
+
+    def chain(self, head: bytes, start: int) -> bool | None:
+        """Whether frames believed to be frames run from ``start`` to the end of ``head``:
+        True once two are whole (or one, as :attr:`lone_frame` says), False at the first
+        header not believed, None while the run is too short to tell."""
+        position = start
+        complete = 0
+        block_stream = 0
+        end = len(head)
+        while position + FRAME_HEADER <= end:
+            length_high, length_low, kind, flags, stream = _FRAME_HEADER.unpack_from(head, position)
+            length = length_high << 16 | length_low
+            if not self.plausible(length, kind, flags, stream):
+                return False
+            if (kind == CONTINUATION) != bool(block_stream) or (
+                block_stream and stream != block_stream
+            ):
+                return False  # a header block goes on in CONTINUATION frames and nothing else
+            if kind in _BLOCK_FRAMES:
+                block_stream = 0 if flags & END_HEADERS else stream
+            position += FRAME_HEADER + length
+            if position > end:
+                break
+            complete += 1
+        if complete >= 2 or (complete and (not start or (position == end and self.lone_frame))):
+            return True
+        return None
+
+
+def find_frames(head: bytes, rules: FrameRules) -> tuple[int | None, int]:
+    """Where believable frames begin in ``head``: ``(offset, offset)`` once sure; while not,
+    ``(None, keep)``, with the bytes before ``keep`` known not to start any."""
+    for match in _HEADER_CANDIDATE.finditer(head):
+        start = match.start()
+        verdict = rules.chain(head, start)
+        if verdict:
+            return start, start
+        if verdict is None:
+            return None, start
+    return None, max(len(head) - FRAME_HEADER + 1, 0)
+
+
+def sends_requests(head: bytes, start: int) -> bool | None:
+    """Whether the first header block in the frames of ``head`` from ``start`` is a request's
+    (True) or a response's (False), by its first pseudo-header that decodes without the
+    dynamic table; None when no block tells."""
+    position = start
+    while position + FRAME_HEADER <= len(head):
+        length_high, length_low, kind, flags, _ = _FRAME_HEADER.unpack_from(head, position)
+        payload_start = position + FRAME_HEADER
+        position = payload_start + (length_high << 16 | length_low)
+        if kind != HEADERS or not flags & END_HEADERS or position > len(head):
+            continue
+        payload = head[payload_start:position]
+        fragment = _unpad(payload, flags)
+        if flags & PRIORITY_FLAG:
+            fragment = fragment[5:]
+        try:
+            headers, _ = HpackDecoder(MAX_HPACK_TABLE).decode(fragment)
+        except (hpack.HPACKError, IndexError):
+            continue
+        for name, _ in headers:
+            if name == ":status":
+                return False
+            if name in (":method", ":path", ":scheme", ":authority"):
+                return True
+    return None
 
 
 def frames_verdict(head: bytes) -> bool | None:
@@ -112,12 +246,23 @@ class HpackDecoder:
     faster, and header blocks are a fifth of the CPU of a gRPC capture.
     """
 
-    def __init__(self, max_allowed: int = 4096) -> None:
+    def __init__(self, max_allowed: int = 4096, start_unknown: bool = False) -> None:
         self.table: list[tuple[str | None, str | None]] = []
         self.size = 0
-        self.max_size = min(4096, max_allowed)
+        self.max_size = max_allowed if start_unknown else min(4096, max_allowed)
+        """Beyond it the oldest entries are evicted. When the encoder's own size is unknown it
+        is the bound: an index names the n-th most recent insertion, so entries kept longer
+        than the encoder keeps them are never referenced, while evicting early would lose
+        entries it still uses."""
         self.max_allowed = max_allowed
         """The table size the decoding side's SETTINGS allow: size updates are capped at it."""
+
+    def forget(self) -> None:
+        """Header blocks were lost: their insertions moved every index by an unknown amount.
+        The entries known so far no longer resolve; those added from now on do."""
+        self.table.clear()
+        self.size = 0
+        self.max_size = self.max_allowed
 
     def _entry(self, index: int) -> tuple[str | None, str | None]:
         if 0 < index <= len(_STATIC_TABLE):
@@ -200,6 +345,21 @@ class _Half:
     undecoded: int = 0
     wire: int = 0
     ended: bool = False
+    start_missing: bool = False
+    """Its first header block was not captured (the stream began before the capture or in a
+    gap): the headers are trailers at most, the body lacks its beginning."""
+    headers_lost: bool = False
+    """A header block of it fell in a gap."""
+    body_cut: bool = False
+    """Some of its DATA fell in a gap: the body holds what came before."""
+
+    def unrecovered(self) -> list[str]:
+        lost = []
+        if self.start_missing or self.headers_lost:
+            lost.append("headers")
+        if self.start_missing or self.body_cut:
+            lost.append("body")
+        return lost
 
     def add_headers(self, headers: list[tuple[str, str]], size: int, undecoded: int) -> None:
         if self.headers is None:
@@ -244,12 +404,21 @@ class Http2Session:
         self.buffers = [b"", b""]
         self.expect_preface = expect_preface
         bound = MAX_HPACK_TABLE if midstream else 4096
-        self.decoders = (HpackDecoder(bound), HpackDecoder(bound))
+        self.decoders = (HpackDecoder(bound, midstream), HpackDecoder(bound, midstream))
         self.streams: dict[int, _Stream] = {}
         self.pending_block: list[tuple[int, int, bytearray, int, int] | None] = [None, None]
         """Per side: a header block awaiting CONTINUATION (stream, flags, fragments, kind,
         promised stream)."""
         self.stopped = False
+        self.midstream = midstream
+        self.synced = [not midstream, not midstream]
+        """Per side: whether the next byte buffered starts a frame."""
+        self.skip = [0, 0]
+        """Per side: bytes still to come of a frame a gap cut, passed over."""
+        self.rules = (FrameRules(push_promise=False), FrameRules())
+        """Per side: the frame headers believed when resynchronising."""
+        self.gaps = [0, 0]
+        """Per side: gaps seen, which tell why a message has no partner."""
 
     # -- bytes in --------------------------------------------------------------------------------
 
@@ -257,9 +426,28 @@ class Http2Session:
         if self.stopped:
             return
         side = 0 if is_request else 1
+        skip = self.skip[side]
+        if skip:
+            if len(data) <= skip:
+                self.skip[side] = skip - len(data)
+                return
+            self.skip[side] = 0
+            data = data[skip:]
         buffer = self.buffers[side] + data if self.buffers[side] else data
         position = 0
-        if is_request and self.expect_preface:
+        if not self.synced[side]:
+            found, keep = find_frames(buffer, self.rules[side])
+            if found is None:
+                if keep:
+                    self.context.count("bytes_skipped", keep)
+                self.buffers[side] = buffer[keep:]
+                return
+            self.synced[side] = True
+            self.context.count("resyncs")
+            if found:
+                self.context.count("bytes_skipped", found)
+            position = found
+        elif is_request and self.expect_preface:
             if len(buffer) < len(PREFACE):
                 if PREFACE.startswith(buffer):
                     self.buffers[side] = buffer
@@ -290,9 +478,74 @@ class Http2Session:
         self.buffers[side] = buffer[position:]
 
     def gap(self, is_request: bool, length: int) -> None:
-        """Frame boundaries and the HPACK state are lost with the bytes: emit what the
-        streams hold and decode no more of this connection."""
-        self._give_up("capture gap")
+        """``length`` bytes of a side were lost. Inside a frame whose header was seen, the
+        rest of the frame is passed over and the boundaries stay known; otherwise the side
+        resynchronises on the frames that follow."""
+        if self.stopped:
+            return
+        side = 0 if is_request else 1
+        self.gaps[side] += 1
+        skip = self.skip[side]
+        buffer = self.buffers[side]
+        if skip:  # a cut frame's rest is passing by
+            if length <= skip:
+                self.skip[side] = skip - length
+                return
+        elif self.synced[side] and len(buffer) >= FRAME_HEADER:
+            if side == 0 and self.expect_preface:
+                self._give_up("no connection preface")
+                return
+            length_high, length_low, kind, flags, stream = _FRAME_HEADER.unpack_from(buffer)
+            remaining = FRAME_HEADER + (length_high << 16 | length_low) - len(buffer)
+            self.buffers[side] = b""
+            self._cut_frame(side, kind, flags, stream & 0x7FFFFFFF, buffer[FRAME_HEADER:])
+            if length <= remaining:
+                self.skip[side] = remaining - length
+                return
+        self._lose_sync(side)
+
+    def _cut_frame(self, side: int, kind: int, flags: int, number: int, partial: bytes) -> None:
+        """A frame whose end fell in a gap: what its header and first bytes still tell."""
+        if kind not in _OPENING_FRAMES or not number:
+            self.context.count("bytes_skipped", FRAME_HEADER + len(partial))
+            return
+        stream = self._stream(number, 0.0)
+        half = self._half(stream, side)
+        if kind == DATA:
+            half.start_missing = half.start_missing or (not half.wire and half.headers is None)
+            half.wire += FRAME_HEADER + len(partial)
+            if not half.body_cut:
+                half.body.add(partial[1:] if flags & PADDED else partial)
+            half.body_cut = half.body.truncated = True
+        else:
+            half.wire += FRAME_HEADER + len(partial)
+            self.context.count("bytes_skipped", FRAME_HEADER + len(partial))
+            self._lose_headers(side, half)
+        if kind in (DATA, HEADERS) and flags & END_STREAM:
+            self._ended(stream, side, half.last_time)
+
+    def _lose_headers(self, side: int, half: _Half) -> None:
+        """A header block of ``half`` was lost: the HPACK table of the side is no longer
+        known."""
+        half.headers_lost = True
+        self.pending_block[side] = None
+        self.decoders[side].forget()
+
+    def _lose_sync(self, side: int) -> None:
+        """Whole frames may have been lost: header blocks (the HPACK table is no longer known)
+        and the DATA of any message this side had begun and not ended (a message that had not
+        begun shows by its first frame whether its start was lost)."""
+        if self.buffers[side]:
+            self.context.count("bytes_skipped", len(self.buffers[side]))
+        self.buffers[side] = b""
+        self.skip[side] = 0
+        self.synced[side] = False
+        self.pending_block[side] = None
+        self.decoders[side].forget()
+        for stream in self.streams.values():
+            half = self._half(stream, side)
+            if half.wire and not half.ended:
+                half.body_cut = half.body.truncated = True
 
     def close(self, timestamp: float) -> None:
         for number in list(self.streams):
@@ -314,6 +567,9 @@ class Http2Session:
             if len(self.streams) >= MAX_STREAMS:
                 self.context.count("http2 streams evicted")
                 self._finish(next(iter(self.streams)), timestamp)
+            if number > self.rules[0].highest_stream:
+                for rules in self.rules:
+                    rules.highest_stream = number
             stream = self.streams[number] = _Stream(
                 number, _Half(bodies.Body(self.max_body)), _Half(bodies.Body(self.max_body))
             )
@@ -328,14 +584,18 @@ class Http2Session:
         pending = self.pending_block[side]
         if pending is not None and kind != CONTINUATION:
             self.context.count("http2 header block interrupted")
-            self.pending_block[side] = None
+            self._lose_headers(side, self._half(self._stream(pending[0], timestamp), side))
         if kind == DATA:
             stream = self._stream(number, timestamp)
             half = self._half(stream, side)
+            half.start_missing = half.start_missing or (not half.wire and half.headers is None)
             half.last_time = timestamp
             half.first_time = half.first_time or timestamp
             half.wire += FRAME_HEADER + len(payload)
-            half.body.add(_unpad(payload, flags))
+            if half.body_cut:  # the bytes after a hole are not joined to those before it
+                half.body.wire_size += len(payload)
+            else:
+                half.body.add(_unpad(payload, flags))
             if flags & END_STREAM:
                 self._ended(stream, side, timestamp)
         elif kind in (HEADERS, PUSH_PROMISE):
@@ -346,6 +606,7 @@ class Http2Session:
             elif kind == PUSH_PROMISE:
                 promised = int.from_bytes(fragment[:4], "big") & 0x7FFFFFFF
                 fragment = fragment[4:]
+                self.rules[1].even_streams = True
             stream = self._stream(number, timestamp)
             half = self._half(stream, side)
             half.first_time = half.first_time or timestamp
@@ -378,10 +639,12 @@ class Http2Session:
         elif kind == SETTINGS and not flags & ACK:
             for offset in range(0, len(payload) - 5, 6):
                 identifier = int.from_bytes(payload[offset : offset + 2], "big")
+                value = int.from_bytes(payload[offset + 2 : offset + 6], "big")
+                # What this side can decode bounds what the other side sends.
                 if identifier == SETTINGS_HEADER_TABLE_SIZE:
-                    # What this side can decode bounds what the other side's encoder uses.
-                    size = int.from_bytes(payload[offset + 2 : offset + 6], "big")
-                    self.decoders[1 - side].max_allowed = min(size, MAX_HPACK_TABLE)
+                    self.decoders[1 - side].max_allowed = min(value, MAX_HPACK_TABLE)
+                elif identifier == SETTINGS_MAX_FRAME_SIZE:
+                    self.rules[1 - side].max_frame = min(value, MAX_BUFFERED_FRAME)
         elif kind == GOAWAY:
             self.context.count("http2 goaway")
         # PRIORITY, PING, WINDOW_UPDATE and unknown types carry nothing an entry shows.
@@ -390,10 +653,11 @@ class Http2Session:
         self, side: int, block: tuple[int, int, bytearray, int, int], timestamp: float
     ) -> None:
         number, flags, fragments, kind, promised = block
+        stream = self._stream(number, timestamp)
         headers, undecoded = self._decode(side, bytes(fragments))
         if headers is None:
+            self._lose_headers(side, self._half(stream, side))
             return
-        stream = self._stream(number, timestamp)
         if kind == PUSH_PROMISE:
             pushed = self._stream(promised, timestamp)
             pushed.pushed = True
@@ -403,6 +667,8 @@ class Http2Session:
             return
         half = self._half(stream, side)
         half.last_time = timestamp
+        if half.headers is None and not undecoded and not any(n[:1] == ":" for n, _ in headers):
+            half.start_missing = True  # trailers: the block that began the message was missed
         status = _first(headers, ":status")
         if side == 1 and status.startswith("1") and len(status) == 3:
             return  # an interim response (100 Continue): the final one follows
@@ -491,9 +757,12 @@ class Http2Session:
                 data["resetCode"] = stream.reset
         if half.undecoded:
             data["undecodedHeaders"] = half.undecoded
+        unrecovered = half.unrecovered()
+        if unrecovered:
+            data["unrecovered"] = unrecovered
         if not half.ended:
             data["incomplete"] = True
-        if is_grpc:
+        if is_grpc and not half.start_missing:  # messages are framed from the body's start
             data["messages"] = grpc.messages(
                 body.data, _header(headers, "grpc-encoding"), self.max_body
             )

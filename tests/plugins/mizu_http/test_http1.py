@@ -163,9 +163,12 @@ def test_connect_tunnel_stops_decoding() -> None:
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"", False, (Start.HTTP2, False)),
         (b"PRI * HTTP/2", b"", False, NEED_MORE),
         (b"", b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64", False, NEED_MORE),
-        (b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\xff\xff", b"", True,
-         (Start.HTTP2_MIDSTREAM, False)),
-        (b"\x00\x00\x04\x0c\x00\x00\x00\x00\x00\x00\x00\xff\xff", b"", True, None),
+        # mid-connection HTTP/2: frames, then a header block that tells requests (GET) apart
+        (b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\xff\xff", b"", True, NEED_MORE),
+        (b"\x00\x00\x01\x01\x05\x00\x00\x00\x03\x82", b"", True, (Start.HTTP2_MIDSTREAM, False)),
+        (b"\x00\x00\x01\x01\x05\x00\x00\x00\x03\x82", b"", False, None),
+        (b"", b"\x00\x00\x01\x01\x05\x00\x00\x00\x03\x82", True, (Start.HTTP2_MIDSTREAM, True)),
+        (b"\x00\x00\x04\x0c" + b"\xff" * 20, b"\xff" * 20, True, None),
     ],
 )  # fmt: skip
 def test_offer(client: bytes, server: bytes, guessed: bool, verdict: object) -> None:

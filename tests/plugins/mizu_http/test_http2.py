@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import hpack
 import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from hpack.hpack import encode_integer
 from mizu_http import plugin
-from mizu_http.dissector import HttpDissector
-from mizu_http.http2 import PREFACE, HpackDecoder, frames_verdict
+from mizu_http.dissector import HttpDissector, Start, offer
+from mizu_http.http2 import (
+    FRAME_HEADER,
+    PREFACE,
+    FrameRules,
+    HpackDecoder,
+    find_frames,
+    frames_verdict,
+)
 
 from mizu_core import (
+    NEED_MORE,
     CloseReason,
     ConnectionContext,
     ConnectionInfo,
@@ -24,6 +34,44 @@ from mizu_core.testkit import run_bytes
 
 C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 REQUEST = [(":method", "GET"), (":path", "/x?a=1"), (":scheme", "http"), (":authority", "h")]
+
+
+def session_pairs(
+    chunks: list[tuple[Direction, bytes | int]],
+    start: Start = Start.HTTP2,
+    flipped: bool = False,
+) -> tuple[list[Pair], dict[str, int]]:
+    """Feed one connection's chunks to the HTTP dissector (an ``int`` is a gap of that many
+    bytes); its pairs and counters."""
+    pairs: list[Pair] = []
+    connection = ConnectionInfo(1, Endpoint("10.0.0.1", 5000), Endpoint("10.0.0.2", 7000), 1.0)
+    connection.role_guessed = start is Start.HTTP2_MIDSTREAM
+    context = ConnectionContext(
+        connection,
+        ConnectionStats.empty(1.0),
+        pairs.append,
+        settings={"http": plugin.configure(settings={})},
+    )
+    context.owner = "http"
+    dissector = HttpDissector(context, context.settings, start, flipped)
+    time = 1.0
+    for index, (direction, data) in enumerate(chunks):
+        time = 1.0 + index / 1000
+        if isinstance(data, int):
+            dissector.gap(direction, data, time)
+        else:
+            dissector.feed(direction, data, time)
+    dissector.close(time, CloseReason.FIN)
+    context.flush()
+    return pairs, dict(context.counters)
+
+
+def pair_summary(pair: Pair) -> dict[str, Any]:
+    """The request and response objects of a pair (None for a missing one)."""
+    return {
+        "request": pair.request.data if pair.request else None,
+        "response": pair.response.data if pair.response else None,
+    }
 
 
 def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
@@ -142,21 +190,105 @@ def test_hpack_decoder_resolves_entries_it_saw_added() -> None:
     assert decoder.decode(encoder.encode([("a", "1"), ("b", "2")])) == ([("a", "1"), ("b", "2")], 0)
 
 
-def test_a_gap_gives_up_on_the_connection_and_emits_what_it_holds() -> None:
+def test_a_gap_inside_a_frame_is_passed_over_by_arithmetic() -> None:
     client, server, handshake = peers()
-    client.send_headers(1, REQUEST, end_stream=True)
+    client.send_headers(1, [*REQUEST, ("x-trace", "t1")], end_stream=True)
+    first_request = client.data_to_send()
+    server.receive_data(first_request)
+    server.send_headers(1, [(":status", "200"), ("x-served-by", "s1")])
+    server.send_data(1, b"x" * 3000, end_stream=True)
+    answer = server.data_to_send()
+    client.send_headers(3, [*REQUEST, ("x-trace", "t1")], end_stream=True)
+    second_request = client.data_to_send()
+    server.receive_data(second_request)
+    server.send_headers(3, [(":status", "200"), ("x-served-by", "s1")], end_stream=True)
+    chunks: list[tuple[Direction, bytes | int]] = [
+        *handshake,
+        (C, first_request),
+        (S, answer[:100]),
+        (S, 500),  # inside the DATA frame, whose header was seen
+        (S, answer[600:]),
+        (C, second_request),
+        (S, server.data_to_send()),
+    ]
+    pairs, counters = session_pairs(chunks)
+    cut, after = (pair_summary(pair) for pair in pairs)
+    assert cut["response"]["unrecovered"] == ["body"]
+    assert cut["response"]["content"]["truncated"] is True
+    assert cut["response"]["content"]["text"] == "x" * (100 - len(answer) + 3000)
+    assert "incomplete" not in cut["response"]  # END_STREAM was in the cut frame's header
+    # the frame boundaries and both HPACK tables survived: entries from before still resolve
+    assert after["request"]["headers"]["x-trace"] == "t1"
+    assert after["response"]["headers"]["x-served-by"] == "s1"
+    assert "undecodedHeaders" not in after["request"] and "unrecovered" not in after["response"]
+    assert "resyncs" not in counters
+
+
+def test_lost_frames_resync_and_the_hpack_table_is_rebuilt_from_what_follows() -> None:
+    client, server, handshake = peers()
+    requests = {}
+    for number, extra in ((1, ("x-early", "e")), (3, ("x-lost", "l")), (5, ("x-late", "5"))):
+        client.send_headers(number, [*REQUEST[:1], (":path", f"/{number}"), *REQUEST[2:], extra])
+        client.send_data(number, b"body %d" % number, end_stream=True)
+        requests[number] = client.data_to_send()
+    client.send_headers(7, [*REQUEST[:1], (":path", "/7"), *REQUEST[2:], ("x-late", "5")])
+    client.send_data(7, b"body 7", end_stream=True)
+    requests[7] = client.data_to_send()
+    for request in requests.values():
+        server.receive_data(request)
+    for number in requests:
+        server.send_headers(number, [(":status", "200")], end_stream=True)
+    chunks: list[tuple[Direction, bytes | int]] = [
+        *handshake,
+        (C, requests[1]),
+        (C, len(requests[3])),  # whole frames lost: where the next one begins is not known
+        (C, requests[5] + requests[7]),
+        (S, server.data_to_send()),
+    ]
+    pairs, counters = session_pairs(chunks)
+    by_stream = {pair_summary(pair)["response"]["streamId"]: pair for pair in pairs}
+    assert by_stream[3].request is None  # its request was lost: answered alone
+    late, later = pair_summary(by_stream[5])["request"], pair_summary(by_stream[7])["request"]
+    assert late["target"] == "/5" and later["target"] == "/7"  # literals and the static table
+    assert late["headers"]["x-late"] == "5"
+    assert later["headers"]["x-late"] == "5"  # added to the table after the gap: resolved
+    assert later["undecodedHeaders"] == 1  # :authority, added before it: not recoverable
+    assert late["postData"]["text"] == "body 5"
+    assert counters["resyncs"] == 1 and "bytes_skipped" not in counters
+
+
+def test_a_frame_cut_with_more_lost_resyncs_past_the_tail_of_the_next() -> None:
+    client, server, handshake = peers()
+    for number in (1, 3, 5):
+        client.send_headers(number, REQUEST, end_stream=True)
     requests = client.data_to_send()
     server.receive_data(requests)
-    server.send_headers(1, [(":status", "200")])
-    server.send_data(1, b"x" * 50, end_stream=True)
+    for number, status, body in (
+        (1, "200", b"a" * 2000),
+        (3, "404", b"b" * 2000),
+        (5, "200", b"c"),
+    ):
+        server.send_headers(number, [(":status", status)])
+        server.send_data(number, body, end_stream=True)
     answer = server.data_to_send()
-    chunks = [*handshake, (C, requests), (S, answer[:20]), (S, b""), (S, answer[21:])]
-    outputs = run_bytes(chunks, plugin)
-    counters = outputs.stats["plugin_counters"]
-    assert list(counters.values()) == [{"http2 gave up: capture gap": 1, "paired": 1}]
-    (entry,) = outputs.entries
-    assert entry["request"]["path"] == "/x"
-    assert entry["response"]["incomplete"] is True
+    resumed = 50 + 3000
+    tail = answer.index(b"c") - FRAME_HEADER - 1 - FRAME_HEADER - resumed  # the 404's body's
+    chunks: list[tuple[Direction, bytes | int]] = [
+        *handshake,
+        (C, requests),
+        (S, answer[:50]),
+        (S, 3000),  # the end of stream 1's DATA, the 404's HEADERS and some of its DATA
+        (S, answer[resumed:]),
+    ]
+    pairs, counters = session_pairs(chunks)
+    summaries = {pair_summary(pair)["request"]["streamId"]: pair_summary(pair) for pair in pairs}
+    one, three, five = summaries[1], summaries[3], summaries[5]
+    assert one["response"]["status"] == 200 and one["response"]["unrecovered"] == ["body"]
+    assert "incomplete" not in one["response"]  # the cut frame's header had END_STREAM
+    assert three["response"] is None  # nothing of it survived: never joined to another
+    assert five["response"]["status"] == 200 and five["response"]["content"]["text"] == "c"
+    assert "unrecovered" not in five["response"]
+    assert counters["resyncs"] == 1 and counters["bytes_skipped"] == tail
 
 
 def test_a_frame_too_large_to_buffer_ends_decoding() -> None:
@@ -194,3 +326,56 @@ def test_hpack_decoder_rejects_a_cut_block() -> None:
     block = hpack.Encoder().encode([("name", "value" * 10)])
     with pytest.raises((hpack.HPACKDecodingError, IndexError)):
         HpackDecoder().decode(block[:-3])
+
+
+def test_a_capture_begun_inside_a_response_finds_the_frames_and_the_roles() -> None:
+    client, server, _ = peers()
+    client.send_headers(1, REQUEST, end_stream=True)
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, [(":status", "200"), ("content-type", "text/plain")])
+    server.send_data(1, b"early " * 500)
+    server.send_data(1, b"late", end_stream=True)
+    in_flight = server.data_to_send()[1000:]  # the capture began inside the first DATA frame
+    client.send_headers(3, [*REQUEST[:1], (":path", "/after"), *REQUEST[2:]], end_stream=True)
+    request = client.data_to_send()
+    server.receive_data(request)
+    server.send_headers(3, [(":status", "404")], end_stream=True)
+    answer = server.data_to_send()
+    # the server spoke first, so the core took it for the client: the header blocks tell
+    assert offer(in_flight, request, role_guessed=True) == (Start.HTTP2_MIDSTREAM, True)
+    assert offer(in_flight, b"", role_guessed=True) is NEED_MORE
+    chunks: list[tuple[Direction, bytes | int]] = [(C, in_flight), (S, request), (C, answer)]
+    pairs, counters = session_pairs(chunks, Start.HTTP2_MIDSTREAM, flipped=True)
+    tail, after = (pair_summary(pair) for pair in pairs)
+    assert tail["request"] is None
+    assert tail["response"]["unrecovered"] == ["headers", "body"]
+    assert tail["response"]["content"]["text"] == "late"
+    assert after["request"]["target"] == "/after" and after["response"]["status"] == 404
+    assert counters["resyncs"] == 2  # each side found its frames
+    assert counters["bytes_skipped"] == in_flight.index(b"late") - FRAME_HEADER  # a frame's tail
+
+
+def test_find_frames_believes_only_plausible_runs() -> None:
+    headers = frame(1, 0x05, 3, b"\x82")
+    data = frame(0, 0x01, 3, b"body")
+    rules = FrameRules()
+    assert find_frames(b"\x62" * 40 + headers + data, rules) == (40, 40)
+    assert find_frames(b"\x62" + headers + data[:5], rules) == (None, 1)  # one and a bit
+    assert find_frames(headers + data[:5], rules) == (0, 0)  # ... from the first byte: sure
+    assert find_frames(b"\x62" + headers, rules) == (1, 1)  # one whole frame ending the bytes
+    assert find_frames(b"\x62" + headers, FrameRules(lone_frame=False)) == (None, 1)
+    assert find_frames(frame(1, 0x05, 4, b"\x82") + data, rules)[0] != 0  # even: the server's
+    assert find_frames(frame(0, 0x40, 3, b"x") + data, rules)[0] != 0  # undefined flag
+    assert find_frames(frame(9, 0x04, 3, b"x") + data, rules)[0] != 0  # no block to continue
+    assert find_frames(headers + data, FrameRules(max_frame=0))[0] is None
+    assert find_frames(frame(1, 0x05, 9001, b"\x82"), FrameRules(highest_stream=3))[0] is None
+
+
+def test_hpack_decoder_forgets_the_table_after_lost_blocks() -> None:
+    encoder = hpack.Encoder()
+    decoder = HpackDecoder()
+    decoder.decode(encoder.encode([("a", "1")]))
+    decoder.forget()
+    block = encoder.encode([("a", "1"), ("b", "2")])  # a: an index; b: a literal, added
+    assert decoder.decode(block) == ([("b", "2")], 1)
+    assert decoder.decode(encoder.encode([("b", "2")])) == ([("b", "2")], 0)
