@@ -419,6 +419,9 @@ class Http2Session:
         """Per side: the frame headers believed when resynchronising."""
         self.gaps = [0, 0]
         """Per side: gaps seen, which tell why a message has no partner."""
+        self.first_request = 0
+        """The first stream whose request's header block was captured: the requests of
+        those before it may have been sent before the capture began."""
 
     # -- bytes in --------------------------------------------------------------------------------
 
@@ -557,7 +560,7 @@ class Http2Session:
         self.buffers = [b"", b""]
         for number, stream in list(self.streams.items()):
             stream.request.body.truncated = stream.response.body.truncated = True
-            self._finish(number, max(stream.request.last_time, stream.response.last_time))
+            self._finish(number, max(stream.request.last_time, stream.response.last_time), "gap")
 
     # -- frames ----------------------------------------------------------------------------------
 
@@ -566,7 +569,7 @@ class Http2Session:
         if stream is None:
             if len(self.streams) >= MAX_STREAMS:
                 self.context.count("http2 streams evicted")
-                self._finish(next(iter(self.streams)), timestamp)
+                self._finish(next(iter(self.streams)), timestamp, "timeout")
             if number > self.rules[0].highest_stream:
                 for rules in self.rules:
                     rules.highest_stream = number
@@ -611,6 +614,8 @@ class Http2Session:
             half = self._half(stream, side)
             half.first_time = half.first_time or timestamp
             half.wire += FRAME_HEADER + len(payload)
+            if not side and not self.first_request:
+                self.first_request = number
             block = (number, flags, bytearray(fragment), kind, promised)
             if flags & END_HEADERS:
                 self._header_block(side, block, timestamp)
@@ -699,7 +704,8 @@ class Http2Session:
         elif side == 1:
             self._finish(stream.number, timestamp)
 
-    def _finish(self, number: int, timestamp: float) -> None:
+    def _finish(self, number: int, timestamp: float, unanswered: str = "closed") -> None:
+        """Emit a stream; ``unanswered`` says why if it ends with a request alone."""
         stream = self.streams.pop(number, None)
         if stream is None:
             return
@@ -714,8 +720,15 @@ class Http2Session:
             response = self._message(stream, False, request)
         elif stream.reset is not None:
             response = self._reset_message(stream, timestamp)
+        if response is None:
+            unpaired = "gap" if unanswered == "closed" and self.gaps[1] else unanswered
+        elif request is None:
+            first = self.first_request
+            unpaired = "midstream" if self.midstream and (not first or number < first) else "gap"
+        else:
+            unpaired = None
         if request is not None or response is not None:
-            self.context.emit(request, response)
+            self.context.emit(request, response, unpaired)
 
     def _message(
         self, stream: _Stream, is_request: bool, request: Message | None = None

@@ -67,10 +67,11 @@ def session_pairs(
 
 
 def pair_summary(pair: Pair) -> dict[str, Any]:
-    """The request and response objects of a pair (None for a missing one)."""
+    """The request and response objects of a pair (None for a missing one), and why."""
     return {
         "request": pair.request.data if pair.request else None,
         "response": pair.response.data if pair.response else None,
+        "unpaired": pair.unpaired,
     }
 
 
@@ -247,7 +248,7 @@ def test_lost_frames_resync_and_the_hpack_table_is_rebuilt_from_what_follows() -
     ]
     pairs, counters = session_pairs(chunks)
     by_stream = {pair_summary(pair)["response"]["streamId"]: pair for pair in pairs}
-    assert by_stream[3].request is None  # its request was lost: answered alone
+    assert by_stream[3].request is None and by_stream[3].unpaired == "gap"  # answered alone
     late, later = pair_summary(by_stream[5])["request"], pair_summary(by_stream[7])["request"]
     assert late["target"] == "/5" and later["target"] == "/7"  # literals and the static table
     assert late["headers"]["x-late"] == "5"
@@ -286,6 +287,7 @@ def test_a_frame_cut_with_more_lost_resyncs_past_the_tail_of_the_next() -> None:
     assert one["response"]["status"] == 200 and one["response"]["unrecovered"] == ["body"]
     assert "incomplete" not in one["response"]  # the cut frame's header had END_STREAM
     assert three["response"] is None  # nothing of it survived: never joined to another
+    assert three["unpaired"] == "gap" and one["unpaired"] == five["unpaired"] == ""
     assert five["response"]["status"] == 200 and five["response"]["content"]["text"] == "c"
     assert "unrecovered" not in five["response"]
     assert counters["resyncs"] == 1 and counters["bytes_skipped"] == tail
@@ -347,7 +349,7 @@ def test_a_capture_begun_inside_a_response_finds_the_frames_and_the_roles() -> N
     chunks: list[tuple[Direction, bytes | int]] = [(C, in_flight), (S, request), (C, answer)]
     pairs, counters = session_pairs(chunks, Start.HTTP2_MIDSTREAM, flipped=True)
     tail, after = (pair_summary(pair) for pair in pairs)
-    assert tail["request"] is None
+    assert tail["request"] is None and tail["unpaired"] == "midstream"
     assert tail["response"]["unrecovered"] == ["headers", "body"]
     assert tail["response"]["content"]["text"] == "late"
     assert after["request"]["target"] == "/after" and after["response"]["status"] == 404
