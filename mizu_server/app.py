@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from mizu_core import __version__
 from mizu_core.emit import encode_json
@@ -98,9 +99,31 @@ async def send_json(socket: web.WebSocketResponse, data: Any) -> None:
     await socket.send_str(encode_json(data).decode())
 
 
+class BadRequestsInOneLine(logging.Filter):
+    """A request aiohttp cannot parse (an over-long URL or header, bytes that are not HTTP)
+    is the client's fault, answered 400: one warning line, not a traceback for each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg = f"{record.msg}: %s"
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()), error.message)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+server_log = logging.getLogger("mizu_server.http")
+"""Where the HTTP server logs the requests it could not handle."""
+server_log.addFilter(BadRequestsInOneLine())
+
+
 def create_app(hub: Hub) -> web.Application:
     app = web.Application(
-        middlewares=[port_guard, host_guard, access_guard], client_max_size=1 << 20
+        middlewares=[port_guard, host_guard, access_guard],
+        client_max_size=1 << 20,
+        handler_args={"logger": server_log},
     )
     app[HUB_KEY] = hub
     app[SOCKETS_KEY] = set()
@@ -363,7 +386,7 @@ async def validate_query(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to read
         body = dict(await request.post())
     text = body.get("query") if isinstance(body, dict) else None
     if not isinstance(text, str):
@@ -532,7 +555,7 @@ async def live_socket(request: web.Request) -> web.StreamResponse:
                 request_body = json.loads(message.data)
                 if not isinstance(request_body, dict):
                     raise ValueError("not an object")
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deep to read
                 request_body = {"query": message.data}
             text = request_body.get("query", "")
             if not isinstance(text, str):
@@ -726,7 +749,7 @@ async def tapper_socket(request: web.Request) -> web.WebSocketResponse:
                     MAX_FRAME_BYTES >> 20,
                 )
             elif message.type == WSMsgType.TEXT:
-                with contextlib.suppress(ValueError):
+                with contextlib.suppress(ValueError, RecursionError):
                     report = json.loads(message.data)
                     if isinstance(report, dict) and report.get("type") == "stats":
                         state.reported = {k: v for k, v in report.items() if k != "type"}
@@ -812,6 +835,8 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     root = request.app[HUB_KEY].settings.static_dir or DEFAULT_STATIC_DIR
     root = root.resolve()
     relative = request.match_info["path"]
+    if "\0" in relative:  # no file has such a name, and paths refuse to resolve it
+        return json_response({"error": "a path cannot hold a NUL character"}, status=400)
     candidate = (root / relative).resolve() if relative else root / "index.html"
     if candidate.is_relative_to(root) and candidate.is_file():
         return web.FileResponse(candidate)
