@@ -86,10 +86,11 @@ def with_plugin_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 TLS_KEYLOG_HELP = (
-    "An NSS key log (the file SSLKEYLOGFILE names for curl, browsers, Python, Node, Go): TLS "
-    "sessions whose secrets it holds are decrypted, and their traffic dissected as if it were "
-    "in clear (entries gain tls.decrypted). Its secrets stay in this process: never logged, "
-    "stored or sent."
+    "An NSS key log (the file SSLKEYLOGFILE names for curl, browsers, Python, Node, Go; lines "
+    "LABEL CLIENT_RANDOM SECRET: CLIENT_RANDOM for TLS 1.2, the *_TRAFFIC_SECRET_* ones for "
+    "TLS 1.3): TLS sessions whose secrets it holds are decrypted, and their traffic dissected "
+    "as if it were in clear (entries gain tls.decrypted). Lines that do not parse are skipped "
+    "and counted. Its secrets stay in this process: never logged, stored or sent."
 )
 
 

@@ -32,6 +32,23 @@ def capture_streams(captures: Iterable[Path]) -> Streams:
     return tuple(found)
 
 
+def mutate(draw: st.DrawFn, data: bytearray, size_claims: tuple[int, ...]) -> None:
+    """One mutation of ``data``, in place: a bit flip, a 4-octet big-endian length field
+    overwritten with one of ``size_claims``, an insertion or a cut."""
+    if not data:
+        return
+    position = draw(st.integers(0, len(data) - 1))
+    kind = draw(st.sampled_from(("flip", "size", "insert", "cut")))
+    if kind == "flip":
+        data[position] ^= 1 << draw(st.integers(0, 7))
+    elif kind == "size":
+        data[position : position + 4] = draw(st.sampled_from(size_claims)).to_bytes(4)
+    elif kind == "insert":
+        data[position:position] = draw(st.binary(min_size=1, max_size=32))
+    else:
+        del data[position : position + draw(st.integers(1, 512))]
+
+
 @st.composite
 def mutated(
     draw: st.DrawFn, streams: Callable[[], Streams], size_claims: tuple[int, ...]
@@ -41,19 +58,7 @@ def mutated(
     client, server = draw(st.sampled_from(streams()))
     sides = [bytearray(client), bytearray(server)]
     for _ in range(draw(st.integers(1, 6))):
-        side = sides[draw(st.integers(0, 1))]
-        if not side:
-            continue
-        position = draw(st.integers(0, len(side) - 1))
-        kind = draw(st.sampled_from(("flip", "size", "insert", "cut")))
-        if kind == "flip":
-            side[position] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "size":
-            side[position : position + 4] = draw(st.sampled_from(size_claims)).to_bytes(4)
-        elif kind == "insert":
-            side[position:position] = draw(st.binary(min_size=1, max_size=32))
-        else:
-            del side[position : position + draw(st.integers(1, 512))]
+        mutate(draw, sides[draw(st.integers(0, 1))], size_claims)
     # Chunk boundaries and gaps from a seeded generator: drawing each would make the smallest
     # example as long as the connection.
     rng = random.Random(draw(st.integers(0, 2**32)))

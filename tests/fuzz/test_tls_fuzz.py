@@ -1,17 +1,29 @@
 """Mutated real TLS traffic fed to the TLS plugin, with and without its key log: the record and
-handshake parsers and the decryption raise nothing, whatever the bytes."""
+handshake parsers and the decryption raise nothing, whatever the bytes. The parsers are also
+fed on their own: mutated handshake messages of the capture, and bytes of any kind."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from mizu_tls import plugin
+from mizu_tls import certificates, handshake, plugin
+from mizu_tls.records import (
+    HANDSHAKE,
+    MAX_HANDSHAKE_MESSAGE,
+    MAX_RECORD,
+    HandshakeReader,
+    RecordReader,
+    TlsError,
+)
 
 from mizu_core.testkit import run_bytes
-from tests.fuzz.mutations import Chunks, Streams, capture_streams, mutated
+from tests.fuzz.mutations import Chunks, Streams, capture_streams, mutate, mutated
 from tests.support.fuzzing import fuzz_settings
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tls"
@@ -20,14 +32,38 @@ KEYS = DATA / "mizu-tls.keys"
 LENGTH_CLAIMS = (0, 1, 4, 5, 0x3FFF, 0x4000, 0x4800, 0x4801, 0xFFFF, 0xFFFFFF)
 """What a mutated record or handshake length may claim."""
 
+PARSERS: dict[int, Callable[[bytes], Any]] = {
+    handshake.CLIENT_HELLO: handshake.parse_client_hello,
+    handshake.SERVER_HELLO: handshake.parse_server_hello,
+    handshake.ENCRYPTED_EXTENSIONS: handshake.parse_encrypted_extensions_alpn,
+    handshake.CERTIFICATE: lambda body: [
+        certificates.describe(der) for der in handshake.parse_certificates(body, tls13=False)
+    ],
+}
+
 
 @functools.cache
 def streams() -> Streams:
     return capture_streams([DATA / "mizu-tls.pcap"])
 
 
-def test_the_capture_gives_connections() -> None:
+@functools.cache
+def handshake_messages() -> tuple[tuple[int, bytes], ...]:
+    """The ``(type, body)`` of the messages the capture's handshakes carry in clear."""
+    found: list[tuple[int, bytes]] = []
+    for stream in (side for connection in streams() for side in connection):
+        messages = HandshakeReader()
+        for record in RecordReader().feed(stream):
+            if record.content_type != HANDSHAKE:
+                break  # what follows is protected
+            found += messages.feed(record.fragment)
+    return tuple(found)
+
+
+def test_the_capture_gives_connections_and_every_parsed_message() -> None:
     assert len(streams()) == 9
+    kinds = {kind for kind, _ in handshake_messages()}
+    assert kinds >= {handshake.CLIENT_HELLO, handshake.SERVER_HELLO, handshake.CERTIFICATE}
 
 
 @fuzz_settings
@@ -35,4 +71,37 @@ def test_the_capture_gives_connections() -> None:
 def test_mutated_traffic_raises_nothing(chunks: Chunks, with_keys: bool) -> None:
     outputs = run_bytes(chunks, plugin, settings={"keylog": str(KEYS)} if with_keys else {})
     assert outputs.stats["plugin_errors"] == {}
-    assert [entry["protocol"]["name"] for entry in outputs.entries][-1:] in ([], ["tls"])
+    assert sum(entry["protocol"]["name"] == "tls" for entry in outputs.entries) <= 1
+
+
+@fuzz_settings
+@given(data=st.data())
+def test_mutated_handshake_messages_are_parsed_or_refused(data: st.DataObject) -> None:
+    kind, body = data.draw(st.sampled_from(handshake_messages()))
+    mutable = bytearray(body)
+    for _ in range(data.draw(st.integers(1, 4))):
+        mutate(data.draw, mutable, LENGTH_CLAIMS)
+    parse = PARSERS.get(kind)
+    for parser in [parse] if parse else PARSERS.values():
+        with contextlib.suppress(TlsError):
+            parser(bytes(mutable))
+
+
+@fuzz_settings
+@given(
+    chunks=st.lists(st.binary(max_size=300), max_size=12), parser=st.sampled_from(sorted(PARSERS))
+)
+def test_bytes_of_any_kind_are_records_messages_or_errors(chunks: list[bytes], parser: int) -> None:
+    records, messages = RecordReader(), HandshakeReader()
+    for chunk in chunks:
+        with contextlib.suppress(TlsError):
+            PARSERS[parser](chunk)
+        try:
+            for record in records.feed(chunk):
+                assert len(record.fragment) <= MAX_RECORD
+                for _, body in messages.feed(record.fragment):
+                    assert len(body) <= MAX_HANDSHAKE_MESSAGE
+        except TlsError:
+            records = RecordReader()
+        assert len(records.buffer) < 5 + MAX_RECORD
+        assert len(messages.buffer) < 4 + MAX_HANDSHAKE_MESSAGE

@@ -1,6 +1,7 @@
 """One TLS connection: its handshake read in the clear, its records decrypted when the key log
 has the session's secrets, the decrypted bytes handed to the core as an inner connection, and
-one ``tls`` entry when it ends."""
+one ``tls`` entry as soon as the handshake is over (a long-lived connection shows while it is
+open), or when the connection ends before that."""
 
 from __future__ import annotations
 
@@ -65,11 +66,15 @@ TLS13 = 0x0304
 MAX_WAITING = 256 << 10
 """Protected bytes kept per direction while the key log lacks the session's secrets (a client
 writes them as it connects: they may be read a moment after the records)."""
+MAX_WAIT_SECONDS = 2.0
+"""How long, by the capture's clock, a record waits for its session's secrets: a client writes
+them before it sends its Finished, so a longer wait means the key log will not have them."""
 MAX_CERTIFICATES = 8
 
 NO_KEY_LOG = "no key log (give one with --tls-keylog)"
 NO_KEY = "no secret for this session in the key log"
 NO_HANDSHAKE = "the capture missed the handshake"
+MALFORMED_HELLO = "the ClientHello is not valid TLS (see malformed)"
 WRONG_KEY = "the key log's secret does not decrypt this session (tag check failed)"
 LOST_BYTES = "the capture lost bytes of this connection"
 
@@ -92,6 +97,7 @@ class _Side:
         "decrypted",
         "encrypted",
         "handshake",
+        "protected",
         "protected_handshake",
         "protection",
         "records",
@@ -114,6 +120,8 @@ class _Side:
         self.stopped = ""
         """Why this direction is no longer read ("" while it is)."""
         self.bytes = 0
+        self.protected = 0
+        """Protected records seen, decrypted or not."""
         self.decrypted = 0
 
 
@@ -131,6 +139,8 @@ class TlsDissector(Dissector):
         self.certificates: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
         self.inner: InnerConnection | None = None
+        self.midstream = midstream
+        self.emitted = False
         self.reason = NO_HANDSHAKE if midstream else ""
         """Why the connection is not (or not wholly) decrypted."""
         self.malformed = ""
@@ -155,6 +165,8 @@ class TlsDissector(Dissector):
         for record in records:
             self.records[direction] += 1
             self._record(direction, side, record, timestamp)
+            if not self.emitted and (self.midstream or self._handshake_over()):
+                self._emit(timestamp, None)  # before any entry of the inner connection
             if side.stopped:
                 return
 
@@ -168,10 +180,26 @@ class TlsDissector(Dissector):
             for direction in Direction:
                 self._retry_waiting(direction)
                 if self.sides[direction].waiting:
-                    self._give_up_waiting(direction)
+                    self._give_up_waiting(direction, timestamp)
         if self.inner is not None:
             self.inner.close(timestamp, reason)
-        self._emit(timestamp, reason)
+        if not self.emitted:
+            self._emit(timestamp, reason)
+
+    def _handshake_over(self) -> bool:
+        """Both sides have sent their Finished (what the session is, and whether it is
+        decrypted, is known), and no record waits for the key log's secrets."""
+        if self.server_hello is None:
+            return False
+        client, server = self.sides
+        if client.waiting or server.waiting:
+            return False
+        if self._tls13:
+            # The client's Finished, its first protected record, follows the server's flight.
+            return client.protected > 0 or bool(client.stopped)
+        return (client.protected > 0 or bool(client.stopped)) and (
+            server.protected > 0 or bool(server.stopped)
+        )
 
     # -- records -------------------------------------------------------------------------------
 
@@ -194,10 +222,14 @@ class TlsDissector(Dissector):
 
     @property
     def _tls13(self) -> bool:
-        return self.server_hello is not None and self.server_hello.version == TLS13
+        # Only TLS 1.3 has a HelloRetryRequest: the ChangeCipherSpec after it (for middleboxes)
+        # starts no protection, and the real ServerHello follows in clear.
+        server_hello = self.server_hello
+        return self.hello_retry or (server_hello is not None and server_hello.version == TLS13)
 
     def _protected(self, direction: Direction, side: _Side, record: Record, time: float) -> None:
-        if self.keylog is None:
+        side.protected += 1
+        if self.keylog is None or self.client_hello is None:
             if record.content_type == ALERT:
                 self._alert(direction, b"")
             if not self.reason:
@@ -206,22 +238,24 @@ class TlsDissector(Dissector):
         side.waiting.append((record, time))
         side.waiting_bytes += record.size
         self._retry_waiting(direction)
-        if side.waiting_bytes > MAX_WAITING:
-            self._give_up_waiting(direction)
+        if side.waiting and (
+            side.waiting_bytes > MAX_WAITING or time - side.waiting[0][1] > MAX_WAIT_SECONDS
+        ):
+            self._give_up_waiting(direction, time)
 
     def _retry_waiting(self, direction: Direction) -> None:
         """Decrypt the records kept for want of keys, in order, as far as the keys go."""
         side = self.sides[direction]
         waiting = side.waiting
         while waiting and not side.stopped:
-            protection = side.protection or self._keys(direction)
+            protection = side.protection or self._keys(direction, waiting[0][1])
             if protection is None:
                 return
             record, time = waiting.popleft()
             side.waiting_bytes -= record.size
             self._decrypt(direction, side, protection, record, time)
 
-    def _give_up_waiting(self, direction: Direction) -> None:
+    def _give_up_waiting(self, direction: Direction, time: float) -> None:
         side = self.sides[direction]
         for record, _ in side.waiting:
             if record.content_type == ALERT:
@@ -230,6 +264,8 @@ class TlsDissector(Dissector):
         side.waiting_bytes = 0
         if not self.reason:
             self.reason = self._missing_key_reason()
+        # The records given up break the sequence the next ones are decrypted with.
+        self._stop(direction, self.reason, time)
 
     def _decrypt(
         self,
@@ -284,13 +320,13 @@ class TlsDissector(Dissector):
 
     # -- keys ----------------------------------------------------------------------------------
 
-    def _keys(self, direction: Direction) -> Protection | None:
+    def _keys(self, direction: Direction, time: float) -> Protection | None:
         """The direction's record protection from the key log, or None (``reason`` says why
         once it is final)."""
         client_hello, server_hello = self.client_hello, self.server_hello
         if client_hello is None or server_hello is None:
             if not self.reason and client_hello is None:
-                self.reason = NO_HANDSHAKE
+                self.reason = self._missing_key_reason()
             return None
         keylog = self.keylog
         if keylog is None:
@@ -307,6 +343,7 @@ class TlsDissector(Dissector):
                 f"{cipher_suite_name(suite_number)} with {version_name(server_hello.version)} "
                 "is not decrypted by Mizu"
             )
+            self._stop(direction, self.reason, time)
             return None
         random = client_hello.random
         if self._tls13:
@@ -329,7 +366,7 @@ class TlsDissector(Dissector):
         if master_secret is None:
             return None
         client_protection, server_protection = tls12_protections(
-            suite, master_secret, random, server_hello.random
+            suite, master_secret, random, server_hello.random, server_hello.encrypt_then_mac
         )
         side.protection = (
             client_protection if direction == Direction.CLIENT_TO_SERVER else server_protection
@@ -338,7 +375,7 @@ class TlsDissector(Dissector):
 
     def _missing_key_reason(self) -> str:
         if self.client_hello is None:
-            return NO_HANDSHAKE
+            return MALFORMED_HELLO if self.malformed else NO_HANDSHAKE
         if self.keylog is None:
             return NO_KEY_LOG
         return NO_KEY
@@ -374,6 +411,7 @@ class TlsDissector(Dissector):
             side.application = True
             side.protection = None  # the traffic secret applies from the next record
         elif message_type == handshake.KEY_UPDATE and side.protection is not None:
+            self.context.count("key updates")
             side.protection = side.protection.updated()
 
     def _certificates(self, body: bytes, tls13: bool) -> None:
@@ -383,6 +421,9 @@ class TlsDissector(Dissector):
         self.certificates = [certificates.describe(der) for der in chain[:MAX_CERTIFICATES]]
 
     def _alert(self, direction: Direction, fragment: bytes) -> None:
+        if self.emitted:
+            self.context.count("alerts after the handshake")
+            return
         sender = "client" if direction == Direction.CLIENT_TO_SERVER else "server"
         if len(fragment) < 2:
             self.alerts.append({"from": sender, "level": "", "description": "encrypted alert"})
@@ -419,7 +460,10 @@ class TlsDissector(Dissector):
             "alpn": self.alpn,
         }
 
-    def _emit(self, time: float, ended: CloseReason) -> None:
+    def _emit(self, time: float, ended: CloseReason | None) -> None:
+        """The connection's entry: at the end of the handshake (``ended`` None), or when the
+        connection ends before it."""
+        self.emitted = True
         hello = self.client_hello
         client, server = self.sides
         start = self.first_time if self.first_time >= 0 else self.context.connection.start_time
@@ -438,12 +482,14 @@ class TlsDissector(Dissector):
             )
         request.update(records=self.records[0], bytes=client.bytes)
         fields = self._session_fields()
-        decrypted = self.inner is not None
+        decrypted = self.inner is not None or (client.decrypted > 0 and server.decrypted > 0)
         fatal = next((a for a in self.alerts if a["level"] == "fatal"), None)
         if fatal is not None:
             status = fatal["description"]
         elif self.server_hello is not None:
             status = f"{fields['version']} {self.alpn}".strip()
+        elif self.midstream:
+            status = "handshake not seen"
         else:
             status = "no ServerHello"
         response: dict[str, Any] = {
@@ -453,12 +499,16 @@ class TlsDissector(Dissector):
             "certificates": self.certificates,
             "alerts": self.alerts,
             "helloRetry": self.hello_retry,
-            "ended": str(ended),
             "records": self.records[1],
             "bytes": server.bytes,
         }
-        reason = self.reason or (
-            "no application data" if not decrypted and self.server_hello else ""
+        if ended is not None:
+            response["ended"] = str(ended)
+        stopped = client.stopped or server.stopped
+        reason = (
+            self.reason
+            or stopped
+            or ("no application data" if not decrypted and self.server_hello else "")
         )
         if reason and not decrypted:
             response["reason"] = reason

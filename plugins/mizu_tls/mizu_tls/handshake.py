@@ -25,6 +25,7 @@ SERVER_NAME = 0
 SUPPORTED_GROUPS = 10
 SIGNATURE_ALGORITHMS = 13
 ALPN = 16
+ENCRYPT_THEN_MAC = 22
 SUPPORTED_VERSIONS = 43
 
 HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex(
@@ -146,6 +147,8 @@ class ServerHello:
     alpn: str = ""
     retry: bool = False
     """A HelloRetryRequest: the client sends a second ClientHello."""
+    encrypt_then_mac: bool = False
+    """TLS 1.2 CBC records are MACed after encryption (RFC 7366)."""
 
 
 def parse_server_hello(body: bytes) -> ServerHello:
@@ -162,6 +165,8 @@ def parse_server_hello(body: bytes) -> ServerHello:
         elif kind == ALPN:
             names = alpn_names(data)
             hello.alpn = names[0] if names else ""
+        elif kind == ENCRYPT_THEN_MAC:
+            hello.encrypt_then_mac = True
     return hello
 
 

@@ -28,6 +28,15 @@ LABELS = frozenset(
         "EXPORTER_SECRET",
     }
 )
+UNUSED_LABELS = frozenset(
+    {
+        "RSA",  # a pre-master secret by its encrypted value: RSA key exchange, not decrypted
+        # OpenSSL logs the secrets after each KeyUpdate: Mizu derives them from the first.
+        "CLIENT_TRAFFIC_SECRET_N",
+        "SERVER_TRAFFIC_SECRET_N",
+    }
+)
+"""Labels of valid lines whose secrets Mizu does not need."""
 REREAD_INTERVAL = 0.05
 """Seconds between two looks at the file for new lines: misses come in bursts."""
 MAX_LINE = 1024
@@ -117,7 +126,7 @@ class KeyLog:
             self._bad_line("the client random and the secret must be hexadecimal")
             return
         if label not in LABELS:
-            if label != "RSA":  # RSA pre-master secrets are a valid line Mizu does not use
+            if label not in UNUSED_LABELS:
                 self._bad_line(f"unknown label {label[:40]!r}")
             return
         if len(client_random) != 32 or len(secret) not in (32, 48, 64):

@@ -171,8 +171,9 @@ def represent(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     ]
     if response.get("reason"):
         server_rows.append(_row("Not decrypted because", response["reason"], "response.reason"))
+    if "ended" in response:
+        server_rows.append(_row("Ended with", response["ended"], "response.ended"))
     server_rows += [
-        _row("Ended with", response.get("ended", ""), "response.ended"),
         _row("Records", response.get("records", 0), "response.records"),
         _row("Bytes", response.get("bytes", 0), "response.bytes"),
     ]

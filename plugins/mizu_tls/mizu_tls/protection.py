@@ -8,6 +8,9 @@ TLS 1.2 (RFC 5246 section 6.3, RFC 5288, RFC 7905): the master secret gives a ke
 the PRF (P_SHA256, or P_SHA384 for ``*_SHA384`` suites); AES-GCM and AES-CCM nonces are a 4-byte
 salt and an 8-byte explicit nonce carried in the record, ChaCha20-Poly1305's the IV XOR the
 sequence number; the additional data is the sequence number, type, version and plaintext length.
+CBC suites (RFC 5246 section 6.2.3.2): an explicit IV starts each record; the HMAC covers the
+sequence number, type, version, length and content, then padding is added (MAC-then-encrypt),
+or, when both hellos carried encrypt_then_mac (RFC 7366), it covers the IV and ciphertext.
 
 Every cipher, HKDF and HMAC comes from the ``cryptography`` library.
 """
@@ -16,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
@@ -27,6 +31,14 @@ AES_GCM = "AES-GCM"
 AES_CCM = "AES-CCM"
 AES_CCM_8 = "AES-CCM-8"
 CHACHA20_POLY1305 = "ChaCha20-Poly1305"
+AES_CBC = "AES-CBC"
+BLOCK = 16
+"""AES's block: the length of a CBC record's explicit IV."""
+HASHES: dict[str, type[hashes.SHA1 | hashes.SHA256 | hashes.SHA384]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +47,16 @@ class Suite:
     key_length: int
     hash_name: str
     """``sha256`` or ``sha384``: the PRF's or HKDF's hash."""
+    mac_name: str = ""
+    """A CBC suite's HMAC hash (``sha1``, ``sha256``, ``sha384``); "" for AEAD suites."""
 
     @property
     def hash(self) -> hashes.HashAlgorithm:
-        return hashes.SHA384() if self.hash_name == "sha384" else hashes.SHA256()
+        return HASHES[self.hash_name]()
+
+    @property
+    def mac(self) -> hashes.HashAlgorithm:
+        return HASHES[self.mac_name]()
 
     @property
     def tag_length(self) -> int:
@@ -68,6 +86,22 @@ TLS12_SUITES = {
     0xCCA8: Suite(CHACHA20_POLY1305, 32, "sha256"),
     0xCCA9: Suite(CHACHA20_POLY1305, 32, "sha256"),
     0xCCAA: Suite(CHACHA20_POLY1305, 32, "sha256"),
+    0x002F: Suite(AES_CBC, 16, "sha256", "sha1"),
+    0x0033: Suite(AES_CBC, 16, "sha256", "sha1"),
+    0x0035: Suite(AES_CBC, 32, "sha256", "sha1"),
+    0x0039: Suite(AES_CBC, 32, "sha256", "sha1"),
+    0x003C: Suite(AES_CBC, 16, "sha256", "sha256"),
+    0x003D: Suite(AES_CBC, 32, "sha256", "sha256"),
+    0x0067: Suite(AES_CBC, 16, "sha256", "sha256"),
+    0x006B: Suite(AES_CBC, 32, "sha256", "sha256"),
+    0xC009: Suite(AES_CBC, 16, "sha256", "sha1"),
+    0xC00A: Suite(AES_CBC, 32, "sha256", "sha1"),
+    0xC013: Suite(AES_CBC, 16, "sha256", "sha1"),
+    0xC014: Suite(AES_CBC, 32, "sha256", "sha1"),
+    0xC023: Suite(AES_CBC, 16, "sha256", "sha256"),
+    0xC024: Suite(AES_CBC, 32, "sha384", "sha384"),
+    0xC027: Suite(AES_CBC, 16, "sha256", "sha256"),
+    0xC028: Suite(AES_CBC, 32, "sha384", "sha384"),
 }
 
 
@@ -75,7 +109,9 @@ class DecryptError(ValueError):
     """A record that the keys do not decrypt (the tag check failed)."""
 
 
-def _aead(suite: Suite, key: bytes) -> AESGCM | AESCCM | ChaCha20Poly1305:
+def _aead(suite: Suite, key: bytes) -> AESGCM | AESCCM | ChaCha20Poly1305 | None:
+    if suite.cipher == AES_CBC:
+        return None
     if suite.cipher == AES_GCM:
         return AESGCM(key)
     if suite.cipher == CHACHA20_POLY1305:
@@ -112,15 +148,38 @@ def tls12_prf(
 class Protection:
     """One direction's record decryption, with its sequence number."""
 
-    __slots__ = ("aead", "iv", "secret", "sequence", "suite", "tls13")
+    __slots__ = (
+        "aead",
+        "encrypt_then_mac",
+        "iv",
+        "key",
+        "mac_key",
+        "secret",
+        "sequence",
+        "suite",
+        "tls13",
+    )
 
-    def __init__(self, suite: Suite, key: bytes, iv: bytes, tls13: bool, secret: bytes = b""):
+    def __init__(
+        self,
+        suite: Suite,
+        key: bytes,
+        iv: bytes,
+        tls13: bool,
+        secret: bytes = b"",
+        mac_key: bytes = b"",
+        encrypt_then_mac: bool = False,
+    ):
         self.suite = suite
         self.aead = _aead(suite, key)
+        self.key = key
         self.iv = iv
         self.tls13 = tls13
         self.secret = secret
         """TLS 1.3's traffic secret, for KeyUpdate."""
+        self.mac_key = mac_key
+        self.encrypt_then_mac = encrypt_then_mac
+        """A CBC suite's HMAC covers the ciphertext (RFC 7366), not the plaintext."""
         self.sequence = 0
 
     @classmethod
@@ -138,6 +197,11 @@ class Protection:
 
     def decrypt(self, record: Record) -> tuple[int, bytes]:
         """The content type and plaintext of ``record``; raises :class:`DecryptError`."""
+        aead = self.aead
+        if aead is None:
+            plaintext = self._decrypt_cbc(record)
+            self.sequence += 1
+            return record.content_type, plaintext
         fragment = record.fragment
         sequence = self.sequence
         tag_length = self.suite.tag_length
@@ -157,7 +221,7 @@ class Protection:
         if len(ciphertext) < tag_length:
             raise DecryptError("a protected record shorter than its tag")
         try:
-            plaintext = self.aead.decrypt(nonce, ciphertext, aad)
+            plaintext = aead.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             raise DecryptError("the record's tag does not check") from None
         self.sequence = sequence + 1
@@ -170,6 +234,41 @@ class Protection:
             raise DecryptError("a TLS 1.3 record with no content type")
         return plaintext[end - 1], plaintext[: end - 1]
 
+    def _decrypt_cbc(self, record: Record) -> bytes:
+        fragment = record.fragment
+        mac_length = self.suite.mac.digest_size
+        if self.encrypt_then_mac:
+            sealed, mac = fragment[:-mac_length], fragment[-mac_length:]
+            self._check_mac(record, sealed, mac)
+            return self._unpadded(sealed)
+        plaintext = self._unpadded(fragment)
+        if len(plaintext) < mac_length:
+            raise DecryptError("a CBC record shorter than its MAC")
+        content, mac = plaintext[:-mac_length], plaintext[-mac_length:]
+        self._check_mac(record, content, mac)
+        return content
+
+    def _unpadded(self, sealed: bytes) -> bytes:
+        """The plaintext of an explicit IV and CBC ciphertext, its padding removed."""
+        if len(sealed) < 2 * BLOCK or len(sealed) % BLOCK:
+            raise DecryptError("a CBC record that is not whole blocks")
+        decryptor = Cipher(algorithms.AES(self.key), modes.CBC(sealed[:BLOCK])).decryptor()
+        plaintext = decryptor.update(sealed[BLOCK:]) + decryptor.finalize()
+        padding = plaintext[-1]
+        if padding >= len(plaintext) or plaintext[-padding - 1 :] != bytes([padding]) * (
+            padding + 1
+        ):
+            raise DecryptError("a CBC record's padding does not check")
+        return plaintext[: -padding - 1]
+
+    def _check_mac(self, record: Record, content: bytes, mac: bytes) -> None:
+        check = hmac.HMAC(self.mac_key, self.suite.mac)
+        check.update(self._tls12_aad(record, len(content)) + content)
+        try:
+            check.verify(mac)
+        except InvalidSignature:
+            raise DecryptError("the record's MAC does not check") from None
+
     def _tls12_aad(self, record: Record, length: int) -> bytes:
         return (
             self.sequence.to_bytes(8, "big")
@@ -179,23 +278,33 @@ class Protection:
 
 
 def tls12_protections(
-    suite: Suite, master_secret: bytes, client_random: bytes, server_random: bytes
+    suite: Suite,
+    master_secret: bytes,
+    client_random: bytes,
+    server_random: bytes,
+    encrypt_then_mac: bool = False,
 ) -> tuple[Protection, Protection]:
-    """The client's and the server's record decryption, from the session's master secret."""
-    iv_length = 12 if suite.cipher == CHACHA20_POLY1305 else 4
+    """The client's and the server's record decryption, from the session's master secret
+    (``encrypt_then_mac``: the ServerHello accepted it, which matters to CBC suites)."""
+    cbc = suite.cipher == AES_CBC
+    # CBC records carry their IV: the key block's IVs are not used, nor made.
+    iv_length = 0 if cbc else 12 if suite.cipher == CHACHA20_POLY1305 else 4
+    mac_length = suite.mac.digest_size if cbc else 0
+    key_length = suite.key_length
     block = tls12_prf(
         suite.hash,
         master_secret,
         b"key expansion",
         server_random + client_random,
-        2 * (suite.key_length + iv_length),
+        2 * (mac_length + key_length + iv_length),
     )
-    key_length = suite.key_length
-    client_key, server_key = block[:key_length], block[key_length : 2 * key_length]
-    ivs = block[2 * key_length :]
+    client_mac, server_mac = block[:mac_length], block[mac_length : 2 * mac_length]
+    keys = block[2 * mac_length :]
+    client_key, server_key = keys[:key_length], keys[key_length : 2 * key_length]
+    ivs = keys[2 * key_length :]
     return (
-        Protection(suite, client_key, ivs[:iv_length], tls13=False),
-        Protection(suite, server_key, ivs[iv_length:], tls13=False),
+        Protection(suite, client_key, ivs[:iv_length], False, b"", client_mac, encrypt_then_mac),
+        Protection(suite, server_key, ivs[iv_length:], False, b"", server_mac, encrypt_then_mac),
     )
 
 

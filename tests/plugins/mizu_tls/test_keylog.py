@@ -17,6 +17,7 @@ def test_secrets_by_client_random_and_label(tmp_path: Path) -> None:
         + LINE
         + f"SERVER_TRAFFIC_SECRET_0 {RANDOM.hex()} {'cd' * 32}\n"
         + f"RSA {'00' * 8} {'11' * 48}\n"
+        + f"CLIENT_TRAFFIC_SECRET_N {RANDOM.hex()} {'ef' * 32}\n"  # OpenSSL, at a KeyUpdate
         + "CLIENT_RANDOM 12 34\nGARBAGE\n"
     )
     keylog = KeyLog(path)

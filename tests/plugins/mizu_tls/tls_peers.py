@@ -45,6 +45,8 @@ NGINX_TLS12_CIPHERS = (
     "ECDHE-RSA-AES128-GCM-SHA256",
     "ECDHE-RSA-AES256-GCM-SHA384",
     "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-AES128-SHA",
+    "ECDHE-RSA-AES256-SHA384",
 )
 RECORD_FLUSH = 1.2
 """tcpdump hands packets over in blocks of about a second: the recording outlasts the traffic."""
@@ -118,9 +120,10 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def nginx(session: Session, port: int, plain_port: int = 0) -> Iterator[int]:
+def nginx(session: Session, port: int, plain_port: int = 0, groups: str = "auto") -> Iterator[int]:
     """nginx serving HTTP/1.1 and HTTP/2 over TLS on ``port`` (and the same in clear on
-    ``plain_port``, when given), run as this user's process."""
+    ``plain_port``, when given), run as this user's process; ``groups`` are the key exchange
+    groups it accepts (a client whose key share is not among them gets a HelloRetryRequest)."""
     executable = shutil.which("nginx") or "/usr/sbin/nginx"
     root = session.directory / "nginx"
     (root / "html").mkdir(parents=True, exist_ok=True)
@@ -152,6 +155,7 @@ http {{
         ssl_certificate_key {session.key};
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_ciphers {":".join(NGINX_TLS12_CIPHERS)};
+        ssl_ecdh_curve {groups};
         ssl_session_cache off;
         ssl_session_tickets off;
         root {root}/html;
