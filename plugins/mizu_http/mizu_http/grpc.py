@@ -16,6 +16,16 @@ def is_grpc(content_type: str) -> bool:
     return content_type.lower().startswith(GRPC_CONTENT_TYPE)
 
 
+def framed(body: bytes) -> bool:
+    """Whether ``body`` is a run of whole gRPC length-prefixed messages, for a body whose
+    content-type is unknown (no text or JSON body starts with the flag octet 0 or 1 and a
+    length that ends exactly where the messages do)."""
+    position = 0
+    while position + 5 <= len(body) and body[position] in (0, 1):
+        position += 5 + int.from_bytes(body[position + 1 : position + 5], "big")
+    return 0 < position == len(body)
+
+
 def _payload(data: bytes) -> dict[str, Any]:
     try:
         return {"fields": decode_message(data)}

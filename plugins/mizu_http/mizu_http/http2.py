@@ -422,6 +422,13 @@ class Http2Session:
         self.first_request = 0
         """The first stream whose request's header block was captured: the requests of
         those before it may have been sent before the capture began."""
+        self.request_high = 0
+        """The highest stream the client's side has sent a frame on: a stream below it whose
+        request was not seen will not see it (streams open in order)."""
+        self.held: set[int] = set()
+        """Streams answered with no request seen yet: the client's side may be behind (the
+        capture's reassembly waits for lost bytes before reporting them), so they are held
+        until it passes them."""
 
     # -- bytes in --------------------------------------------------------------------------------
 
@@ -584,6 +591,10 @@ class Http2Session:
     def _frame(
         self, side: int, kind: int, flags: int, number: int, payload: bytes, timestamp: float
     ) -> None:
+        if not side and number > self.request_high:
+            self.request_high = number
+            if self.held:
+                self._release_held(number, timestamp)
         pending = self.pending_block[side]
         if pending is not None and kind != CONTINUATION:
             self.context.count("http2 header block interrupted")
@@ -692,10 +703,25 @@ class Http2Session:
 
     # -- streams to messages ---------------------------------------------------------------------
 
+    def _release_held(self, below: int, timestamp: float) -> None:
+        for number in sorted(self.held):
+            stream = self.streams.get(number)
+            if number < below and stream is not None and not stream.request.wire:
+                self.held.discard(number)
+                self._finish(number, timestamp)
+
     def _ended(self, stream: _Stream, side: int, timestamp: float) -> None:
         half = self._half(stream, side)
         half.ended = True
         half.last_time = timestamp
+        if stream.number in self.held:
+            if side == 0:  # the request of an answered stream came after its answer
+                self.held.discard(stream.number)
+                self._finish(stream.number, timestamp)
+            return
+        if side == 1 and not stream.request.wire and stream.number >= self.request_high:
+            self.held.add(stream.number)
+            return
         if side == 0 and not stream.queued:
             stream.queued = True
             self.matcher.request(stream.number, self._message(stream, True))
@@ -709,6 +735,7 @@ class Http2Session:
         stream = self.streams.pop(number, None)
         if stream is None:
             return
+        self.held.discard(number)
         if stream.queued:
             request = self.matcher.take(number)
         elif stream.request.headers is not None or stream.request.wire:
@@ -739,8 +766,11 @@ class Http2Session:
         if not is_request and request is not None and not content_type:
             content_type = _header(request.data.get("headers"), "content-type")
         body = half.body
-        is_grpc = grpc.is_grpc(content_type) or (
-            request is not None and request.protocol is declarations.GRPC
+        is_grpc = (
+            grpc.is_grpc(content_type)
+            or (request is not None and request.protocol is declarations.GRPC)
+            # the content-type referred to an HPACK entry added before the capture began
+            or (not content_type and half.undecoded > 0 and grpc.framed(body.data))
         )
         data: dict[str, Any]
         if is_request:

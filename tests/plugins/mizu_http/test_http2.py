@@ -381,3 +381,29 @@ def test_hpack_decoder_forgets_the_table_after_lost_blocks() -> None:
     block = encoder.encode([("a", "1"), ("b", "2")])  # a: an index; b: a literal, added
     assert decoder.decode(block) == ([("b", "2")], 1)
     assert decoder.decode(encoder.encode([("b", "2")])) == ([("b", "2")], 0)
+
+
+def test_answers_wait_for_a_client_side_that_is_behind() -> None:
+    client, server, handshake = peers()
+    client.send_headers(1, REQUEST, end_stream=True)
+    first = client.data_to_send()
+    client.send_headers(3, REQUEST, end_stream=True)
+    second = client.data_to_send()
+    server.receive_data(first + second)
+    server.send_headers(1, [(":status", "200")], end_stream=True)
+    server.send_headers(3, [(":status", "204")], end_stream=True)
+    answers = server.data_to_send()
+
+    def summary(pairs: list[Pair]) -> list[tuple[int, int, str]]:
+        return [
+            (pair_summary(p)["response"]["streamId"], p.response.data["status"], p.unpaired)
+            for p in pairs
+            if p.response is not None
+        ]
+
+    # the capture's reassembly held the client's bytes back (a hole it waited for)
+    pairs, _ = session_pairs([*handshake, (S, answers), (C, first + second)])
+    assert summary(pairs) == [(1, 200, ""), (3, 204, "")]
+    # stream 1's request was lost: the client's side passing it tells
+    pairs, _ = session_pairs([*handshake, (S, answers), (C, len(first)), (C, second)])
+    assert summary(pairs) == [(1, 200, "gap"), (3, 204, "")]
