@@ -280,7 +280,7 @@ def tshark_h2_streams(
     capture: Path, server_port: int, decode_as: bool = True
 ) -> dict[tuple[int, int], dict[str, Any]]:
     """tshark's HTTP/2 streams of ``capture``, by (client port, stream id): the headers of each
-    side (trailers included) in order, DATA payload bytes and gRPC message counts.
+    side (trailers included) in order, DATA payload sizes and bytes, gRPC message counts.
 
     ``decode_as`` tells tshark the port speaks HTTP/2 (prior knowledge); without it, tshark
     finds HTTP/2 only after an ``Upgrade: h2c``.
@@ -320,6 +320,8 @@ def tshark_h2_streams(
                         "response_data": 0,
                         "request_grpc": 0,
                         "response_grpc": 0,
+                        "request_body": b"",
+                        "response_body": b"",
                     },
                 )
                 kind = frame.get("http2.type")
@@ -332,6 +334,8 @@ def tshark_h2_streams(
                     stream[f"{side}_data"] += int(frame["http2.length"]) - int(
                         frame.get("http2.pad_length", 0)
                     )
+                    data = frame.get("http2.data.data", "").replace(":", "")
+                    stream[f"{side}_body"] += bytes.fromhex(data)
                     last_data_stream = stream
         if last_data_stream is not None:
             messages = sum(
@@ -378,8 +382,19 @@ def check_h2_against_tshark(capture: Path, entries: list[dict[str, Any]]) -> int
 # -- HTTP/2: hypercorn (h2c) with httpx and curl ------------------------------------------------
 
 
+SLOW_PARTS = 8
+SLOW_PAUSE = 0.1
+"""``/slow/ID`` answers in parts this far apart: a response in flight when a capture starts."""
+
+
+def call_status(call: int) -> int:
+    """The status ``/call/ID`` answers with: one call in five is not found."""
+    return 404 if call % 5 == 0 else 200
+
+
 async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A tiny ASGI application: ``/json``, ``/gzip`` and ``/echo`` (POST)."""
+    """A tiny ASGI application: ``/json``, ``/gzip``, ``/echo`` (POST), and ``/call/ID`` and
+    ``/slow/ID``, whose bodies and ``x-call`` header echo the call's id."""
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -395,6 +410,18 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not message.get("more_body"):
             break
     headers = [(b"content-type", b"application/json")]
+    kind, _, call = scope["path"][1:].partition("/")
+    if kind in ("call", "slow"):
+        status = call_status(int(call)) if kind == "call" else 200
+        headers.append((b"x-call", call.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        parts = SLOW_PARTS if kind == "slow" else 1
+        for part in range(parts):
+            if part:
+                await asyncio.sleep(SLOW_PAUSE)
+            body = json.dumps({"call": call, "part": part}).encode()
+            await send({"type": "http.response.body", "body": body, "more_body": part < parts - 1})
+        return
     if scope["path"] == "/gzip":
         compressor = zlib.compressobj(wbits=zlib.MAX_WBITS | 16)
         payload = compressor.compress(ASSET) + compressor.flush()
@@ -463,6 +490,51 @@ def record_h2c(path: Path) -> Path:
     return path
 
 
+CALL_BATCHES = [[number] for number in range(1, 31)] + [
+    list(range(first, first + 4)) for first in range(31, 63, 4)
+]
+"""The calls made after the capture of a connection already in use begins: one by one, then
+four at a time (their streams interleave)."""
+
+
+def record_h2c_midstream(path: Path) -> tuple[int, dict[int, int]]:
+    """An httpx HTTP/2 connection (prior knowledge) in use before the capture starts: calls
+    made then, and ``/slow/0`` answering while it starts. Returns the server's port and the
+    client's view: the status of each call made after the capture began whose answer echoed
+    its id."""
+    import httpx
+
+    seen: dict[int, int] = {}
+
+    async def session(port: int) -> None:
+        async with httpx.AsyncClient(
+            http1=False, http2=True, base_url=f"http://127.0.0.1:{port}"
+        ) as client:
+
+            async def call(number: int, kind: str = "call") -> None:
+                response = await client.get(f"/{kind}/{number}", headers={"x-call": str(number)})
+                if response.headers["x-call"] == str(number):
+                    seen[number] = response.status_code
+
+            for number in range(-5, 0):  # the HPACK tables fill before the capture
+                await call(number)
+            slow = asyncio.create_task(call(0, "slow"))
+            await asyncio.sleep(SLOW_PAUSE * 2.5)
+            recording = record(path, f"tcp port {port}")
+            await asyncio.to_thread(recording.__enter__)
+            try:
+                for batch in CALL_BATCHES:
+                    await asyncio.gather(*(call(number) for number in batch))
+                await slow
+                await asyncio.sleep(RECORD_FLUSH)
+            finally:
+                await asyncio.to_thread(recording.__exit__, None, None, None)
+
+    with hypercorn_serving() as port:
+        run_client(lambda: session(port))
+    return port, {number: status for number, status in seen.items() if number > 0}
+
+
 # -- gRPC: grpcio server and client, messages built by hand --------------------------------------
 
 
@@ -512,6 +584,17 @@ def grpc_server() -> tuple[Any, int]:
     def big(request: bytes, context: Any) -> bytes:
         return hello("b" * BIG_GRPC_TEXT)
 
+    def lookup(request: bytes, context: Any) -> bytes:
+        call = request[2:].decode()
+        if call_status(int(call.removeprefix("call-"))) == 404:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"{call} not found")
+        return hello("found " + call)
+
+    def slow(request: bytes, context: Any) -> Iterator[bytes]:
+        for part in range(SLOW_PARTS):
+            time.sleep(SLOW_PAUSE)
+            yield hello(f"{request[2:].decode()} part {part}")
+
     handlers = grpc.method_handlers_generic_handler(
         "test.Greeter",
         {
@@ -522,6 +605,8 @@ def grpc_server() -> tuple[Any, int]:
             "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
             "Metadata": grpc.unary_unary_rpc_method_handler(with_metadata),
             "Big": grpc.unary_unary_rpc_method_handler(big),
+            "Lookup": grpc.unary_unary_rpc_method_handler(lookup),
+            "Slow": grpc.unary_stream_rpc_method_handler(slow),
         },
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -551,6 +636,44 @@ def record_grpc(path: Path) -> Path:
     finally:
         server.stop(None)
     return path
+
+
+def record_grpc_midstream(path: Path) -> tuple[int, dict[int, int]]:
+    """A grpcio channel in use before the capture starts: Lookup calls made then, and a
+    server-streaming call answering while it starts. Returns the server's port and the
+    client's view: the gRPC status of each Lookup whose answer named its call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    seen: dict[int, int] = {}
+    server, port = grpc_server()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            lookup = channel.unary_unary("/test.Greeter/Lookup")
+
+            def call(number: int) -> None:
+                try:
+                    answer = lookup(hello(f"call-{number}"), timeout=10)
+                except grpc.RpcError as error:
+                    if error.details() == f"call-{number} not found":
+                        seen[number] = error.code().value[0]
+                else:
+                    if answer[2:].decode() == f"found call-{number}":
+                        seen[number] = grpc.StatusCode.OK.value[0]
+
+            for number in range(-5, 0):  # the HPACK tables fill before the capture
+                call(number)
+            slow = channel.unary_stream("/test.Greeter/Slow")(hello("call-0"), timeout=10)
+            next(slow)
+            with record(path, f"tcp port {port}"), ThreadPoolExecutor(4) as pool:
+                for batch in CALL_BATCHES:
+                    list(pool.map(call, batch))
+                list(slow)
+                time.sleep(RECORD_FLUSH)
+    finally:
+        server.stop(None)
+    return port, {number: status for number, status in seen.items() if number > 0}
 
 
 # -- WebSocket: aiohttp server; aiohttp client (permessage-deflate) and a raw one ------------------
