@@ -1,12 +1,15 @@
 """HTTP/2 and gRPC captures that begin while their connection is in use (a response in
 flight, the HPACK tables already filled), whole and with data segments removed: Mizu pairs at
 least as many calls exactly right as tshark, and never a request with another call's answer
-(each call's id is echoed by the server, and the clients say what each call got)."""
+(each call's id is echoed by the server, and the clients say what each call got); and, for
+any set of data segments removed, every complete entry is one of the whole capture's pairs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +17,11 @@ from typing import Any
 
 import pytest
 from http_peers import record_grpc_midstream, record_h2c_midstream, tshark_h2_streams
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mizu_core.testkit import run_capture
-from tests.support.capture_edits import remove_data_segments
+from tests.support.capture_edits import data_segments, remove_data_segments, remove_packets
 
 LOSSES = (0.0, 0.005, 0.02, 0.05)
 """Fractions of the data segments removed from each recording (seeded)."""
@@ -139,3 +144,55 @@ def test_mizu_pairs_as_many_calls_right_as_tshark_and_none_wrong(
     assert ours.exact >= theirs.exact
     if not loss:  # whole: every call made after the capture began is paired right
         assert ours.exact == len(seen)
+
+
+def _complete_entries(capture: Path) -> list[dict[str, Any]]:
+    entries = run_capture(capture, "http").entries
+    return [e for e in entries if e["request"] and e["response"] and not e.get("unpaired")]
+
+
+def _shown(scenario: Scenario, entry: dict[str, Any]) -> tuple[set[int], set[int], str]:
+    """The calls an entry's request and response name, and the status it shows."""
+    request, response = entry["request"], entry["response"]
+    status = str(response.get("headers", {}).get(scenario.status_header, ""))
+    return (
+        _ids(scenario.call_id, _message_text(request)),
+        _ids(scenario.call_id, _message_text(response)),
+        status,
+    )
+
+
+def _stream_key(entry: dict[str, Any]) -> tuple[frozenset[int], int]:
+    return frozenset((entry["src"]["port"], entry["dst"]["port"])), entry["request"]["streamId"]
+
+
+@functools.cache
+def _whole_pairs(capture: Path) -> dict[tuple[frozenset[int], int], dict[str, Any]]:
+    return {_stream_key(entry): entry for entry in _complete_entries(capture)}
+
+
+@functools.cache
+def _data_segment_positions(capture: Path) -> list[int]:
+    return [segment.index for segment in data_segments(capture)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_segments_removed_leave_only_pairs_of_the_whole_capture(
+    recording: tuple[Scenario, Path, int, dict[int, int]], data: st.DataObject
+) -> None:
+    scenario, capture, _, _ = recording
+    positions = _data_segment_positions(capture)
+    removed = data.draw(st.sets(st.sampled_from(positions), min_size=1, max_size=12))
+    whole = _whole_pairs(capture)
+    with tempfile.TemporaryDirectory() as directory:
+        edited = Path(directory) / "edited.pcap"
+        remove_packets(capture, edited, sorted(removed))
+        entries = _complete_entries(edited)
+    assert entries  # a dozen segments lost leave most calls whole
+    for entry in entries:
+        original = whole[_stream_key(entry)]  # a stream the whole capture paired too
+        asked, answered, status = _shown(scenario, entry)
+        whole_asked, whole_answered, whole_status = _shown(scenario, original)
+        assert asked <= whole_asked and answered <= whole_answered
+        assert status in ("", whole_status)
