@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +25,10 @@ from tests.plugins.mizu_tls.tls_peers import (
     make_certificate,
     record_session,
 )
-from tests.support.processes import wait_for_stderr
+from tests.support.processes import Dashboard, wait_for_stderr
+
+HUB_WAIT = 10.0
+"""Seconds for an entry to reach the hub: the capture hands packets over about every second."""
 
 
 def test_recorded_tls_traffic_is_decrypted_as_the_clients_and_tshark_saw_it(
@@ -41,7 +45,8 @@ def test_recorded_tls_traffic_is_decrypted_as_the_clients_and_tshark_saw_it(
 
 def test_tap_local_follows_a_key_log_written_while_it_captures(tmp_path: Path) -> None:
     """The key log does not exist when ``mizu tap --local`` starts; the clients create it and
-    append to it as they connect, and their requests come out decrypted."""
+    append to it as they connect, and their requests come out decrypted. A connection held
+    open is listed by the hub while it is open."""
     if os.geteuid() != 0:
         pytest.fail("live capture on lo needs root (run the live tests as root)")
     certificate, key = make_certificate(tmp_path)
@@ -55,7 +60,18 @@ def test_tap_local_follows_a_key_log_written_while_it_captures(tmp_path: Path) -
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            wait_for_stderr(tap, "dashboard at")
+            dashboard = Dashboard.parse(wait_for_stderr(tap, "dashboard at"))
+            with (
+                socket.create_connection(("127.0.0.1", server_port)) as raw,
+                client_context(session).wrap_socket(raw, server_hostname="localhost") as held,
+            ):
+                held_port = held.getsockname()[1]
+                query = f"tls and src.port == {held_port} and tls.decrypted"
+                deadline = time.monotonic() + HUB_WAIT
+                while not (rows := dashboard.get_json("/entries", query=query)["data"]):
+                    assert time.monotonic() < deadline, "the open connection is not listed"
+                    time.sleep(0.2)
+                assert rows[0]["summary"] == "localhost"
             for name in ("ann", "bob"):
                 with requests.Session() as client:  # a connection, and its secrets, each
                     client.mount("https://", ContextAdapter(client_context(session)))
@@ -71,7 +87,7 @@ def test_tap_local_follows_a_key_log_written_while_it_captures(tmp_path: Path) -
     hellos = [entry for entry in mine if entry["protocol"]["name"] == "http"]
     assert sorted(entry["request"]["url"].rsplit("=", 1)[1] for entry in hellos) == ["ann", "bob"]
     assert all(entry["tls"]["decrypted"] and entry["tls"]["sni"] == "localhost" for entry in hellos)
-    assert sum(entry["protocol"]["name"] == "tls" for entry in mine) == 2
+    assert sum(entry["protocol"]["name"] == "tls" for entry in mine) == 3
     lines = session.keylog.read_text().splitlines()
     secrets = [line.split()[2] for line in lines if not line.startswith("#")]
     assert len(secrets) >= 8  # TLS 1.3: four traffic secrets a connection, at least

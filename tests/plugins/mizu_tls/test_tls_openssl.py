@@ -5,6 +5,7 @@ CBC suites with and without encrypt_then_mac; a handshake nginx refuses."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,11 +19,13 @@ from tests.plugins.mizu_tls.tls_peers import (
     RECORD_FLUSH,
     SERVER_NAME,
     Expected,
+    Seen,
     Session,
     curl,
     free_port,
     make_certificate,
     nginx,
+    seen,
 )
 from tests.support.tcpdump import record
 
@@ -55,9 +58,19 @@ def s_client(session: Session, port: int, *options: str, commands: tuple[bytes, 
     return output.decode(errors="replace")
 
 
-def expected(cipher: str, version: str = "TLS 1.3", client: str = "openssl") -> Expected:
-    return Expected(client, "GET", "/data.json", 200, "HTTP/1.1", SERVER_NAME, "http/1.1",
-                    version, cipher)  # fmt: skip
+S_CLIENT_TLS = re.compile(r"New, (TLSv[\d.]+), Cipher is (\S+)")
+S_CLIENT_ALPN = re.compile(r"ALPN protocol: (\S+)")
+
+
+def seen_by_s_client(output: str) -> Seen:
+    tls, alpn = S_CLIENT_TLS.search(output), S_CLIENT_ALPN.search(output)
+    assert tls is not None, output
+    return seen(tls[1], tls[2], alpn[1] if alpn else None)
+
+
+def expected(client: str, tls: Seen) -> Expected:
+    return Expected(client, "GET", "/data.json", 200, "HTTP/1.1", SERVER_NAME, tls.alpn,
+                    tls.version, tls.cipher)  # fmt: skip
 
 
 @dataclass
@@ -86,15 +99,19 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
         ]  # fmt: skip
         printed.append(s_client(session, port, "-tls1_2", "-cipher", "ECDHE-RSA-AES256-SHA384",
                                 "-no_etm"))  # fmt: skip
-        curl(session, url, *resolve, "--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-SHA")
+        by_curl = curl(session, url, *resolve, "--tls-max", "1.2", "--ciphers",
+                       "ECDHE-RSA-AES128-SHA")  # fmt: skip
         with pytest.raises(subprocess.CalledProcessError):  # nginx has an RSA key only
             curl(session, url, *resolve, "--tls-max", "1.2", "--ciphers",
                  "ECDHE-ECDSA-AES128-GCM-SHA256")  # fmt: skip
         time.sleep(RECORD_FLUSH)
-    made = [expected(cipher) for cipher in TLS13_CIPHERS] + [
-        expected("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384", "TLS 1.2"),
-        expected("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS 1.2", "curl"),
-    ]
+    by_s_client = [seen_by_s_client(output) for output in printed]
+    assert [*by_s_client, by_curl] == [
+        *(Seen("TLS 1.3", cipher, "http/1.1") for cipher in TLS13_CIPHERS),
+        Seen("TLS 1.2", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384", "http/1.1"),
+        Seen("TLS 1.2", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "http/1.1"),
+    ]  # what the options asked for
+    made = [expected("openssl", tls) for tls in by_s_client] + [expected("curl", by_curl)]
     return Recorded(pcap, session, printed, made)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from mizu_tls.names import CIPHER_SUITES
 from requests.adapters import HTTPAdapter
 
 if __package__ in (None, ""):
@@ -234,14 +237,53 @@ def client_context(session: Session, tls12_cipher: str = "") -> ssl.SSLContext:
     return context
 
 
-def curl(session: Session, url: str, *options: str) -> None:
+@dataclass(frozen=True)
+class Seen:
+    """A connection's TLS as its client reported it, in IANA's words."""
+
+    version: str
+    cipher: str
+    alpn: str
+
+
+@functools.cache
+def suite_numbers() -> dict[str, int]:
+    """OpenSSL's cipher suite names and their IANA numbers, as the ``ssl`` module lists them."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.set_ciphers("ALL")
+    return {suite["name"]: suite["id"] & 0xFFFF for suite in context.get_ciphers()}
+
+
+def seen(version: str, openssl_cipher: str, alpn: str | None) -> Seen:
+    """What OpenSSL says (``TLSv1.2``, ``ECDHE-RSA-AES128-GCM-SHA256``), as IANA names it."""
+    cipher = CIPHER_SUITES[suite_numbers()[openssl_cipher]]
+    return Seen(version.replace("TLSv", "TLS "), cipher, alpn or "")
+
+
+def seen_by(connection: ssl.SSLObject | ssl.SSLSocket) -> Seen:
+    cipher, version = connection.cipher(), connection.version()
+    assert cipher is not None and version is not None
+    return seen(version, cipher[0], connection.selected_alpn_protocol())
+
+
+CURL_TLS = re.compile(r"SSL connection using (TLSv[\d.]+) / (\S+)")
+CURL_ALPN = re.compile(r"ALPN: server accepted (\S+)")
+
+
+def curl(session: Session, url: str, *options: str) -> Seen:
+    """One request; the connection's TLS as curl reports it (``-v``)."""
     environment = dict(os.environ, SSLKEYLOGFILE=str(session.keylog))
-    subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "--cacert", str(session.certificate), *options, url],
+    result = subprocess.run(
+        ["curl", "-sSv", "-o", "/dev/null", "--cacert", str(session.certificate), *options, url],
         check=True,
         env=environment,
         timeout=30,
+        capture_output=True,
+        text=True,
     )
+    tls, alpn = CURL_TLS.search(result.stderr), CURL_ALPN.search(result.stderr)
+    assert tls is not None, result.stderr
+    return seen(tls[1], tls[2], alpn[1] if alpn else None)
 
 
 CURL_RUNS = (
@@ -260,37 +302,36 @@ CURL_RUNS = (
 
 
 def run_clients(session: Session, nginx_port: int, aiohttp_port: int) -> None:
-    """Every scenario, one after the other, each request noted in ``session.expected``."""
+    """Every scenario, one after the other, each request noted in ``session.expected`` with
+    the TLS its client reported."""
     expect = session.expected.append
     resolve = ("--resolve", f"{SERVER_NAME}:{nginx_port}:127.0.0.1")
     for options, version, cipher, alpn, http_version in CURL_RUNS:
-        curl(session, f"https://{SERVER_NAME}:{nginx_port}/index.html", *resolve, *options)
-        expect(
-            Expected("curl", "GET", "/index.html", 200, http_version, SERVER_NAME, alpn, version,
-                     cipher)
-        )  # fmt: skip
+        url = f"https://{SERVER_NAME}:{nginx_port}/index.html"
+        tls = curl(session, url, *resolve, *options)
+        assert tls == Seen(version, cipher, alpn)  # what the options asked for
+        expect(Expected("curl", "GET", "/index.html", 200, http_version, SERVER_NAME, tls.alpn,
+                        tls.version, tls.cipher))  # fmt: skip
     # No SNI: curl sends none to an IP address.
-    curl(session, f"https://127.0.0.1:{nginx_port}/missing", "--http1.1", "--tlsv1.3")
-    expect(Expected("curl", "GET", "/missing", 404, "HTTP/1.1", "", "http/1.1", "TLS 1.3",
-                    "TLS_AES_256_GCM_SHA384"))  # fmt: skip
+    tls = curl(session, f"https://127.0.0.1:{nginx_port}/missing", "--http1.1", "--tlsv1.3")
+    expect(Expected("curl", "GET", "/missing", 404, "HTTP/1.1", "", tls.alpn, tls.version,
+                    tls.cipher))  # fmt: skip
 
     # requests (urllib3) to aiohttp: TLS 1.3 on one keep-alive connection, then TLS 1.2.
-    with requests.Session() as client:
-        client.mount("https://", ContextAdapter(client_context(session)))
-        base = f"https://localhost:{aiohttp_port}"
-        assert client.get(f"{base}/hello?name=ada", timeout=10).status_code == 200
-        assert client.post(f"{base}/echo", data=b"x" * 3000, timeout=10).status_code == 201
-    # aiohttp's server chooses no ALPN: the clients see none.
-    expect(Expected("requests", "GET", "/hello", 200, "HTTP/1.1", "localhost", "",
-                    "TLS 1.3", "TLS_AES_256_GCM_SHA384"))  # fmt: skip
-    expect(Expected("requests", "POST", "/echo", 201, "HTTP/1.1", "localhost", "",
-                    "TLS 1.3", "TLS_AES_256_GCM_SHA384"))  # fmt: skip
-    with requests.Session() as client:
-        context = client_context(session, tls12_cipher="ECDHE-RSA-CHACHA20-POLY1305")
-        client.mount("https://", ContextAdapter(context))
-        assert client.get(f"https://localhost:{aiohttp_port}/hello", timeout=10).ok
-    expect(Expected("requests", "GET", "/hello", 200, "HTTP/1.1", "localhost", "",
-                    "TLS 1.2", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"))  # fmt: skip
+    for tls12_cipher, calls in (
+        ("", [("GET", "/hello?name=ada", None, 200), ("POST", "/echo", b"x" * 3000, 201)]),
+        ("ECDHE-RSA-CHACHA20-POLY1305", [("GET", "/hello", None, 200)]),
+    ):
+        with requests.Session() as client:
+            client.mount("https://", ContextAdapter(client_context(session, tls12_cipher)))
+            for method, target, body, status in calls:
+                url = f"https://localhost:{aiohttp_port}{target}"
+                response = client.request(method, url, data=body, timeout=10, stream=True)
+                tls = seen_by(response.raw.connection.sock)
+                assert response.status_code == status and response.content
+                expect(Expected("requests", method, target.split("?")[0], status, "HTTP/1.1",
+                                "localhost", tls.alpn, tls.version, tls.cipher))  # fmt: skip
+            assert tls.version == ("TLS 1.2" if tls12_cipher else "TLS 1.3")
 
     # httpx over HTTP/2 to nginx: concurrent streams on one connection.
     async def concurrent() -> None:
@@ -300,9 +341,10 @@ def run_clients(session: Session, nginx_port: int, aiohttp_port: int) -> None:
             responses = await asyncio.gather(*(client.get(base + path) for path in paths))
             for path, response in zip(paths, responses, strict=True):
                 assert response.http_version == "HTTP/2"
-                status = response.status_code
-                expect(Expected("httpx", "GET", path, status, "HTTP/2.0", "localhost", "h2",
-                                "TLS 1.3", "TLS_AES_256_GCM_SHA384"))  # fmt: skip
+                stream = response.extensions["network_stream"]
+                tls = seen_by(stream.get_extra_info("ssl_object"))
+                expect(Expected("httpx", "GET", path, response.status_code, "HTTP/2.0",
+                                "localhost", tls.alpn, tls.version, tls.cipher))  # fmt: skip
 
     asyncio.run(concurrent())
 
