@@ -419,6 +419,8 @@ class Http2Session:
         """Per side: the frame headers believed when resynchronising."""
         self.gaps = [0, 0]
         """Per side: gaps seen, which tell why a message has no partner."""
+        self.last_time = 0.0
+        """When the last bytes were fed: the time of what a gap cut."""
         self.first_request = 0
         """The first stream whose request's header block was captured: the requests of
         those before it may have been sent before the capture began."""
@@ -435,6 +437,7 @@ class Http2Session:
     def feed(self, is_request: bool, data: bytes, timestamp: float) -> None:
         if self.stopped:
             return
+        self.last_time = timestamp
         side = 0 if is_request else 1
         skip = self.skip[side]
         if skip:
@@ -501,10 +504,9 @@ class Http2Session:
             if length <= skip:
                 self.skip[side] = skip - length
                 return
+        elif side == 0 and self.expect_preface:  # the preface, and maybe frames, were lost
+            self.expect_preface = False
         elif self.synced[side] and len(buffer) >= FRAME_HEADER:
-            if side == 0 and self.expect_preface:
-                self._give_up("no connection preface")
-                return
             length_high, length_low, kind, flags, stream = _FRAME_HEADER.unpack_from(buffer)
             remaining = FRAME_HEADER + (length_high << 16 | length_low) - len(buffer)
             self.buffers[side] = b""
@@ -519,8 +521,10 @@ class Http2Session:
         if kind not in _OPENING_FRAMES or not number:
             self.context.count("bytes_skipped", FRAME_HEADER + len(partial))
             return
-        stream = self._stream(number, 0.0)
+        stream = self._stream(number, self.last_time)
         half = self._half(stream, side)
+        half.first_time = half.first_time or self.last_time
+        half.last_time = self.last_time
         if kind == DATA:
             half.start_missing = half.start_missing or (not half.wire and half.headers is None)
             half.wire += FRAME_HEADER + len(partial)
@@ -719,7 +723,8 @@ class Http2Session:
                 self.held.discard(stream.number)
                 self._finish(stream.number, timestamp)
             return
-        if side == 1 and not stream.request.wire and stream.number >= self.request_high:
+        request = stream.request
+        if side == 1 and not (stream.queued or request.wire) and stream.number >= self.request_high:
             self.held.add(stream.number)
             return
         if side == 0 and not stream.queued:

@@ -407,3 +407,28 @@ def test_answers_wait_for_a_client_side_that_is_behind() -> None:
     # stream 1's request was lost: the client's side passing it tells
     pairs, _ = session_pairs([*handshake, (S, answers), (C, len(first)), (C, second)])
     assert summary(pairs) == [(1, 200, "gap"), (3, 204, "")]
+
+
+def test_a_gap_in_the_preface_resyncs_on_the_frames_after_it() -> None:
+    client, server, handshake = peers()
+    preface_and_settings = handshake[0][1]
+    client.send_headers(1, REQUEST, end_stream=True)
+    request = client.data_to_send()
+    server.receive_data(request)
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, b"x" * 100, end_stream=True)
+    answer = server.data_to_send()
+    chunks: list[tuple[Direction, bytes | int]] = [
+        (C, preface_and_settings[:10]),
+        (C, len(preface_and_settings) - 10),
+        (S, handshake[1][1] + answer[:30]),
+        (S, 40),
+        (S, answer[70:]),
+        (C, request),
+    ]
+    pairs, counters = session_pairs(chunks)
+    (pair,) = pairs
+    assert pair.request is not None and pair.request.data["target"] == "/x?a=1"
+    assert pair.response is not None and pair.response.data["unrecovered"] == ["body"]
+    assert pair.response.first_time > 0 and pair.response.last_time > 0
+    assert counters["resyncs"] == 1
