@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -72,17 +73,41 @@ class RedisDissector(Dissector):
         self.transaction: list[dict[str, str]] | None = None
         self.replies_unpaired = False
         """Bytes were lost: replies cannot be matched until the client sends a command again."""
+        self.unpaired_reason = "gap"
+        """Why a message is alone while replies are unpaired: ``midstream`` until the first
+        command of a connection caught mid-way, ``gap`` after bytes were lost."""
+        self.last_reply_time = -math.inf
+        """When the server's latest bytes were sent."""
+        self.lost_time = -math.inf
+        """When bytes were last found lost."""
+        self.counters = context.counters
+        if context.connection.role_guessed:
+            # Caught mid-connection: the first bytes may be the middle of a command or a
+            # reply, and replies to commands sent before the capture may still come (shown
+            # alone, when a segment starts with one).
+            for reader in self.readers:
+                reader.lose()
+            self.replies_unpaired = True
+            self.unpaired_reason = "midstream"
 
     # -- the core's calls ----------------------------------------------------------------------
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         reader = self.readers[direction]
-        if direction == Direction.SERVER_TO_CLIENT and reader.lost and self.replies_unpaired:
-            # Replies carry no marker: resynchronise only on the reply to a command seen whole.
-            reader.skipped += len(data)
-            return
-        errors = reader.errors
+        if direction == Direction.SERVER_TO_CLIENT:
+            self.last_reply_time = timestamp
+            if reader.lost and self.replies_unpaired and self.unpaired_reason == "gap":
+                # Replies carry no marker: after lost bytes, resynchronise only on the reply
+                # to a command seen whole (what comes first is likely the rest of a reply).
+                reader.skipped += len(data)
+                self.counters["bytes_skipped"] += len(data)
+                return
+        errors, skipped, resyncs = reader.errors, reader.skipped, reader.resyncs
         frames = reader.feed(data, timestamp)
+        if reader.skipped != skipped:
+            self.counters["bytes_skipped"] += reader.skipped - skipped
+        if reader.resyncs != resyncs:
+            self.counters["resyncs"] += reader.resyncs - resyncs
         handle = self._command if direction == Direction.CLIENT_TO_SERVER else self._reply
         for frame in frames:
             if frame.errors_before:
@@ -96,10 +121,11 @@ class RedisDissector(Dissector):
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         self.readers[direction].lose()
+        self.lost_time = timestamp
         self._lost_track()
 
     def close(self, timestamp: float, reason: CloseReason) -> None:
-        self._flush_subscribing()
+        self._flush_subscribing("closed")
 
     # -- client to server ----------------------------------------------------------------------
 
@@ -122,7 +148,14 @@ class RedisDissector(Dissector):
         if name == "HELLO" and args:
             self.protocol = RESP3 if args[0] == "3" else RESP2
         request = self._message(Direction.CLIENT_TO_SERVER, frame, data)
-        self.replies_unpaired = False
+        if self.replies_unpaired:
+            if frame.first_time <= max(self.last_reply_time, self.lost_time):
+                # Sent before server bytes already read, or held behind lost bytes until
+                # now: its reply may have gone by, unrecognised. Pairing resumes with a
+                # command sent after everything the server said so far.
+                self.context.emit(request, None, unpaired=self.unpaired_reason)
+                return
+            self.replies_unpaired = False
         lowered = name.lower()
         if lowered in CONFIRMATIONS:
             self.subscribing.append(_Subscribing(request, lowered, len(args) or None))
@@ -152,7 +185,7 @@ class RedisDissector(Dissector):
         elif frame.type == "push":
             self._push(frame, {"method": kind, "args": items[1:]})
         elif self.replies_unpaired:
-            self.context.emit(None, self._response(frame))
+            self.context.emit(None, self._response(frame), unpaired=self.unpaired_reason)
         else:
             request = self.matcher.peek()
             if frame.type == "error" and request and request.data["method"] == "HELLO":
@@ -181,7 +214,7 @@ class RedisDissector(Dissector):
                 channels.discard(channel)
         self.subscribed = isinstance(count, int) and count > 0
         if pending is None or pending.kind != kind:
-            self.context.emit(None, self._response(frame))
+            self.context.emit(None, self._response(frame), unpaired=self.unpaired_reason)
         elif len(pending.confirmations) >= (pending.expected or 1):
             self.subscribing.popleft()
             self.context.emit(pending.request, self._confirmations(pending))
@@ -215,14 +248,15 @@ class RedisDissector(Dissector):
 
     def _lost_track(self) -> None:
         """Bytes are missing: what is pending will get no reply we can recognise."""
-        self.matcher.flush()
-        self._flush_subscribing()
+        self.matcher.flush("gap")
+        self._flush_subscribing("gap")
         self.transaction = None
         self.replies_unpaired = True
+        self.unpaired_reason = "gap"
 
-    def _flush_subscribing(self) -> None:
+    def _flush_subscribing(self, reason: str) -> None:
         while self.subscribing:
-            self.context.emit(self.subscribing.popleft().request, None)
+            self.context.emit(self.subscribing.popleft().request, None, unpaired=reason)
 
 
 def _items(value: Any) -> list[Any]:

@@ -85,10 +85,13 @@ def dissect(
         return None if server_head else NEED_MORE
     if re.fullmatch(rb"[A-Za-z]{1,16}", client_head):
         return NEED_MORE
+    if context.connection.role_guessed and _MID_STREAM_COMMAND.search(client_head):
+        # A capture that starts mid-connection: a command after the end of a line.
+        return RedisDissector(context, context.settings)
     if not on_redis_port:
-        return None
-    # A capture that starts mid-connection: on Redis's port, trust a RESP-looking stream.
-    if _MID_STREAM_COMMAND.search(client_head) or _REPLY_LINE.match(server_head):
+        return NEED_MORE if context.connection.role_guessed else None
+    # On Redis's port, trust a stream whose replies look like RESP.
+    if _REPLY_LINE.match(server_head):
         return RedisDissector(context, context.settings)
     return None if server_head else NEED_MORE
 

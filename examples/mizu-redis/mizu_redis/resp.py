@@ -102,6 +102,8 @@ class RespReader:
         """Waiting for a point to resynchronise after a gap or a protocol error."""
         self.skipped = 0
         """Bytes dropped while lost."""
+        self.resyncs = 0
+        """Times a frame start was found again after being lost."""
         self.errors = 0
         """Protocol errors met (each one made the reader lost)."""
         self._unreported_errors = 0
@@ -168,6 +170,7 @@ class RespReader:
         self.skipped += start
         if start < len(data):
             self.lost = False
+            self.resyncs += 1
         return data[start:]
 
     # -- decoding ------------------------------------------------------------------------------
