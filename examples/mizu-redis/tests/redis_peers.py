@@ -30,12 +30,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    """A throwaway redis-server on 127.0.0.1 (no persistence, DEBUG allowed for its types)."""
+def redis_server(port: int | None = None) -> Iterator[RedisServer]:
+    """A throwaway redis-server on 127.0.0.1, on ``port`` or a free one (no persistence, DEBUG
+    allowed for its types)."""
     executable = shutil.which("redis-server")
     if executable is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             executable,
