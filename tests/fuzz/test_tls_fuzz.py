@@ -1,6 +1,7 @@
 """Mutated real TLS traffic fed to the TLS plugin, with and without its key log: the record and
 handshake parsers and the decryption raise nothing, whatever the bytes. The parsers are also
-fed on their own: mutated handshake messages of the capture, and bytes of any kind."""
+fed on their own (mutated handshake messages of the capture, bytes of any kind), and so is the
+record decryption of every suite."""
 
 from __future__ import annotations
 
@@ -13,11 +14,20 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from mizu_tls import certificates, handshake, plugin
+from mizu_tls.protection import (
+    TLS12_SUITES,
+    TLS13_SUITES,
+    DecryptError,
+    Protection,
+    tls12_protections,
+)
 from mizu_tls.records import (
+    APPLICATION_DATA,
     HANDSHAKE,
     MAX_HANDSHAKE_MESSAGE,
     MAX_RECORD,
     HandshakeReader,
+    Record,
     RecordReader,
     TlsError,
 )
@@ -105,3 +115,31 @@ def test_bytes_of_any_kind_are_records_messages_or_errors(chunks: list[bytes], p
             records = RecordReader()
         assert len(records.buffer) < 5 + MAX_RECORD
         assert len(messages.buffer) < 4 + MAX_HANDSHAKE_MESSAGE
+
+
+SUITES = [(False, number) for number in sorted(TLS12_SUITES)] + [
+    (True, number) for number in sorted(TLS13_SUITES)
+]
+"""Every suite Mizu decrypts: (TLS 1.3, its number)."""
+
+
+@fuzz_settings
+@given(
+    suite=st.sampled_from(SUITES),
+    encrypt_then_mac=st.booleans(),
+    fragments=st.lists(st.binary(max_size=200), min_size=1, max_size=4),
+)
+def test_any_record_decrypts_or_fails_its_check(
+    suite: tuple[bool, int], encrypt_then_mac: bool, fragments: list[bytes]
+) -> None:
+    tls13, number = suite
+    if tls13:
+        protection = Protection.tls13_from_secret(TLS13_SUITES[number], bytes(48))
+    else:
+        protection, _ = tls12_protections(
+            TLS12_SUITES[number], bytes(48), bytes(32), bytes(range(32)), encrypt_then_mac
+        )
+    for fragment in fragments:
+        record = Record(APPLICATION_DATA, 0x0303, fragment, 5 + len(fragment))
+        with contextlib.suppress(DecryptError):
+            protection.decrypt(record)

@@ -205,21 +205,22 @@ class Protection:
         fragment = record.fragment
         sequence = self.sequence
         tag_length = self.suite.tag_length
+        explicit_nonce = 0 if self.tls13 or self.suite.cipher == CHACHA20_POLY1305 else 8
+        if len(fragment) < explicit_nonce + tag_length:
+            raise DecryptError("a protected record shorter than its tag")
         if self.tls13:
             nonce = (int.from_bytes(self.iv, "big") ^ sequence).to_bytes(12, "big")
             header = bytes((record.content_type, record.version >> 8, record.version & 0xFF))
             aad = header + len(fragment).to_bytes(2, "big")
             ciphertext = fragment
-        elif self.suite.cipher == CHACHA20_POLY1305:
+        elif explicit_nonce:
+            nonce = self.iv + fragment[:explicit_nonce]
+            ciphertext = fragment[explicit_nonce:]
+            aad = self._tls12_aad(record, len(ciphertext) - tag_length)
+        else:
             nonce = (int.from_bytes(self.iv, "big") ^ sequence).to_bytes(12, "big")
             ciphertext = fragment
             aad = self._tls12_aad(record, len(fragment) - tag_length)
-        else:
-            nonce = self.iv + fragment[:8]
-            ciphertext = fragment[8:]
-            aad = self._tls12_aad(record, len(fragment) - 8 - tag_length)
-        if len(ciphertext) < tag_length:
-            raise DecryptError("a protected record shorter than its tag")
         try:
             plaintext = aead.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
