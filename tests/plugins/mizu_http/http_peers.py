@@ -382,7 +382,7 @@ def check_h2_against_tshark(capture: Path, entries: list[dict[str, Any]]) -> int
 # -- HTTP/2: hypercorn (h2c) with httpx and curl ------------------------------------------------
 
 
-SLOW_PARTS = 8
+SLOW_PARTS = 15
 SLOW_PAUSE = 0.1
 """``/slow/ID`` answers in parts this far apart: a response in flight when a capture starts."""
 

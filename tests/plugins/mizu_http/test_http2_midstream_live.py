@@ -144,6 +144,10 @@ def test_mizu_pairs_as_many_calls_right_as_tshark_and_none_wrong(
     assert ours.exact >= theirs.exact
     if not loss:  # whole: every call made after the capture began is paired right
         assert ours.exact == len(seen)
+        # and the answer in flight when it began is shown, alone, for what it is
+        (in_flight,) = [e for e in outputs.entries if e.get("unpaired") == "midstream"]
+        assert in_flight["request"] is None
+        assert in_flight["response"]["unrecovered"] == ["headers", "body"]
 
 
 def _complete_entries(capture: Path) -> list[dict[str, Any]]:
