@@ -93,6 +93,15 @@ def headless() -> bool:
     help="Also print entries to stdout as they come.",
 )
 @click.option(
+    "-f",
+    "--filter",
+    "bpf_filter",
+    default="",
+    metavar="BPF",
+    help="Capture filter, as tcpdump's (e.g. 'tcp port 80 or port 6379'); the dashboard's own "
+    "port is left out whatever it says. With --local only.",
+)
+@click.option(
     "-w",
     "--write",
     "write_path",
@@ -171,6 +180,7 @@ def tap(
     interfaces: tuple[str, ...],
     pcaps: tuple[str, ...],
     output: str | None,
+    bpf_filter: str,
     write_path: Path | None,
     gui_port: int,
     no_browser: bool,
@@ -198,6 +208,7 @@ def tap(
     On this machine, no cluster:
       mizu tap --local                 all interfaces, loopback included
       mizu tap --local -i lo -o table  one interface, entries also printed
+      mizu tap --local -f 'port 6379'  only what a capture filter (BPF) lets through
       mizu tap --pcap capture.pcap     replay files into the dashboard
       mizu tap --local --tls-keylog ~/keys.log   decrypt what SSLKEYLOGFILE clients write
     """
@@ -206,6 +217,11 @@ def tap(
             raise click.UsageError(
                 "--tls-keylog decrypts with this machine's key log: use it with --local or "
                 "--pcap (in a cluster, Mizu reads no application's secrets)"
+            )
+        if bpf_filter:
+            raise click.UsageError(
+                "-f filters this machine's capture: use it with --local (in a cluster the "
+                "tappers capture the tapped pods' traffic)"
             )
         tap_in_cluster(
             pod_regex,
@@ -222,8 +238,8 @@ def tap(
         return
     if pod_regex:
         raise click.UsageError("POD_REGEX selects pods in a cluster; --local taps interfaces")
-    if pcaps and (interfaces or write_path):
-        raise click.UsageError("--pcap replays files: -i and -w apply to live capture only")
+    if pcaps and (interfaces or write_path or bpf_filter):
+        raise click.UsageError("--pcap replays files: -i, -f and -w apply to live capture only")
 
     config = Config.load(cluster_options["config_path"], cluster_options["assignments"])
     if rules_path is None:
@@ -255,7 +271,7 @@ def tap(
         raise click.BadParameter(f"not a regular expression: {error}") from None
     source: LiveSource | None = None
     if not pcaps:
-        bpf = f"not (tcp port {gui_port} and (host 127.0.0.1 or host ::1))"
+        bpf = capture_filter(bpf_filter, gui_port)
         try:
             if write_path is not None or pcap_export:
                 source = RecordingLiveSource(
@@ -287,6 +303,13 @@ def tap(
     )
     for line in pairing_lines(stats):
         click.echo(line, err=True)
+
+
+def capture_filter(bpf_filter: str, gui_port: int) -> str:
+    """The user's capture filter (tcpdump's syntax), less the dashboard's own traffic, which
+    would otherwise feed itself: each page load captured, stored and shown."""
+    own_traffic = f"not (tcp port {gui_port} and (host 127.0.0.1 or host ::1))"
+    return f"({bpf_filter}) and {own_traffic}" if bpf_filter.strip() else own_traffic
 
 
 class LocalSession:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -408,3 +409,54 @@ def test_the_database_size_cap_must_leave_room_for_entries(
         "--pcap", str(HTTP_CAPTURE), "--db", str(tmp_path / "e.db"), "--max-entries-db-size", size
     )
     assert said.endswith(f"Error: Invalid value for '--max-entries-db-size': {problem}\n")
+
+
+def test_a_capture_filter_keeps_what_it_matches_and_never_the_dashboard(
+    tmp_path: Path, web_server: int
+) -> None:
+    """``-f`` as tcpdump's: a filter that lets every TCP packet through but another server's
+    still leaves the dashboard's own port out."""
+    if os.geteuid() != 0:
+        pytest.fail("live capture on lo needs root (run the live tests as root)")
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"hello": "left out"})
+
+    with threaded_server(lambda app: app.router.add_get("/", hello), free_port()) as other:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "mizu_cli", "tap", "--local", "-i", "lo"),
+                *("-f", f"tcp and not port {other}", "--no-browser", "-p", str(free_port())),
+                *("--db", str(tmp_path / "entries.db")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            hub = Dashboard.parse(wait_for_stderr(process, "dashboard at"))
+            for port, path in ((other, "/"), (web_server, "/hello/ann")):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5):
+                    pass
+            deadline = time.monotonic() + 20
+            while not hub.get_json("/entries", query=f"dst.port == {web_server}")["data"]:
+                assert time.monotonic() < deadline, "the filtered capture stored nothing"
+                time.sleep(0.2)
+            for port in (other, hub.port):
+                query = f"src.port == {port} or dst.port == {port}"
+                assert hub.get_json("/entries", query=query)["data"] == [], port
+            stop(process)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_a_bad_capture_filter_is_named_and_only_live_capture_takes_one() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("live capture on lo needs root (run the live tests as root)")
+    said = refused_tap("--local", "-i", "lo", "-f", "tcp port nope")
+    assert "Error: bad capture filter '(tcp port nope) and not (tcp port 8899" in said
+    said = refused_tap("--pcap", str(HTTP_CAPTURE), "-f", "tcp")
+    assert "-i, -f and -w apply to live capture only" in said
+    assert "use it with --local" in refused_tap("-f", "tcp")
