@@ -412,13 +412,24 @@ async def get_har(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     query = request_query(request)
     http = hub.compile('protocol.name == "http"') & query
-    page = await hub.run(
-        hub.db.page, http, min(query.limit or HAR_MAX_ENTRIES, HAR_MAX_ENTRIES), None, BACKWARD
-    )
+    limit = min(query.limit or HAR_MAX_ENTRIES, HAR_MAX_ENTRIES)
+    page = await hub.run(hub.db.page, http, limit, None, BACKWARD)
     document = har_log(query.redact(item.entry) for item in page.entries)
-    return json_response(
-        document, headers={"Content-Disposition": 'attachment; filename="mizu.har"'}
-    )
+    kept = len(page.entries)
+    matched: int | None = kept
+    if kept == limit and not page.exhausted:
+        matched = await hub.run(hub.db.count_matching, http, hub.settings.scan_budget)
+    if matched != kept:
+        counted = "more" if matched is None else f"{matched:,}"
+        document["log"]["comment"] = (
+            f"The newest {kept:,} of {counted} HTTP entries the filter matches."
+        )
+    headers = {
+        "Content-Disposition": 'attachment; filename="mizu.har"',
+        "X-Mizu-Entries": str(kept),
+        "X-Mizu-Matched": "more" if matched is None else str(matched),
+    }
+    return json_response(document, headers=headers)
 
 
 async def get_pcap(request: web.Request) -> web.StreamResponse:

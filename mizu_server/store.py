@@ -172,6 +172,10 @@ class Store(Protocol):
 
     def last_seq(self) -> int: ...
 
+    def count_matching(self, query: Query, budget: float) -> int | None:
+        """How many entries ``query`` matches, if the engine can tell within ``budget``
+        seconds; None otherwise."""
+
     def traffic(self) -> list[dict[str, Any]]: ...
 
     def status(self) -> dict[str, Any]: ...
@@ -394,6 +398,20 @@ class SqliteStore:
 
     def last_seq(self) -> int:
         return int(self.db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0])
+
+    def count_matching(self, query: Query, budget: float) -> int | None:
+        """How many stored entries ``query`` matches, when SQL alone answers it within
+        ``budget`` seconds; None otherwise (a count that needs each entry decoded, or one that
+        takes too long, is not worth holding the store for)."""
+        sql = translate(query)
+        if not sql.exact:
+            return None
+        rows = self._run(
+            f"SELECT count(*) FROM entries WHERE {sql.where}",
+            tuple(sql.params),
+            time.monotonic() + budget,
+        )
+        return None if rows is None else int(rows[0][0])
 
     def _first_seq(self) -> int | None:
         """The oldest stored entry's seq (None when the store is empty)."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mizu_core.plugins import PluginManager
+from mizu_server import app
 from tests.server.hub_support import make_entry
 from tests.server.test_hub_api import hub_client, run, send_frames
 
@@ -49,5 +52,36 @@ def test_views_answer_for_a_filter_and_refuse_bad_parameters(
                 assert response.status == 400 and message in await response.text(), params
             response = await client.get("/servicemap", params={"query": "request.method =="})
             assert response.status == 400 and (await response.json())["valid"] is False
+
+    run(scenario())
+
+
+def test_a_capped_har_says_how_many_it_holds_of_how_many(
+    plugins: PluginManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app, "HAR_MAX_ENTRIES", 5)
+
+    async def scenario() -> None:
+        async with hub_client(plugins) as client:
+            await send_frames(client, [[make_entry(n) for n in range(12)]])
+            capped = await client.get("/har")
+            document = await capped.json()
+            assert len(document["log"]["entries"]) == 5
+            assert document["log"]["comment"] == (
+                "The newest 5 of 12 HTTP entries the filter matches."
+            )
+            assert (capped.headers["X-Mizu-Entries"], capped.headers["X-Mizu-Matched"]) == (
+                "5",
+                "12",
+            )
+            # a filter SQL cannot count alone: "more", never a guess
+            uncounted = await client.get(
+                "/har", params={"query": 'request.headers["Host"].contains("1")'}
+            )
+            assert uncounted.headers["X-Mizu-Matched"] == "more"
+            assert "of more HTTP entries" in (await uncounted.json())["log"]["comment"]
+            whole = await client.get("/har", params={"query": 'request.path == "/items/3"'})
+            assert "comment" not in (await whole.json())["log"]
+            assert (whole.headers["X-Mizu-Entries"], whole.headers["X-Mizu-Matched"]) == ("1", "1")
 
     run(scenario())
