@@ -5,6 +5,7 @@ the loopback shop."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,7 +174,7 @@ def watched_shop(
     arguments = ["--local", "-i", "lo"]
     with running_shop("127.0.1") as (shop, traffic), mizu_tap(arguments, workdir) as hub:
         drive(shop, traffic)
-        hub.wait_for(shop_query(shop), sum(traffic.requests.values()))
+        hub.wait_for(shop_query(shop), sum(traffic.requests.values()), timeout=60)
         yield shop, traffic, hub
 
 
@@ -181,14 +182,22 @@ def watched_shop(
 def test_the_map_of_real_traffic(watched_shop: tuple[Shop, Traffic, TappedHub]) -> None:
     shop, traffic, hub = watched_shop
     client = shop.ip("client")
-    answer = hub.get("/servicemap", query=shop_query(shop))
     gateway, orders, catalogue = (shop.address(name) for name in ("gateway", "orders", "catalogue"))
-    edges = {(edge["source"], edge["destination"]): edge for edge in answer["edges"]}
     hops = {
         (client, gateway): "client->gateway",
         (gateway, orders): "gateway->orders",
         (orders, catalogue): "orders->catalogue",
     }
+    expected = {key: traffic.requests[hop] for key, hop in hops.items()}
+    # under load the capture may still be storing the last hops: wait for them, not a while
+    deadline = time.monotonic() + 60
+    while True:
+        answer = hub.get("/servicemap", query=shop_query(shop))
+        edges = {(edge["source"], edge["destination"]): edge for edge in answer["edges"]}
+        counts = {key: edge["count"] for key, edge in edges.items()}
+        if counts == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
     assert set(edges) == set(hops)
     for key, hop in hops.items():
         edge = edges[key]
