@@ -1,6 +1,6 @@
 """Mutated real traffic for the fuzz tests: connections of committed captures, mutated by
-hypothesis (bit flips, overwritten length fields, insertions, cuts), fed in random chunks of
-either direction with gaps now and then."""
+a seeded generator (bit flips, overwritten length fields, insertions, cuts), fed in random
+chunks of either direction with gaps now and then."""
 
 from __future__ import annotations
 
@@ -32,36 +32,32 @@ def capture_streams(captures: Iterable[Path]) -> Streams:
     return tuple(found)
 
 
-def mutate(draw: st.DrawFn, data: bytearray, size_claims: tuple[int, ...]) -> None:
+def mutate(rng: random.Random, data: bytearray, size_claims: tuple[int, ...]) -> None:
     """One mutation of ``data``, in place: a bit flip, a 4-octet big-endian length field
     overwritten with one of ``size_claims``, an insertion or a cut."""
     if not data:
         return
-    position = draw(st.integers(0, len(data) - 1))
-    kind = draw(st.sampled_from(("flip", "size", "insert", "cut")))
+    position = rng.randrange(len(data))
+    kind = rng.choice(("flip", "size", "insert", "cut"))
     if kind == "flip":
-        data[position] ^= 1 << draw(st.integers(0, 7))
+        data[position] ^= 1 << rng.randrange(8)
     elif kind == "size":
-        data[position : position + 4] = draw(st.sampled_from(size_claims)).to_bytes(4)
+        data[position : position + 4] = rng.choice(size_claims).to_bytes(4)
     elif kind == "insert":
-        data[position:position] = draw(st.binary(min_size=1, max_size=32))
+        data[position:position] = rng.randbytes(rng.randint(1, 32))
     else:
-        del data[position : position + draw(st.integers(1, 512))]
+        del data[position : position + rng.randint(1, 512)]
 
 
-@st.composite
-def mutated(
-    draw: st.DrawFn, streams: Callable[[], Streams], size_claims: tuple[int, ...]
+def mutated_connection(
+    rng: random.Random, streams: Streams, size_claims: tuple[int, ...]
 ) -> Chunks:
-    """A connection of ``streams()``, mutated: bit flips, 4-octet big-endian length fields
-    overwritten with one of ``size_claims``, insertions and cuts; then chunked."""
-    client, server = draw(st.sampled_from(streams()))
+    """A connection of ``streams`` given one to six mutations (:func:`mutate`), then chunked,
+    with gaps now and then. The same ``rng`` state gives the same input."""
+    client, server = rng.choice(streams)
     sides = [bytearray(client), bytearray(server)]
-    for _ in range(draw(st.integers(1, 6))):
-        mutate(draw, sides[draw(st.integers(0, 1))], size_claims)
-    # Chunk boundaries and gaps from a seeded generator: drawing each would make the smallest
-    # example as long as the connection.
-    rng = random.Random(draw(st.integers(0, 2**32)))
+    for _ in range(rng.randint(1, 6)):
+        mutate(rng, sides[rng.randrange(2)], size_claims)
     chunks: Chunks = []
     offsets = [0, 0]
     while offsets[0] < len(sides[0]) or offsets[1] < len(sides[1]):
@@ -75,3 +71,12 @@ def mutated(
         chunks.append((direction, bytes(sides[direction][start : start + size])))
         offsets[direction] += size
     return chunks
+
+
+@st.composite
+def mutated(
+    draw: st.DrawFn, streams: Callable[[], Streams], size_claims: tuple[int, ...]
+) -> Chunks:
+    """:func:`mutated_connection` as a hypothesis strategy: the input is drawn by its seed
+    (drawing each mutation would make the smallest example as long as the connection)."""
+    return mutated_connection(random.Random(draw(st.integers(0, 2**32))), streams(), size_claims)

@@ -1,46 +1,19 @@
-"""Mutated real AMQP traffic fed to the AMQP plugin: no exception may escape it; and frames
-whose size field claims gigabytes are taken for garbage, not waited for nor allocated."""
+"""AMQP frames whose size field claims gigabytes are taken for garbage, not waited for nor
+allocated (the plugin's mutated traffic is in test_fuzz_plugins.py)."""
 
 from __future__ import annotations
 
-import functools
 import tracemalloc
 from collections.abc import Iterator
-from pathlib import Path
 
-from hypothesis import given
-from hypothesis import strategies as st
 from mizu_amqp import plugin
 from pamqp import commands, frame, header
 from pamqp.body import ContentBody
 
 from mizu_core import Direction
 from mizu_core.testkit import HookOutputs, run_bytes
-from tests.fuzz.mutations import Chunks, Streams, capture_streams, mutated
-from tests.support.fuzzing import fuzz_settings
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "amqp"
 C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
-
-
-@functools.cache
-def streams() -> Streams:
-    return capture_streams(sorted(DATA.glob("*.pcap")))
-
-
-SIZE_CLAIMS = (0, 1, 7, 0xCE, 0xFFFF, 1 << 20, 0x7FFFFFFF, 0xFFFFFFFF)
-"""What a mutated frame-size field may claim, up to 4 GB."""
-
-
-def test_the_captures_give_connections() -> None:
-    assert len(streams()) >= 4
-
-
-@fuzz_settings
-@given(chunks=mutated(streams, SIZE_CLAIMS), max_body=st.integers(1, 4096))
-def test_mutated_traffic_raises_nothing(chunks: Chunks, max_body: int) -> None:
-    outputs = run_bytes(chunks, plugin, settings={"max-body-size": max_body})
-    assert outputs.stats["plugin_errors"] == {}
 
 
 # -- size caps -------------------------------------------------------------------------------------

@@ -1,63 +1,15 @@
-"""Mutated real HTTP traffic (HTTP/1, WebSocket, HTTP/2, gRPC; see tests/fuzz/mutations.py)
-fed to the HTTP plugin: no exception may escape it; and a 2 GB chunked body streamed through
-it stays within its cap."""
+"""A 2 GB chunked body streamed through the HTTP plugin stays within its cap (the plugin's
+mutated traffic is in test_fuzz_plugins.py)."""
 
 from __future__ import annotations
 
-import functools
 import tracemalloc
 from collections.abc import Iterator
-from pathlib import Path
 
-from hypothesis import given
-from hypothesis import strategies as st
 from mizu_http import plugin
 
 from mizu_core import Direction
 from mizu_core.testkit import run_bytes
-from tests.fuzz.mutations import Chunks, Streams, capture_streams, mutated
-from tests.support.fuzzing import fuzz_settings
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "http"
-CAPTURES = (
-    "mizu-http1.pcap",
-    "zeek_pipelined-requests.pcap",
-    "sv_http-multipart-post_chunked_ipv6.pcap",
-    "mizu-websocket.pcap",
-    "mizu-h2c.pcap",
-    "sv_http2-continuation.pcap",
-    "mizu-grpc.pcap",
-)
-
-SIZE_CLAIMS = (0, 1, 5, 0x3FFF, 0x4000, 1 << 20, 0xFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF)
-"""What an overwritten length field may claim: HTTP/2 frame lengths (24 bits, 16 KiB by
-default), gRPC message prefixes and WebSocket extended lengths (up to 32 bits)."""
-
-
-@functools.cache
-def streams() -> Streams:
-    return capture_streams(DATA / name for name in CAPTURES)
-
-
-def test_every_capture_gives_connections() -> None:
-    assert len(streams()) >= len(CAPTURES)
-
-
-@fuzz_settings
-@given(chunks=mutated(streams, SIZE_CLAIMS))
-def test_mutated_traffic_raises_nothing(chunks: Chunks) -> None:
-    outputs = run_bytes(chunks, plugin)
-    assert outputs.stats["plugin_errors"] == {}
-
-
-@fuzz_settings
-@given(chunks=mutated(streams, SIZE_CLAIMS), max_body=st.integers(0, 4096))
-def test_mutated_traffic_under_a_small_body_cap_raises_nothing(
-    chunks: Chunks, max_body: int
-) -> None:
-    outputs = run_bytes(chunks, plugin, settings={"max-body-size": max_body})
-    assert outputs.stats["plugin_errors"] == {}
-
 
 # -- memory bound ----------------------------------------------------------------------------------
 

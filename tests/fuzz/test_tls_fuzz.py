@@ -1,19 +1,18 @@
-"""Mutated real TLS traffic fed to the TLS plugin, with and without its key log: the record and
-handshake parsers and the decryption raise nothing, whatever the bytes. The parsers are also
-fed on their own (mutated handshake messages of the capture, bytes of any kind), and so is the
-record decryption of every suite."""
+"""The TLS plugin's parts fed on their own: its parsers (mutated handshake messages of the
+capture, bytes of any kind) and the record decryption of every suite. The plugin on mutated
+traffic, with and without its key log, is in test_fuzz_plugins.py."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from mizu_tls import certificates, handshake, plugin
+from mizu_tls import certificates, handshake
 from mizu_tls.protection import (
     TLS12_SUITES,
     TLS13_SUITES,
@@ -32,14 +31,11 @@ from mizu_tls.records import (
     TlsError,
 )
 
-from mizu_core.testkit import run_bytes
-from tests.fuzz.mutations import Chunks, Streams, capture_streams, mutate, mutated
+from tests.fuzz.mutations import mutate
+from tests.fuzz.targets import TARGETS, tls_streams
 from tests.support.fuzzing import fuzz_settings
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "tls"
-KEYS = DATA / "mizu-tls.keys"
-
-LENGTH_CLAIMS = (0, 1, 4, 5, 0x3FFF, 0x4000, 0x4800, 0x4801, 0xFFFF, 0xFFFFFF)
+LENGTH_CLAIMS = TARGETS["tls"].size_claims
 """What a mutated record or handshake length may claim."""
 
 PARSERS: dict[int, Callable[[bytes], Any]] = {
@@ -53,15 +49,10 @@ PARSERS: dict[int, Callable[[bytes], Any]] = {
 
 
 @functools.cache
-def streams() -> Streams:
-    return capture_streams([DATA / "mizu-tls.pcap"])
-
-
-@functools.cache
 def handshake_messages() -> tuple[tuple[int, bytes], ...]:
     """The ``(type, body)`` of the messages the capture's handshakes carry in clear."""
     found: list[tuple[int, bytes]] = []
-    for stream in (side for connection in streams() for side in connection):
+    for stream in (side for connection in tls_streams() for side in connection):
         messages = HandshakeReader()
         for record in RecordReader().feed(stream):
             if record.content_type != HANDSHAKE:
@@ -71,17 +62,9 @@ def handshake_messages() -> tuple[tuple[int, bytes], ...]:
 
 
 def test_the_capture_gives_connections_and_every_parsed_message() -> None:
-    assert len(streams()) == 9
+    assert len(tls_streams()) == 9
     kinds = {kind for kind, _ in handshake_messages()}
     assert kinds >= {handshake.CLIENT_HELLO, handshake.SERVER_HELLO, handshake.CERTIFICATE}
-
-
-@fuzz_settings
-@given(chunks=mutated(streams, LENGTH_CLAIMS), with_keys=st.booleans())
-def test_mutated_traffic_raises_nothing(chunks: Chunks, with_keys: bool) -> None:
-    outputs = run_bytes(chunks, plugin, settings={"keylog": str(KEYS)} if with_keys else {})
-    assert outputs.stats["plugin_errors"] == {}
-    assert sum(entry["protocol"]["name"] == "tls" for entry in outputs.entries) <= 1
 
 
 @fuzz_settings
@@ -90,7 +73,7 @@ def test_mutated_handshake_messages_are_parsed_or_refused(data: st.DataObject) -
     kind, body = data.draw(st.sampled_from(handshake_messages()))
     mutable = bytearray(body)
     for _ in range(data.draw(st.integers(1, 4))):
-        mutate(data.draw, mutable, LENGTH_CLAIMS)
+        mutate(random.Random(data.draw(st.integers(0, 2**32))), mutable, LENGTH_CLAIMS)
     parse = PARSERS.get(kind)
     for parser in [parse] if parse else PARSERS.values():
         with contextlib.suppress(TlsError):

@@ -1,7 +1,8 @@
-"""Fuzz tests feed mutated real traffic to each plugin's dissectors: no exception may escape.
+"""Property tests on random or mutated input (a plugin's table reader against pamqp's, say).
 
 Decorate them with :data:`fuzz_settings`: the default suite runs a few dozen examples per test;
-``nox -s fuzz`` (``MIZU_FUZZ=1``) runs thousands.
+``nox -s fuzz`` (``MIZU_FUZZ=1``) runs thousands. Whole plugins on mutated traffic, with a time
+limit per input, are run by tests/fuzz/harness.py.
 """
 
 from __future__ import annotations

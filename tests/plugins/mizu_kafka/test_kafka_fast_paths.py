@@ -18,7 +18,7 @@ from mizu_kafka.records import RecordBudget, decode_records, render
 from mizu_core import Direction
 from mizu_core.testkit import HookOutputs, run_bytes
 from tests.fuzz.mutations import Chunks, mutated
-from tests.fuzz.test_kafka_fuzz import SIZE_CLAIMS, streams
+from tests.fuzz.targets import TARGETS, kafka_streams
 from tests.support.fuzzing import fuzz_settings
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -169,12 +169,12 @@ def check_error_codes(outputs: HookOutputs) -> None:
 
 
 def test_status_is_the_first_error_code_of_the_captures() -> None:
-    for client, server in streams():
+    for client, server in kafka_streams():
         check_error_codes(run_bytes([(C2S, client), (S2C, server)], plugin))
 
 
 @fuzz_settings
-@given(chunks=mutated(streams, SIZE_CLAIMS))
+@given(chunks=mutated(kafka_streams, TARGETS["kafka"].size_claims))
 def test_status_is_the_first_error_code_of_mutated_traffic(chunks: Chunks) -> None:
     """Error codes noted while decoding, cut short or not, are the ones the payload shows."""
     check_error_codes(run_bytes(chunks, plugin))
