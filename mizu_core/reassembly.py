@@ -131,6 +131,7 @@ class HalfStream:
     __slots__ = (
         "buffered",
         "connection",
+        "delivered_at",
         "direction",
         "fin_at",
         "hole_acked_at",
@@ -147,8 +148,11 @@ class HalfStream:
         self.next_seq = -1  # wire sequence number of the next byte to deliver; -1: unknown yet
         self.position = 0  # stream offset of that byte, an unbounded integer
         self.starts: list[int] = []  # sorted stream offsets of buffered out-of-order segments
-        self.segments: dict[int, bytes] = {}
+        self.segments: dict[int, tuple[bytes, float]] = {}
+        """Buffered out-of-order segments by stream offset, with the time each was captured."""
         self.buffered = 0
+        self.delivered_at = 0.0
+        """The time of the bytes delivered last."""
         self.fin_at = -1
         self.hole_acked_at = -1.0
         self.last_signature = b""
@@ -386,7 +390,7 @@ class Reassembler:
             delta = 0
         if delta == 0:
             self._deliver(half, payload, missing, time)
-            self._drain(half, time)
+            self._drain(half)
             return
         self.stats.out_of_order_packets += 1
         if missing:
@@ -397,24 +401,26 @@ class Reassembler:
         start = half.position + delta
         previous = half.segments.get(start)
         if previous is not None:
-            if len(previous) >= length:
+            kept = len(previous[0])
+            if kept >= length:
                 self.stats.retransmitted_bytes += length
                 return
-            half.buffered -= len(previous)
-            self.buffered_total -= len(previous)
+            half.buffered -= kept
+            self.buffered_total -= kept
         else:
             bisect.insort(half.starts, start)
-        half.segments[start] = payload
+        half.segments[start] = (payload, time)
         half.buffered += length
         self.buffered_total += length
         if half.buffered > self.limits.max_buffered_per_connection or (
             self.buffered_total > self.limits.max_buffered_total
         ):
             self.stats.buffer_overflows += 1
-            self._skip_hole(half, time)
+            self._skip_hole(half)
 
     def _deliver(self, half: HalfStream, payload: bytes, missing: int, time: float) -> None:
         connection = half.connection
+        half.delivered_at = time
         if payload:
             self.consumer.data(connection, half.direction, payload, time)
         length = len(payload) + missing
@@ -427,13 +433,16 @@ class Reassembler:
         if half.fin_at >= 0 and half.position >= half.fin_at:
             self._half_finished(half, time)
 
-    def _drain(self, half: HalfStream, time: float) -> None:
-        """Deliver the buffered segments that now follow the delivered bytes."""
+    def _drain(self, half: HalfStream) -> None:
+        """Deliver the buffered segments that now follow the delivered bytes. Each goes with
+        the time it was captured, or that of the bytes before it when it came before them: a
+        message is not older than its first byte, and the bytes after a hole given up on keep
+        their own time, however long the hole was waited for."""
         starts = half.starts
         segments = half.segments
         while starts and starts[0] <= half.position:
             start = starts.pop(0)
-            data = segments.pop(start)
+            data, captured = segments.pop(start)
             half.buffered -= len(data)
             self.buffered_total -= len(data)
             overlap = half.position - start
@@ -443,21 +452,25 @@ class Reassembler:
             if overlap:
                 self.stats.retransmitted_bytes += overlap
                 data = data[overlap:]
-            self._deliver(half, data, 0, time)
+            delivered = half.delivered_at
+            self._deliver(half, data, 0, captured if captured > delivered else delivered)
             half.hole_acked_at = -1.0
 
-    def _skip_hole(self, half: HalfStream, time: float) -> None:
-        """Give up on the bytes before the first buffered segment: report them lost."""
+    def _skip_hole(self, half: HalfStream) -> None:
+        """Give up on the bytes before the first buffered segment: report them lost, at the
+        time of the bytes that follow them."""
         if not half.starts:
             return
-        lost = half.starts[0] - half.position
+        first = half.starts[0]
+        lost = first - half.position
         if lost > 0:
             self.stats.gaps += 1
             self.stats.bytes_lost += lost
-            self.consumer.gap(half.connection, half.direction, lost, time)
+            after = half.segments[first][1]
+            self.consumer.gap(half.connection, half.direction, lost, max(after, half.delivered_at))
             half.position += lost
             half.next_seq = (half.next_seq + lost) & _SEQ_MASK
-        self._drain(half, time)
+        self._drain(half)
 
     def _check_acked_hole(self, half: HalfStream, ack: int, time: float) -> None:
         """The peer acknowledged ``ack``; past a hole of ``half`` it means the capture lost it."""
@@ -465,7 +478,7 @@ class Reassembler:
             if half.hole_acked_at < 0:
                 half.hole_acked_at = time
             elif time - half.hole_acked_at >= self.limits.acked_hole_wait:
-                self._skip_hole(half, time)
+                self._skip_hole(half)
 
     # -- connection life -----------------------------------------------------------------------
 
@@ -587,7 +600,7 @@ class Reassembler:
             self.consumer.opened(connection)
         for half in connection.halves:
             while half.starts:
-                self._skip_hole(half, time)
+                self._skip_hole(half)
         self.consumer.closed(connection, reason, time)
 
     def _forget(self, connection: Connection) -> None:
@@ -628,7 +641,7 @@ class Reassembler:
                 for stalled in connection.halves:
                     acked = stalled.hole_acked_at
                     if acked >= 0 and now - acked >= limits.acked_hole_wait:
-                        self._skip_hole(stalled, now)
+                        self._skip_hole(stalled)
 
     def finish(self, time: float) -> None:
         """End of capture: every connection still open ends as ``open``."""

@@ -141,6 +141,25 @@ def test_dropped_segments_become_gaps_of_the_right_size(tmp_path: Path) -> None:
     assert stats["reassembly"]["bytes_lost"] == sum(len(s.payload) for s in dropped)
 
 
+def test_bytes_after_a_hole_keep_the_time_they_were_captured(tmp_path: Path) -> None:
+    """However long the hole was waited for (here until the connection ends), what follows
+    it goes with its own capture time, and so does the gap: pairing by time stays right."""
+    capture = read_pcap(KEEPALIVE)
+    perturber = Perturber(random.Random(0), capture.linktype)
+    segments = perturber.segments(capture.packets)
+    hole = segments[len(segments) // 2]
+    after = next(s for s in segments if s.index > hole.index and s.flow == hole.flow)
+    path = tmp_path / "hole.pcap"
+    write_pcap(path, perturber.drop(capture.packets, [hole.index]), capture.linktype)
+    limits = ReassemblyLimits(acked_hole_wait=1e9)
+    (record,), _ = record_streams(path, EngineSettings(limits=limits))
+    (gap,) = [index for index, (_, length) in enumerate(record.events) if length < 0]
+    captured_at = capture.packets[after.index][0]
+    assert record.times[gap] == pytest.approx(captured_at)
+    assert record.times[gap + 1] == pytest.approx(captured_at)
+    assert record.times[gap] < capture.packets[-1][0]
+
+
 def test_close_reasons(tmp_path: Path) -> None:
     connections, _ = record_streams(DATA / "rst-and-refused.pcap")
     reasons = sorted(str(c.close_reason) for c in connections)

@@ -27,6 +27,8 @@ class RecordedConnection:
     gaps: list[tuple[Direction, int]] = field(default_factory=list)
     events: list[tuple[Direction, int]] = field(default_factory=list)
     """Feed order: (direction, length) per chunk, gaps as negative lengths."""
+    times: list[float] = field(default_factory=list)
+    """The time given with each of :attr:`events`."""
     close_reason: CloseReason | None = None
     packets: list[int] = field(default_factory=list)
     """Packets each way as the core counted them (set at close)."""
@@ -44,10 +46,12 @@ class _Recorder(Dissector):
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         self.record.streams[direction].extend(data)
         self.record.events.append((direction, len(data)))
+        self.record.times.append(timestamp)
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         self.record.gaps.append((direction, length))
         self.record.events.append((direction, -length))
+        self.record.times.append(timestamp)
 
     def close(self, timestamp: float, reason: CloseReason) -> None:
         self.record.close_reason = reason
