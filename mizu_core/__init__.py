@@ -44,7 +44,15 @@ from mizu_core.model import (
     Pair,
     Protocol,
 )
-from mizu_core.pairing import InOrderMatcher, KeyedMatcher
+from mizu_core.pairing import (
+    UNPAIRED_CLOSED,
+    UNPAIRED_GAP,
+    UNPAIRED_MIDSTREAM,
+    UNPAIRED_REASONS,
+    UNPAIRED_TIMEOUT,
+    InOrderMatcher,
+    KeyedMatcher,
+)
 from mizu_core.plugins import PluginError
 
 __version__ = "0.1.0"
@@ -52,6 +60,11 @@ __version__ = "0.1.0"
 __all__ = [
     "NEED_MORE",
     "NOT_JSON",
+    "UNPAIRED_CLOSED",
+    "UNPAIRED_GAP",
+    "UNPAIRED_MIDSTREAM",
+    "UNPAIRED_REASONS",
+    "UNPAIRED_TIMEOUT",
     "CloseReason",
     "ConnectionContext",
     "ConnectionInfo",

@@ -37,7 +37,7 @@ from mizu_core.dissector import (
 )
 from mizu_core.entries import EntryBuilder
 from mizu_core.model import ConnectionInfo, Direction, Endpoint, Pair
-from mizu_core.pairing import TIMEOUT
+from mizu_core.pairing import UNPAIRED_TIMEOUT
 from mizu_core.plugins import LoadedPlugin, PluginManager, PluginStalled
 from mizu_core.reassembly import Connection
 from mizu_core.tcp_plugin import TCP
@@ -433,7 +433,7 @@ class Dispatcher:
                 if excess <= 0:
                     break
                 if state.context is not None:
-                    shed = state.context.flush(TIMEOUT)  # a timeout, only sooner
+                    shed = state.context.flush(UNPAIRED_TIMEOUT)  # a timeout, only sooner
                     self.stats.unanswered += shed
                     self.stats.shed_pending += shed
                     excess -= shed

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mizu_core.model import ConnectionInfo, Direction, Message, Pair
-from mizu_core.pairing import CLOSED, InOrderMatcher, KeyedMatcher, Matcher
+from mizu_core.pairing import UNPAIRED_CLOSED, InOrderMatcher, KeyedMatcher, Matcher
 
 
 class Verdict(enum.Enum):
@@ -221,7 +221,7 @@ class ConnectionContext:
         ``older_than``."""
         return sum(matcher.expire(older_than) for matcher in self._matchers)
 
-    def flush(self, reason: str = CLOSED) -> int:
+    def flush(self, reason: str = UNPAIRED_CLOSED) -> int:
         """Emit every pending request unanswered, marked ``reason``. The core does this when
         the connection ends (``closed``); a dissector does it too when a gap means the answers
         to come cannot be told apart (``flush(reason="gap")``)."""

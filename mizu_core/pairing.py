@@ -21,11 +21,12 @@ from mizu_core.model import Message
 PairSink = Callable[[Message | None, Message | None, str], None]
 """Takes a request, its response, and why one of them is missing ("" for a pair)."""
 
-TIMEOUT = "timeout"
-CLOSED = "closed"
-GAP = "gap"
-MIDSTREAM = "midstream"
-UNPAIRED_REASONS = (GAP, MIDSTREAM, TIMEOUT, CLOSED)
+UNPAIRED_TIMEOUT = "timeout"
+UNPAIRED_CLOSED = "closed"
+UNPAIRED_GAP = "gap"
+UNPAIRED_MIDSTREAM = "midstream"
+UNPAIRED_REASONS = (UNPAIRED_GAP, UNPAIRED_MIDSTREAM, UNPAIRED_TIMEOUT, UNPAIRED_CLOSED)
+"""Why a message is alone (an entry's ``unpaired``)."""
 
 
 class Matcher:
@@ -46,18 +47,18 @@ class Matcher:
         said, else what the matcher knows of the capture's start."""
         if unpaired:
             return unpaired
-        return MIDSTREAM if self._before_first_request else GAP
+        return UNPAIRED_MIDSTREAM if self._before_first_request else UNPAIRED_GAP
 
     @property
     def pending(self) -> int:
         raise NotImplementedError
 
-    def expire(self, older_than: float, reason: str = TIMEOUT) -> int:
+    def expire(self, older_than: float, reason: str = UNPAIRED_TIMEOUT) -> int:
         """Emit, unanswered (``reason``), every request whose first byte is older than
         ``older_than`` and whose answer has not begun (see ``answering``)."""
         raise NotImplementedError
 
-    def flush(self, reason: str = CLOSED) -> int:
+    def flush(self, reason: str = UNPAIRED_CLOSED) -> int:
         """Emit every pending request unanswered: the connection ended (``closed``), or a gap
         means no answer to come can be told apart (``gap``)."""
         raise NotImplementedError
@@ -82,7 +83,7 @@ class InOrderMatcher(Matcher):
         self._before_first_request = False
         if len(self._requests) >= self._max_pending:
             self._answering = False
-            self._sink(self._requests.popleft(), None, TIMEOUT)
+            self._sink(self._requests.popleft(), None, UNPAIRED_TIMEOUT)
         self._requests.append(message)
 
     def answering(self) -> None:
@@ -104,7 +105,7 @@ class InOrderMatcher(Matcher):
         is parsed, say)."""
         return self._requests[0] if self._requests else None
 
-    def expire(self, older_than: float, reason: str = TIMEOUT) -> int:
+    def expire(self, older_than: float, reason: str = UNPAIRED_TIMEOUT) -> int:
         if self._answering:
             return 0
         count = 0
@@ -113,7 +114,7 @@ class InOrderMatcher(Matcher):
             count += 1
         return count
 
-    def flush(self, reason: str = CLOSED) -> int:
+    def flush(self, reason: str = UNPAIRED_CLOSED) -> int:
         self._answering = False
         return self.expire(float("inf"), reason)
 
@@ -140,11 +141,11 @@ class KeyedMatcher(Matcher):
         previous = self._requests.pop(key, None)
         if previous is not None:
             self._answering.discard(key)
-            self._sink(previous, None, TIMEOUT)
+            self._sink(previous, None, UNPAIRED_TIMEOUT)
         elif len(self._requests) >= self._max_pending:
             oldest, request = self._requests.popitem(last=False)
             self._answering.discard(oldest)
-            self._sink(request, None, TIMEOUT)
+            self._sink(request, None, UNPAIRED_TIMEOUT)
         self._requests[key] = message
 
     def answering(self, key: Hashable) -> None:
@@ -176,7 +177,7 @@ class KeyedMatcher(Matcher):
             self._answering.discard(key)
         return self._requests.pop(key, None)
 
-    def expire(self, older_than: float, reason: str = TIMEOUT) -> int:
+    def expire(self, older_than: float, reason: str = UNPAIRED_TIMEOUT) -> int:
         answering = self._answering
         expired = [
             key
@@ -187,6 +188,6 @@ class KeyedMatcher(Matcher):
             self._sink(self._requests.pop(key), None, reason)
         return len(expired)
 
-    def flush(self, reason: str = CLOSED) -> int:
+    def flush(self, reason: str = UNPAIRED_CLOSED) -> int:
         self._answering.clear()
         return self.expire(float("inf"), reason)

@@ -144,18 +144,22 @@ def run_bytes(
     client: Endpoint = DEFAULT_CLIENT,
     server: Endpoint = DEFAULT_SERVER,
     close: CloseReason = CloseReason.FIN,
+    role_guessed: bool = False,
 ) -> HookOutputs:
     """Feed byte chunks of one connection straight to ``plugin`` (no packets, no sockets).
 
     Each chunk is ``(direction, data)``; chunk ``i`` is stamped ``1.0 + i / 1000`` seconds.
-    An empty ``data`` stands for a gap of one byte in that direction.
+    An empty ``data`` stands for a gap of one byte in that direction. ``role_guessed``: the
+    capture joined the connection mid-way (it saw no handshake).
     """
     manager = load_plugin(plugin, settings)
 
     def run(engine: Engine) -> None:
         dispatcher: Dispatcher = engine.dispatcher
         connection = Connection(1.0)
-        connection.info = ConnectionInfo(number=1, client=client, server=server, start_time=1.0)
+        connection.info = ConnectionInfo(
+            number=1, client=client, server=server, start_time=1.0, role_guessed=role_guessed
+        )
         connection.roles_known = True
         dispatcher.opened(connection)
         time = 1.0

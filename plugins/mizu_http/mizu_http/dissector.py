@@ -34,7 +34,7 @@ class Session(TypingProtocol):
     """What each protocol's per-connection decoder offers the dissector."""
 
     def feed(self, is_request: bool, data: bytes, timestamp: float) -> None: ...
-    def gap(self, is_request: bool, length: int) -> None: ...
+    def gap(self, is_request: bool, length: int, timestamp: float) -> None: ...
     def close(self, timestamp: float) -> None: ...
 
 
@@ -103,7 +103,12 @@ def offer(
         return None
     if _contains_start_line(client_head, True) or _contains_start_line(server_head, False):
         return Start.HTTP1_MIDSTREAM, False
-    return _midstream_http2(client_head, server_head)
+    midstream = _midstream_http2(client_head, server_head)
+    if midstream is None and not client_head:
+        # The server's first bytes may be the tail of an HTTP/1 body, its next response a
+        # long way off: the client's next request tells.
+        return NEED_MORE
+    return midstream
 
 
 def _midstream_http2(client_head: bytes, server_head: bytes) -> tuple[Start, bool] | Verdict | None:
@@ -156,8 +161,8 @@ class HttpDissector(Dissector):
             )
             return
         session = http1.Http1Session(context, settings, self.request_direction, self._upgraded)
-        if start is Start.HTTP1_MIDSTREAM:
-            session.resync_both()
+        if start is Start.HTTP1_MIDSTREAM or context.connection.role_guessed:
+            session.resync_both()  # either side may begin within a message
         self.session = session
         # Each packet goes straight to its direction's parser while the connection is HTTP/1.
         self.http1_sides = session.sides[::-1] if flipped else session.sides
@@ -170,7 +175,7 @@ class HttpDissector(Dissector):
             self.session.feed(direction == self.request_direction, data, timestamp)
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
-        self.session.gap(direction == self.request_direction, length)
+        self.session.gap(direction == self.request_direction, length, timestamp)
 
     def close(self, timestamp: float, reason: CloseReason) -> None:
         self.session.close(timestamp)

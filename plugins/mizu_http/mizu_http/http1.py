@@ -17,11 +17,19 @@ read until the close never completes), all of which a passive observer needs.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from mizu_core import ConnectionContext, Direction, Message
+from mizu_core import (
+    UNPAIRED_GAP,
+    UNPAIRED_MIDSTREAM,
+    UNPAIRED_TIMEOUT,
+    ConnectionContext,
+    Direction,
+    Message,
+)
 from mizu_http import bodies, declarations
 from mizu_http.settings import Settings
 
@@ -239,20 +247,72 @@ def parse_head(block: bytes, is_request: bool, blank: int = 4) -> Head | None:
     return Head(parts[0], parts[1], parts[2], fields.headers.copy(), len(block) + blank, fields)
 
 
+class Ticket:
+    """A request whose head was read, until it is answered or given up: what pairing knows of
+    it. ``serial`` is its key in the connection's matcher once it is complete."""
+
+    __slots__ = (
+        "abandoned",
+        "answer",
+        "answered",
+        "complete",
+        "counted",
+        "era",
+        "first_time",
+        "method",
+        "serial",
+    )
+
+    def __init__(self, serial: int, method: str, first_time: float, era: int, counted: bool):
+        self.serial = serial
+        self.method = method
+        self.first_time = first_time
+        """When its first byte was captured."""
+        self.era = era
+        """How many losses the client side had had when its head was read."""
+        self.counted = counted
+        """The responses answer it in order: no loss on either side since a point both agree
+        on (the connection's start, or a pair proven since)."""
+        self.complete = False
+        self.answered = False
+        self.answer: Message | None = None
+        """A response that ended before the request did (an early error)."""
+        self.abandoned = ""
+        """Why it was given up before it was complete: emitted alone then."""
+
+
 @dataclass(slots=True)
 class Partial:
     """A message whose head is read and whose body is coming."""
 
     head: Head
     first_time: float
-    sequence: int
+    ticket: Ticket | None
+    """A request's own ticket; the ticket of the request a response answers, if known."""
     body: bodies.Body
     trailers: dict[str, Any] | None = None
     """Fields after a chunked body (RFC 9112 section 7.1.2), kept apart from the headers."""
+    unpaired: str = ""
+    """Why a response answers no known request."""
+
+
+MAX_TICKETS = 1024
+"""Requests waiting for their answer on one connection, at most (answers lost in gaps)."""
+_WINDOWS = 64
+"""Recent events kept per side, to tell what happened between a request and a response."""
 
 
 class Http1Session:
     """Both directions of an HTTP/1 connection.
+
+    Responses answer requests in order. While neither direction lost bytes, the n-th response
+    answers the n-th request. After a loss, or when the capture joined the connection
+    mid-way, the count is unknown, and a response is paired only when the capture proves it:
+    a client that sends a request once the previous one is answered (no pipelining seen on
+    the connection) has a single request outstanding, so a response answers the last request
+    begun before it, when the server sent nothing else (and lost nothing) since that request
+    began. The count restarts from such a pair. Anything else is emitted alone, marked
+    ``unpaired``, never joined to a neighbour.
 
     ``on_upgrade(kind, upgrade_request, client_rest, server_rest, timestamp)`` is called after
     a ``101 Switching Protocols`` to a protocol other than HTTP/1 (kind ``websocket`` or
@@ -273,44 +333,197 @@ class Http1Session:
         self.matcher = context.keyed_matcher()
         self.on_upgrade = on_upgrade
         self.sides = (Side(self, is_request=True), Side(self, is_request=False))
-        self.methods: dict[int, str] = {}
-        """Method of each request whose head was read, by sequence number, until answered."""
+        self.joined_midway = context.connection.role_guessed
+        self.tickets: deque[Ticket] = deque()
+        """Requests not answered yet, in order."""
+        self.serials = 0
+        self.counting = not self.joined_midway
+        """A request read now is counted (see :attr:`Ticket.counted`)."""
+        self.client_era = 0
+        self.pipelined = False
+        """The client sent a request before the previous one was answered: answers cannot be
+        told apart by time on this connection."""
+        self.server_seen: deque[float] = deque(maxlen=_WINDOWS)
+        """When the server sent bytes that were no response head (a response's end, bytes
+        passed over), lately."""
+        self.server_losses: deque[tuple[float, float]] = deque(maxlen=_WINDOWS)
+        """When the capture lost server bytes where a response may have begun, lately: each
+        between the bytes before and after them."""
+        self.client_losses: deque[tuple[float, float]] = deque(maxlen=_WINDOWS)
+        self.client_seen_until = -1.0
+        """The time of the client's last bytes (or loss) delivered."""
+        self.proven = False
+        """A response was paired: responses alone are put down to gaps from now on."""
         self.upgrades: dict[int, tuple[Partial, str]] = {}
-        """Requests asking to switch protocols, by sequence number, until answered."""
+        """Requests asking to switch protocols, by serial, until answered."""
         self.switch: tuple[str, Partial, Head] | None = None
         self.finished = False
 
     def feed(self, is_request: bool, data: bytes, timestamp: float) -> None:
         self.sides[0 if is_request else 1].feed(data, timestamp)
 
-    def gap(self, is_request: bool, length: int) -> None:
-        self.sides[0 if is_request else 1].gap(length)
+    def gap(self, is_request: bool, length: int, timestamp: float) -> None:
+        self.sides[0 if is_request else 1].gap(length, timestamp)
 
     def close(self, timestamp: float) -> None:
         for side in self.sides:
             side.finish(timestamp)
+        current = self.sides[0].current
+        ticket = current.ticket if current is not None else None
+        if ticket is not None and ticket.answer is not None:
+            self.context.emit(None, ticket.answer, "closed")
 
     def resync_both(self) -> None:
         """Start both sides searching for a start line (the capture began mid-connection)."""
         for side in self.sides:
             side.state = _State.RESYNC
+            side.resynced = True
 
-    # -- called by the sides -------------------------------------------------------------------
+    # -- pairing -------------------------------------------------------------------------------
+
+    def request_head(self, method: str, first_time: float) -> Ticket:
+        """A request's head was read: its ticket, in line for an answer."""
+        tickets = self.tickets
+        ticket = Ticket(self.serials, method, first_time, self.client_era, self.counting)
+        self.serials += 1
+        tickets.append(ticket)
+        if len(tickets) > MAX_TICKETS:
+            oldest = tickets.popleft()
+            if oldest.counted:
+                self._lose_count()
+            self._abandon(oldest, "timeout")
+        return ticket
+
+    def response_head(self, first_time: float) -> tuple[Ticket | None, str]:
+        """A final response's head was read: the ticket of the request it answers, or None
+        and why none."""
+        tickets = self.tickets
+        if tickets and tickets[0].counted:
+            ticket = tickets[0]
+            if ticket.first_time <= first_time:
+                tickets.popleft()
+                return self._answered(ticket), ""
+            self._lose_count()  # a response older than its request: the count is off
+        last: Ticket | None = None
+        for ticket in tickets:
+            if ticket.first_time > first_time:
+                break
+            if last is not None and not self._server_may_have_sent(
+                last.first_time, ticket.first_time
+            ):
+                self.pipelined = True  # no answer to ``last`` before the next request
+            last = ticket
+        if last is None:
+            if self.joined_midway and not self.proven:
+                return None, UNPAIRED_MIDSTREAM
+            return None, UNPAIRED_GAP
+        provable = not self.pipelined and self._answers(last, first_time)
+        while tickets and tickets[0] is not last:
+            self._abandon(tickets.popleft(), UNPAIRED_GAP)  # answered in what the capture lost
+        tickets.popleft()
+        if not provable:
+            self._abandon(last, UNPAIRED_GAP)
+            return None, UNPAIRED_GAP
+        self.proven = True
+        era = last.era
+        for later in tickets:
+            later.counted = later.era == era
+        self.counting = self.client_era == era
+        return self._answered(last), ""
+
+    def _answers(self, request: Ticket, first_time: float) -> bool:
+        """Whether a response begun at ``first_time`` surely answers ``request``, the last
+        request begun before it, on a connection whose client sends a request once the
+        previous one is answered. It does unless the server answered ``request`` earlier
+        and the client sent another request since: that takes bytes of both sides between
+        the two, lost in the capture. Server bytes seen between them answer no request: the
+        client did not wait for its answers."""
+        begun = request.first_time
+        for seen in self.server_seen:
+            if begun < seen <= first_time:
+                self.pipelined = True
+                return False
+        if not any(after > begun for _, after in self.server_losses):
+            return True
+        if self.client_seen_until < first_time:
+            return False  # what the client sent meanwhile is not known yet
+        return not any(
+            before < first_time and after > begun for before, after in self.client_losses
+        )
+
+    def _server_may_have_sent(self, start: float, end: float) -> bool:
+        """The server sent, or may have sent in bytes the capture lost, something between
+        ``start`` and ``end``."""
+        return any(start < seen <= end for seen in self.server_seen) or any(
+            before < end and after > start for before, after in self.server_losses
+        )
+
+    def _answered(self, ticket: Ticket) -> Ticket:
+        ticket.answered = True
+        self.matcher.answering(ticket.serial)
+        return ticket
+
+    def _lose_count(self) -> None:
+        self.counting = False
+        for ticket in self.tickets:
+            ticket.counted = False
+
+    def _abandon(self, ticket: Ticket, reason: str) -> None:
+        """Give up on a request's answer: emitted alone (once complete)."""
+        if not ticket.complete:
+            ticket.abandoned = reason
+            return
+        request = self.matcher.take(ticket.serial)
+        if request is not None:  # else the core emitted it already (timeout)
+            self.context.emit(request, None, reason)
+
+    def lost(self, is_request: bool, before: float, after: float) -> None:
+        """A side lost track of where its messages start: bytes lost between the times
+        ``before`` and ``after`` (a gap), or bytes at ``after`` that are not HTTP/1."""
+        if is_request:
+            self.client_era += 1
+            self.counting = False
+            self.client_losses.append((before, after))
+            return
+        self.server_losses.append((before, after))
+        self._lose_count()
+
+    def client_seen(self, timestamp: float) -> None:
+        self.client_seen_until = timestamp
+
+    def server_sent(self, timestamp: float) -> None:
+        """Server bytes that were no response head were read or passed over."""
+        self.server_seen.append(timestamp)
+
+    def request_lost(self, ticket: Ticket | None) -> None:
+        """The request of ``ticket`` will not be complete (its bytes were lost)."""
+        if ticket is None:
+            return
+        if ticket.answer is not None:
+            self.context.emit(None, ticket.answer, UNPAIRED_GAP)
+        elif not ticket.answered and ticket in self.tickets:
+            self.tickets.remove(ticket)
+
+    def response_lost(self, ticket: Ticket | None) -> None:
+        """The response that answers ``ticket`` will not be complete."""
+        if ticket is not None:
+            self._abandon(ticket, UNPAIRED_GAP)
 
     def message(
         self,
         head: Head,
         is_request: bool,
-        sequence: int,
+        ticket: Ticket | None,
         first_time: float,
         last_time: float,
         body: bytes,
         wire_size: int,
         truncated: bool,
         trailers: dict[str, Any] | None,
+        unpaired: str = "",
     ) -> None:
-        """Hand a complete message to the matcher: ``body`` is what was kept of the
-        ``wire_size`` bytes that followed the head (``truncated`` when that is not all)."""
+        """A complete message: ``body`` is what was kept of the ``wire_size`` bytes that
+        followed the head (``truncated`` when that is not all)."""
         has_body = wire_size > 0 or head.framing.chunked
         if is_request:
             data: dict[str, Any] = {
@@ -331,17 +544,16 @@ class Http1Session:
                 )
             if trailers:
                 data["trailers"] = trailers
-            self.matcher.request(
-                sequence,
-                Message(
-                    declarations.HTTP10 if head.third == "HTTP/1.0" else declarations.HTTP11,
-                    self.request_direction,
-                    first_time,
-                    last_time,
-                    head.size + wire_size,
-                    data,
-                ),
+            request = Message(
+                declarations.HTTP10 if head.third == "HTTP/1.0" else declarations.HTTP11,
+                self.request_direction,
+                first_time,
+                last_time,
+                head.size + wire_size,
+                data,
             )
+            assert ticket is not None
+            self._request_complete(ticket, request)
             return
         data = {
             "status": int(head.second),
@@ -362,33 +574,44 @@ class Http1Session:
         }
         if trailers:
             data["trailers"] = trailers
-        self.matcher.response(
-            sequence,
-            Message(
-                declarations.HTTP10 if head.first == "HTTP/1.0" else declarations.HTTP11,
-                self.response_direction,
-                first_time,
-                last_time,
-                head.size + wire_size,
-                data,
-            ),
+        response = Message(
+            declarations.HTTP10 if head.first == "HTTP/1.0" else declarations.HTTP11,
+            self.response_direction,
+            first_time,
+            last_time,
+            head.size + wire_size,
+            data,
         )
+        self.server_sent(last_time)
+        if ticket is not None and self.tickets and self.tickets[0].first_time < last_time:
+            self.pipelined = True  # the next request did not wait for this answer
+        if ticket is None:
+            self.context.emit(None, response, unpaired or UNPAIRED_GAP)
+        elif not ticket.complete:
+            ticket.answer = response  # emitted with its request
+        elif self.matcher.get(ticket.serial) is not None:
+            self.matcher.response(ticket.serial, response)
+        else:
+            self.context.emit(None, response, UNPAIRED_TIMEOUT)  # its request was given up on
 
-    def request_head(self, sequence: int, method: str) -> None:
-        methods = self.methods
-        methods[sequence] = method
-        if len(methods) > 1024:  # answers lost in gaps: forget the oldest
-            del methods[next(iter(methods))]
+    def _request_complete(self, ticket: Ticket, request: Message) -> None:
+        ticket.complete = True
+        if ticket.answer is not None:
+            self.context.emit(request, ticket.answer)
+        elif ticket.abandoned:
+            self.context.emit(request, None, ticket.abandoned)
+        else:
+            self.matcher.request(ticket.serial, request)
+            if ticket.answered:
+                self.matcher.answering(ticket.serial)
 
-    def response_method(self, sequence: int) -> str:
-        """The method of the request a final response (by its number) answers. Methods of
-        requests whose answers were lost stay until the bound of :meth:`request_head`."""
-        return self.methods.pop(sequence, "")
+    # -- upgrades ------------------------------------------------------------------------------
 
     def answered_upgrade(self, response: Partial, timestamp: float) -> bool:
         """A final response arrived: resume a paused client, or get ready to hand the
         connection over (see :meth:`hand_over`). True when HTTP/1 ends with this response."""
-        pending = self.upgrades.pop(response.sequence, None)
+        ticket = response.ticket
+        pending = self.upgrades.pop(ticket.serial, None) if ticket is not None else None
         client = self.sides[0]
         if response.head.second != "101":
             if pending is not None and client.state == _State.PAUSED:
@@ -411,10 +634,36 @@ class Http1Session:
             self.on_upgrade(kind, request, response, client_rest, server_rest, timestamp)
 
 
+def _plausible_header_lines(block: bytes) -> bool:
+    """Every line after the start line of ``block`` is a header field (``name: value``) or
+    continues one: a start line found by searching is not taken on its looks alone."""
+    lines = block.split(b"\n")
+    for line in lines[1:]:
+        if line[:1] in (b" ", b"\t"):
+            continue
+        if _HEADER_LINE.match(line) is None:
+            return False
+    return True
+
+
+_HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:")
+
+
 class Side:
     """One direction's parser."""
 
-    __slots__ = ("buffer", "current", "is_request", "remaining", "sequence", "session", "state")
+    __slots__ = (
+        "buffer",
+        "carried",
+        "carried_at",
+        "current",
+        "fed_at",
+        "is_request",
+        "remaining",
+        "resynced",
+        "session",
+        "state",
+    )
 
     def __init__(self, session: Http1Session, is_request: bool) -> None:
         self.session = session
@@ -422,15 +671,27 @@ class Side:
         self.state = _State.HEAD
         self.buffer = b""
         """Bytes of an incomplete head or chunk-size line (bounded by MAX_HEAD)."""
+        self.carried = 0
+        """How many bytes of the data being read were kept from earlier feeds..."""
+        self.carried_at = 0.0
+        """...and when they were captured: a head split across packets began then."""
         self.current: Partial | None = None
         self.remaining = 0
-        self.sequence = 0
-        """Number of the next message on this side."""
+        self.resynced = False
+        """The next head was found by searching after a loss: it is checked harder."""
+        self.fed_at = session.context.connection.start_time
+        """When the bytes fed last were captured (before any, the connection was seen)."""
 
     def feed(self, data: bytes, timestamp: float) -> None:
+        self.fed_at = timestamp
+        if self.is_request:
+            self.session.client_seen(timestamp)
         if self.buffer:
             data = self.buffer + data
+            self.carried = len(self.buffer)
             self.buffer = b""
+        else:
+            self.carried = 0
         state = self.state
         if state == _State.PAUSED:
             self._pause(data)
@@ -460,14 +721,20 @@ class Side:
                 line_end = data.find(b"\n", position)
                 if line_end < 0:
                     if end - position > MAX_HEAD:
-                        self._lost()
+                        self._lost(timestamp, timestamp)
                         return
-                    self.buffer = data[position:]
+                    self._keep(data, position, timestamp)
                     return
                 self._chunk_line(data[position:line_end].strip(), line_end + 1 - position)
-                position = line_end + 1
-                if self.state == _State.HEAD and self.current is not None:
-                    self._complete(timestamp)
+                if self.state == _State.RESYNC:
+                    self._lost(timestamp, timestamp)
+                    position = self._resync(data, line_end + 1, timestamp)
+                    if position < 0:
+                        return
+                else:
+                    position = line_end + 1
+                    if self.state == _State.HEAD and self.current is not None:
+                        self._complete(timestamp)
             elif state == _State.CHUNK_DATA:
                 take = self.remaining if self.remaining < end - position else end - position
                 self._body(data[position : position + take], take)
@@ -476,7 +743,7 @@ class Side:
                 if not self.remaining:
                     self.state = _State.CHUNK_END
             elif state == _State.RESYNC:
-                position = self._resync(data, position)
+                position = self._resync(data, position, timestamp)
                 if position < 0:
                     return
             elif state == _State.PAUSED:
@@ -486,6 +753,12 @@ class Side:
                 return
             state = self.state
 
+    def _keep(self, data: bytes, position: int, timestamp: float) -> None:
+        """Keep the bytes from ``position`` for the next feed (an incomplete line)."""
+        if position >= self.carried:
+            self.carried_at = timestamp
+        self.buffer = data[position:]
+
     def _head(self, data: bytes, position: int, timestamp: float) -> int:
         """Read a head at ``position`` (and the body after it when that is all there); the
         position after what was read, or -1 when the head is incomplete."""
@@ -493,6 +766,8 @@ class Side:
         if first == 13 or first == 10:  # blank lines between messages
             while data.startswith(b"\r\n", position) or data.startswith(b"\n", position):
                 position += 1 if data[position] == 10 else 2
+            if position >= len(data):
+                return position
         line_end = data.find(b"\n", position)
         if line_end > position and data[line_end - 1] != 13:
             end, blank = data.find(b"\n\n", position), 2  # bare LF line ends (tolerated)
@@ -500,33 +775,36 @@ class Side:
             end, blank = data.find(b"\r\n\r\n", position), 4
         if end < 0:
             if len(data) - position > MAX_HEAD:
-                self._lost()
-                return self._resync(data, position + 1)
-            self.buffer = data[position:]
+                self._lost(timestamp, timestamp)
+                return self._resync(data, position + 1, timestamp)
+            self._keep(data, position, timestamp)
             return -1
-        head = parse_head(data[position:end], self.is_request, blank)
-        if head is None:
-            self._lost()
-            return self._resync(data, position + 1)
+        block = data[position:end]
+        head = parse_head(block, self.is_request, blank)
+        if head is None or (self.resynced and not _plausible_header_lines(block)):
+            self._lost(timestamp, timestamp)
+            return self._resync(data, position + 1, timestamp)
+        self.resynced = False
+        started = self.carried_at if position < self.carried else timestamp
         if self.is_request:
-            return self._request(head, data, end + blank, timestamp)
-        return self._response(head, data, end + blank, timestamp)
+            return self._request(head, data, end + blank, started, timestamp)
+        return self._response(head, data, end + blank, started, timestamp)
 
-    def _request(self, head: Head, data: bytes, position: int, timestamp: float) -> int:
+    def _request(
+        self, head: Head, data: bytes, position: int, started: float, timestamp: float
+    ) -> int:
         """Frame the request whose head ends at ``position``; the position after what was
         read of it."""
         session = self.session
-        sequence = self.sequence
-        self.sequence = sequence + 1
-        session.request_head(sequence, head.first)
+        ticket = session.request_head(head.first, started)
         if head.framing.upgrade and "upgrade" in head.framing.connection:
             kind = (
                 "h2c"
                 if head.framing.upgrade.startswith("h2c")
                 else head.framing.upgrade.split("/")[0]
             )
-            partial = self._begin_body(head, sequence, timestamp, _State.HEAD, 0)
-            session.upgrades[sequence] = (partial, kind)
+            partial = self._begin_body(head, ticket, started, _State.HEAD, 0)
+            session.upgrades[ticket.serial] = (partial, kind)
             if head.framing.chunked:
                 self.state = _State.CHUNK_SIZE
             elif head.framing.content_length > 0:
@@ -536,52 +814,76 @@ class Side:
                 self._complete(timestamp)
             return position
         if head.framing.chunked:
-            self._begin_body(head, sequence, timestamp, _State.CHUNK_SIZE, 0)
+            self._begin_body(head, ticket, started, _State.CHUNK_SIZE, 0)
             return position
         return self._sized_body(
-            head, sequence, max(head.framing.content_length, 0), data, position, timestamp
+            head,
+            ticket,
+            max(head.framing.content_length, 0),
+            data,
+            position,
+            started,
+            timestamp,
         )
 
-    def _response(self, head: Head, data: bytes, position: int, timestamp: float) -> int:
+    def _response(
+        self, head: Head, data: bytes, position: int, started: float, timestamp: float
+    ) -> int:
         """Frame the response whose head ends at ``position``: its body depends on its status
         and on the method of the request it answers."""
         status = int(head.second)
         if status < 200 and status != 101:
             return position  # interim (100 Continue, 103 Early Hints): the final response follows
         session = self.session
-        sequence = self.sequence
-        self.sequence = sequence + 1
-        method = session.response_method(sequence)
+        ticket, unpaired = session.response_head(started)
+        method = ticket.method if ticket is not None else ""
         if status == 101 or session.upgrades:
-            partial = Partial(head, timestamp, sequence, bodies.Body(session.max_body))
+            partial = Partial(head, started, ticket, bodies.Body(session.max_body))
+            partial.unpaired = unpaired
             if session.answered_upgrade(partial, timestamp):
                 self.current = partial
                 self._complete(timestamp)
                 return position
         if method == "HEAD" or status in _NO_BODY_STATUSES:
-            session.message(head, False, sequence, timestamp, timestamp, b"", 0, False, None)
+            session.message(head, False, ticket, started, timestamp, b"", 0, False, None, unpaired)
         elif method == "CONNECT" and status < 300:
-            session.message(head, False, sequence, timestamp, timestamp, b"", 0, False, None)
+            session.message(head, False, ticket, started, timestamp, b"", 0, False, None, unpaired)
             self.state = _State.STOPPED
             session.sides[0].state = _State.STOPPED
         elif head.framing.chunked:
-            self._begin_body(head, sequence, timestamp, _State.CHUNK_SIZE, 0)
+            self._begin_body(head, ticket, started, _State.CHUNK_SIZE, 0).unpaired = unpaired
         elif head.framing.content_length >= 0:
             return self._sized_body(
-                head, sequence, head.framing.content_length, data, position, timestamp
+                head,
+                ticket,
+                head.framing.content_length,
+                data,
+                position,
+                started,
+                timestamp,
+                unpaired,
             )
         else:
-            self._begin_body(head, sequence, timestamp, _State.BODY_UNTIL_CLOSE, 0)
+            self._begin_body(head, ticket, started, _State.BODY_UNTIL_CLOSE, 0).unpaired = unpaired
         return position
 
     def _sized_body(
-        self, head: Head, sequence: int, length: int, data: bytes, position: int, timestamp: float
+        self,
+        head: Head,
+        ticket: Ticket | None,
+        length: int,
+        data: bytes,
+        position: int,
+        started: float,
+        timestamp: float,
+        unpaired: str = "",
     ) -> int:
         """A body of ``length`` bytes follows the head at ``position``. Usually all of it came
         with the head: the message is complete without a partial one."""
         end = position + length
         if end > len(data):
-            self._begin_body(head, sequence, timestamp, _State.BODY_LENGTH, length)
+            partial = self._begin_body(head, ticket, started, _State.BODY_LENGTH, length)
+            partial.unpaired = unpaired
             return position
         limit = self.session.max_body
         body = data[position:end] if length else b""
@@ -589,25 +891,24 @@ class Side:
         self.session.message(
             head,
             self.is_request,
-            sequence,
-            timestamp,
+            ticket,
+            started,
             timestamp,
             body[:limit] if truncated else body,
             length,
             truncated,
             None,
+            unpaired,
         )
         return end
 
     def _begin_body(
-        self, head: Head, sequence: int, timestamp: float, state: int, length: int
+        self, head: Head, ticket: Ticket | None, started: float, state: int, length: int
     ) -> Partial:
-        partial = Partial(head, timestamp, sequence, bodies.Body(self.session.max_body))
+        partial = Partial(head, started, ticket, bodies.Body(self.session.max_body))
         self.current = partial
         self.state = state
         self.remaining = length
-        if not self.is_request:
-            self.session.matcher.answering(sequence)
         return partial
 
     def _body(self, data: bytes, wire: int) -> None:
@@ -615,13 +916,14 @@ class Side:
         self.current.body.add(data, wire)
 
     def _chunk_line(self, line: bytes, wire: int) -> None:
+        """A line of chunked framing; sets RESYNC when it is not what the framing needs."""
         partial = self.current
         assert partial is not None
         partial.body.wire_size += wire
         if self.state == _State.CHUNK_END:
             self.state = _State.CHUNK_SIZE
             if line:  # data ran past its announced size: not chunked as claimed
-                self._lost()
+                self.state = _State.RESYNC
             return
         if self.state == _State.TRAILERS:
             if line:
@@ -636,7 +938,7 @@ class Side:
         try:
             size = int(size_text, 16)
         except ValueError:
-            self._lost()
+            self.state = _State.RESYNC
             return
         if size:
             self.state = _State.CHUNK_DATA
@@ -648,62 +950,106 @@ class Side:
         partial = self.current
         self.current = None
         assert partial is not None
-        upgrading = self.is_request and partial.sequence in self.session.upgrades
+        ticket = partial.ticket
+        upgrading = (
+            self.is_request and ticket is not None and ticket.serial in self.session.upgrades
+        )
         self.state = _State.PAUSED if upgrading else _State.HEAD
         body = partial.body
         self.session.message(
             partial.head,
             self.is_request,
-            partial.sequence,
+            ticket,
             partial.first_time,
             timestamp,
             body.data,
             body.wire_size,
             body.truncated,
             partial.trailers,
+            partial.unpaired,
         )
 
     # -- gaps, garbage and the end -------------------------------------------------------------
 
-    def gap(self, length: int) -> None:
-        if self.state == _State.BODY_LENGTH and self.remaining > length:
-            # Lost inside a body of known length: the message goes on, marked incomplete.
-            assert self.current is not None
-            self.current.body.wire_size += length
-            self.current.body.truncated = True
-            self.remaining -= length
+    def gap(self, length: int, timestamp: float) -> None:
+        """``length`` bytes were lost (0: an unknown number). Within a body of known length
+        (Content-Length, a chunk's size) they are skipped by arithmetic: the message goes on,
+        marked truncated, and so does the pairing. Otherwise where messages start is lost."""
+        if self.is_request:
+            self.session.client_seen(timestamp)
+        state = self.state
+        current = self.current
+        if state in (_State.STOPPED, _State.PAUSED):
             return
-        if self.state == _State.BODY_UNTIL_CLOSE:
-            assert self.current is not None
-            self.current.body.wire_size += length
-            self.current.body.truncated = True
-            return
-        if self.state in (_State.STOPPED, _State.PAUSED):
-            return
-        if self.current is None and self.state != _State.RESYNC:
-            self.sequence += 1  # the gap held (the start of) a message
-        self._lost()
+        if current is not None and length > 0:
+            if state == _State.BODY_UNTIL_CLOSE:
+                current.body.wire_size += length
+                current.body.truncated = True
+                return
+            if state in (_State.BODY_LENGTH, _State.CHUNK_DATA):
+                skipped = length if length < self.remaining else self.remaining
+                current.body.wire_size += skipped
+                current.body.truncated = True
+                self.remaining -= skipped
+                if self.remaining:
+                    return
+                if state == _State.CHUNK_DATA:
+                    self.state = _State.CHUNK_END
+                    if skipped == length:
+                        return
+                else:
+                    self._complete(timestamp)  # its end was lost, what followed may be more
+                    if skipped == length:
+                        return
+        self._lost(timestamp, self.fed_at)
 
-    def _lost(self) -> None:
-        """Give up on the message in progress and search for the next start line."""
-        if self.current is not None:
+    def _lost(self, timestamp: float, lost_since: float) -> None:
+        """Give up on the message in progress and search for the next start line: bytes were
+        lost between the times ``lost_since`` and ``timestamp``, or bytes that are not
+        HTTP/1 came at ``timestamp`` (both the same)."""
+        session = self.session
+        current = self.current
+        if current is not None:
             self.current = None
-        self.session.context.count("http1 messages dropped")
+            if self.is_request:
+                session.request_lost(current.ticket)
+            else:
+                session.response_lost(current.ticket)
+        session.context.count("http1 messages dropped")
+        session.lost(self.is_request, lost_since, timestamp)
         self.buffer = b""
+        self.carried = 0
         self.state = _State.RESYNC
+        self.resynced = True
 
-    def _resync(self, data: bytes, position: int) -> int:
+    def _resync(self, data: bytes, position: int, timestamp: float) -> int:
+        """Search for the next start line from ``position``; its position, or -1 when there
+        is none yet (the last bytes are kept: one may straddle two feeds)."""
         pattern = REQUEST_LINE if self.is_request else STATUS_LINE
+        context = self.session.context
         while True:
             found = pattern.search(data, position)
             if found is None:
-                self.buffer = data[max(position, len(data) - _RESYNC_TAIL) :]
+                kept = max(position, len(data) - _RESYNC_TAIL)
+                self._skipped(position, kept, timestamp)
+                self._keep(data, kept, timestamp)
                 return -1
             start = found.start()
-            if start == 0 or data[start - 1] == 10:
+            # at a line's start, or a packet's: messages often begin one
+            if start == 0 or data[start - 1] == 10 or start == self.carried:
+                self._skipped(position, start, timestamp)
+                context.count("resyncs")
                 self.state = _State.HEAD
                 return start
+            self._skipped(position, start + 1, timestamp)
             position = start + 1
+
+    def _skipped(self, start: int, end: int, timestamp: float) -> None:
+        """The bytes from ``start`` to ``end`` of the data being read were passed over."""
+        if end > start:
+            self.session.context.count("bytes_skipped", end - start)
+            if not self.is_request:
+                self.session.server_sent(self.carried_at if end <= self.carried else timestamp)
 
     def _pause(self, data: bytes) -> None:
         self.buffer = (self.buffer + data)[:MAX_PAUSED]

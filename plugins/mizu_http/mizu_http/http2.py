@@ -490,7 +490,7 @@ class Http2Session:
                 return
         self.buffers[side] = buffer[position:]
 
-    def gap(self, is_request: bool, length: int) -> None:
+    def gap(self, is_request: bool, length: int, timestamp: float) -> None:
         """``length`` bytes of a side were lost. Inside a frame whose header was seen, the
         rest of the frame is passed over and the boundaries stay known; otherwise the side
         resynchronises on the frames that follow."""

@@ -258,7 +258,7 @@ class WebSocketSession:
         )
         self.context.emit(message, None)
 
-    def gap(self, is_request: bool, length: int) -> None:
+    def gap(self, is_request: bool, length: int, timestamp: float) -> None:
         """Frame boundaries are lost: this direction is not decoded any further."""
         index = 0 if is_request else 1
         self.context.count("websocket directions given up")

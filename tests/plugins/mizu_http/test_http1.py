@@ -21,6 +21,16 @@ def ok(body: bytes = b"", status: str = "200 OK", extra: str = "") -> bytes:
     return head + body
 
 
+def pair_of(entry: dict) -> tuple[str | None, str | None, str | None]:
+    """The request's path, the response's body, and why it is unpaired."""
+    request, response = entry["request"], entry["response"]
+    return (
+        request and request["path"],
+        response and response["content"]["text"],
+        entry.get("unpaired"),
+    )
+
+
 def summary(chunks: list[tuple[Direction, bytes]], **kwargs: object) -> list[tuple]:
     outputs = run_bytes(chunks, plugin, **kwargs)  # type: ignore[arg-type]
     assert outputs.stats["plugin_errors"] == {}
@@ -98,7 +108,9 @@ def test_gap_inside_a_known_length_body_keeps_the_message() -> None:
     assert (second["request"]["path"], second["response"]["content"]["text"]) == ("/next", "n")
 
 
-def test_gap_in_a_request_head_resynchronises_and_keeps_pairs_aligned() -> None:
+def test_a_gap_in_pipelined_requests_leaves_the_answers_after_it_unpaired() -> None:
+    """The gap could have held any number of requests: the answers after /one's cannot be
+    told apart, and none is guessed."""
     chunks = [
         (C, get("/one")),
         (C, b"GET /lo"),
@@ -106,19 +118,136 @@ def test_gap_in_a_request_head_resynchronises_and_keeps_pairs_aligned() -> None:
         (C, b"st HTTP/1.1\r\nHost: h\r\n\r\n" + get("/three")),
         (S, ok(b"1") + ok(b"2") + ok(b"3")),
     ]
-    assert summary(chunks) == [("/one", 200, "1"), (None, 200, "2"), ("/three", 200, "3")]
-    counters = run_bytes(chunks, plugin).stats["plugin_counters"]
-    assert list(counters.values()) == [
-        {"http1 messages dropped": 1, "paired": 2, "unpaired.gap": 1}
+    outputs = run_bytes(chunks, plugin)
+    assert [pair_of(entry) for entry in outputs.entries] == [
+        ("/one", "1", None),
+        ("/three", None, "gap"),
+        (None, "2", "gap"),
+        (None, "3", "gap"),
+    ]
+    (counters,) = outputs.stats["plugin_counters"].values()
+    assert counters == {
+        "http1 messages dropped": 1,
+        "paired": 1,
+        "unpaired.gap": 3,
+        "resyncs": 1,
+        "bytes_skipped": 24,
+    }
+
+
+def test_after_a_lost_answer_pairing_restarts_from_a_request_whose_answer_follows_it() -> None:
+    chunks = [
+        (C, get("/one")),
+        (S, b""),  # /one's answer is lost
+        (C, get("/two")),
+        (S, ok(b"2")),
+        (C, get("/three")),
+        (S, ok(b"3")),
+    ]
+    assert [pair_of(entry) for entry in run_bytes(chunks, plugin).entries] == [
+        ("/one", None, "gap"),
+        ("/two", "2", None),
+        ("/three", "3", None),
+    ]
+
+
+def test_a_loss_the_capture_reports_after_the_next_request_proves_nothing() -> None:
+    """The bytes lost before /two's answer may have been sent after /two: its answer or not."""
+    chunks = [
+        (C, get("/one")),
+        (C, get("/two")),
+        (S, b""),
+        (S, ok(b"2")),
+        (C, get("/three")),
+        (S, ok(b"3")),
+    ]
+    assert [pair_of(entry) for entry in run_bytes(chunks, plugin).entries] == [
+        ("/one", None, "gap"),
+        ("/two", None, "gap"),
+        (None, "2", "gap"),
+        ("/three", "3", None),
+    ]
+
+
+def test_a_capture_joined_mid_way_pairs_from_the_first_request_answered_after_it() -> None:
+    body_tail = b"tail of a body whose head the capture missed\r\nHTTP/1.1 is in here too"
+    chunks = [
+        (S, body_tail),
+        (S, ok(b"answer to a request sent before the capture")),
+        (C, get("/first")),
+        (S, ok(b"1")),
+        (C, get("/second")),
+        (S, ok(b"2")),
+    ]
+    outputs = run_bytes(chunks, plugin, role_guessed=True)
+    assert [pair_of(entry) for entry in outputs.entries] == [
+        (None, "answer to a request sent before the capture", "midstream"),
+        ("/first", "1", None),
+        ("/second", "2", None),
     ]
 
 
 def test_garbage_instead_of_a_response_is_skipped_to_the_next_status_line() -> None:
     chunks = [
-        (C, get("/a") + get("/b")),
-        (S, ok(b"a") + b"\x00\xffnot http at all\r\nstill not\r\n\r\n" + ok(b"b")),
+        (C, get("/a")),
+        (S, ok(b"a") + b"\x00\xffnot http at all\r\nstill not\r\n\r\n"),
+        (C, get("/b")),
+        (S, ok(b"b")),
     ]
     assert summary(chunks) == [("/a", 200, "a"), ("/b", 200, "b")]
+    pipelined = [(C, get("/a") + get("/b")), *chunks[1:2], chunks[3]]
+    assert summary(pipelined) == [("/a", 200, "a"), ("/b", None, None), (None, 200, "b")]
+
+
+def test_a_start_line_found_by_searching_needs_header_lines_after_it() -> None:
+    chunks = [
+        (C, get("/a")),
+        (S, b""),
+        (S, b"body\r\nHTTP/1.1 200 OK but this is prose\r\nnot a header\r\n\r\n"),
+        (C, get("/b")),
+        (S, ok(b"b")),
+    ]
+    assert summary(chunks) == [("/a", None, None), ("/b", 200, "b")]
+
+
+def test_a_gap_within_a_chunk_is_skipped_by_arithmetic() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = [
+        (C, get("/chunked")),
+        (S, head + b"a\r\nabcd"),
+        (S, b""),  # "e" is lost
+        (S, b"fghij\r\n0\r\n\r\n"),
+        (C, get("/next")),
+        (S, ok(b"n")),
+    ]
+    first, second = run_bytes(chunks, plugin).entries
+    assert first["response"]["content"]["truncated"] is True
+    assert pair_of(first)[0] == "/chunked" and pair_of(second) == ("/next", "n", None)
+
+
+def test_a_gap_past_the_end_of_a_body_ends_the_message_and_what_followed_is_searched() -> None:
+    chunks = [
+        (C, get("/a")),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"),
+        (S, b""),  # "cde" and the head of an answer that never was
+        (S, b""),
+        (S, b""),
+        (S, b""),
+        (C, get("/b")),
+        (S, ok(b"b")),
+    ]
+    first, second = run_bytes(chunks, plugin).entries
+    assert pair_of(first)[0] == "/a" and first["response"]["content"]["truncated"] is True
+    assert pair_of(second) == ("/b", "b", None)
+
+
+def test_a_response_that_began_before_its_request_answers_it_not() -> None:
+    chunks = [(S, ok(b"early")), (C, get("/late")), (S, ok(b"late"))]
+    outputs = run_bytes(chunks, plugin, role_guessed=True)
+    assert [pair_of(entry) for entry in outputs.entries] == [
+        (None, "early", "midstream"),
+        ("/late", "late", None),
+    ]
 
 
 def test_body_cap_keeps_the_first_bytes_and_counts_the_rest() -> None:
@@ -169,6 +298,8 @@ def test_connect_tunnel_stops_decoding() -> None:
         (b"\x00\x00\x01\x01\x05\x00\x00\x00\x03\x82", b"", False, None),
         (b"", b"\x00\x00\x01\x01\x05\x00\x00\x00\x03\x82", True, (Start.HTTP2_MIDSTREAM, True)),
         (b"\x00\x00\x04\x0c" + b"\xff" * 20, b"\xff" * 20, True, None),
+        (b"", b"tail of a body", True, NEED_MORE),
+        (b"\x00\x01binary", b"tail of a body", True, None),
     ],
 )  # fmt: skip
 def test_offer(client: bytes, server: bytes, guessed: bool, verdict: object) -> None:
