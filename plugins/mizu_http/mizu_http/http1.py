@@ -17,20 +17,13 @@ read until the close never completes), all of which a passive observer needs.
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from mizu_core import (
-    UNPAIRED_GAP,
-    UNPAIRED_MIDSTREAM,
-    UNPAIRED_TIMEOUT,
-    ConnectionContext,
-    Direction,
-    Message,
-)
+from mizu_core import ConnectionContext, Direction, Message
 from mizu_http import bodies, declarations
+from mizu_http.http1_pairing import Pairing, Ticket
 from mizu_http.settings import Settings
 
 MAX_HEAD = 64 << 10
@@ -247,40 +240,6 @@ def parse_head(block: bytes, is_request: bool, blank: int = 4) -> Head | None:
     return Head(parts[0], parts[1], parts[2], fields.headers.copy(), len(block) + blank, fields)
 
 
-class Ticket:
-    """A request whose head was read, until it is answered or given up: what pairing knows of
-    it. ``serial`` is its key in the connection's matcher once it is complete."""
-
-    __slots__ = (
-        "abandoned",
-        "answer",
-        "answered",
-        "complete",
-        "counted",
-        "era",
-        "first_time",
-        "method",
-        "serial",
-    )
-
-    def __init__(self, serial: int, method: str, first_time: float, era: int, counted: bool):
-        self.serial = serial
-        self.method = method
-        self.first_time = first_time
-        """When its first byte was captured."""
-        self.era = era
-        """How many losses the client side had had when its head was read."""
-        self.counted = counted
-        """The responses answer it in order: no loss on either side since a point both agree
-        on (the connection's start, or a pair proven since)."""
-        self.complete = False
-        self.answered = False
-        self.answer: Message | None = None
-        """A response that ended before the request did (an early error)."""
-        self.abandoned = ""
-        """Why it was given up before it was complete: emitted alone then."""
-
-
 @dataclass(slots=True)
 class Partial:
     """A message whose head is read and whose body is coming."""
@@ -296,23 +255,8 @@ class Partial:
     """Why a response answers no known request."""
 
 
-MAX_TICKETS = 1024
-"""Requests waiting for their answer on one connection, at most (answers lost in gaps)."""
-_WINDOWS = 64
-"""Recent events kept per side, to tell what happened between a request and a response."""
-
-
 class Http1Session:
-    """Both directions of an HTTP/1 connection.
-
-    Responses answer requests in order. While neither direction lost bytes, the n-th response
-    answers the n-th request. After a loss, or when the capture joined the connection
-    mid-way, the count is unknown, and a response is paired only when the capture proves it:
-    a client that sends a request once the previous one is answered (no pipelining seen on
-    the connection) has a single request outstanding, so a response answers the last request
-    begun before it, when the server sent nothing else (and lost nothing) since that request
-    began. The count restarts from such a pair. Anything else is emitted alone, marked
-    ``unpaired``, never joined to a neighbour.
+    """Both directions of an HTTP/1 connection (their pairing: :class:`Pairing`).
 
     ``on_upgrade(kind, upgrade_request, client_rest, server_rest, timestamp)`` is called after
     a ``101 Switching Protocols`` to a protocol other than HTTP/1 (kind ``websocket`` or
@@ -330,30 +274,9 @@ class Http1Session:
         self.max_body = settings.max_body_size
         self.request_direction = request_direction
         self.response_direction = request_direction.reverse
-        self.matcher = context.keyed_matcher()
         self.on_upgrade = on_upgrade
         self.sides = (Side(self, is_request=True), Side(self, is_request=False))
-        self.joined_midway = context.connection.role_guessed
-        self.tickets: deque[Ticket] = deque()
-        """Requests not answered yet, in order."""
-        self.serials = 0
-        self.counting = not self.joined_midway
-        """A request read now is counted (see :attr:`Ticket.counted`)."""
-        self.client_era = 0
-        self.pipelined = False
-        """The client sent a request before the previous one was answered: answers cannot be
-        told apart by time on this connection."""
-        self.server_seen: deque[float] = deque(maxlen=_WINDOWS)
-        """When the server sent bytes that were no response head (a response's end, bytes
-        passed over), lately."""
-        self.server_losses: deque[tuple[float, float]] = deque(maxlen=_WINDOWS)
-        """When the capture lost server bytes where a response may have begun, lately: each
-        between the bytes before and after them."""
-        self.client_losses: deque[tuple[float, float]] = deque(maxlen=_WINDOWS)
-        self.client_seen_until = -1.0
-        """The time of the client's last bytes (or loss) delivered."""
-        self.proven = False
-        """A response was paired: responses alone are put down to gaps from now on."""
+        self.pairing = Pairing(context)
         self.upgrades: dict[int, tuple[Partial, str]] = {}
         """Requests asking to switch protocols, by serial, until answered."""
         self.switch: tuple[str, Partial, Head] | None = None
@@ -369,145 +292,14 @@ class Http1Session:
         for side in self.sides:
             side.finish(timestamp)
         current = self.sides[0].current
-        ticket = current.ticket if current is not None else None
-        if ticket is not None and ticket.answer is not None:
-            self.context.emit(None, ticket.answer, "closed")
+        if current is not None:
+            self.pairing.closed(current.ticket)
 
     def resync_both(self) -> None:
         """Start both sides searching for a start line (the capture began mid-connection)."""
         for side in self.sides:
             side.state = _State.RESYNC
             side.resynced = True
-
-    # -- pairing -------------------------------------------------------------------------------
-
-    def request_head(self, method: str, first_time: float) -> Ticket:
-        """A request's head was read: its ticket, in line for an answer."""
-        tickets = self.tickets
-        ticket = Ticket(self.serials, method, first_time, self.client_era, self.counting)
-        self.serials += 1
-        tickets.append(ticket)
-        if len(tickets) > MAX_TICKETS:
-            oldest = tickets.popleft()
-            if oldest.counted:
-                self._lose_count()
-            self._abandon(oldest, "timeout")
-        return ticket
-
-    def response_head(self, first_time: float) -> tuple[Ticket | None, str]:
-        """A final response's head was read: the ticket of the request it answers, or None
-        and why none."""
-        tickets = self.tickets
-        if tickets and tickets[0].counted:
-            ticket = tickets[0]
-            if ticket.first_time <= first_time:
-                tickets.popleft()
-                return self._answered(ticket), ""
-            self._lose_count()  # a response older than its request: the count is off
-        last: Ticket | None = None
-        for ticket in tickets:
-            if ticket.first_time > first_time:
-                break
-            if last is not None and not self._server_may_have_sent(
-                last.first_time, ticket.first_time
-            ):
-                self.pipelined = True  # no answer to ``last`` before the next request
-            last = ticket
-        if last is None:
-            if self.joined_midway and not self.proven:
-                return None, UNPAIRED_MIDSTREAM
-            return None, UNPAIRED_GAP
-        provable = not self.pipelined and self._answers(last, first_time)
-        while tickets and tickets[0] is not last:
-            self._abandon(tickets.popleft(), UNPAIRED_GAP)  # answered in what the capture lost
-        tickets.popleft()
-        if not provable:
-            self._abandon(last, UNPAIRED_GAP)
-            return None, UNPAIRED_GAP
-        self.proven = True
-        era = last.era
-        for later in tickets:
-            later.counted = later.era == era
-        self.counting = self.client_era == era
-        return self._answered(last), ""
-
-    def _answers(self, request: Ticket, first_time: float) -> bool:
-        """Whether a response begun at ``first_time`` surely answers ``request``, the last
-        request begun before it, on a connection whose client sends a request once the
-        previous one is answered. It does unless the server answered ``request`` earlier
-        and the client sent another request since: that takes bytes of both sides between
-        the two, lost in the capture. Server bytes seen between them answer no request: the
-        client did not wait for its answers."""
-        begun = request.first_time
-        for seen in self.server_seen:
-            if begun < seen <= first_time:
-                self.pipelined = True
-                return False
-        if not any(after > begun for _, after in self.server_losses):
-            return True
-        if self.client_seen_until < first_time:
-            return False  # what the client sent meanwhile is not known yet
-        return not any(
-            before < first_time and after > begun for before, after in self.client_losses
-        )
-
-    def _server_may_have_sent(self, start: float, end: float) -> bool:
-        """The server sent, or may have sent in bytes the capture lost, something between
-        ``start`` and ``end``."""
-        return any(start < seen <= end for seen in self.server_seen) or any(
-            before < end and after > start for before, after in self.server_losses
-        )
-
-    def _answered(self, ticket: Ticket) -> Ticket:
-        ticket.answered = True
-        self.matcher.answering(ticket.serial)
-        return ticket
-
-    def _lose_count(self) -> None:
-        self.counting = False
-        for ticket in self.tickets:
-            ticket.counted = False
-
-    def _abandon(self, ticket: Ticket, reason: str) -> None:
-        """Give up on a request's answer: emitted alone (once complete)."""
-        if not ticket.complete:
-            ticket.abandoned = reason
-            return
-        request = self.matcher.take(ticket.serial)
-        if request is not None:  # else the core emitted it already (timeout)
-            self.context.emit(request, None, reason)
-
-    def lost(self, is_request: bool, before: float, after: float) -> None:
-        """A side lost track of where its messages start: bytes lost between the times
-        ``before`` and ``after`` (a gap), or bytes at ``after`` that are not HTTP/1."""
-        if is_request:
-            self.client_era += 1
-            self.counting = False
-            self.client_losses.append((before, after))
-            return
-        self.server_losses.append((before, after))
-        self._lose_count()
-
-    def client_seen(self, timestamp: float) -> None:
-        self.client_seen_until = timestamp
-
-    def server_sent(self, timestamp: float) -> None:
-        """Server bytes that were no response head were read or passed over."""
-        self.server_seen.append(timestamp)
-
-    def request_lost(self, ticket: Ticket | None) -> None:
-        """The request of ``ticket`` will not be complete (its bytes were lost)."""
-        if ticket is None:
-            return
-        if ticket.answer is not None:
-            self.context.emit(None, ticket.answer, UNPAIRED_GAP)
-        elif not ticket.answered and ticket in self.tickets:
-            self.tickets.remove(ticket)
-
-    def response_lost(self, ticket: Ticket | None) -> None:
-        """The response that answers ``ticket`` will not be complete."""
-        if ticket is not None:
-            self._abandon(ticket, UNPAIRED_GAP)
 
     def message(
         self,
@@ -542,68 +334,41 @@ class Http1Session:
                     head.framing.content_encoding,
                     self.max_body,
                 )
-            if trailers:
-                data["trailers"] = trailers
-            request = Message(
-                declarations.HTTP10 if head.third == "HTTP/1.0" else declarations.HTTP11,
-                self.request_direction,
-                first_time,
-                last_time,
-                head.size + wire_size,
-                data,
-            )
-            assert ticket is not None
-            self._request_complete(ticket, request)
-            return
-        data = {
-            "status": int(head.second),
-            "statusText": head.third,
-            "httpVersion": head.first,
-            "headers": head.headers,
-            "content": bodies.describe_data(
-                body,
-                truncated,
-                head.framing.content_type,
-                head.framing.content_encoding,
-                self.max_body,
-            )
-            if has_body
-            else {"size": 0, "mimeType": head.framing.content_type, "text": ""},
-            "headersSize": head.size,
-            "bodySize": wire_size,
-        }
+            version, direction = head.third, self.request_direction
+        else:
+            data = {
+                "status": int(head.second),
+                "statusText": head.third,
+                "httpVersion": head.first,
+                "headers": head.headers,
+                "content": bodies.describe_data(
+                    body,
+                    truncated,
+                    head.framing.content_type,
+                    head.framing.content_encoding,
+                    self.max_body,
+                )
+                if has_body
+                else {"size": 0, "mimeType": head.framing.content_type, "text": ""},
+                "headersSize": head.size,
+                "bodySize": wire_size,
+            }
+            version, direction = head.first, self.response_direction
         if trailers:
             data["trailers"] = trailers
-        response = Message(
-            declarations.HTTP10 if head.first == "HTTP/1.0" else declarations.HTTP11,
-            self.response_direction,
+        message = Message(
+            declarations.HTTP10 if version == "HTTP/1.0" else declarations.HTTP11,
+            direction,
             first_time,
             last_time,
             head.size + wire_size,
             data,
         )
-        self.server_sent(last_time)
-        if ticket is not None and self.tickets and self.tickets[0].first_time < last_time:
-            self.pipelined = True  # the next request did not wait for this answer
-        if ticket is None:
-            self.context.emit(None, response, unpaired or UNPAIRED_GAP)
-        elif not ticket.complete:
-            ticket.answer = response  # emitted with its request
-        elif self.matcher.get(ticket.serial) is not None:
-            self.matcher.response(ticket.serial, response)
+        if is_request:
+            assert ticket is not None
+            self.pairing.request_complete(ticket, message)
         else:
-            self.context.emit(None, response, UNPAIRED_TIMEOUT)  # its request was given up on
-
-    def _request_complete(self, ticket: Ticket, request: Message) -> None:
-        ticket.complete = True
-        if ticket.answer is not None:
-            self.context.emit(request, ticket.answer)
-        elif ticket.abandoned:
-            self.context.emit(request, None, ticket.abandoned)
-        else:
-            self.matcher.request(ticket.serial, request)
-            if ticket.answered:
-                self.matcher.answering(ticket.serial)
+            self.pairing.response_complete(ticket, message, unpaired)
 
     # -- upgrades ------------------------------------------------------------------------------
 
@@ -685,7 +450,7 @@ class Side:
     def feed(self, data: bytes, timestamp: float) -> None:
         self.fed_at = timestamp
         if self.is_request:
-            self.session.client_seen(timestamp)
+            self.session.pairing.client_seen(timestamp)
         if self.buffer:
             data = self.buffer + data
             self.carried = len(self.buffer)
@@ -796,7 +561,7 @@ class Side:
         """Frame the request whose head ends at ``position``; the position after what was
         read of it."""
         session = self.session
-        ticket = session.request_head(head.first, started)
+        ticket = session.pairing.request_head(head.first, started)
         if head.framing.upgrade and "upgrade" in head.framing.connection:
             kind = (
                 "h2c"
@@ -835,7 +600,7 @@ class Side:
         if status < 200 and status != 101:
             return position  # interim (100 Continue, 103 Early Hints): the final response follows
         session = self.session
-        ticket, unpaired = session.response_head(started)
+        ticket, unpaired = session.pairing.response_head(started)
         method = ticket.method if ticket is not None else ""
         if status == 101 or session.upgrades:
             partial = Partial(head, started, ticket, bodies.Body(session.max_body))
@@ -976,7 +741,7 @@ class Side:
         (Content-Length, a chunk's size) they are skipped by arithmetic: the message goes on,
         marked truncated, and so does the pairing. Otherwise where messages start is lost."""
         if self.is_request:
-            self.session.client_seen(timestamp)
+            self.session.pairing.client_seen(timestamp)
         state = self.state
         current = self.current
         if state in (_State.STOPPED, _State.PAUSED):
@@ -1012,11 +777,11 @@ class Side:
         if current is not None:
             self.current = None
             if self.is_request:
-                session.request_lost(current.ticket)
+                session.pairing.request_lost(current.ticket)
             else:
-                session.response_lost(current.ticket)
+                session.pairing.response_lost(current.ticket)
         session.context.count("http1 messages dropped")
-        session.lost(self.is_request, lost_since, timestamp)
+        session.pairing.lost(self.is_request, lost_since, timestamp)
         self.buffer = b""
         self.carried = 0
         self.state = _State.RESYNC
@@ -1049,7 +814,9 @@ class Side:
         if end > start:
             self.session.context.count("bytes_skipped", end - start)
             if not self.is_request:
-                self.session.server_sent(self.carried_at if end <= self.carried else timestamp)
+                self.session.pairing.server_sent(
+                    self.carried_at if end <= self.carried else timestamp
+                )
 
     def _pause(self, data: bytes) -> None:
         self.buffer = (self.buffer + data)[:MAX_PAUSED]

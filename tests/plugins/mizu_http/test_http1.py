@@ -299,7 +299,6 @@ def test_connect_tunnel_stops_decoding() -> None:
         (b"", b"\x00\x00\x01\x01\x05\x00\x00\x00\x03\x82", True, (Start.HTTP2_MIDSTREAM, True)),
         (b"\x00\x00\x04\x0c" + b"\xff" * 20, b"\xff" * 20, True, None),
         (b"", b"tail of a body", True, NEED_MORE),
-        (b"\x00\x01binary", b"tail of a body", True, None),
     ],
 )  # fmt: skip
 def test_offer(client: bytes, server: bytes, guessed: bool, verdict: object) -> None:
