@@ -74,6 +74,10 @@ _FLAGS = (
     END_HEADERS,  # CONTINUATION
 )
 """The flags each frame type defines: a header with others is not believed on a resync."""
+HOLD_WAIT = 2.0
+"""Seconds an answer whose request has not been seen waits for it (see ``Http2Session.held``):
+longer than the capture's reassembly waits for bytes the peer acknowledged (half a second by
+default)."""
 STREAM_WINDOW = 4096
 """How far beyond the highest stream id seen a resynchronised frame's stream may be."""
 _HEADER_CANDIDATE = re.compile(rb"(?=...[\x00-\x09][\x00-\x2d][\x00-\x7f])", re.S)
@@ -427,10 +431,11 @@ class Http2Session:
         self.request_high = 0
         """The highest stream the client's side has sent a frame on: a stream below it whose
         request was not seen will not see it (streams open in order)."""
-        self.held: set[int] = set()
-        """Streams answered with no request seen yet: the client's side may be behind (the
-        capture's reassembly waits for lost bytes before reporting them), so they are held
-        until it passes them."""
+        self.held: dict[int, float] = {}
+        """Streams answered with no request seen yet, and since when: the client's side may
+        be behind (the capture's reassembly waits for lost bytes before reporting them), so
+        they are held until it passes them, for HOLD_WAIT at most (counted when bytes come),
+        or until the connection ends."""
 
     # -- bytes in --------------------------------------------------------------------------------
 
@@ -438,6 +443,8 @@ class Http2Session:
         if self.stopped:
             return
         self.last_time = timestamp
+        if self.held and timestamp - next(iter(self.held.values())) > HOLD_WAIT:
+            self._release_held(0, timestamp)
         side = 0 if is_request else 1
         skip = self.skip[side]
         if skip:
@@ -708,10 +715,12 @@ class Http2Session:
     # -- streams to messages ---------------------------------------------------------------------
 
     def _release_held(self, below: int, timestamp: float) -> None:
-        for number in sorted(self.held):
+        """Emit the held answers of the streams below ``below`` whose request has not begun,
+        and those held longer than HOLD_WAIT."""
+        deadline = timestamp - HOLD_WAIT
+        for number, since in list(self.held.items()):
             stream = self.streams.get(number)
-            if number < below and stream is not None and not stream.request.wire:
-                self.held.discard(number)
+            if stream is None or since < deadline or (number < below and not stream.request.wire):
                 self._finish(number, timestamp)
 
     def _ended(self, stream: _Stream, side: int, timestamp: float) -> None:
@@ -720,12 +729,11 @@ class Http2Session:
         half.last_time = timestamp
         if stream.number in self.held:
             if side == 0:  # the request of an answered stream came after its answer
-                self.held.discard(stream.number)
                 self._finish(stream.number, timestamp)
             return
         request = stream.request
         if side == 1 and not (stream.queued or request.wire) and stream.number >= self.request_high:
-            self.held.add(stream.number)
+            self.held[stream.number] = timestamp
             return
         if side == 0 and not stream.queued:
             stream.queued = True
@@ -737,10 +745,10 @@ class Http2Session:
 
     def _finish(self, number: int, timestamp: float, unanswered: str = "closed") -> None:
         """Emit a stream; ``unanswered`` says why if it ends with a request alone."""
+        self.held.pop(number, None)
         stream = self.streams.pop(number, None)
         if stream is None:
             return
-        self.held.discard(number)
         if stream.queued:
             request = self.matcher.take(number)
         elif stream.request.headers is not None or stream.request.wire:

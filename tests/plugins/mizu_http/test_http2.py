@@ -40,9 +40,10 @@ def session_pairs(
     chunks: list[tuple[Direction, bytes | int]],
     start: Start = Start.HTTP2,
     flipped: bool = False,
+    step: float = 0.001,
 ) -> tuple[list[Pair], dict[str, int]]:
     """Feed one connection's chunks to the HTTP dissector (an ``int`` is a gap of that many
-    bytes); its pairs and counters."""
+    bytes), ``step`` seconds apart; its pairs and counters."""
     pairs: list[Pair] = []
     connection = ConnectionInfo(1, Endpoint("10.0.0.1", 5000), Endpoint("10.0.0.2", 7000), 1.0)
     connection.role_guessed = start is Start.HTTP2_MIDSTREAM
@@ -56,7 +57,7 @@ def session_pairs(
     dissector = HttpDissector(context, context.settings, start, flipped)
     time = 1.0
     for index, (direction, data) in enumerate(chunks):
-        time = 1.0 + index / 1000
+        time = 1.0 + index * step
         if isinstance(data, int):
             dissector.gap(direction, data, time)
         else:
@@ -407,6 +408,10 @@ def test_answers_wait_for_a_client_side_that_is_behind() -> None:
     # stream 1's request was lost: the client's side passing it tells
     pairs, _ = session_pairs([*handshake, (S, answers), (C, len(first)), (C, second)])
     assert summary(pairs) == [(1, 200, "gap"), (3, 204, "")]
+    # or the time the reassembly could have held it back runs out
+    ping = frame(6, 0, 0, b"12345678")
+    pairs, _ = session_pairs([*handshake, (S, answers), (S, ping), (S, ping), (C, second)], step=1)
+    assert summary(pairs) == [(1, 200, "gap"), (3, 204, "gap")]
 
 
 def test_a_gap_in_the_preface_resyncs_on_the_frames_after_it() -> None:
