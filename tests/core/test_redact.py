@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mizu_core.redact import REDACTED, Redactor, UserAgentFilter
+from mizu_core.redact import (
+    _SECRET_VALUE_SCAN,
+    REDACTED,
+    SECRET_VALUE,
+    Redactor,
+    UserAgentFilter,
+)
 from tests.support.tcpdump import record
 
 pytestmark = pytest.mark.live
@@ -219,3 +227,43 @@ def test_redis_key_stays(tmp_path: Path) -> None:
     assert entries, "the Redis plugin (examples/mizu-redis) must be installed"
     assert entries[0]["request"]["key"] == "password"
     assert SECRET in json.dumps(entries[0]["request"])
+
+
+_SHAPE_PIECES = st.sampled_from(
+    [
+        "Bearer ",
+        "basic ",
+        "Token\t",
+        "eyJ",
+        "abcd",
+        ".",
+        "AKIA",
+        "ASIA",
+        "0123456789ABCDEF",
+        "sk_live_",
+        "ghp_",
+        "github_pat_",
+        "glpat-",
+        "xoxb-",
+        "AIza",
+        "-----BEGIN RSA",
+        " PRIVATE KEY-----",
+        "-----END RSA",
+        "\n",
+        " ",
+        "é",
+        "\u00a0",
+        "_",
+        "-",
+        "=",
+        "x" * 40,
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_SHAPE_PIECES, max_size=30))
+def test_long_texts_are_scanned_for_the_same_shapes_as_short_ones(pieces: list[str]) -> None:
+    """Bodies are scanned by RE2, short values by re: both must redact the same spans."""
+    text = "".join(pieces)
+    assert _SECRET_VALUE_SCAN.sub(REDACTED, text) == SECRET_VALUE.sub(REDACTED, text)
