@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 import webbrowser
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from typing import Any
 import click
 
 from mizu_cli.common import handling_stop_signals, read_rules
-from mizu_cli.config import Config, config_options, with_config_options
+from mizu_cli.config import Config, with_config_options
 from mizu_cli.k8s import (
     ClusterError,
     Conflict,
@@ -646,33 +646,6 @@ def logs(path: Path, config_path: Path, assignments: tuple[str, ...]) -> None:
     if not written:
         raise click.ClickException(f"no Mizu pods in namespace {namespace}")
     click.echo(f"mizu: wrote {written} logs to {path}", err=True)
-
-
-cluster_tap_options = [
-    click.option(
-        "-n",
-        "--namespaces",
-        multiple=True,
-        metavar="NS",
-        help="Namespace whose pods to tap (repeatable; default: the kube context's namespace; "
-        "tap.namespaces).",
-    ),
-    click.option(
-        "-A", "--all-namespaces", is_flag=True, help="Tap matching pods in every namespace."
-    ),
-    click.option(
-        "--dry-run",
-        is_flag=True,
-        help="Print the pods it would tap and the objects it would create; change nothing.",
-    ),
-    *config_options,
-]
-
-
-def with_cluster_tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(cluster_tap_options):
-        function = option(function)
-    return function
 
 
 def tap_in_cluster(pod_regex: str | None, **params: Any) -> None:

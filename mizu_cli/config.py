@@ -349,6 +349,36 @@ def with_config_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+# `mizu tap`'s options for a tap in the cluster, here rather than in cluster.py so that the
+# command's definition does not import the Kubernetes client (0.4 s), which only a cluster
+# tap needs.
+cluster_tap_options = [
+    click.option(
+        "-n",
+        "--namespaces",
+        multiple=True,
+        metavar="NS",
+        help="Namespace whose pods to tap (repeatable; default: the kube context's namespace; "
+        "tap.namespaces).",
+    ),
+    click.option(
+        "-A", "--all-namespaces", is_flag=True, help="Tap matching pods in every namespace."
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print the pods it would tap and the objects it would create; change nothing.",
+    ),
+    *config_options,
+]
+
+
+def with_cluster_tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(cluster_tap_options):
+        function = option(function)
+    return function
+
+
 @click.command("config")
 @click.option("-r", "--regenerate", is_flag=True, help="Write the defaults to the config file.")
 @with_config_options

@@ -22,7 +22,6 @@ from typing import Any
 import click
 from aiohttp import web
 
-from mizu_cli.cluster import tap_in_cluster, with_cluster_tap_options
 from mizu_cli.common import (
     TLS_KEYLOG_HELP,
     TableSink,
@@ -37,7 +36,13 @@ from mizu_cli.common import (
     summary_line,
     with_tls_keylog,
 )
-from mizu_cli.config import MIN_DB_SIZE, Config, check_db_size, parse_size
+from mizu_cli.config import (
+    MIN_DB_SIZE,
+    Config,
+    check_db_size,
+    parse_size,
+    with_cluster_tap_options,
+)
 from mizu_core.capture import CaptureError, FileSource, LiveSource, PacketSource
 from mizu_core.emit import JsonlSink
 from mizu_core.plugins import PluginManager
@@ -223,6 +228,8 @@ def tap(
                 "-f filters this machine's capture: use it with --local (in a cluster the "
                 "tappers capture the tapped pods' traffic)"
             )
+        from mizu_cli.cluster import tap_in_cluster  # imports the Kubernetes client
+
         tap_in_cluster(
             pod_regex,
             gui_port=gui_port,
