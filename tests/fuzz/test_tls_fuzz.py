@@ -1,6 +1,7 @@
 """The TLS plugin's parts fed on their own: its parsers (mutated handshake messages of the
-capture, bytes of any kind) and the record decryption of every suite. The plugin on mutated
-traffic, with and without its key log, is in test_fuzz_plugins.py."""
+capture, bytes of any kind) and the record decryption of every suite; and the plugin on mutated
+traffic the capture joined at any byte. The plugin on whole mutated connections, with and
+without its key log, is in test_fuzz_plugins.py."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ from mizu_tls.records import (
     TlsError,
 )
 
-from tests.fuzz.mutations import mutate
-from tests.fuzz.targets import TARGETS, tls_streams
+from mizu_core.testkit import run_bytes
+from tests.fuzz.mutations import Chunks, mutate, mutated
+from tests.fuzz.targets import TARGETS, TLS_KEYS, tls_streams
 from tests.support.fuzzing import fuzz_settings
 
 LENGTH_CLAIMS = TARGETS["tls"].size_claims
@@ -126,3 +128,20 @@ def test_any_record_decrypts_or_fails_its_check(
         record = Record(APPLICATION_DATA, 0x0303, fragment, 5 + len(fragment))
         with contextlib.suppress(DecryptError):
             protection.decrypt(record)
+
+
+@fuzz_settings
+@given(chunks=mutated(tls_streams, LENGTH_CLAIMS), start=st.integers(0, 3000))
+def test_mutated_traffic_joined_at_any_byte_raises_nothing(chunks: Chunks, start: int) -> None:
+    """The capture takes the connection up ``start`` bytes into each direction (in the middle
+    of a record, say)."""
+    left = [start, start]
+    joined: Chunks = []
+    for direction, data in chunks:
+        skip = min(left[direction], len(data))
+        left[direction] -= skip
+        if data[skip:] or not data:
+            joined.append((direction, data[skip:]))
+    outputs = run_bytes(joined, "tls", settings={"keylog": str(TLS_KEYS)}, role_guessed=True)
+    assert outputs.stats["plugin_errors"] == {}
+    assert [entry["protocol"]["name"] for entry in outputs.entries] in ([], ["tls"])

@@ -41,10 +41,13 @@ from mizu_tls.records import (
     APPLICATION_DATA,
     CHANGE_CIPHER_SPEC,
     HANDSHAKE,
+    HEADER,
+    MAX_RECORD,
     HandshakeReader,
     Record,
     RecordReader,
     TlsError,
+    record_run_start,
 )
 
 log = logging.getLogger("mizu_tls")
@@ -70,6 +73,9 @@ MAX_WAIT_SECONDS = 2.0
 """How long, by the capture's clock, a record waits for its session's secrets: a client writes
 them before it sends its Finished, so a longer wait means the key log will not have them."""
 MAX_CERTIFICATES = 8
+RESYNC_WINDOW = HEADER + MAX_RECORD
+"""Bytes kept of a direction taken up mid-connection while no record boundary is found: one
+record's worth, where the next boundary must be."""
 
 NO_KEY_LOG = "no key log (give one with --tls-keylog)"
 NO_KEY = "no secret for this session in the key log"
@@ -102,11 +108,14 @@ class _Side:
         "protection",
         "records",
         "stopped",
+        "unsynced",
         "waiting",
         "waiting_bytes",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, midstream: bool) -> None:
+        self.unsynced: bytearray | None = bytearray() if midstream else None
+        """A direction taken up mid-connection, until a record boundary is found in it."""
         self.records = RecordReader()
         self.handshake = HandshakeReader()
         self.protected_handshake = HandshakeReader()
@@ -131,7 +140,7 @@ class TlsDissector(Dissector):
     ) -> None:
         super().__init__(context)
         self.keylog = keylog
-        self.sides = (_Side(), _Side())
+        self.sides = (_Side(midstream), _Side(midstream))
         self.client_hello: ClientHello | None = None
         self.server_hello: ServerHello | None = None
         self.hello_retry = False
@@ -156,6 +165,10 @@ class TlsDissector(Dissector):
         side.bytes += len(data)
         if side.stopped:
             return
+        if side.unsynced is not None:
+            data = self._resynchronised(side, data)
+            if not data:
+                return
         try:
             records = side.records.feed(data)
         except TlsError as error:
@@ -172,7 +185,28 @@ class TlsDissector(Dissector):
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         self.context.count("gaps")
+        unsynced = self.sides[direction].unsynced
+        if unsynced is not None:
+            unsynced.clear()  # the boundary is still to be found, after the gap
+            return
         self._stop(direction, LOST_BYTES, timestamp)
+
+    def _resynchronised(self, side: _Side, data: bytes) -> bytes:
+        """What follows the first record boundary found in a direction taken up in the middle
+        of a record (b"" until one is found)."""
+        buffer = side.unsynced
+        assert buffer is not None
+        buffer += data
+        start = record_run_start(buffer)
+        if start is None:
+            if len(buffer) > 2 * RESYNC_WINDOW:
+                self.context.count("bytes skipped", len(buffer) - RESYNC_WINDOW)
+                del buffer[:-RESYNC_WINDOW]
+            return b""
+        if start:
+            self.context.count("bytes skipped", start)
+        side.unsynced = None
+        return bytes(buffer[start:])
 
     def close(self, timestamp: float, reason: CloseReason) -> None:
         if self.keylog is not None and any(side.waiting for side in self.sides):

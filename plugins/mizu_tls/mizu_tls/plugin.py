@@ -22,9 +22,9 @@ from mizu_core import (
     escape_query_string,
     hookimpl,
 )
-from mizu_tls.dissector import TLS, TlsDissector
+from mizu_tls.dissector import RESYNC_WINDOW, TLS, TlsDissector
 from mizu_tls.keylog import KeyLog
-from mizu_tls.records import APPLICATION_DATA, HANDSHAKE, looks_like_header
+from mizu_tls.records import HANDSHAKE, looks_like_header, record_run_start
 
 SETTINGS = frozenset({"keylog"})
 
@@ -69,18 +69,6 @@ def _client_hello_start(head: bytes) -> bool | Verdict:
     return looks_like_header(prefix) and prefix[0] == HANDSHAKE and prefix[5] == 1
 
 
-def _protected_records(head: bytes) -> bool:
-    """``head`` is a run of records, application data among them (a capture that began after
-    the handshake)."""
-    offset, seen = 0, False
-    while offset + 5 <= len(head):
-        if not looks_like_header(head, offset) or head[offset + 1 : offset + 3] != b"\x03\x03":
-            return False
-        seen = seen or head[offset] == APPLICATION_DATA
-        offset += 5 + int.from_bytes(head[offset + 3 : offset + 5], "big")
-    return seen
-
-
 @hookimpl
 def dissect(
     context: ConnectionContext, client_head: bytes, server_head: bytes
@@ -94,9 +82,15 @@ def dissect(
     if context.connection.role_guessed:
         if server_head and _client_hello_start(server_head) is True and context.swap_roles():
             return TlsDissector(context, _keylog(context))
-        heads = [head for head in (client_head, server_head) if head]
-        if heads and all(_protected_records(head) for head in heads):
+        # A capture that began after the handshake, maybe in the middle of a record.
+        heads = (client_head, server_head)
+        if any(record_run_start(head) is not None for head in heads):
             return TlsDissector(context, _keylog(context), midstream=True)
+        connection = context.connection
+        if (connection.client.port in TLS.ports or connection.server.port in TLS.ports) and len(
+            client_head
+        ) + len(server_head) < 2 * RESYNC_WINDOW:
+            return NEED_MORE  # the next record boundary is in the next record's length
     return None
 
 

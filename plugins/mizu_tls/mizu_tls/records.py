@@ -4,6 +4,7 @@ from bytes cut anywhere: sans-IO, bounded, never trusting a length.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 CHANGE_CIPHER_SPEC = 20
@@ -18,6 +19,45 @@ MAX_RECORD = (1 << 14) + 2048
 MAX_HANDSHAKE_MESSAGE = 256 << 10
 """A handshake message longer than this is not kept (certificate chains stay far below)."""
 HEADER = 5
+
+
+PROTECTED_HEADER = re.compile(rb"[\x15\x17]\x03\x03")
+"""How an application data or alert record of TLS 1.2 or 1.3 starts."""
+
+
+def record_run_start(data: bytes | bytearray) -> int | None:
+    """Where whole records start in bytes taken up in the middle of a connection, or None:
+    the first offset (within one record's length) of an application data or alert record
+    header followed, after its fragment, by another (two by chance are unlikely); 0 also when
+    the records from the start end with ``data``."""
+    end = len(data)
+    for found in PROTECTED_HEADER.finditer(data, 0, min(end, HEADER + MAX_RECORD + 3)):
+        start = found.start()
+        length = _protected_length(data, start)
+        following = start + HEADER + length
+        if length and (_protected_length(data, following) or (start == 0 and _whole_records(data))):
+            return start
+    return None
+
+
+def _protected_length(data: bytes | bytearray, offset: int) -> int:
+    """The fragment length of the protected record header at ``offset``; 0 when there is
+    none (or not all of it yet)."""
+    if len(data) < offset + HEADER or not PROTECTED_HEADER.match(data, offset):
+        return 0
+    length = (data[offset + 3] << 8) | data[offset + 4]
+    return length if length <= MAX_RECORD else 0
+
+
+def _whole_records(data: bytes | bytearray) -> bool:
+    """``data`` is protected records, one after the other, the last ending with it."""
+    offset = 0
+    while offset < len(data):
+        length = _protected_length(data, offset)
+        if not length:
+            return False
+        offset += HEADER + length
+    return offset == len(data)
 
 
 class TlsError(ValueError):

@@ -11,6 +11,7 @@ from pathlib import Path
 import dpkt
 import pytest
 from mizu_tls import dissector
+from mizu_tls.records import RecordReader
 
 from mizu_core import Direction
 from mizu_core.testkit import run_bytes
@@ -112,4 +113,30 @@ def test_bytes_that_are_not_records_stop_the_reading_not_the_connection_entry() 
     assert entry["response"]["malformed"].startswith("not a TLS record header: 99999999")
     assert entry["tls"]["reason"] == "not TLS: " + entry["response"]["malformed"]
     assert output.stats["plugin_counters"]["tls"]["malformed"] == 1
+    assert output.stats["plugin_errors"] == {}
+
+
+def test_a_connection_joined_in_the_middle_of_a_record_is_taken_up_at_the_next() -> None:
+    client, server = capture_streams([PCAP])[8]  # httpx: HTTP/2, five streams
+    starts = []
+    for stream in (client, server):
+        boundaries, offset = [], 0
+        for record in RecordReader().feed(stream):
+            boundaries.append(offset)
+            offset += record.size
+        # Three records from the end, three bytes into a record.
+        cut = boundaries[-3] + 3
+        starts.append((cut, boundaries[-2]))
+    (client_cut, client_next), (server_cut, server_next) = starts
+    chunks = [
+        (Direction.CLIENT_TO_SERVER, client[client_cut:]),
+        (Direction.SERVER_TO_CLIENT, server[server_cut:]),
+    ]
+    output = run_bytes(chunks, "tls", settings={"keylog": str(KEYS)}, role_guessed=True)
+    [entry] = output.entries
+    assert entry["response"]["status"] == "handshake not seen"
+    assert entry["tls"]["reason"] == "the capture missed the handshake"
+    assert entry["request"]["records"] >= 1
+    counters = output.stats["plugin_counters"]["tls"]
+    assert counters["bytes skipped"] == client_next - client_cut + server_next - server_cut
     assert output.stats["plugin_errors"] == {}
