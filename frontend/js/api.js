@@ -52,6 +52,18 @@ export const validateQuery = (query, signal) =>
 export const entryPage = (query, leftOff, direction, limit) =>
   getJSON("/entries", { query, leftOff, direction, limit });
 
+/** The HAR of a /har URL, with how many entries it holds and how many the filter matched
+ * (a number, or "more" when the hub could not count them quickly). */
+export async function getHar(url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!response.ok) await readJSON(response, "/har");
+  return {
+    blob: await response.blob(),
+    entries: Number(response.headers.get("X-Mizu-Entries")) || 0,
+    matched: response.headers.get("X-Mizu-Matched") || "",
+  };
+}
+
 export const entryDetail = (id) => getJSON(`/entries/${encodeURIComponent(id)}`);
 
 /**

@@ -31,7 +31,7 @@ export class DetailPane {
     this.onSnippet = onSnippet;
     this.onClose = onClose;
     this.detail = null;
-    this.tab = "response";
+    this.tab = "request"; // as DevTools: what was asked first, then what came back
     this.raw = false;
     this.request = 0;
   }
@@ -43,6 +43,7 @@ export class DetailPane {
       this.root.hidden = true;
       return;
     }
+    if (this.root.hidden) this.tab = "request"; // a pane that opens opens on the request
     this.root.hidden = false;
     try {
       const detail = await entryDetail(row.id);

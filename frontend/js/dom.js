@@ -41,13 +41,6 @@ export function safeColor(value, fallback) {
   return typeof value === "string" && /^#[0-9a-f]{3,8}$/i.test(value) ? value : fallback;
 }
 
-export function svg(tag, attributes = {}, ...children) {
-  const element = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
-  append(element, children);
-  return element;
-}
-
 let toastTimer = 0;
 /** A short message at the bottom right (copy done, pcap export off, …). */
 export function toast(message, kind = "info") {

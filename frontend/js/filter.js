@@ -8,6 +8,7 @@ const HISTORY_KEY = "mizu.filterHistory";
 const HISTORY_SIZE = 30;
 
 export const CHEAT_SHEET = [
+  ["error == true", "failed exchanges of any protocol, as its plugin says"],
   ["http and response.status >= 400", "HTTP errors"],
   ['request.method == "POST"', "by method"],
   ['request.path.startsWith("/api")', "path prefix (also endsWith, contains)"],

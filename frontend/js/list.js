@@ -43,8 +43,10 @@ export class EntryList {
     this.loadingHistory = true;
     this.historyRows = [];
     this.selectedId = null;
+    this.followed = false; // the view followed the live edge when a row was selected
     this.missed = 0; // new rows not shown since leaving the live edge
     this.received = 0;
+    this.filteredOut = 0; // entries the hub's insertion filter did not store
     this.dirty = false;
     this.lastScrollTop = 0;
     this.flushTimer = 0;
@@ -228,7 +230,8 @@ export class EntryList {
       element.classList.toggle("selected", row.id === this.selectedId);
     }
     this.empty.hidden = this.rows.length > 0 || this.loadingHistory;
-    this.empty.textContent = this.query ? "No entries match this filter yet." : "Waiting for traffic…";
+    const dropped = this.filteredOut ? ` (${this.filteredOut.toLocaleString("en-US")} filtered out by the insertion filter)` : "";
+    this.empty.textContent = (this.query ? "No entries match this filter yet." : "Waiting for traffic…") + dropped;
   }
 
   makeRow() {
@@ -316,7 +319,7 @@ export class EntryList {
     const { scrollTop, clientHeight, scrollHeight } = this.viewport;
     const atBottom = scrollTop + clientHeight >= scrollHeight - ROW_HEIGHT;
     if (scrollTop < this.lastScrollTop && !atBottom) this.stick = false;
-    else if (atBottom && !this.hasNewer) this.stick = true;
+    else if (atBottom && !this.hasNewer && !this.selectedId) this.stick = true;
     this.lastScrollTop = scrollTop;
     if (scrollTop < EDGE_ROWS * ROW_HEIGHT) this.loadOlder();
     if (scrollTop + clientHeight > scrollHeight - EDGE_ROWS * ROW_HEIGHT) this.loadNewer();
@@ -329,9 +332,22 @@ export class EntryList {
     this.schedule();
   }
 
+  /** A selected row stays where it is while new rows arrive below it (the view stops
+   * following the live edge); closing the selection follows it again if it did before. */
   select(row) {
+    if (row && !this.selectedId) {
+      this.followed = this.stick;
+      this.stick = false;
+    } else if (!row && this.selectedId && this.followed) {
+      this.followed = false;
+      if (!this.hasNewer) {
+        this.stick = true;
+        this.scrollToBottom();
+      }
+    }
     this.selectedId = row ? row.id : null;
     this.schedule();
+    this.changed();
     this.onSelect(row);
   }
 

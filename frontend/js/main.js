@@ -1,11 +1,14 @@
 // Wiring: filter bar → live socket → list → detail pane; toolbar, views, keyboard.
 
-import { LiveSocket } from "./api.js";
 import { DetailPane } from "./detail.js";
+import { ApiDocs } from "./apidocs.js";
+import { LiveSocket, getHar } from "./api.js";
+import { saveBlob, toast } from "./dom.js";
 import { FilterBar } from "./filter.js";
 import { EntryList } from "./list.js";
+import { ServiceMap } from "./map.js";
+import { StatsView } from "./stats.js";
 import { StatusBar } from "./status.js";
-import { renderOpenApi, renderServiceMap, renderStats } from "./views.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -45,6 +48,7 @@ const filter = new FilterBar($("filter-bar"), {
     history.replaceState(null, "", url);
     $("har").href = `/har?${new URLSearchParams({ query })}`;
     list.reset(query, socket);
+    if (current !== "traffic") showView(current); // the map and the statistics follow the filter
   },
 });
 
@@ -81,17 +85,46 @@ $("theme").addEventListener("click", () => {
 
 // -- views ----------------------------------------------------------------------------------
 
-const VIEWS = { traffic: null, map: renderServiceMap, api: renderOpenApi, stats: renderStats };
+/** A map node's, an edge's or a statistics group's filter: the list of its entries. */
+function showEntries(query) {
+  showView("traffic");
+  filter.set(query, true);
+}
+
+const views = {
+  traffic: null,
+  map: new ServiceMap({ onQuery: showEntries }),
+  api: new ApiDocs(),
+  stats: new StatsView({ onQuery: showEntries }),
+};
+let current = "traffic";
 for (const button of document.querySelectorAll("[data-view]")) {
   button.addEventListener("click", () => showView(button.dataset.view));
 }
 
 function showView(name) {
+  current = name;
   for (const button of document.querySelectorAll("[data-view]")) button.classList.toggle("active", button.dataset.view === name);
   $("traffic").hidden = name !== "traffic";
   $("other-view").hidden = name === "traffic";
-  if (VIEWS[name]) VIEWS[name]($("other-view"));
+  if (name !== "map") views.map.destroy();
+  if (name !== "stats") views.stats.destroy();
+  if (views[name]) views[name].render($("other-view"), filter.applied);
 }
+
+// The HAR download says when it holds only the newest of what the filter matches.
+$("har").addEventListener("click", async (event) => {
+  event.preventDefault();
+  try {
+    const { blob, entries, matched } = await getHar($("har").href);
+    saveBlob(blob, "mizu.har");
+    const cut = matched !== String(entries);
+    const of = matched === "more" ? "more" : Number(matched).toLocaleString("en-US");
+    toast(cut ? `HAR: the newest ${entries.toLocaleString("en-US")} of ${of} HTTP entries the filter matches` : `HAR: ${entries.toLocaleString("en-US")} HTTP entries`, cut ? "warn" : "info");
+  } catch (error) {
+    toast(`HAR: ${error.message}`, "error");
+  }
+});
 
 // -- keyboard --------------------------------------------------------------------------------
 
@@ -118,4 +151,4 @@ const initial = new URL(location.href).searchParams.get("q") || "";
 filter.set(initial, true);
 status.start();
 refreshControls();
-window.mizu = { list, filter, detail }; // for the browser tests and the console
+window.mizu = { list, filter, detail, views, status }; // for the browser tests and the console

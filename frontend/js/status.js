@@ -7,7 +7,8 @@ import { bytes, count } from "./format.js";
 const POLL_MS = 2000;
 // Per-protocol counts cost the hub a scan of its whole store (seconds at a million entries,
 // with its store thread busy meanwhile): asked for less often, and beyond TRAFFIC_POLL_MAX
-// stored entries only by the Stats view.
+// stored entries no more (the last counts stay, saying when they were counted; the Stats view
+// counts per protocol over a window).
 const TRAFFIC_POLL_MS = 15000;
 const TRAFFIC_POLL_MAX = 200_000;
 
@@ -42,7 +43,7 @@ export class StatusBar {
     this.lastTime = performance.now();
     this.rate = 0;
     this.fields = {};
-    for (const name of ["live", "window", "stored", "rate", "tappers", "targets", "packets", "drops", "hubDrops"]) {
+    for (const name of ["live", "window", "stored", "filteredOut", "rate", "tappers", "targets", "packets", "drops", "hubDrops"]) {
       this.fields[name] = h("span", { class: `stat stat-${name}` });
     }
     this.protocols = h("span", { class: "stat-protocols" });
@@ -50,6 +51,8 @@ export class StatusBar {
     this.hubSaid = "";
     this.trafficPolled = -Infinity;
     this.stored = 0;
+    this.storeAtCap = false;
+    this.receivedAtPoll = 0; // the live rows received when the stored count was read
   }
 
   start() {
@@ -73,6 +76,9 @@ export class StatusBar {
       ]);
       if (trafficDue) this.trafficPolled = now;
       this.stored = (health.store && health.store.entries) || 0;
+      this.storeAtCap = Boolean(health.store && health.store.evicted);
+      this.receivedAtPoll = this.list.received;
+      this.list.filteredOut = Number(health.filteredOut) || 0;
       this.render(tapSummary(tap), health);
       if (traffic) this.renderTraffic(traffic);
     } catch {
@@ -85,8 +91,10 @@ export class StatusBar {
 
   render(summary, health) {
     const f = this.fields;
-    f.stored.textContent = `${count(health.store && health.store.entries)} stored`;
     f.stored.title = health.store ? `${bytes(health.store.usedBytes)} of ${bytes(health.store.maxBytes)}; ${count(health.store.evicted)} evicted` : "";
+    const filteredOut = Number(health.filteredOut) || 0;
+    f.filteredOut.textContent = filteredOut ? `${count(filteredOut)} filtered out` : "";
+    f.filteredOut.title = filteredOut ? "entries the insertion filter (--insertion-filter) did not store" : "";
     f.tappers.textContent = `${summary.tappers} tapper${summary.tappers === 1 ? "" : "s"}`;
     const targets = [...new Set(summary.targets.filter(Boolean))];
     f.targets.textContent = `targets: ${targets.length ? targets.join(", ") : "–"}`;
@@ -103,10 +111,13 @@ export class StatusBar {
       entry.bytes += row.bytes || 0;
       protocols.set(row.protocol, entry);
     }
+    const at = new Date().toLocaleTimeString();
     clear(this.protocols).append(
       ...[...protocols].map(([name, value]) =>
         h("span", { class: "proto-stat", title: `${count(value.entries)} entries, ${bytes(value.bytes)}` }, h("b", {}, name), ` ${count(value.entries)}`),
       ),
+      // the parts add up to this total, counted together at one time (not the live count)
+      h("span", { class: "proto-total", title: `stored entries per protocol, counted at ${at}` }, `= ${count(traffic.entries)} at ${at}`),
     );
   }
 
@@ -118,6 +129,10 @@ export class StatusBar {
     f.live.textContent = list.live ? (live ? "● Live" : "● Live (scrolled back)") : "❚❚ Paused";
     f.live.className = `stat stat-live ${list.live ? "on" : "off"}`;
     f.window.textContent = `${count(list.rows.length)} in view`;
+    // every live row is an entry stored since the count was read: the count keeps up with
+    // the list between polls (a store at its cap evicts as many as it takes: it stays put)
+    const since = this.storeAtCap ? 0 : list.received - this.receivedAtPoll;
+    f.stored.textContent = `${count(this.stored + since)} stored`;
     f.rate.textContent = `${Math.round(this.rate)}/s`;
     f.hubDrops.textContent = this.hubSaid ? "reconnected" : "";
     f.hubDrops.title = this.hubSaid ? `The hub closed the live stream: ${this.hubSaid}` : "";

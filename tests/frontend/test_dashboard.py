@@ -126,18 +126,19 @@ def test_detail_shows_headers_and_pretty_json(page: Page, hub: Dashboard, traffi
     wait_rows(page, 1)
     page.locator(ROWS).first.locator(".cell.time").click()
     detail = page.locator("#detail")
-    expect(detail.locator(".tab.active")).to_have_text("Response")
+    expect(detail.locator(".tab.active")).to_have_text("Request")  # what was asked, first
+    header = detail.locator("tr", has=page.locator("td.name", has_text="X-Trace"))
+    expect(header.locator("td.value")).to_have_text("abc-123")
+    expect(detail.locator(".section-title", has_text="Query String")).to_be_visible()
+
+    detail.locator(".tab", has_text="Response").click()
     expect(detail.locator("td.name", has_text="Content-Type")).to_be_visible()
     body = detail.locator("pre.code.json")
     expect(body).to_contain_text('"user": {\n    "id": 7,\n    "name": "Ann"\n  }')
     assert detail.locator("pre.code.json .j-key").count() >= 4
 
-    detail.locator(".tab", has_text="Request").click()
-    header = detail.locator("tr", has=page.locator("td.name", has_text="X-Trace"))
-    expect(header.locator("td.value")).to_have_text("abc-123")
-    expect(detail.locator(".section-title", has_text="Query String")).to_be_visible()
-
     # a header's name adds `selector == value` to the filter
+    detail.locator(".tab", has_text="Request").click()
     header.locator("td.name").click()
     expect(page.locator("#filter")).to_have_value(
         f'{traffic.query} and request.path == "/detail/x" and '
@@ -159,6 +160,7 @@ def test_raw_toggle_and_images(page: Page, hub: Dashboard, traffic: Traffic) -> 
     )
     wait_rows(page, 2)
     row_with(page, "/pixel.png").locator(".cell.time").click()
+    page.locator("#detail .tab", has_text="Response").click()  # stays chosen from row to row
     image = page.locator("#detail .image img")
     expect(image).to_be_visible()
     assert page.evaluate("document.querySelector('#detail .image img').naturalWidth") == 1
@@ -179,6 +181,7 @@ def test_har_download(page: Page, hub: Dashboard, traffic: Traffic, tmp_path: Pa
     saved = tmp_path / "mizu.har"
     download.value.save_as(saved)
     har = json.loads(saved.read_text())
+    expect(page.locator("#toast")).to_have_text("HAR: 2 HTTP entries")
     urls = sorted(entry["request"]["url"] for entry in har["log"]["entries"])
     assert [url.rsplit("/", 2)[-2:] for url in urls] == [["har", "1"], ["har", "2"]]
 
@@ -229,6 +232,29 @@ def test_scrolling_back_pages_older_entries_from_the_hub(
     expect(viewport.get_by_text(oldest, exact=True)).to_be_visible()
 
 
+def test_the_selected_row_stays_in_place_while_rows_arrive(
+    page: Page, hub: Dashboard, traffic: Traffic
+) -> None:
+    open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/steady/")')
+    for number in range(60):
+        traffic.get(f"/steady/{number}")
+    wait_rows(page, 60)
+    selected = row_with(page, "/steady/50")
+    selected.locator(".cell.time").click()
+    expect(page.locator("#detail .tab.active")).to_have_text("Request")
+    where = selected.bounding_box()
+    for number in range(60, 120):
+        traffic.get(f"/steady/{number}")
+    wait_rows(page, 120)
+    expect(selected).to_have_class("row selected")
+    assert selected.bounding_box() == where  # not one pixel up
+    expect(page.locator("#jump")).to_be_visible()  # the newer rows are a click away
+    page.keyboard.press("Escape")  # closing the selection follows the live edge again
+    traffic.get("/steady/120")
+    wait_rows(page, 121)
+    expect(row_with(page, "/steady/120")).to_be_in_viewport()
+
+
 def test_pcap_export_off_is_said(page: Page, hub: Dashboard, traffic: Traffic) -> None:
     traffic.get("/pcap/1")
     open_dashboard(page, hub, f'{traffic.query} and request.path == "/pcap/1"')
@@ -236,15 +262,6 @@ def test_pcap_export_off_is_said(page: Page, hub: Dashboard, traffic: Traffic) -
     page.locator(ROWS).first.locator(".cell.time").click()
     page.locator("#detail button", has_text="pcap").click()
     expect(page.locator("#toast")).to_contain_text("pcap export is off")
-
-
-def test_stats_view(page: Page, hub: Dashboard, traffic: Traffic) -> None:
-    traffic.get("/stats/1")
-    open_dashboard(page, hub, traffic.query)
-    page.click("[data-view=stats]")
-    expect(page.locator("table.stats td", has_text="http").first).to_be_visible()
-    page.click("[data-view=traffic]")
-    expect(page.locator("#traffic")).to_be_visible()
 
 
 XSS_SCRIPT = "<script>window.__pwned='script'</script>"
@@ -296,24 +313,6 @@ def test_captured_markup_is_text_and_runs_nothing(
     )
     assert injected == 0
     assert page.url.startswith(hub.base)
-
-
-def test_service_map_and_api_views(page: Page, hub: Dashboard, traffic: Traffic) -> None:
-    traffic.get("/views/users/1")
-    traffic.get("/views/users/2")
-    open_dashboard(page, hub, f'{traffic.query} and request.path.startsWith("/views/")')
-    wait_rows(page, 2)
-    server = f"127.0.0.1:{traffic.port}"
-    page.click("[data-view=map]")
-    expect(page.locator("svg.map .node text", has_text=server)).to_have_count(1)
-    expect(page.locator("table.grid td", has_text=server).first).to_be_visible()
-
-    page.click("[data-view=api]")
-    service = page.locator(".oas-services .service", has_text=str(traffic.port))
-    expect(service).to_have_count(1)
-    service.click()
-    expect(page.locator(".oas-spec .spec-head")).to_contain_text("paths")
-    expect(page.locator(".operation .path", has_text="/views/users").first).to_be_visible()
 
 
 def test_formatting_helpers(page: Page, hub: Dashboard) -> None:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import aiohttp
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.frontend.conftest import Traffic
+from tests.frontend.conftest import Traffic, send_redis
 from tests.support.processes import Dashboard
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples" / "mizu-redis" / "tests"))
@@ -49,21 +48,16 @@ def redis_port() -> Iterator[int]:
 
 
 def redis_commands(port: int) -> None:
-    """A few commands in RESP, one reply read after each."""
-    commands = [
-        ["SET", "cart:7", '{"items":2}'],
-        ["GET", "cart:7"],
-        ["INCR", "visits"],
-        ["HSET", "user:7", "name", "Ann"],
-        ["LPUSH", "jobs", "mail:7"],
-    ]
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
-        for command in commands:
-            frame = f"*{len(command)}\r\n" + "".join(
-                f"${len(part.encode())}\r\n{part}\r\n" for part in command
-            )
-            connection.sendall(frame.encode())
-            connection.recv(4096)
+    send_redis(
+        port,
+        [
+            ["SET", "cart:7", '{"items":2}'],
+            ["GET", "cart:7"],
+            ["INCR", "visits"],
+            ["HSET", "user:7", "name", "Ann"],
+            ["LPUSH", "jobs", "mail:7"],
+        ],
+    )
 
 
 def send_traffic(traffic: Traffic) -> None:
