@@ -382,9 +382,12 @@ def check_h2_against_tshark(capture: Path, entries: list[dict[str, Any]]) -> int
 # -- HTTP/2: hypercorn (h2c) with httpx and curl ------------------------------------------------
 
 
-SLOW_PARTS = 15
+SLOW_PARTS = 8
 SLOW_PAUSE = 0.1
-"""``/slow/ID`` answers in parts this far apart: a response in flight when a capture starts."""
+"""``/slow/ID`` (and gRPC's Slow) answers in parts this far apart: a response in flight when a
+capture starts. After its first part it waits for :data:`CAPTURE_STARTED`."""
+CAPTURE_STARTED = threading.Event()
+"""Set by a recorder once tcpdump listens (the machine may be slow to start it)."""
 
 
 def call_status(call: int) -> int:
@@ -417,6 +420,8 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         parts = SLOW_PARTS if kind == "slow" else 1
         for part in range(parts):
+            if part == 1:
+                await asyncio.to_thread(CAPTURE_STARTED.wait, 30)
             if part:
                 await asyncio.sleep(SLOW_PAUSE)
             body = json.dumps({"call": call, "part": part}).encode()
@@ -518,10 +523,12 @@ def record_h2c_midstream(path: Path) -> tuple[int, dict[int, int]]:
 
             for number in range(-5, 0):  # the HPACK tables fill before the capture
                 await call(number)
+            CAPTURE_STARTED.clear()
             slow = asyncio.create_task(call(0, "slow"))
-            await asyncio.sleep(SLOW_PAUSE * 2.5)
+            await asyncio.sleep(SLOW_PAUSE)
             recording = record(path, f"tcp port {port}")
             await asyncio.to_thread(recording.__enter__)
+            CAPTURE_STARTED.set()
             try:
                 for batch in CALL_BATCHES:
                     await asyncio.gather(*(call(number) for number in batch))
@@ -592,6 +599,8 @@ def grpc_server() -> tuple[Any, int]:
 
     def slow(request: bytes, context: Any) -> Iterator[bytes]:
         for part in range(SLOW_PARTS):
+            if part == 1:
+                CAPTURE_STARTED.wait(30)
             time.sleep(SLOW_PAUSE)
             yield hello(f"{request[2:].decode()} part {part}")
 
@@ -664,9 +673,11 @@ def record_grpc_midstream(path: Path) -> tuple[int, dict[int, int]]:
 
             for number in range(-5, 0):  # the HPACK tables fill before the capture
                 call(number)
-            slow = channel.unary_stream("/test.Greeter/Slow")(hello("call-0"), timeout=10)
+            CAPTURE_STARTED.clear()
+            slow = channel.unary_stream("/test.Greeter/Slow")(hello("call-0"), timeout=60)
             next(slow)
             with record(path, f"tcp port {port}"), ThreadPoolExecutor(4) as pool:
+                CAPTURE_STARTED.set()
                 for batch in CALL_BATCHES:
                     list(pool.map(call, batch))
                 list(slow)
