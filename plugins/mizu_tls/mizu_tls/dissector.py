@@ -200,11 +200,12 @@ class TlsDissector(Dissector):
         start = record_run_start(buffer)
         if start is None:
             if len(buffer) > 2 * RESYNC_WINDOW:
-                self.context.count("bytes skipped", len(buffer) - RESYNC_WINDOW)
+                self.context.count("bytes_skipped", len(buffer) - RESYNC_WINDOW)
                 del buffer[:-RESYNC_WINDOW]
             return b""
+        self.context.count("resyncs")
         if start:
-            self.context.count("bytes skipped", start)
+            self.context.count("bytes_skipped", start)
         side.unsynced = None
         return bytes(buffer[start:])
 

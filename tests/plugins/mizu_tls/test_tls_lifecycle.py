@@ -138,5 +138,6 @@ def test_a_connection_joined_in_the_middle_of_a_record_is_taken_up_at_the_next()
     assert entry["tls"]["reason"] == "the capture missed the handshake"
     assert entry["request"]["records"] >= 1
     counters = output.stats["plugin_counters"]["tls"]
-    assert counters["bytes skipped"] == client_next - client_cut + server_next - server_cut
+    assert counters["bytes_skipped"] == client_next - client_cut + server_next - server_cut
+    assert counters["resyncs"] == 2
     assert output.stats["plugin_errors"] == {}
