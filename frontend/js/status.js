@@ -78,7 +78,11 @@ export class StatusBar {
       this.stored = (health.store && health.store.entries) || 0;
       this.storeAtCap = Boolean(health.store && health.store.evicted);
       this.receivedAtPoll = this.list.received;
-      this.list.filteredOut = Number(health.filteredOut) || 0;
+      const filteredOut = Number(health.filteredOut) || 0;
+      if (filteredOut !== this.list.filteredOut) {
+        this.list.filteredOut = filteredOut;
+        this.list.schedule(); // an empty list says it too
+      }
       this.render(tapSummary(tap), health);
       if (traffic) this.renderTraffic(traffic);
     } catch {

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.frontend.conftest import Traffic
-from tests.support.processes import Dashboard
+from tests.frontend.conftest import Traffic, free_port
+from tests.support.processes import Dashboard, wait_for_stderr
 
 pytestmark = pytest.mark.live
 
@@ -400,3 +403,40 @@ def test_without_the_token_the_page_asks_for_it(page: Page, hub: Dashboard) -> N
     page.reload()
     page.wait_for_function("() => window.mizu && !window.mizu.list.loadingHistory")
     expect(page.locator("#token-form")).to_have_count(0)
+
+
+def test_entries_the_insertion_filter_left_out_are_counted_beside_stored(
+    page: Page, traffic: Traffic, tmp_path: Path
+) -> None:
+    kept = f'dst.port == {traffic.port} and request.path.startsWith("/kept/")'
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mizu_cli", "tap", "--local", "-i", "lo", "--no-browser"),
+            *("--db", str(tmp_path / "entries.db"), "--gui-port", str(free_port())),
+            *("--insertion-filter", kept, "-f", f"tcp port {traffic.port}"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        filtered = Dashboard.parse(wait_for_stderr(process, "dashboard at"))
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+        traffic.get("/dropped/1")
+        deadline = time.monotonic() + 15
+        while filtered.get_json("/status/health")["filteredOut"] < 1:
+            assert time.monotonic() < deadline, "the insertion filter dropped nothing"
+            time.sleep(0.2)
+        open_dashboard(page, filtered, "")
+        expect(page.locator(".list-empty")).to_have_text(
+            "Waiting for traffic… (1 filtered out by the insertion filter)"
+        )
+        expect(page.locator(".stat-filteredOut")).to_have_text("1 filtered out")
+        traffic.get("/kept/1")
+        traffic.get("/dropped/2")
+        wait_rows(page, 1)
+        expect(page.locator(".stat-stored")).to_have_text("1 stored")
+        expect(page.locator(".stat-filteredOut")).to_have_text("2 filtered out")
+    finally:
+        process.terminate()
+        process.wait(15)

@@ -282,6 +282,11 @@ def test_the_map_has_a_node_per_service_and_client_host(
     for port in world.ports().values():  # pushed frames and deliveries: the client's edge
         assert ("127.0.0.1", f"127.0.0.1:{port}") in edges
     expect(page.locator(".map-view .coverage")).to_have_text(re.compile(r"^[\d,]+ entries$"))
+    # the status bar's entries per protocol add up to the total it shows beside them
+    expect(page.locator(".proto-total")).to_be_visible()
+    parts = page.locator(".proto-stat").all_inner_texts()
+    total = sum(int(text.split()[-1].replace(",", "")) for text in parts)
+    expect(page.locator(".proto-total")).to_contain_text(f"= {total:,} at ")
     screenshot(page, "map.png", tmp_path)
 
 
