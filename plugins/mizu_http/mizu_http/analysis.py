@@ -284,6 +284,10 @@ def summarize(entry: Mapping[str, Any]) -> Summary:
         name = grpc_status_name(code)
         row["status"], row["error"], row["statusName"] = name, code != 0, name
         row["statusQuery"] = all_of("grpc", equals("response.grpcStatus", code))
+    elif macro == "grpc" and response.get("undecodedHeaders"):
+        # its grpc-status referred to an HPACK entry the capture never saw: not known
+        row["status"], row["statusName"] = "?", "grpc-status not decoded"
+        row["statusQuery"] = all_of("grpc", "response.undecodedHeaders > 0")
     elif isinstance(status, int) and not isinstance(status, bool):
         # gRPC without a grpc-status (a proxy's answer) is judged by its HTTP status too
         row["status"], row["error"] = status, status >= 400

@@ -141,6 +141,14 @@ def test_grpc_errors_are_statuses_other_than_ok_by_name() -> None:
     assert failed["statusQuery"] == "grpc and response.grpcStatus == 16"
     # no grpc-status (a proxy answered): judged by the HTTP status
     assert row({"status": 502})["error"] is True
+    # a grpc-status that did not decode (mid-connection HPACK): not known, not taken for OK
+    unknown = row({"status": 200, "undecodedHeaders": 2})
+    assert (unknown["status"], unknown["error"], unknown["statusName"]) == (
+        "?",
+        False,
+        "grpc-status not decoded",
+    )
+    assert unknown["statusQuery"] == "grpc and response.undecodedHeaders > 0"
 
 
 def test_websocket_closes_other_than_clean_ones_are_errors() -> None:
