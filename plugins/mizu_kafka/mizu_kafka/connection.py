@@ -7,6 +7,7 @@ compiled build turns into a native one.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Final
 
 from mizu_core import ConnectionContext, Direction, KeyedMatcher, Message, Protocol
@@ -16,7 +17,8 @@ from mizu_kafka.protocol import (
     Settings,
     decode_request,
     decode_response,
-    find_request_start,
+    frame_checks_out,
+    plausible_request,
 )
 
 KAFKA: Final = Protocol(
@@ -55,8 +57,17 @@ class KafkaConnection:
         self.matcher: KeyedMatcher = context.keyed_matcher(MAX_PENDING)
         self.pending: dict[int, RequestKey] = {}
         """What decoding each awaited response needs, oldest first."""
-        self.request_splitter = FrameSplitter(settings.max_frame_bytes, find_request_start, skip)
-        self.response_splitter = FrameSplitter(settings.max_frame_bytes, self.find_response_start)
+        self.last_correlation_id = -1
+        """Of the latest request: clients number their requests upwards."""
+        counters = context.counters
+        cap = settings.max_frame_bytes
+        self.request_splitter = FrameSplitter(cap, self.find_request_start, counters, skip)
+        # Caught mid-connection, the responses' first bytes may be the tail of one.
+        self.joined_midway = context.connection.role_guessed
+        """No response start has been found yet on a connection the capture joined midway."""
+        self.response_splitter = FrameSplitter(
+            cap, self.find_response_start, counters, lost=self.joined_midway
+        )
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         if direction is self.requests:
@@ -71,12 +82,6 @@ class KafkaConnection:
 
     def close(self) -> None:
         self.pending.clear()
-        # Counted once per connection: the splitters' hot path stays free of counter calls.
-        for splitter in (self.request_splitter, self.response_splitter):
-            if splitter.dropped_bytes:
-                self.context.count("dropped_bytes", splitter.dropped_bytes)
-            if splitter.resyncs:
-                self.context.count("resyncs", splitter.resyncs)
 
     def message(self, direction: Direction, frame: Frame, data: dict[str, Any]) -> Message:
         if frame.truncated:
@@ -95,6 +100,7 @@ class KafkaConnection:
                 self.context.emit(message, None)  # acks=0: the broker never answers
                 return
         correlation_id: int = data["correlationId"]
+        self.last_correlation_id = correlation_id
         pending = self.pending
         pending.pop(correlation_id, None)
         if len(pending) >= MAX_PENDING:
@@ -108,19 +114,102 @@ class KafkaConnection:
             self.response_splitter.lose_sync()
             return
         correlation_id = int.from_bytes(body[:4], "big", signed=True)
-        request = self.pending.pop(correlation_id, None)
+        pending = self.pending
+        request = pending.get(correlation_id)
+        if request is not None:
+            if next(iter(pending)) != correlation_id:
+                self.unanswered_before(correlation_id)
+            del pending[correlation_id]
         data = decode_response(body, frame.truncated, request, self.settings)
         self.matcher.response(correlation_id, self.message(self.responses, frame, data))
 
-    def find_response_start(self, data: bytes) -> int | None:
-        """After lost bytes, a response starts with a plausible size and the correlation id of
-        a request still waiting for its answer."""
-        for correlation_id in self.pending:
-            needle = correlation_id.to_bytes(4, "big", signed=True)
-            start = data.find(needle, 4)
-            while start >= 4:
-                size = int.from_bytes(data[start - 4 : start], "big", signed=True)
-                if 4 <= size <= MAX_FRAME:
-                    return start - 4
-                start = data.find(needle, start + 1)
-        return None
+    def unanswered_before(self, correlation_id: int) -> None:
+        """A broker answers a connection's requests in the order they came: those sent before
+        the one just answered whose answers did not come were lost (with the capture's lost
+        bytes, or before the capture joined)."""
+        pending = self.pending
+        older = []
+        for key in pending:
+            if key == correlation_id:
+                break
+            older.append(key)
+        for key in older:
+            del pending[key]
+            request = self.matcher.take(key)
+            if request is not None:
+                self.context.emit(request, None, unpaired="gap")
+
+    def find_request_start(self, data: bytes) -> tuple[int, bool]:
+        """After lost bytes, a request starts with a plausible header, a correlation id past
+        the last one seen, and a body within the cap that decodes whole (see
+        :data:`FrameStart`)."""
+        after = self.last_correlation_id
+        decode = partial(decode_request, settings=self.settings)
+        largest = self.settings.max_frame_bytes
+        waiting = -1
+        end = len(data) - 4
+        start = data.find(b"\x00")  # sizes past 16 MiB are not looked for
+        while 0 <= start < end:
+            plausible = plausible_request(data, start)
+            if plausible is None:
+                return first_of(waiting, start), False
+            if plausible and int.from_bytes(data[start + 8 : start + 12], signed=True) > after:
+                verdict = frame_checks_out(data, start, decode, largest)
+                if verdict:
+                    return start, True
+                if verdict is None and waiting < 0:
+                    waiting = start
+            start = data.find(b"\x00", start + 1)
+        return first_of(waiting, max(end, 0)), False
+
+    def find_response_start(self, data: bytes) -> tuple[int, bool]:
+        """After lost bytes, a response starts with a plausible size, the correlation id of a
+        request still waiting for its answer, and a body within the cap that decodes whole as
+        that request's answer (see :data:`FrameStart`). The first bytes of a connection the
+        capture joined midway may also be whole responses to requests sent before it: they
+        are when frames follow one another from there to the end of what arrived."""
+        if self.joined_midway:
+            self.joined_midway = False
+            if whole_frames(data):
+                return 0, True
+        settings = self.settings
+        candidates: list[tuple[int, RequestKey]] = []
+        for correlation_id, request in self.pending.items():
+            needle = correlation_id.to_bytes(4, signed=True)
+            found = data.find(needle, 4)
+            while found >= 4:
+                candidates.append((found - 4, request))
+                found = data.find(needle, found + 1)
+        waiting = -1
+        for start, request in sorted(candidates, key=first_item):
+            if not 4 <= int.from_bytes(data[start : start + 4], signed=True) <= MAX_FRAME:
+                continue
+            decode = partial(decode_response, request=request, settings=settings)
+            verdict = frame_checks_out(data, start, decode, settings.max_frame_bytes)
+            if verdict:
+                return start, True
+            if verdict is None and waiting < 0:
+                waiting = start
+        return first_of(waiting, max(len(data) - 7, 0)), False
+
+
+def whole_frames(data: bytes) -> bool:
+    """Whether ``data`` is one or more whole response frames, back to back."""
+    position = 0
+    while len(data) - position >= 8:
+        size = int.from_bytes(data[position : position + 4], signed=True)
+        if size < 4 or int.from_bytes(data[position + 4 : position + 8], signed=True) < 0:
+            return False
+        position += 4 + size
+    return position == len(data) and position > 0
+
+
+def first_of(waiting: int, otherwise: int) -> int:
+    """Where a search resumes: at the first frame start that needed more bytes to tell, if
+    any. A later start that checks out wins over it meanwhile: a frame claiming megabytes of
+    garbage does not hold up the ones that follow."""
+    return waiting if waiting >= 0 else otherwise
+
+
+def first_item(candidate: tuple[int, RequestKey]) -> int:
+    return candidate[0]

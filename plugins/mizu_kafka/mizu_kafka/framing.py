@@ -9,15 +9,16 @@ start with a protocol-supplied test.
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from collections.abc import Callable
 
 SIZE = struct.Struct(">i")
 MAX_FRAME = 1 << 30
-SEARCH_WINDOW = 64 * 1024
-"""Bytes kept while looking for a frame start after losing the framing."""
 
-FrameStart = Callable[[bytes], int | None]
-"""Given buffered bytes, the offset of the first plausible frame start, or None."""
+FrameStart = Callable[[bytes], tuple[int, bool]]
+"""Given the bytes buffered while lost, ``(offset, True)`` when a frame that checks out starts
+at ``offset``; ``(offset, False)`` when none can start before ``offset`` (those bytes are
+dropped) and more bytes are needed to tell."""
 
 
 class Frame:
@@ -36,23 +37,33 @@ class Frame:
 class FrameSplitter:
     """Cuts one direction's bytes into frames."""
 
-    def __init__(self, cap: int, find_start: FrameStart, skip: int = 0) -> None:
+    def __init__(
+        self,
+        cap: int,
+        find_start: FrameStart,
+        counters: Counter[str],
+        skip: int = 0,
+        lost: bool = False,
+    ) -> None:
+        """``counters`` gets ``bytes_skipped`` and ``resyncs`` (looking for a frame start) and
+        ``dropped_bytes`` (past the cap); ``lost`` starts by looking for a frame start (a
+        connection caught mid-stream)."""
         self._cap = cap
         self._find_start = find_start
+        self._counters = counters
         self._buffer = bytearray()
         self._skip = skip
-        self._lost = False
+        self._lost = lost
         self._first_time = 0.0
         self._kept: bytes | None = None
         """The capped body of a frame whose remaining bytes are being dropped."""
         self._size = 0
         self._dropping = 0
-        self.dropped_bytes = 0
-        self.resyncs = 0
 
     def lose_sync(self) -> None:
         """Forget the partial frame; look for the next frame start."""
-        self.dropped_bytes += len(self._buffer)
+        if self._buffer:
+            self._counters["bytes_skipped"] += len(self._buffer)
         self._buffer.clear()
         self._kept = None
         self._dropping = 0
@@ -67,7 +78,7 @@ class FrameSplitter:
         if self._dropping:
             dropped = min(self._dropping, len(data))
             self._dropping -= dropped
-            self.dropped_bytes += dropped
+            self._counters["dropped_bytes"] += dropped
             data = data[dropped:]
             if self._dropping:
                 return frames
@@ -95,7 +106,7 @@ class FrameSplitter:
             if not 0 <= size <= MAX_FRAME:
                 # Not a frame start: search the bytes after it.
                 self._lost = True
-                self.dropped_bytes += 1
+                self._counters["bytes_skipped"] += 1
                 del buffer[:1]
                 continue
             if len(buffer) >= 4 + size:
@@ -107,7 +118,7 @@ class FrameSplitter:
                 self._kept = bytes(buffer[4 : 4 + self._cap])
                 self._size = size
                 self._dropping = size - (len(buffer) - 4)
-                self.dropped_bytes += len(buffer) - 4 - self._cap
+                self._counters["dropped_bytes"] += len(buffer) - 4 - self._cap
                 buffer.clear()
             return frames
 
@@ -126,15 +137,13 @@ class FrameSplitter:
 
     def _search(self) -> bool:
         buffer = self._buffer
-        start = self._find_start(bytes(buffer))
-        if start is None:
-            if len(buffer) > SEARCH_WINDOW:
-                excess = len(buffer) - SEARCH_WINDOW
-                self.dropped_bytes += excess
-                del buffer[:excess]
+        start, found = self._find_start(bytes(buffer))
+        counters = self._counters
+        if start:
+            counters["bytes_skipped"] += start
+            del buffer[:start]
+        if not found:
             return False
-        self.dropped_bytes += start
-        del buffer[:start]
         self._lost = False
-        self.resyncs += 1
+        counters["resyncs"] += 1
         return True

@@ -34,8 +34,9 @@ SETTING_NAMES = {
     "max-frame-bytes": "max_frame_bytes",
     "max-decompressed-bytes": "max_decompressed_bytes",
 }
-MID_STREAM_SEARCH = 4096
-"""How far into a connection caught mid-stream a request start is looked for."""
+MID_STREAM_SEARCH = 16 << 10
+"""How far into a connection caught mid-stream a request start is looked for: as far as the
+core holds a connection's first bytes by default, past the tail of a sizeable produce."""
 
 
 @hookimpl

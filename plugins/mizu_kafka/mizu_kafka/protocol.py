@@ -9,7 +9,7 @@ read the answer of a broker that does not know the version it asked for.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,22 @@ def find_request_start(data: bytes) -> int | None:
         if data[start] == 0 and plausible_request(data, start):
             return start
     return None
+
+
+def frame_checks_out(
+    data: bytes, start: int, decode: Callable[[bytes, bool], dict[str, Any]], largest: int
+) -> bool | None:
+    """Whether the frame whose size is at ``start``, at most ``largest`` bytes, decodes without
+    a fault and without bytes left over (``decode`` reads a body; its flag says the body is cut
+    short); ``None`` until the whole frame is there. A part of a frame proves nothing: the
+    lengths in garbage run past its end as a real frame's do."""
+    size = int.from_bytes(data[start : start + 4], "big", signed=True)
+    if size > largest:
+        return False
+    if len(data) - start - 4 < size:
+        return None
+    decoded = decode(data[start + 4 : start + 4 + size], False)
+    return "decodeError" not in decoded and "trailingBytes" not in decoded
 
 
 def _decode_body(

@@ -188,3 +188,69 @@ def test_gaps_and_garbage_never_crash(chunks: list[tuple[Direction, bytes]]) -> 
     opening = [(C2S, request(12, 3, 5, HEARTBEAT_V3))]
     outputs = run_bytes(opening + chunks, plugin)
     assert outputs.stats["plugin_errors"] == {}
+
+
+HEARTBEAT_OK = struct.pack(">ih", 0, 0)
+
+
+def test_after_a_gap_a_response_starts_at_a_pending_correlation_id_that_decodes() -> None:
+    decoy = struct.pack(">ii", 8, 7) + b"\xff\xff\xff\xff"  # too short for its layout
+    outputs = run_bytes(
+        [
+            (C2S, request(12, 3, 6, HEARTBEAT_V3)),
+            (C2S, request(12, 3, 7, HEARTBEAT_V3)),
+            (S2C, response(6, HEARTBEAT_OK)[:5]),
+            (S2C, b""),  # the rest of the answer to 6 is lost
+            (S2C, b"\x01" + decoy + response(7, HEARTBEAT_OK)),
+        ],
+        plugin,
+    )
+    pairs = [
+        (entry["request"]["correlationId"], (entry["response"] or {}).get("correlationId"))
+        for entry in outputs.entries
+    ]
+    assert sorted(pairs, key=str) == [(6, None), (7, 7)]
+    counters = outputs.stats["plugin_counters"]["plugin"]
+    assert (counters["resyncs"], counters["bytes_skipped"]) == (1, 5 + 1 + len(decoy))
+
+
+def test_a_request_after_a_gap_numbers_on_from_the_last_one() -> None:
+    earlier = request(12, 3, 2, HEARTBEAT_V3)  # a request's bytes seen again, say in a value
+    long_member = (
+        struct.pack(">h", 1) + b"g" + struct.pack(">ih", 7, 300) + b"m" * 300 + b"\xff\xff"
+    )
+    outputs = run_bytes(
+        [
+            (C2S, request(12, 3, 3, HEARTBEAT_V3)),
+            (C2S, b""),
+            (C2S, b"\x00\x00" + earlier + request(12, 3, 4, long_member)),
+            (S2C, response(3, HEARTBEAT_OK) + response(4, HEARTBEAT_OK)),
+        ],
+        plugin,
+    )
+    pairs = [
+        (entry["request"]["correlationId"], entry["response"]["correlationId"])
+        for entry in outputs.entries
+    ]
+    assert pairs == [(3, 3), (4, 4)]
+    assert outputs.entries[1]["request"]["payload"]["memberId"] == "m" * 300
+
+
+def test_requests_answered_out_of_their_turn_lost_their_answers() -> None:
+    outputs = run_bytes(
+        [
+            (C2S, request(12, 3, 1, HEARTBEAT_V3)),
+            (C2S, request(12, 3, 2, HEARTBEAT_V3)),
+            (C2S, request(12, 3, 3, HEARTBEAT_V3)),
+            (S2C, response(1, HEARTBEAT_OK)),
+            (S2C, b""),  # the answer to 2
+            (S2C, response(3, HEARTBEAT_OK)),
+        ],
+        plugin,
+    )
+    answers = [
+        (entry["request"]["correlationId"], (entry["response"] or {}).get("correlationId"))
+        for entry in outputs.entries
+    ]
+    assert answers == [(1, 1), (2, None), (3, 3)]
+    assert outputs.entries[1]["unpaired"] == "gap"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections import Counter
 from typing import Any
 
 from hypothesis import given, settings
@@ -82,7 +83,7 @@ def test_frames_are_the_same_however_the_stream_is_cut(
     sizes: list[int], cuts: list[int], cap: int
 ) -> None:
     wire, bodies = frames_wire(sizes)
-    splitter = FrameSplitter(cap, lambda data: None)
+    splitter = FrameSplitter(cap, lambda data: (0, False), Counter())
     frames = []
     position = 0
     for length in [*cuts, len(wire)]:
