@@ -32,9 +32,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def tansu_broker() -> Iterator[str]:
-    """A memory-only Tansu broker on a free loopback port; yields ``host:port``."""
-    port = free_port()
+def tansu_broker(port: int | None = None) -> Iterator[str]:
+    """A memory-only Tansu broker on loopback (``port``, or a free one); yields
+    ``host:port``."""
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     process = subprocess.Popen(
         [
