@@ -476,6 +476,9 @@ async def get_oas(request: web.Request) -> web.Response:
     document = await hub.run_observers(hub.oas.document, name)
     if document is None:
         return json_response({"error": f"no HTTP traffic seen to {name!r}"}, status=404)
+    sampled = hub.observers.as_json()
+    if sampled["skipped"]:  # under load the inference saw a sample of the stored entries
+        document["info"]["x-mizu-sampled"] = sampled
     return json_response(document)
 
 

@@ -19,9 +19,8 @@ export class ApiDocs {
 
   async render(root) {
     let services;
-    let health;
     try {
-      [services, health] = await Promise.all([getJSON("/oas"), getJSON("/status/health").catch(() => ({}))]);
+      services = await getJSON("/oas");
     } catch (error) {
       unavailable(root, error, "the inferred API documents (/oas)");
       return;
@@ -43,7 +42,7 @@ export class ApiDocs {
       );
       list.append(button);
     }
-    clear(root).append(h("div", { class: "oas-view" }, h("div", { class: "oas-side" }, list, sampling(health.observers)), spec));
+    clear(root).append(h("div", { class: "oas-view" }, h("div", { class: "oas-side" }, list), spec));
     await this.open(list, list.querySelector(".service.active"), spec, this.service);
   }
 
@@ -60,14 +59,15 @@ export class ApiDocs {
   }
 }
 
-/** What the documents were inferred from, when the hub could not look at every entry. */
-function sampling(observers) {
-  if (!observers || !observers.skipped) return null;
-  const seen = observers.observed || 0;
+/** What a document was inferred from, when the hub could not look at every entry. */
+function sampling(info) {
+  const sampled = info["x-mizu-sampled"];
+  if (!sampled || !sampled.skipped) return null;
+  const seen = sampled.observed || 0;
   return h(
-    "p",
+    "span",
     { class: "note sampled", title: "Under load the hub infers from a sample of the entries it stores" },
-    `sampled: ${count(seen)} of ${count(seen + observers.skipped)} entries`,
+    `sampled: ${count(seen)} of ${count(seen + sampled.skipped)} entries`,
   );
 }
 
@@ -89,6 +89,7 @@ export function renderDocument(root, name, document_) {
     { class: "spec-head" },
     h("h2", {}, String(info.title || name), info.version ? h("span", { class: "version" }, ` ${info.version}`) : null),
     h("span", { class: "note" }, `OpenAPI ${document_.openapi || ""} · ${count(Object.keys(paths).length)} paths · ${count(operations)} operations`),
+    sampling(info),
     download,
     info.description ? h("p", { class: "description" }, String(info.description)) : null,
     (document_.servers || []).length ? h("p", { class: "servers" }, "Servers: ", (document_.servers || []).map((server) => h("code", {}, String(server.url)))) : null,

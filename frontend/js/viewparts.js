@@ -29,9 +29,11 @@ export function windowPicker(seconds, onChange) {
  * how many: the numbers never pass for the whole when they are not. */
 export function coverageNote(answer) {
   if (answer.complete) return h("span", { class: "note coverage" }, `${count(answer.entries)} entries`);
-  const of = typeof answer.matched === "number" ? count(answer.matched) : "more";
-  const why = answer.partial ? "the filter's scan ran out of time" : "the newest of the window";
-  return h("span", { class: "note coverage sampled", title: why }, `sampled: ${count(answer.entries)} of ${of} entries (${why})`);
+  let said;
+  if (answer.partial) said = `partial: ${count(answer.entries)} entries, found before the filter's scan ran out of time`;
+  else if (typeof answer.matched === "number") said = `sampled: the newest ${count(answer.entries)} of ${count(answer.matched)} entries`;
+  else said = `sampled: the newest ${count(answer.entries)} entries of more`;
+  return h("span", { class: "note coverage sampled", title: "The hub reads at most the window's newest 100,000 matching entries" }, said);
 }
 
 export function unavailable(root, error, what) {

@@ -388,6 +388,49 @@ def test_statistics_show_the_rates_and_percentiles_of_the_entries(
     screenshot(page, "stats.png", tmp_path)
 
 
+def test_statistics_per_endpoint_group_paths_by_their_template(
+    page: Page, hub: Dashboard, world: World
+) -> None:
+    orders = world.shop.address("orders")
+    ip, port = orders.split(":")
+    query = f'http and dst.ip == "{ip}" and dst.port == {port}'
+    open_view(page, hub, query, "stats")
+    page.select_option(".stats-view select.by", "endpoint")
+    page.wait_for_function("() => window.mizu.views.stats.answer.by === 'endpoint'")
+    templates = {
+        "POST /orders": 'request.method == "POST"',
+        "GET /orders/{orderId}": 'request.path == r"^/orders/[0-9]+$"',
+        "GET /orders/{orderId}/payments/{paymentId}": 'request.path.contains("/payments/")',
+    }
+    for template, selects in templates.items():
+        row = page.locator(f'.stats-table tr[data-group="{template} · {orders}"]')
+        expect(row.locator("td.count")).to_have_text(str(len(rows(hub, f"{query} and {selects}"))))
+    groups = page.evaluate("window.mizu.views.stats.answer.groups")
+    assert groups == len(templates)
+
+
+def test_a_sampled_answer_says_so(page: Page, hub: Dashboard) -> None:
+    page.goto(hub.page_url())
+    notes = page.evaluate(
+        """async () => {
+          const views = await import("/js/viewparts.js");
+          const note = (answer) => views.coverageNote(answer).textContent;
+          return [
+            note({complete: true, entries: 1204, matched: 1204, partial: false}),
+            note({complete: false, entries: 100000, matched: 412300, partial: false}),
+            note({complete: false, entries: 3100, matched: 3100, partial: true}),
+            note({complete: false, entries: 100000, matched: null, partial: false}),
+          ];
+        }"""
+    )
+    assert notes == [
+        "1,204 entries",
+        "sampled: the newest 100,000 of 412,300 entries",
+        "partial: 3,100 entries, found before the filter's scan ran out of time",
+        "sampled: the newest 100,000 entries of more",
+    ]
+
+
 def test_the_api_view_documents_an_operation(
     page: Page, hub: Dashboard, world: World, outside: list[str], tmp_path: Path
 ) -> None:

@@ -270,3 +270,22 @@ def test_dissect_writes_the_documents_offline(recorded_shop: tuple[Shop, Traffic
     )
     documents = [json.loads(line) for line in result.stdout.splitlines()]
     check_shop_documents({document["info"]["title"]: document for document in documents}, shop)
+
+
+def test_a_document_inferred_from_a_sample_says_so(plugins: PluginManager) -> None:
+    """Observers that fall behind the ingest skip entries (given no time at all here, every
+    entry after the first batch): the document says how many it was inferred from."""
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        hub = Hub(HubSettings(token="t", access_token=ACCESS_TOKEN), plugins)
+        hub.observers.burst = hub.observers.share = 0.0
+        async with TestClient(TestServer(create_app(hub)), headers=BEARER) as client:
+            await hub.submit([make_entry(n) for n in range(10)])
+            whole = await (await client.get("/oas/127.0.0.1:8080")).json()
+            await hub.submit([make_entry(n) for n in range(10, 30)])
+            sampled = await (await client.get("/oas/127.0.0.1:8080")).json()
+            return whole, sampled
+
+    whole, sampled = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert "x-mizu-sampled" not in whole["info"]
+    assert sampled["info"]["x-mizu-sampled"] == {"observed": 10, "skipped": 20}
