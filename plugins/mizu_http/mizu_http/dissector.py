@@ -103,12 +103,33 @@ def offer(
         return None
     if _contains_start_line(client_head, True) or _contains_start_line(server_head, False):
         return Start.HTTP1_MIDSTREAM, False
+    if _contains_start_line(client_head, False) or _contains_start_line(server_head, True):
+        return Start.HTTP1_MIDSTREAM, True
+    # The capture began within a chunked body (a download, usually: the side that spoke
+    # first, taken for the client, is the server when the other is silent).
+    if _chunks_in_flight(server_head):
+        return Start.HTTP1_MIDSTREAM, False
+    if _chunks_in_flight(client_head):
+        return Start.HTTP1_MIDSTREAM, not server_head
     midstream = _midstream_http2(client_head, server_head)
-    if midstream is None and not client_head:
-        # The server's first bytes may be the tail of an HTTP/1 body, its next response a
-        # long way off: the client's next request tells.
+    if midstream is None and not (client_head and server_head):
+        # The first bytes may be the tail of an HTTP/1 body, the next message a long way
+        # off: the other side's next bytes tell.
         return NEED_MORE
     return midstream
+
+
+_CHUNK_SIZE_LINE = re.compile(rb"\r\n([0-9a-fA-F]{1,8})(?:;[^\r\n]{0,64})?\r\n")
+
+
+def _chunks_in_flight(head: bytes) -> bool:
+    """A chunk of a chunked body whose size line is followed, exactly that many bytes later,
+    by the next chunk's: not a coincidence of binary data."""
+    for found in _CHUNK_SIZE_LINE.finditer(head):
+        size = int(found.group(1), 16)
+        if size and _CHUNK_SIZE_LINE.match(head, found.end() + size):
+            return True
+    return False
 
 
 def _midstream_http2(client_head: bytes, server_head: bytes) -> tuple[Start, bool] | Verdict | None:
@@ -145,6 +166,8 @@ class HttpDissector(Dissector):
     ) -> None:
         super().__init__(context)
         self.settings = settings
+        if flipped and context.swap_roles():
+            flipped = False  # the core corrects its guess: entries show who the client is
         self.request_direction = (
             Direction.SERVER_TO_CLIENT if flipped else Direction.CLIENT_TO_SERVER
         )

@@ -23,7 +23,7 @@ from typing import Any, Final, NamedTuple
 
 from mizu_core import ConnectionContext, Direction, Message
 from mizu_http import bodies, declarations
-from mizu_http.http1_pairing import Pairing, Ticket
+from mizu_http.http1_pairing import Answer, Pairing, Ticket
 from mizu_http.settings import Settings
 
 MAX_HEAD = 64 << 10
@@ -246,13 +246,11 @@ class Partial:
 
     head: Head
     first_time: float
-    ticket: Ticket | None
-    """A request's own ticket; the ticket of the request a response answers, if known."""
+    exchange: Ticket | Answer
+    """A request's ticket, or a response's answer: what pairing knows of the message."""
     body: bodies.Body
     trailers: dict[str, Any] | None = None
     """Fields after a chunked body (RFC 9112 section 7.1.2), kept apart from the headers."""
-    unpaired: str = ""
-    """Why a response answers no known request."""
 
 
 class Http1Session:
@@ -292,8 +290,8 @@ class Http1Session:
         for side in self.sides:
             side.finish(timestamp)
         current = self.sides[0].current
-        if current is not None:
-            self.pairing.closed(current.ticket)
+        sending = current.exchange if current is not None else None
+        self.pairing.closed(sending if isinstance(sending, Ticket) else None)
 
     def resync_both(self) -> None:
         """Start both sides searching for a start line (the capture began mid-connection)."""
@@ -305,14 +303,13 @@ class Http1Session:
         self,
         head: Head,
         is_request: bool,
-        ticket: Ticket | None,
+        exchange: Ticket | Answer,
         first_time: float,
         last_time: float,
         body: bytes,
         wire_size: int,
         truncated: bool,
         trailers: dict[str, Any] | None,
-        unpaired: str = "",
     ) -> None:
         """A complete message: ``body`` is what was kept of the ``wire_size`` bytes that
         followed the head (``truncated`` when that is not all)."""
@@ -365,17 +362,19 @@ class Http1Session:
             data,
         )
         if is_request:
-            assert ticket is not None
-            self.pairing.request_complete(ticket, message)
+            assert isinstance(exchange, Ticket)
+            self.pairing.request_complete(exchange, message)
         else:
-            self.pairing.response_complete(ticket, message, unpaired)
+            assert isinstance(exchange, Answer)
+            self.pairing.response_complete(exchange, message)
 
     # -- upgrades ------------------------------------------------------------------------------
 
     def answered_upgrade(self, response: Partial, timestamp: float) -> bool:
         """A final response arrived: resume a paused client, or get ready to hand the
         connection over (see :meth:`hand_over`). True when HTTP/1 ends with this response."""
-        ticket = response.ticket
+        answer = response.exchange
+        ticket = answer.ticket if isinstance(answer, Answer) else None
         pending = self.upgrades.pop(ticket.serial, None) if ticket is not None else None
         client = self.sides[0]
         if response.head.second != "101":
@@ -397,6 +396,12 @@ class Http1Session:
         if self.switch is not None:
             kind, request, response = self.switch
             self.on_upgrade(kind, request, response, client_rest, server_rest, timestamp)
+
+
+def _keeps_alive(head: Head) -> bool:
+    """An HTTP/1.1 response that does not close the connection after it."""
+    connection = _framing_value(head.headers, "Connection", "connection") or ""
+    return head.first == "HTTP/1.1" and "close" not in connection.lower()
 
 
 def _plausible_header_lines(block: bytes) -> bool:
@@ -448,9 +453,17 @@ class Side:
         """When the bytes fed last were captured (before any, the connection was seen)."""
 
     def feed(self, data: bytes, timestamp: float) -> None:
+        self._read(data, timestamp)
         self.fed_at = timestamp
         if self.is_request:
-            self.session.pairing.client_seen(timestamp)
+            self._client_read(timestamp)
+
+    def _client_read(self, timestamp: float) -> None:
+        """Tell pairing up to when the client's requests are known: a request begun in
+        the bytes kept for the next feed is not read yet."""
+        self.session.pairing.client_seen(self.carried_at if self.buffer else timestamp)
+
+    def _read(self, data: bytes, timestamp: float) -> None:
         if self.buffer:
             data = self.buffer + data
             self.carried = len(self.buffer)
@@ -600,55 +613,49 @@ class Side:
         if status < 200 and status != 101:
             return position  # interim (100 Continue, 103 Early Hints): the final response follows
         session = self.session
-        ticket, unpaired = session.pairing.response_head(started)
-        method = ticket.method if ticket is not None else ""
+        answer = session.pairing.response_head(started)
+        method = answer.method
         if status == 101 or session.upgrades:
-            partial = Partial(head, started, ticket, bodies.Body(session.max_body))
-            partial.unpaired = unpaired
+            partial = Partial(head, started, answer, bodies.Body(session.max_body))
             if session.answered_upgrade(partial, timestamp):
                 self.current = partial
                 self._complete(timestamp)
                 return position
         if method == "HEAD" or status in _NO_BODY_STATUSES:
-            session.message(head, False, ticket, started, timestamp, b"", 0, False, None, unpaired)
+            session.message(head, False, answer, started, timestamp, b"", 0, False, None)
         elif method == "CONNECT" and status < 300:
-            session.message(head, False, ticket, started, timestamp, b"", 0, False, None, unpaired)
+            session.message(head, False, answer, started, timestamp, b"", 0, False, None)
             self.state = _State.STOPPED
             session.sides[0].state = _State.STOPPED
         elif head.framing.chunked:
-            self._begin_body(head, ticket, started, _State.CHUNK_SIZE, 0).unpaired = unpaired
+            self._begin_body(head, answer, started, _State.CHUNK_SIZE, 0)
         elif head.framing.content_length >= 0:
             return self._sized_body(
-                head,
-                ticket,
-                head.framing.content_length,
-                data,
-                position,
-                started,
-                timestamp,
-                unpaired,
+                head, answer, head.framing.content_length, data, position, started, timestamp
             )
+        elif answer.ticket is None and _keeps_alive(head):
+            # Without its request, a kept-alive response with no length is taken for a HEAD's
+            # answer: read until the close, it would swallow the responses after it.
+            session.message(head, False, answer, started, timestamp, b"", 0, False, None)
         else:
-            self._begin_body(head, ticket, started, _State.BODY_UNTIL_CLOSE, 0).unpaired = unpaired
+            self._begin_body(head, answer, started, _State.BODY_UNTIL_CLOSE, 0)
         return position
 
     def _sized_body(
         self,
         head: Head,
-        ticket: Ticket | None,
+        exchange: Ticket | Answer,
         length: int,
         data: bytes,
         position: int,
         started: float,
         timestamp: float,
-        unpaired: str = "",
     ) -> int:
         """A body of ``length`` bytes follows the head at ``position``. Usually all of it came
         with the head: the message is complete without a partial one."""
         end = position + length
         if end > len(data):
-            partial = self._begin_body(head, ticket, started, _State.BODY_LENGTH, length)
-            partial.unpaired = unpaired
+            self._begin_body(head, exchange, started, _State.BODY_LENGTH, length)
             return position
         limit = self.session.max_body
         body = data[position:end] if length else b""
@@ -656,21 +663,20 @@ class Side:
         self.session.message(
             head,
             self.is_request,
-            ticket,
+            exchange,
             started,
             timestamp,
             body[:limit] if truncated else body,
             length,
             truncated,
             None,
-            unpaired,
         )
         return end
 
     def _begin_body(
-        self, head: Head, ticket: Ticket | None, started: float, state: int, length: int
+        self, head: Head, exchange: Ticket | Answer, started: float, state: int, length: int
     ) -> Partial:
-        partial = Partial(head, started, ticket, bodies.Body(self.session.max_body))
+        partial = Partial(head, started, exchange, bodies.Body(self.session.max_body))
         self.current = partial
         self.state = state
         self.remaining = length
@@ -715,23 +721,20 @@ class Side:
         partial = self.current
         self.current = None
         assert partial is not None
-        ticket = partial.ticket
-        upgrading = (
-            self.is_request and ticket is not None and ticket.serial in self.session.upgrades
-        )
+        exchange = partial.exchange
+        upgrading = isinstance(exchange, Ticket) and exchange.serial in self.session.upgrades
         self.state = _State.PAUSED if upgrading else _State.HEAD
         body = partial.body
         self.session.message(
             partial.head,
             self.is_request,
-            ticket,
+            exchange,
             partial.first_time,
             timestamp,
             body.data,
             body.wire_size,
             body.truncated,
             partial.trailers,
-            partial.unpaired,
         )
 
     # -- gaps, garbage and the end -------------------------------------------------------------
@@ -740,8 +743,12 @@ class Side:
         """``length`` bytes were lost (0: an unknown number). Within a body of known length
         (Content-Length, a chunk's size) they are skipped by arithmetic: the message goes on,
         marked truncated, and so does the pairing. Otherwise where messages start is lost."""
+        self._lose(length, timestamp)
+        self.fed_at = timestamp
         if self.is_request:
-            self.session.pairing.client_seen(timestamp)
+            self._client_read(timestamp)
+
+    def _lose(self, length: int, timestamp: float) -> None:
         state = self.state
         current = self.current
         if state in (_State.STOPPED, _State.PAUSED):
@@ -777,9 +784,11 @@ class Side:
         if current is not None:
             self.current = None
             if self.is_request:
-                session.pairing.request_lost(current.ticket)
+                assert isinstance(current.exchange, Ticket)
+                session.pairing.request_lost(current.exchange)
             else:
-                session.pairing.response_lost(current.ticket)
+                assert isinstance(current.exchange, Answer)
+                session.pairing.response_lost(current.exchange)
         session.context.count("http1 messages dropped")
         session.pairing.lost(self.is_request, lost_since, timestamp)
         self.buffer = b""

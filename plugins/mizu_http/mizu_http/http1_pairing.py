@@ -13,6 +13,7 @@ such a pair. Anything else is emitted alone, marked ``unpaired``, never joined t
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 from mizu_core import (
     UNPAIRED_CLOSED,
@@ -25,6 +26,8 @@ from mizu_core import (
 
 MAX_TICKETS = 1024
 """Requests waiting for their answer on one connection, at most (answers lost in gaps)."""
+MAX_HELD = 64
+"""Responses held, at most, while the client's bytes before them are not delivered."""
 _WINDOWS = 64
 """Recent events kept per side, to tell what happened between a request and a response."""
 
@@ -65,6 +68,44 @@ class Ticket:
         """Why it was given up before it was complete: emitted alone then."""
 
 
+def _may_have_sent(
+    seen: Iterable[float], losses: Iterable[tuple[float, float]], start: float, end: float
+) -> bool:
+    """The server sent, or may have sent in bytes the capture lost, something between
+    ``start`` and ``end``."""
+    return any(start < sent <= end for sent in seen) or any(
+        before < end and after > start for before, after in losses
+    )
+
+
+class Answer:
+    """A response whose head was read, and the request it answers once that is decided."""
+
+    __slots__ = ("decided", "first_time", "losses", "message", "reason", "seen", "ticket")
+
+    def __init__(self, first_time: float) -> None:
+        self.first_time = first_time
+        self.decided = False
+        self.ticket: Ticket | None = None
+        self.reason = ""
+        """Why it answers no request it can be shown with."""
+        self.message: Message | None = None
+        """The response, once complete, while what it answers is not decided."""
+        self.seen: list[float] = []
+        self.losses: list[tuple[float, float]] = []
+        """What the server sent and lost before its head, while it is held."""
+
+    def decide(self, ticket: Ticket | None, reason: str) -> None:
+        self.decided = True
+        self.ticket = ticket
+        self.reason = reason
+
+    @property
+    def method(self) -> str:
+        """The method of the request it answers ("" while that is not known)."""
+        return self.ticket.method if self.ticket is not None else ""
+
+
 class Pairing:
     """The pairing of one HTTP/1 connection, told by its two parsers what they read."""
 
@@ -92,6 +133,9 @@ class Pairing:
         """The time of the client's last bytes (or loss) delivered."""
         self.proven = False
         """A response was paired: responses alone are put down to gaps from now on."""
+        self.held: deque[Answer] = deque()
+        """Responses whose request is not decided yet: the client's bytes up to them are
+        not all delivered (the capture lost some of them, and the reassembler waits)."""
 
     def request_head(self, method: str, first_time: float) -> Ticket:
         """A request's head was read: its ticket, in line for an answer."""
@@ -106,69 +150,113 @@ class Pairing:
             self._abandon(oldest, "timeout")
         return ticket
 
-    def response_head(self, first_time: float) -> tuple[Ticket | None, str]:
-        """A final response's head was read: the ticket of the request it answers, or None
-        and why none."""
+    def response_head(self, first_time: float) -> Answer:
+        """A final response's head was read: what it answers, decided now when the capture
+        tells already, else once the client's bytes up to then are known."""
+        answer = Answer(first_time)
         tickets = self.tickets
-        if tickets and tickets[0].counted:
+        if not self.held and tickets and tickets[0].counted:
             ticket = tickets[0]
             if ticket.first_time <= first_time:
                 tickets.popleft()
-                return self._answered(ticket), ""
+                answer.decide(self._answered(ticket), "")
+                return answer
             self._lose_count()  # a response older than its request: the count is off
+        if self.held or not self._decide(answer, self.server_seen, self.server_losses, False):
+            answer.seen = list(self.server_seen)
+            answer.losses = list(self.server_losses)
+            self.held.append(answer)
+            if len(self.held) > MAX_HELD:
+                self._settle(True)
+        return answer
+
+    def _decide(
+        self,
+        answer: Answer,
+        seen: Iterable[float],
+        losses: Iterable[tuple[float, float]],
+        final: bool,
+    ) -> bool:
+        """Decide what ``answer`` answers, given the server's events before its head (False
+        when the client's bytes up to it are not known yet, unless ``final``)."""
+        first_time = answer.first_time
+        tickets = self.tickets
         last: Ticket | None = None
         for ticket in tickets:
             if ticket.first_time > first_time:
                 break
-            if last is not None and not self._server_may_have_sent(
-                last.first_time, ticket.first_time
+            if last is not None and not _may_have_sent(
+                seen, losses, last.first_time, ticket.first_time
             ):
                 self.pipelined = True  # no answer to ``last`` before the next request
             last = ticket
+        client_known = final or self.client_seen_until >= first_time
         if last is None:
-            if self.joined_midway and not self.proven:
-                return None, UNPAIRED_MIDSTREAM
-            return None, UNPAIRED_GAP
-        provable = not self.pipelined and self._answers(last, first_time)
+            if not client_known:
+                return False  # a request begun before it may still be delivered
+            midstream = self.joined_midway and not self.proven
+            answer.decide(None, UNPAIRED_MIDSTREAM if midstream else UNPAIRED_GAP)
+            return True
+        provable = False
+        if not self.pipelined:
+            verdict = self._answers(last, first_time, seen, losses)
+            if verdict is None and not client_known:
+                return False
+            provable = verdict is True
         while tickets and tickets[0] is not last:
             self._abandon(tickets.popleft(), UNPAIRED_GAP)  # answered in what the capture lost
         tickets.popleft()
         if not provable:
             self._abandon(last, UNPAIRED_GAP)
-            return None, UNPAIRED_GAP
+            answer.decide(None, UNPAIRED_GAP)
+            return True
         self.proven = True
         era = last.era
         for later in tickets:
             later.counted = later.era == era
         self.counting = self.client_era == era
-        return self._answered(last), ""
+        answer.decide(self._answered(last), "")
+        return True
 
-    def _answers(self, request: Ticket, first_time: float) -> bool:
+    def _answers(
+        self,
+        request: Ticket,
+        first_time: float,
+        seen: Iterable[float],
+        losses: Iterable[tuple[float, float]],
+    ) -> bool | None:
         """Whether a response begun at ``first_time`` surely answers ``request``, the last
         request begun before it, on a connection whose client sends a request once the
-        previous one is answered. It does unless the server answered ``request`` earlier
-        and the client sent another request since: that takes bytes of both sides between
-        the two, lost in the capture. Server bytes seen between them answer no request: the
-        client did not wait for its answers."""
+        previous one is answered (None: not known until the client's bytes up to the
+        response are). It does unless the server answered ``request`` earlier and the client
+        sent another request since: that takes bytes of both sides between the two, lost in
+        the capture. Server bytes seen between them answer no request: the client did not
+        wait for its answers."""
         begun = request.first_time
-        for seen in self.server_seen:
-            if begun < seen <= first_time:
+        for sent in seen:
+            if begun < sent <= first_time:
                 self.pipelined = True
                 return False
-        if not any(after > begun for _, after in self.server_losses):
+        if not any(after > begun for _, after in losses):
             return True
         if self.client_seen_until < first_time:
-            return False  # what the client sent meanwhile is not known yet
+            return None
         return not any(
             before < first_time and after > begun for before, after in self.client_losses
         )
 
-    def _server_may_have_sent(self, start: float, end: float) -> bool:
-        """The server sent, or may have sent in bytes the capture lost, something between
-        ``start`` and ``end``."""
-        return any(start < seen <= end for seen in self.server_seen) or any(
-            before < end and after > start for before, after in self.server_losses
-        )
+    def _settle(self, final: bool) -> None:
+        """Decide the responses held, in order, as far as the capture tells (all of them when
+        ``final``)."""
+        held = self.held
+        while held:
+            answer = held[0]
+            if not self._decide(answer, answer.seen, answer.losses, final):
+                return
+            held.popleft()
+            answer.seen, answer.losses = [], []
+            if answer.message is not None:
+                self._emit_response(answer, answer.message)
 
     def _answered(self, ticket: Ticket) -> Ticket:
         ticket.answered = True
@@ -201,7 +289,10 @@ class Pairing:
         self._lose_count()
 
     def client_seen(self, timestamp: float) -> None:
+        """Every request begun before ``timestamp`` has been read (or lost)."""
         self.client_seen_until = timestamp
+        if self.held:
+            self._settle(False)
 
     def server_sent(self, timestamp: float) -> None:
         """Server bytes that were no response head were read or passed over."""
@@ -216,18 +307,29 @@ class Pairing:
         elif not ticket.answered and ticket in self.tickets:
             self.tickets.remove(ticket)
 
-    def response_lost(self, ticket: Ticket | None) -> None:
-        """The response that answers ``ticket`` will not be complete."""
-        if ticket is not None:
-            self._abandon(ticket, UNPAIRED_GAP)
+    def response_lost(self, answer: Answer | None) -> None:
+        """The response of ``answer`` will not be complete."""
+        if answer is None:
+            return
+        if answer.decided:
+            if answer.ticket is not None:
+                self._abandon(answer.ticket, UNPAIRED_GAP)
+        elif answer in self.held:
+            self.held.remove(answer)
 
-    def response_complete(self, ticket: Ticket | None, response: Message, unpaired: str) -> None:
-        last_time = response.last_time
-        self.server_sent(last_time)
-        if ticket is not None and self.tickets and self.tickets[0].first_time < last_time:
+    def response_complete(self, answer: Answer, response: Message) -> None:
+        self.server_sent(response.last_time)
+        if answer.decided:
+            self._emit_response(answer, response)
+        else:
+            answer.message = response  # emitted once what it answers is decided
+
+    def _emit_response(self, answer: Answer, response: Message) -> None:
+        ticket = answer.ticket
+        if ticket is not None and self.tickets and self.tickets[0].first_time < response.last_time:
             self.pipelined = True  # the next request did not wait for this answer
         if ticket is None:
-            self.context.emit(None, response, unpaired or UNPAIRED_GAP)
+            self.context.emit(None, response, answer.reason or UNPAIRED_GAP)
         elif not ticket.complete:
             ticket.answer = response  # emitted with its request
         elif self.matcher.get(ticket.serial) is not None:
@@ -247,6 +349,7 @@ class Pairing:
                 self.matcher.answering(ticket.serial)
 
     def closed(self, ticket: Ticket | None) -> None:
-        """The connection ended while the client sent the request of ``ticket``."""
+        """The connection ended (while the client sent the request of ``ticket``)."""
+        self._settle(True)
         if ticket is not None and ticket.answer is not None:
             self.context.emit(None, ticket.answer, UNPAIRED_CLOSED)

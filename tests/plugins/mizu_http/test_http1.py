@@ -151,8 +151,10 @@ def test_after_a_lost_answer_pairing_restarts_from_a_request_whose_answer_follow
     ]
 
 
-def test_a_loss_the_capture_reports_after_the_next_request_proves_nothing() -> None:
-    """The bytes lost before /two's answer may have been sent after /two: its answer or not."""
+def test_a_server_loss_before_an_answer_is_ruled_out_by_the_clients_side() -> None:
+    """The bytes lost before /two's answer may have been sent after /two began: they were
+    not its answer unless the client sent another request meanwhile, which its side, seen
+    whole up to the answer, rules out. Had the client lost bytes too, nothing is proven."""
     chunks = [
         (C, get("/one")),
         (C, get("/two")),
@@ -162,6 +164,12 @@ def test_a_loss_the_capture_reports_after_the_next_request_proves_nothing() -> N
         (S, ok(b"3")),
     ]
     assert [pair_of(entry) for entry in run_bytes(chunks, plugin).entries] == [
+        ("/one", None, "gap"),
+        ("/two", "2", None),
+        ("/three", "3", None),
+    ]
+    both_lost = [*chunks[:2], (C, b""), *chunks[2:]]
+    assert [pair_of(entry) for entry in run_bytes(both_lost, plugin).entries] == [
         ("/one", None, "gap"),
         ("/two", None, "gap"),
         (None, "2", "gap"),
@@ -299,6 +307,9 @@ def test_connect_tunnel_stops_decoding() -> None:
         (b"", b"\x00\x00\x01\x01\x05\x00\x00\x00\x03\x82", True, (Start.HTTP2_MIDSTREAM, True)),
         (b"\x00\x00\x04\x0c" + b"\xff" * 20, b"\xff" * 20, True, None),
         (b"", b"tail of a body", True, NEED_MORE),
+        (b"body tail\r\nHTTP/1.1 200 OK\r\n", b"", True, (Start.HTTP1_MIDSTREAM, True)),
+        (b"", b"ail\r\n3\r\nabc\r\n2\r\nde\r\n", True, (Start.HTTP1_MIDSTREAM, False)),
+        (b"ail\r\n3\r\nabc\r\n0\r\n\r\n", b"", True, (Start.HTTP1_MIDSTREAM, True)),
     ],
 )  # fmt: skip
 def test_offer(client: bytes, server: bytes, guessed: bool, verdict: object) -> None:
