@@ -349,7 +349,7 @@ def dissect_in_process(
     write = filtered(raising_output_errors(sink.write), query, plugins)
     engine = Engine(
         plugins,
-        redacting(write, Redactor(secret_fields=plugins.secret_fields())) if redact else write,
+        redacting(write, Redactor(protocols=plugins.declared_protocols())) if redact else write,
         settings,
     )
     failed = False

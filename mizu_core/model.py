@@ -35,6 +35,8 @@ class Protocol:
     connection on them is likely this protocol, never a requirement. ``secret_fields`` names
     the fields of this protocol's requests and responses that hold credentials (a password, an
     authentication exchange's bytes): redaction replaces their values wherever they sit.
+    ``payload_fields`` names those holding what the application sent (a message's body, a
+    record's value): redaction reads their text as it reads an HTTP body.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Protocol:
     ports: tuple[int, ...] = ()
     macros: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     secret_fields: tuple[str, ...] = ()
+    payload_fields: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The ``protocol`` object of an entry (docs/entries.md)."""

@@ -415,7 +415,7 @@ class WorkerOutput:
             write = write_matching
         self.engine = Engine(
             plugins,
-            redacting(write, Redactor(secret_fields=plugins.secret_fields()))
+            redacting(write, Redactor(protocols=plugins.declared_protocols()))
             if settings.redact
             else write,
             settings.engine,

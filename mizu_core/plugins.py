@@ -165,16 +165,9 @@ class PluginManager:
             self.by_protocol.setdefault(protocol.name, plugin)
         return plugin
 
-    def secret_fields(self) -> dict[str, frozenset[str]]:
-        """Per protocol name, the fields its plugin declared secret (``Protocol.secret_fields``),
-        for the :class:`~mizu_core.redact.Redactor`."""
-        fields: dict[str, frozenset[str]] = {}
-        for plugin in self.plugins:
-            for protocol in plugin.protocols:
-                if protocol.secret_fields:
-                    known = fields.get(protocol.name, frozenset())
-                    fields[protocol.name] = known | frozenset(protocol.secret_fields)
-        return fields
+    def declared_protocols(self) -> list[Protocol]:
+        """Every protocol the loaded plugins declared."""
+        return [protocol for plugin in self.plugins for protocol in plugin.protocols]
 
     def configure(self, settings: Mapping[str, Mapping[str, Any]]) -> None:
         """Hand each plugin its settings; a plugin's ValueError becomes a PluginError. The

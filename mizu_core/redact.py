@@ -6,8 +6,10 @@ response, so the core needs no protocol knowledge. A protocol's own fields are n
 by name (a Redis ``request.key`` stays); only the values of those named containers and bodies
 are. A name is normalised (lower case, letters and digits only: ``X-Api-Key`` → ``xapikey``)
 and is sensitive when one of the patterns (regular expressions) is found in it. A plugin
-names the fields of its own that hold secrets (:attr:`Protocol.secret_fields
-<mizu_core.Protocol.secret_fields>`): those are redacted in its entries wherever they sit.
+names the fields of its own that hold secrets (``Protocol.secret_fields``): those are redacted
+in its entries wherever they sit; and those that hold what applications send
+(``Protocol.payload_fields``: a WebSocket message, an AMQP body, a Kafka record's value), whose
+text is redacted as a body's is.
 
 Redaction fails closed. Values shaped like credentials (``Bearer …``, ``Basic …``, a JWT, a
 cloud provider's key) are redacted in any header, query string, form or JSON value whatever
@@ -29,6 +31,7 @@ from urllib.parse import unquote_plus
 import re2
 
 from mizu_core.entry import NOT_JSON, parse_json, share_parsed
+from mizu_core.model import Protocol
 from mizu_core.query.evaluate import REDACTED
 
 DEFAULT_PATTERNS: tuple[str, ...] = (
@@ -117,18 +120,22 @@ class Redactor:
     def __init__(
         self,
         patterns: Iterable[str] = DEFAULT_PATTERNS,
-        secret_fields: Mapping[str, Iterable[str]] | None = None,
+        protocols: Iterable[Protocol] = (),
     ) -> None:
-        """``secret_fields``: per protocol name, the fields its plugin declared secret
-        (:meth:`PluginManager.secret_fields <mizu_core.plugins.PluginManager.secret_fields>`)."""
+        """``protocols``: what the plugins declared (their secret and payload fields)."""
         self.patterns = tuple(patterns)
         combined = "|".join(f"(?:{pattern})" for pattern in self.patterns)
         self._sensitive = re.compile(combined) if combined else None
         self._parameter = re.compile("|".join(PARAMETER_PATTERNS))
         self._known: dict[str, bool] = {}
-        self.secret_fields = {
-            protocol: frozenset(fields) for protocol, fields in (secret_fields or {}).items()
-        }
+        self.secret_fields: dict[str, frozenset[str]] = {}
+        self.payload_fields: dict[str, frozenset[str]] = {}
+        for protocol in protocols:
+            for declared, fields in (
+                (self.secret_fields, protocol.secret_fields),
+                (self.payload_fields, protocol.payload_fields),
+            ):
+                declared[protocol.name] = declared.get(protocol.name, frozenset()) | set(fields)
 
     def is_sensitive(self, name: str) -> bool:
         known = self._known.get(name)
@@ -146,20 +153,27 @@ class Redactor:
         result = dict(entry)
         protocol = entry.get("protocol")
         name = protocol.get("name") if isinstance(protocol, dict) else None
-        secret = self.secret_fields.get(name, frozenset()) if isinstance(name, str) else frozenset()
+        secret = payload = frozenset[str]()
+        if isinstance(name, str):
+            secret = self.secret_fields.get(name, secret)
+            payload = self.payload_fields.get(name, payload)
         for side in ("request", "response"):
             message = entry.get(side)
             if isinstance(message, dict):
-                result[side] = self._message(message, 0, secret)
+                result[side] = self._message(message, 0, secret, payload)
         return result
 
     # -- structure -----------------------------------------------------------------------------
 
     def _message(
-        self, node: dict[str, Any], depth: int, secret: frozenset[str] = frozenset()
+        self,
+        node: dict[str, Any],
+        depth: int,
+        secret: frozenset[str] = frozenset(),
+        payload: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
-        """A copy of ``node`` with its named containers, bodies, URLs and the protocol's
-        ``secret`` fields redacted; nested objects are searched for more of them."""
+        """A copy of ``node`` with its named containers, bodies, URLs, the protocol's ``secret``
+        fields and its ``payload`` fields redacted; nested objects are searched for more."""
         if depth > MAX_DEPTH:
             return node
         result = dict(node)
@@ -168,6 +182,8 @@ class Redactor:
         for key, value in node.items():
             if key in secret:
                 result[key] = REDACTED
+            elif key in payload and isinstance(value, str):
+                result[key] = self.document(value) or value
             elif key in NAMED_CONTAINERS:
                 result[key] = self._named(value, parameters=key == "queryString")
             elif key in COOKIE_CONTAINERS:
@@ -177,10 +193,15 @@ class Redactor:
             elif key == "url" and isinstance(value, str):
                 result[key] = self._url(value)
             elif isinstance(value, dict):
-                result[key] = self._message(value, depth + 1, secret)
+                result[key] = self._message(value, depth + 1, secret, payload)
             elif isinstance(value, list):
+                texts = key in payload  # a command's arguments, say
                 result[key] = [
-                    self._message(item, depth + 1, secret) if isinstance(item, dict) else item
+                    self._message(item, depth + 1, secret, payload)
+                    if isinstance(item, dict)
+                    else (self.document(item) or item)
+                    if texts and isinstance(item, str)
+                    else item
                     for item in value
                 ]
         return result
@@ -230,7 +251,9 @@ class Redactor:
     def document(self, text: str, mime: str = "", depth: int = 0) -> str | None:
         """``text`` with sensitive fields redacted, or None when nothing changed. What does
         not read as JSON, XML, a form or multipart is redacted by pattern."""
-        mark = next((mark for mark in _BYTE_ORDER_MARKS if text.startswith(mark)), "")
+        mark = ""
+        if text.startswith(_BYTE_ORDER_MARKS):
+            mark = next(mark for mark in _BYTE_ORDER_MARKS if text.startswith(mark))
         content = text[len(mark) :]
         start = content.lstrip()[:1]
         kind = mime.lower()

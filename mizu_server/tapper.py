@@ -251,7 +251,7 @@ def redactor_for(setting: bool | Sequence[str], plugins: PluginManager) -> Redac
     if setting is False:
         return None
     return Redactor(
-        (*DEFAULT_PATTERNS, *([] if setting is True else setting)), plugins.secret_fields()
+        (*DEFAULT_PATTERNS, *([] if setting is True else setting)), plugins.declared_protocols()
     )
 
 

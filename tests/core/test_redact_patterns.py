@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 
 from mizu_core import Protocol, hookimpl
 from mizu_core.plugins import PluginManager
@@ -109,23 +110,32 @@ def test_credential_shaped_values_go_whatever_their_name() -> None:
     assert form["text"] == f"grant_type=authorization_code&code={REDACTED}&client_secret={REDACTED}"
 
 
-def test_a_plugin_declares_its_secret_fields() -> None:
+def test_a_plugin_declares_its_secret_and_payload_fields() -> None:
     class Plugin:
         @hookimpl
         def protocols(self) -> list[Protocol]:
-            return [Protocol("vault", "1", "V", "Vault", "vault", secret_fields=("passphrase",))]
+            vault = Protocol("vault", "1", "V", "Vault", "vault", secret_fields=("passphrase",))
+            return [replace(vault, payload_fields=("note", "args"))]
 
     plugins = PluginManager()
     plugins.register(Plugin(), "vault")
-    redactor = Redactor(secret_fields=plugins.secret_fields())
+    redactor = Redactor(protocols=plugins.declared_protocols())
     entry = {
         "protocol": {"name": "vault"},
-        "request": {"method": "UNSEAL", "passphrase": "p", "args": [{"passphrase": "q"}]},
+        "request": {
+            "method": "UNSEAL",
+            "passphrase": "p",
+            "note": '{"token": "t", "n": 1}',
+            "args": ["token=t2", "plain", 3, {"passphrase": "q"}],
+            "key": "password=kept",  # not declared: a protocol's own fields are data
+        },
     }
     assert redactor(entry)["request"] == {
         "method": "UNSEAL",
         "passphrase": REDACTED,
-        "args": [{"passphrase": REDACTED}],
+        "note": f'{{"token":"{REDACTED}","n":1}}',
+        "args": [f"token={REDACTED}", "plain", 3, {"passphrase": REDACTED}],
+        "key": "password=kept",
     }
     other = {"protocol": {"name": "other"}, "request": {"passphrase": "p"}}
     assert redactor(other)["request"] == {"passphrase": "p"}  # only the declaring protocol's

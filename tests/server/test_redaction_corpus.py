@@ -5,8 +5,9 @@
 The traffic is recorded on loopback: an aiohttp client and server exchanging each kind of secret
 (the ones redaction by name always caught, and the ones that once leaked: a multipart field,
 bodies past the parse cap or nested too deep, NDJSON, a byte-order mark, ``text/plain``, a JWT
-in a custom header, OAuth's ``code``), and Redis's ``AUTH`` and ``HELLO … AUTH`` to a real
-redis-server. AMQP's SASL PLAIN login comes from a committed capture of a real RabbitMQ client.
+in a custom header, OAuth's ``code``, a WebSocket message), and Redis's ``AUTH``, ``HELLO …
+AUTH`` and a value holding a token to a real redis-server. AMQP's SASL PLAIN login comes from a
+committed capture of a real RabbitMQ client.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ SECRETS = {
     "text/plain password=": "text-password-5Gh8",
     "jwt in a custom header": jwt("custom-header-jwt-9Ij4"),
     "key-shaped value under an innocent name": "ghp_" + "K1m2N3o4P5q6R7s8T9u0V1w2X3y4Z5a6B7c8",
+    "websocket message": "ws-token-3Qr8",
+    "redis value holding json": "redis-value-5St2",
     "redis AUTH": "redis-auth-6Kl3",
     "redis AUTH with a user": "redis-acl-2Mn7",
     "redis HELLO AUTH": "redis-hello-8Op5",
@@ -104,6 +107,13 @@ async def answer(request: web.Request) -> web.StreamResponse:
             body=gzip.compress(json.dumps(document).encode()),
             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
         )
+    if request.path == "/live":
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        await socket.receive()
+        await socket.send_str("ok")
+        await socket.close()
+        return socket
     if request.path == "/deep":
         leaf = {"secret": SECRETS["json nested deeper than 64"]}
         return web.json_response(nested(80, leaf))
@@ -162,6 +172,9 @@ async def http_traffic(port: int) -> None:
         await send("GET", "/g", headers={"X-User-Context": SECRETS["jwt in a custom header"]})
         note = {"note": SECRETS["key-shaped value under an innocent name"]}
         await send("POST", "/notes", json=note)
+        async with session.ws_connect(base + "/live") as socket:
+            await socket.send_json({"type": "auth", "token": SECRETS["websocket message"]})
+            assert (await socket.receive()).data == "ok"
 
 
 def redis_traffic(port: int) -> None:
@@ -169,6 +182,7 @@ def redis_traffic(port: int) -> None:
         ["AUTH", SECRETS["redis AUTH"]],
         ["AUTH", "ann", SECRETS["redis AUTH with a user"]],
         ["HELLO", "3", "AUTH", "ann", SECRETS["redis HELLO AUTH"], "SETNAME", "app"],
+        ["SET", "session:7", json.dumps({"access_token": SECRETS["redis value holding json"]})],
         ["PING"],
     ]
     with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:

@@ -24,6 +24,7 @@ RESP2 = Protocol(
     priority=3,
     ports=(6379,),
     secret_fields=("password",),
+    payload_fields=("args", "payload"),
 )
 RESP3 = replace(RESP2, version="3")
 

@@ -47,6 +47,7 @@ AMQP: Final = Protocol(
     reference_link="https://www.rabbitmq.com/amqp-0-9-1-reference.html",
     priority=1,
     ports=(5672,),
+    payload_fields=("body",),
 )
 
 DECODE_ERRORS: Final = (

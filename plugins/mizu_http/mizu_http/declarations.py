@@ -61,6 +61,7 @@ WEBSOCKET = Protocol(
     reference_link="https://www.rfc-editor.org/rfc/rfc6455",
     priority=0,
     ports=HTTP_PORTS,
+    payload_fields=("payload",),
 )
 
 ALL = (HTTP10, HTTP11, HTTP2, GRPC, WEBSOCKET)

@@ -33,6 +33,7 @@ KAFKA: Final = Protocol(
     priority=2,
     ports=(9092,),
     secret_fields=("authBytes",),
+    payload_fields=("value",),
 )
 PRODUCE: Final = 0
 MAX_PENDING: Final = 4096
