@@ -21,6 +21,9 @@ def _http1(version: str, reference_link: str) -> Protocol:
         reference_link=reference_link,
         priority=0,
         ports=HTTP_PORTS,
+        # `http` is every HTTP version, as users of Kubeshark and Wireshark expect; `http2` and
+        # `grpc` narrow it
+        macros={"http": 'protocol.name == "http"'},
     )
 
 
