@@ -96,7 +96,8 @@ class RedisDissector(Dissector):
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         reader = self.readers[direction]
         if direction == Direction.SERVER_TO_CLIENT:
-            self.last_reply_time = timestamp
+            # Bytes held behind lost ones come later with their own (earlier) time.
+            self.last_reply_time = max(self.last_reply_time, timestamp)
             if reader.lost and self.replies_unpaired and self.unpaired_reason == "gap":
                 # Replies carry no marker: after lost bytes, resynchronise only on the reply
                 # to a command seen whole (what comes first is likely the rest of a reply).
@@ -189,6 +190,10 @@ class RedisDissector(Dissector):
             self.context.emit(None, self._response(frame), unpaired=self.unpaired_reason)
         else:
             request = self.matcher.peek()
+            if request is not None and request.first_time > frame.last_time:
+                # Sent after this reply ended: the reply answers a command the capture lost.
+                self.context.emit(None, self._response(frame), unpaired="gap")
+                return
             if frame.type == "error" and request and request.data["method"] == "HELLO":
                 self.protocol = RESP2  # the server refused RESP3 (NOPROTO)
             self.matcher.response(self._response(frame))
