@@ -22,6 +22,7 @@ build turns into native ones.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -138,6 +139,9 @@ class Channel:
         self.confirm_mode = False
         self.published = 0
         """Sequence number of the last publish in confirm mode (the broker's delivery tag)."""
+        self.sequence_known = True
+        """No publish of the channel was lost since confirm mode began: ``published`` is the
+        broker's count too."""
         self.unconfirmed: deque[int] = deque()
         self.open_requests: set[RequestKey] = set()
 
@@ -207,7 +211,10 @@ class Side:
 
     def on_skipped(self, count: int) -> None:
         if count:
-            self.count("skipped_bytes", count)
+            self.count("bytes_skipped", count)
+
+    def on_resync(self) -> None:
+        self.count("resyncs")
 
     # -- decoding ------------------------------------------------------------------------------
 
@@ -312,18 +319,45 @@ class AmqpConnection:
         self.channels: dict[int, Channel] = {}
         self.client = Side(self, Direction.CLIENT_TO_SERVER)
         self.server = Side(self, Direction.SERVER_TO_CLIENT)
+        self.fed_time = [-math.inf, -math.inf]
+        """Per direction, when its latest bytes were sent."""
+        self.lost_time = [-math.inf, -math.inf]
+        """Per direction, when the bytes after the last loss were sent."""
 
     def side(self, direction: Direction) -> Side:
         return self.client if direction is Direction.CLIENT_TO_SERVER else self.server
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> int:
         """Read what ``data`` completes; the number of frames read."""
+        if timestamp > self.fed_time[direction]:
+            # Bytes held behind lost ones come later with their own (earlier) time.
+            self.fed_time[direction] = timestamp
         return self.side(direction).reader.feed(data, timestamp)
 
-    def gap(self, direction: Direction) -> None:
+    def gap(self, direction: Direction, timestamp: float) -> None:
+        """Bytes of ``direction`` were lost: partial content is void, a reply lost in them
+        must not be taken from a later one (a synchronous method waiting for a reply from
+        ``direction`` is emitted without one), and publisher confirms no longer prove which
+        publish they cover."""
         side = self.side(direction)
         side.reader.gap()
         side.abandon()
+        self.lost_time[direction] = timestamp
+        for channel, state in self.channels.items():
+            for key in [key for key in state.open_requests if key[2] is not direction]:
+                state.open_requests.discard(key)
+                self.emit_unanswered(self.requests.take(key), "gap")
+            if not state.confirm_mode:
+                continue
+            if direction is Direction.CLIENT_TO_SERVER:
+                # The broker's delivery tags count publishes lost here too.
+                state.sequence_known = False
+            else:
+                # A lost basic.nack would be taken for covered by a later multiple basic.ack.
+                while state.unconfirmed:
+                    self.emit_unanswered(
+                        self.unconfirmed.take((channel, state.unconfirmed.popleft())), "gap"
+                    )
 
     def close(self) -> None:
         self.client.abandon()
@@ -340,13 +374,22 @@ class AmqpConnection:
             state = self.channels[channel] = Channel()
         if kind.answers is not None:
             key: RequestKey = (channel, kind.answers, direction.reverse)
-            state.open_requests.discard(key)
-            self.requests.response(key, message)
+            waiting = self.requests.get(key)
+            if waiting is not None and waiting.first_time > message.last_time:
+                # Sent after this reply ended: the reply answers a request the capture lost,
+                # and this one's reply is still to come.
+                self.context.emit(None, message, unpaired="gap")
+            else:
+                state.open_requests.discard(key)
+                self.requests.response(key, message)
         elif kind.synchronous and not data.get("nowait"):
-            key = (channel, name, direction)
-            state.open_requests.add(key)
-            self.requests.request(key, message)
-        elif state.confirm_mode and index == PUBLISH:
+            if self.late(direction, message):
+                self.context.emit(message, None, unpaired="gap")
+            else:
+                key = (channel, name, direction)
+                state.open_requests.add(key)
+                self.requests.request(key, message)
+        elif state.confirm_mode and index == PUBLISH and state.sequence_known:
             self.hold_for_confirm(channel, state, message)
         elif (
             state.confirm_mode
@@ -376,6 +419,7 @@ class AmqpConnection:
             if index == CHANNEL_OPEN:
                 state.confirm_mode = False
                 state.published = 0
+                state.sequence_known = True
         elif index == CHANNEL_CLOSE_OK:
             self.abort_channel(channel, state, keep=None)
             del self.channels[channel]
@@ -383,22 +427,35 @@ class AmqpConnection:
             self.client.reader.negotiate(data["frameMax"])
             self.server.reader.negotiate(data["frameMax"])
 
+    def late(self, direction: Direction, message: Message) -> bool:
+        """Whether ``message`` was held behind bytes the capture lost, so that its reply may
+        already have gone by: it was sent before the other side's bytes already read, or it
+        is the first after its direction's loss."""
+        return (
+            message.first_time < self.fed_time[direction.reverse]
+            or message.first_time <= self.lost_time[direction]
+        )
+
     def abort_channel(self, channel: int, state: Channel, keep: RequestKey | None) -> None:
         """The channel is closing: what it waited for will not come."""
         for key in state.open_requests - {keep}:
-            self.emit_unanswered(self.requests.take(key))
+            self.emit_unanswered(self.requests.take(key), "closed")
         state.open_requests &= {keep} if keep else set()
         while state.unconfirmed:
-            self.emit_unanswered(self.unconfirmed.take((channel, state.unconfirmed.popleft())))
+            self.emit_unanswered(
+                self.unconfirmed.take((channel, state.unconfirmed.popleft())), "closed"
+            )
 
-    def emit_unanswered(self, message: Message | None) -> None:
+    def emit_unanswered(self, message: Message | None, reason: str) -> None:
         if message is not None:
-            self.context.emit(message, None)
+            self.context.emit(message, None, unpaired=reason)
 
     def hold_for_confirm(self, channel: int, state: Channel, message: Message) -> None:
         state.published += 1
         if len(state.unconfirmed) >= self.limits.max_unconfirmed:
-            self.emit_unanswered(self.unconfirmed.take((channel, state.unconfirmed.popleft())))
+            self.emit_unanswered(
+                self.unconfirmed.take((channel, state.unconfirmed.popleft())), "timeout"
+            )
         state.unconfirmed.append(state.published)
         self.unconfirmed.request((channel, state.published), message)
 

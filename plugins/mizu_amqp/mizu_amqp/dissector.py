@@ -38,7 +38,7 @@ class AmqpDissector(Dissector):
             self._counters["frames"] += frames
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
-        self._connection.gap(direction)
+        self._connection.gap(direction, timestamp)
 
     def close(self, timestamp: float, reason: CloseReason) -> None:
         self._connection.close()

@@ -79,6 +79,9 @@ class FrameHandler(Protocol):
     def on_skipped(self, count: int) -> None:
         """``count`` octets were thrown away while looking for a frame."""
 
+    def on_resync(self) -> None:
+        """A frame was found again after lost or skipped octets."""
+
 
 def verify_frame(data: bytes | bytearray, offset: int) -> int:
     """Check whether a provable frame starts at ``offset``.
@@ -153,6 +156,7 @@ class FrameReader:
         "_end_expected",
         "_largest_body",
         "_largest_control",
+        "_resyncing",
         "_synchronised",
         "handler",
         "limit",
@@ -170,6 +174,8 @@ class FrameReader:
         self._largest_body = limit - FRAME_OVERHEAD
         self._buffer = bytearray()
         self._synchronised = False
+        self._resyncing = False
+        """Octets were lost or skipped since the last frame that checked out."""
         self._body_left = 0
         self._body_channel = 0
         self._end_expected = False
@@ -184,6 +190,7 @@ class FrameReader:
         """Bytes were lost: whatever was half read is dropped."""
         self._buffer.clear()
         self._synchronised = False
+        self._resyncing = True
         self._body_left = 0
         self._end_expected = False
 
@@ -226,15 +233,21 @@ class FrameReader:
                 if found < 0:
                     # Keep a tail that may be the start of a candidate.
                     keep = max(offset, size - 6)
-                    handler.on_skipped(keep - offset)
+                    if keep > offset:
+                        handler.on_skipped(keep - offset)
+                        self._resyncing = True
                     offset = keep
                     break
                 if found > offset:
                     handler.on_skipped(found - offset)
+                    self._resyncing = True
                 offset = found
                 if length == 0:
                     break
                 self._synchronised = True
+                if self._resyncing:
+                    self._resyncing = False
+                    handler.on_resync()
                 continue
             # What _whole_frames left: a frame not all here yet, a heartbeat, a protocol
             # header, or one that breaks a limit or the framing.
@@ -343,6 +356,7 @@ class FrameReader:
     def _lose_sync(self) -> int:
         """Fall back to searching, one octet past the frame that did not check out."""
         self._synchronised = False
+        self._resyncing = True
         self.handler.on_lost_sync()
         self.handler.on_skipped(1)
         return 1

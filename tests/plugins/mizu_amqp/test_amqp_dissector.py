@@ -371,6 +371,62 @@ def test_gap_inside_a_body_flags_the_message_and_goes_on() -> None:
     )
 
 
+def test_a_reply_lost_in_a_gap_is_not_taken_from_a_later_one() -> None:
+    chunks = [
+        *HANDSHAKE,
+        (C, method(1, commands.Queue.Declare(queue="a"))),
+        (S, b""),  # queue.declare-ok for "a" is lost
+        (C, b""),  # so is the client's next queue.declare, for "b"
+        (S, method(1, commands.Queue.DeclareOk("b", 0, 0))),
+    ]
+    outputs = run(chunks)
+    pairs = [
+        ((e["request"] or {}).get("queue"), (e["response"] or {}).get("queue"))
+        for e in outputs.entries[len(HANDSHAKE) // 2 :]
+    ]
+    assert sorted(pairs, key=str) == [("a", None), (None, "b")]
+    assert counters(outputs)["resyncs"] == 1
+
+
+def test_confirms_after_a_lost_publish_prove_nothing() -> None:
+    chunks = [
+        *HANDSHAKE,
+        (C, method(1, commands.Confirm.Select())),
+        (S, method(1, commands.Confirm.SelectOk())),
+        *publish(1, "p1"),
+        (C, b""),  # p2 is lost: the broker's delivery tags count it
+        *publish(1, "p3"),
+        (S, method(1, commands.Basic.Ack(delivery_tag=1))),
+        (S, method(1, commands.Basic.Nack(delivery_tag=2))),
+        (S, method(1, commands.Basic.Ack(delivery_tag=3))),
+    ]
+    published = requests(run(chunks), "basic.publish")
+    assert [(p["request"]["routingKey"], p["request"].get("confirmed")) for p in published] == [
+        ("p3", None),
+        ("p1", True),
+    ]
+
+
+def test_confirms_after_lost_broker_bytes_prove_nothing_before_them() -> None:
+    chunks = [
+        *HANDSHAKE,
+        (C, method(1, commands.Confirm.Select())),
+        (S, method(1, commands.Confirm.SelectOk())),
+        *publish(1, "p1"),
+        *publish(1, "p2"),
+        (S, b""),  # a basic.nack of p1, say
+        (S, method(1, commands.Basic.Ack(delivery_tag=2, multiple=True))),
+        *publish(1, "p3"),
+        (S, method(1, commands.Basic.Ack(delivery_tag=3))),
+    ]
+    published = requests(run(chunks), "basic.publish")
+    assert [(p["request"]["routingKey"], p["request"].get("confirmed")) for p in published] == [
+        ("p1", None),
+        ("p2", None),
+        ("p3", True),
+    ]
+
+
 def test_dissect_claims_only_amqp() -> None:
     start = method(0, commands.Connection.Start())
     assert find_frame(start) == (0, len(start))

@@ -98,6 +98,9 @@ class Recorder:
         if count:
             self.calls.append(("skipped", count))
 
+    def on_resync(self) -> None:
+        self.calls.append(("resync",))
+
 
 def stream() -> bytes:
     parts = [b"AMQP\x00\x00\x09\x01"]
