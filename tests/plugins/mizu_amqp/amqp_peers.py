@@ -51,12 +51,12 @@ class Broker:
 
 
 @contextmanager
-def rabbitmq_broker(directory: Path) -> Iterator[Broker]:
-    """A RabbitMQ node keeping its files under ``directory``, stopped (with the epmd daemon it
-    started) when the block ends."""
+def rabbitmq_broker(directory: Path, port: int | None = None) -> Iterator[Broker]:
+    """A RabbitMQ node keeping its files under ``directory``, listening on ``port`` (or a free
+    one), stopped (with the epmd daemon it started) when the block ends."""
     if not RABBITMQ_SERVER.exists():
         raise RuntimeError("Debian's rabbitmq-server is needed (apt-get install it)")
-    port = free_port()
+    port = port or free_port()
     epmd_before = epmd_pids()
     environment = os.environ | {
         "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
