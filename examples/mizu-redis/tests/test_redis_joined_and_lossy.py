@@ -1,7 +1,8 @@
 """Captures as a busy tapper makes them: recorded while redis-py connections opened before it
 were in use (one of them in the middle of a large reply), and copies of that recording without
-0.5 %, 2 % and 5 % of their data segments (seeded). Every command the plugin pairs with a reply
-was answered by that reply, as the clients saw it; pairing resumes after each loss.
+0.5 %, 2 % and 5 % of their data segments (seeded), and without any few of them. Every command
+the plugin pairs with a reply was answered by that reply, as the clients saw it (and paired so
+in the whole recording); pairing resumes after each loss.
 
 tshark's RESP dissector decodes messages but pairs none, so the clients are the oracle here.
 """
@@ -9,6 +10,7 @@ tshark's RESP dissector decodes messages but pairs none, so the clients are the 
 from __future__ import annotations
 
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,9 +20,11 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mizu_core.testkit import HookOutputs, run_capture
 from redis_peers import redis_server, tcpdump
-from tests.support.capture_edits import remove_data_segments
+from tests.support.capture_edits import data_segments, remove_data_segments, remove_packets
 from tests.support.tcp import server_port
 
 LARGE = 40_000
@@ -181,3 +185,27 @@ def test_lost_segments_never_pair_a_command_with_another_reply(
     # Pairing resumes after the losses (replies name no command: what was pending when bytes
     # were found lost, and what was held behind them meanwhile, stays alone).
     assert exact > 0
+
+
+def pairs_shown(outputs: HookOutputs) -> set[tuple[int, str, str, str]]:
+    """(client port, command, first argument, reply) of every complete entry."""
+    return {
+        (entry["src"]["port"], request["method"], request["args"][0], repr(response["value"]))
+        for entry in outputs.entries
+        if (request := entry["request"]) is not None and (response := entry["response"])
+    }
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_segments_removed_leave_only_pairs_of_the_whole_capture(
+    recording: Recording, data: st.DataObject
+) -> None:
+    positions = [segment.index for segment in data_segments(recording.capture)]
+    removed = data.draw(st.sets(st.sampled_from(positions), min_size=1, max_size=12))
+    with tempfile.TemporaryDirectory() as directory:
+        edited = Path(directory) / "edited.pcap"
+        remove_packets(recording.capture, edited, sorted(removed))
+        outputs = run_capture(edited, "redis")
+    exact_pairs(outputs, recording.replies)
+    assert pairs_shown(outputs) <= pairs_shown(recording.outputs)

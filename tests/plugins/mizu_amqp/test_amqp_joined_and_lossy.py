@@ -1,6 +1,6 @@
 """Captures as a busy tapper makes them: recorded while pika connections opened before it were
 declaring, publishing (with confirms), getting and consuming large messages, and copies of that
-recording without 0.5 %, 2 % and 5 % of their data segments (seeded).
+recording without 0.5 %, 2 % and 5 % of their data segments (seeded), and without any few of them.
 
 Every synchronous method Mizu pairs was answered by that reply, as the client saw it, and every
 publish it marks confirmed was; Mizu decodes at least as many methods exactly as tshark (which
@@ -9,6 +9,7 @@ pairs none) on the same file.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -21,9 +22,11 @@ import pika
 import pytest
 from amqp_oracle import dissected_methods, tshark_methods
 from amqp_peers import Broker, rabbitmq_broker
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mizu_core.testkit import HookOutputs, run_capture
-from tests.support.capture_edits import remove_data_segments
+from tests.support.capture_edits import data_segments, remove_data_segments, remove_packets
 from tests.support.tcp import server_port
 from tests.support.tcpdump import record
 
@@ -180,3 +183,37 @@ def test_lost_segments_never_pair_a_method_with_another_reply(
     # Pairing resumes after the losses (what waited for a reply when bytes were found lost,
     # and what was held behind them meanwhile, stays alone).
     assert exact > 0
+
+
+def pairs_shown(outputs: HookOutputs) -> set[tuple[Any, ...]]:
+    """What identifies each request-reply entry: the client's port, the channel, both methods
+    and what they name."""
+    return {
+        (
+            entry["src"]["port"],
+            request["channel"],
+            request["method"],
+            request.get("queue"),
+            response["method"],
+            response.get("queue"),
+            response.get("routingKey"),
+            response.get("messageCount"),
+        )
+        for entry in outputs.entries
+        if (request := entry["request"]) is not None and (response := entry["response"])
+    }
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_segments_removed_leave_only_pairs_of_the_whole_capture(
+    recording: Recording, data: st.DataObject
+) -> None:
+    positions = [segment.index for segment in data_segments(recording.capture)]
+    removed = data.draw(st.sets(st.sampled_from(positions), min_size=1, max_size=12))
+    with tempfile.TemporaryDirectory() as directory:
+        edited = Path(directory) / "edited.pcap"
+        remove_packets(recording.capture, edited, sorted(removed))
+        outputs = run_capture(edited, "amqp")
+    exact_pairs(outputs, recording.view)
+    assert pairs_shown(outputs) <= pairs_shown(recording.outputs)

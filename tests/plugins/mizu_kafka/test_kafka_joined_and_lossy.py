@@ -1,6 +1,6 @@
 """Captures as a busy tapper makes them: recorded while a producer and a consumer connected
 before it were producing and fetching large records, and copies of that recording without
-0.5 %, 2 % and 5 % of their data segments (seeded).
+0.5 %, 2 % and 5 % of their data segments (seeded), and without any few of them.
 
 For each, Mizu pairs at least as many requests exactly right as tshark on the same file
 (kafka-python speaks Kafka 2.0's versions, which tshark decodes), and every pair agrees with
@@ -10,6 +10,7 @@ with the records stored at the offsets it asked for.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kafka_oracle import mizu_messages, tshark_messages, wire_bytes
 from kafka_peers import tansu_broker
 
 from mizu_core.testkit import HookOutputs, run_capture
-from tests.support.capture_edits import remove_data_segments
+from tests.support.capture_edits import data_segments, remove_data_segments, remove_packets
 from tests.support.tcp import server_port
 from tests.support.tcpdump import record
 
@@ -219,3 +222,27 @@ def test_lost_segments_pair_at_least_what_tshark_pairs(
         f"tshark {theirs}"
     )
     assert ours >= theirs
+
+
+def pair_keys(entries: list[dict[str, Any]]) -> set[tuple[int, int, int]]:
+    """(client port, correlation id, API key) of every complete entry."""
+    return {
+        (entry["src"]["port"], entry["request"]["correlationId"], entry["request"]["apiKey"])
+        for entry in entries
+        if entry["request"] is not None and entry["response"] is not None
+    }
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_segments_removed_leave_only_pairs_of_the_whole_capture(
+    recording: Recording, data: st.DataObject
+) -> None:
+    positions = [segment.index for segment in data_segments(recording.capture)]
+    removed = data.draw(st.sets(st.sampled_from(positions), min_size=1, max_size=12))
+    with tempfile.TemporaryDirectory() as directory:
+        edited = Path(directory) / "edited.pcap"
+        remove_packets(recording.capture, edited, sorted(removed))
+        entries = run_capture(edited, "kafka").entries
+    check_with_the_clients(entries, recording.view)
+    assert pair_keys(entries) <= pair_keys(recording.outputs.entries)
