@@ -12,8 +12,8 @@ such a pair. Anything else is emitted alone, marked ``unpaired``, never joined t
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from mizu_core import (
     UNPAIRED_CLOSED,
@@ -106,6 +106,30 @@ class Answer:
         return self.ticket.method if self.ticket is not None else ""
 
 
+class History:
+    """What a connection's pairing remembers of what happened lately."""
+
+    __slots__ = ("client_losses", "held", "server_losses", "server_seen")
+
+    def __init__(self) -> None:
+        self.server_seen: list[float] = []
+        """When the server sent bytes that were no response head (a response's end, bytes
+        passed over)."""
+        self.server_losses: list[tuple[float, float]] = []
+        """When the capture lost server bytes where a response may have begun: each between
+        the bytes before and after them."""
+        self.client_losses: list[tuple[float, float]] = []
+        self.held: list[Answer] = []
+        """Responses whose request is not decided yet: the client's bytes up to them are
+        not all delivered (the capture lost some of them, and the reassembler waits)."""
+
+
+def _remember(events: list[Any], event: Any) -> None:
+    events.append(event)
+    if len(events) > _WINDOWS:
+        del events[0]
+
+
 class Pairing:
     """The pairing of one HTTP/1 connection, told by its two parsers what they read."""
 
@@ -113,7 +137,7 @@ class Pairing:
         self.context = context
         self.matcher = context.keyed_matcher()
         self.joined_midway = context.connection.role_guessed
-        self.tickets: deque[Ticket] = deque()
+        self.tickets: list[Ticket] = []
         """Requests not answered yet, in order."""
         self.serials = 0
         self.counting = not self.joined_midway
@@ -122,20 +146,13 @@ class Pairing:
         self.pipelined = False
         """The client sent a request before the previous one was answered: answers cannot be
         told apart by time on this connection."""
-        self.server_seen: deque[float] = deque(maxlen=_WINDOWS)
-        """When the server sent bytes that were no response head (a response's end, bytes
-        passed over), lately."""
-        self.server_losses: deque[tuple[float, float]] = deque(maxlen=_WINDOWS)
-        """When the capture lost server bytes where a response may have begun, lately: each
-        between the bytes before and after them."""
-        self.client_losses: deque[tuple[float, float]] = deque(maxlen=_WINDOWS)
+        self.history: History | None = None
+        """What happened lately, from the first response or loss on (most connections a
+        tapper waits on have neither: their memory stays small)."""
         self.client_seen_until = -1.0
         """The time of the client's last bytes (or loss) delivered."""
         self.proven = False
         """A response was paired: responses alone are put down to gaps from now on."""
-        self.held: deque[Answer] = deque()
-        """Responses whose request is not decided yet: the client's bytes up to them are
-        not all delivered (the capture lost some of them, and the reassembler waits)."""
 
     def request_head(self, method: str, first_time: float) -> Ticket:
         """A request's head was read: its ticket, in line for an answer."""
@@ -144,10 +161,10 @@ class Pairing:
         self.serials += 1
         tickets.append(ticket)
         if len(tickets) > MAX_TICKETS:
-            oldest = tickets.popleft()
+            oldest = tickets.pop(0)
             if oldest.counted:
                 self._lose_count()
-            self._abandon(oldest, "timeout")
+            self._abandon(oldest, UNPAIRED_TIMEOUT)
         return ticket
 
     def response_head(self, first_time: float) -> Answer:
@@ -155,19 +172,26 @@ class Pairing:
         tells already, else once the client's bytes up to then are known."""
         answer = Answer(first_time)
         tickets = self.tickets
-        if not self.held and tickets and tickets[0].counted:
+        history = self.history
+        held = history is not None and bool(history.held)
+        if not held and tickets and tickets[0].counted:
             ticket = tickets[0]
             if ticket.first_time <= first_time:
-                tickets.popleft()
+                del tickets[0]
                 answer.decide(self._answered(ticket), "")
                 return answer
             self._lose_count()  # a response older than its request: the count is off
-        if self.held or not self._decide(answer, self.server_seen, self.server_losses, False):
-            answer.seen = list(self.server_seen)
-            answer.losses = list(self.server_losses)
-            self.held.append(answer)
-            if len(self.held) > MAX_HELD:
-                self._settle(True)
+        if history is None:
+            if self._decide(answer, (), (), False):
+                return answer
+            history = self.history = History()
+        elif not held and self._decide(answer, history.server_seen, history.server_losses, False):
+            return answer
+        answer.seen = list(history.server_seen)
+        answer.losses = list(history.server_losses)
+        history.held.append(answer)
+        if len(history.held) > MAX_HELD:
+            self._settle(True)
         return answer
 
     def _decide(
@@ -203,9 +227,9 @@ class Pairing:
             if verdict is None and not client_known:
                 return False
             provable = verdict is True
-        while tickets and tickets[0] is not last:
-            self._abandon(tickets.popleft(), UNPAIRED_GAP)  # answered in what the capture lost
-        tickets.popleft()
+        while tickets[0] is not last:
+            self._abandon(tickets.pop(0), UNPAIRED_GAP)  # answered in what the capture lost
+        del tickets[0]
         if not provable:
             self._abandon(last, UNPAIRED_GAP)
             answer.decide(None, UNPAIRED_GAP)
@@ -241,19 +265,22 @@ class Pairing:
             return True
         if self.client_seen_until < first_time:
             return None
-        return not any(
-            before < first_time and after > begun for before, after in self.client_losses
+        history = self.history
+        return history is None or not any(
+            before < first_time and after > begun for before, after in history.client_losses
         )
 
     def _settle(self, final: bool) -> None:
         """Decide the responses held, in order, as far as the capture tells (all of them when
         ``final``)."""
-        held = self.held
+        if self.history is None:
+            return
+        held = self.history.held
         while held:
             answer = held[0]
             if not self._decide(answer, answer.seen, answer.losses, final):
                 return
-            held.popleft()
+            del held[0]
             answer.seen, answer.losses = [], []
             if answer.message is not None:
                 self._emit_response(answer, answer.message)
@@ -283,20 +310,26 @@ class Pairing:
         if is_request:
             self.client_era += 1
             self.counting = False
-            self.client_losses.append((before, after))
+            _remember(self._history().client_losses, (before, after))
             return
-        self.server_losses.append((before, after))
+        _remember(self._history().server_losses, (before, after))
         self._lose_count()
+
+    def _history(self) -> History:
+        history = self.history
+        if history is None:
+            history = self.history = History()
+        return history
 
     def client_seen(self, timestamp: float) -> None:
         """Every request begun before ``timestamp`` has been read (or lost)."""
         self.client_seen_until = timestamp
-        if self.held:
+        if self.history is not None and self.history.held:
             self._settle(False)
 
     def server_sent(self, timestamp: float) -> None:
         """Server bytes that were no response head were read or passed over."""
-        self.server_seen.append(timestamp)
+        _remember(self._history().server_seen, timestamp)
 
     def request_lost(self, ticket: Ticket | None) -> None:
         """The request of ``ticket`` will not be complete (its bytes were lost)."""
@@ -314,8 +347,8 @@ class Pairing:
         if answer.decided:
             if answer.ticket is not None:
                 self._abandon(answer.ticket, UNPAIRED_GAP)
-        elif answer in self.held:
-            self.held.remove(answer)
+        elif self.history is not None and answer in self.history.held:
+            self.history.held.remove(answer)
 
     def response_complete(self, answer: Answer, response: Message) -> None:
         self.server_sent(response.last_time)
