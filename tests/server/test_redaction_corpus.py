@@ -31,6 +31,7 @@ import pytest
 from aiohttp import web
 
 from tests.server.local_tap import local_tap
+from tests.server.multiservice import free_port
 from tests.support.processes import Dashboard
 from tests.support.tcpdump import record
 
@@ -215,12 +216,6 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         asyncio.run(serve_and_send(http_port))
         redis_traffic(redis.port)
     yield pcap
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def revealed(document: Any) -> str:
