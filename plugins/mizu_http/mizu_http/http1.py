@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from mizu_core import ConnectionContext, Direction, Message
+from mizu_core import UNPAIRED_MIDSTREAM, ConnectionContext, Direction, Message
 from mizu_http import bodies, declarations
 from mizu_http.http1_pairing import Answer, Pairing, Ticket
 from mizu_http.settings import Settings
@@ -298,6 +298,25 @@ class Http1Session:
         for side in self.sides:
             side.state = _State.RESYNC
             side.resynced = True
+        self.sides[1].tail = 0
+
+    def answer_in_flight(self, size: int, first_time: float, last_time: float) -> None:
+        """The ``size`` bytes of an answer whose head came before the capture: shown alone,
+        with what was not captured (its status, its headers, its body's start)."""
+        data: dict[str, Any] = {
+            "status": 0,
+            "statusText": "",
+            "httpVersion": "HTTP/1.1",
+            "headers": {},
+            "content": {"size": 0, "mimeType": "", "text": ""},
+            "headersSize": 0,
+            "bodySize": size,
+            "unrecovered": ["headers", "body"],
+        }
+        message = Message(
+            declarations.HTTP11, self.response_direction, first_time, last_time, size, data
+        )
+        self.context.emit(None, message, UNPAIRED_MIDSTREAM)
 
     def message(
         self,
@@ -433,10 +452,16 @@ class Side:
         "resynced",
         "session",
         "state",
+        "tail",
+        "tail_from",
+        "tail_to",
     )
 
     def __init__(self, session: Http1Session, is_request: bool) -> None:
         self.session = session
+        self.tail = -1
+        """Bytes of an answer begun before the capture, passed over so far (-1: none is)."""
+        self.tail_from = self.tail_to = 0.0
         self.is_request = is_request
         self.state = _State.HEAD
         self.buffer = b""
@@ -749,6 +774,8 @@ class Side:
             self._client_read(timestamp)
 
     def _lose(self, length: int, timestamp: float) -> None:
+        if self.tail >= 0:
+            self._in_tail(length, timestamp)
         state = self.state
         current = self.current
         if state in (_State.STOPPED, _State.PAUSED):
@@ -812,6 +839,7 @@ class Side:
             # at a line's start, or a packet's: messages often begin one
             if start == 0 or data[start - 1] == 10 or start == self.carried:
                 self._skipped(position, start, timestamp)
+                self._tail_ended()
                 context.count("resyncs")
                 self.state = _State.HEAD
                 return start
@@ -823,9 +851,22 @@ class Side:
         if end > start:
             self.session.context.count("bytes_skipped", end - start)
             if not self.is_request:
-                self.session.pairing.server_sent(
-                    self.carried_at if end <= self.carried else timestamp
-                )
+                when = self.carried_at if end <= self.carried else timestamp
+                self.session.pairing.server_sent(when)
+                if self.tail >= 0:
+                    self._in_tail(end - start, when)
+
+    def _in_tail(self, length: int, timestamp: float) -> None:
+        if not self.tail:
+            self.tail_from = timestamp
+        self.tail += length
+        self.tail_to = timestamp
+
+    def _tail_ended(self) -> None:
+        """The answer in flight when the capture began ended: shown alone, if it was seen."""
+        if self.tail > 0:
+            self.session.answer_in_flight(self.tail, self.tail_from, self.tail_to)
+        self.tail = -1
 
     def _pause(self, data: bytes) -> None:
         self.buffer = (self.buffer + data)[:MAX_PAUSED]
@@ -840,3 +881,4 @@ class Side:
         """The connection ended: a body read until the close is complete now."""
         if self.state == _State.BODY_UNTIL_CLOSE and self.current is not None:
             self._complete(timestamp)
+        self._tail_ended()

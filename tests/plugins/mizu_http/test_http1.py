@@ -189,10 +189,14 @@ def test_a_capture_joined_mid_way_pairs_from_the_first_request_answered_after_it
     ]
     outputs = run_bytes(chunks, plugin, role_guessed=True)
     assert [pair_of(entry) for entry in outputs.entries] == [
+        (None, "", "midstream"),
         (None, "answer to a request sent before the capture", "midstream"),
         ("/first", "1", None),
         ("/second", "2", None),
     ]
+    in_flight = outputs.entries[0]["response"]
+    assert in_flight["unrecovered"] == ["headers", "body"]
+    assert in_flight["bodySize"] == len(body_tail)
 
 
 def test_garbage_instead_of_a_response_is_skipped_to_the_next_status_line() -> None:
