@@ -13,6 +13,7 @@ figure, and ``--repeat`` gives the range.
     python benchmarks/local_replay.py benchmarks/data/http-keepalive-300k.pcap --repeat 3
     python benchmarks/local_replay.py FILE --tree /path/to/another/checkout   # compare trees
     MIZU_PURE_PYTHON=1 MIZU_PLUGINS=http,tcp python benchmarks/local_replay.py FILE
+    python benchmarks/local_replay.py FILE --mizu-option=--no-redact   # without redaction
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def replay(pcap: Path, tree: Path, timeout: float) -> dict[str, Any]:
+def replay(pcap: Path, tree: Path, timeout: float, options: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mizu-local-replay-") as directory:
         command = [
             sys.executable,
@@ -56,6 +57,7 @@ def replay(pcap: Path, tree: Path, timeout: float) -> dict[str, Any]:
             "10GB",
             "-p",
             str(free_port()),
+            *options,
         ]
         # the checkout's own core and plugins, whatever is installed
         paths = [tree, *sorted(tree.glob("plugins/mizu_*")), *sorted(tree.glob("examples/mizu-*"))]
@@ -99,10 +101,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--json", metavar="FILE", help="also write the runs as JSON")
+    parser.add_argument(
+        "--mizu-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="one more word for mizu tap (repeatable): --mizu-option=--no-redact",
+    )
     arguments = parser.parse_args()
     runs = []
     for _ in range(arguments.repeat):
-        run = replay(arguments.pcap.resolve(), arguments.tree.resolve(), arguments.timeout)
+        run = replay(
+            arguments.pcap.resolve(),
+            arguments.tree.resolve(),
+            arguments.timeout,
+            arguments.mizu_option,
+        )
         runs.append(run)
         print(json.dumps(run), flush=True)
     for key in ("wall_s", "entries_per_s", "cpu_s", "peak_rss_mb"):
