@@ -105,6 +105,11 @@ METHOD_KINDS: Final = _method_kinds()
 
 RequestKey = tuple[int, str, Direction]
 """(channel, method, who sent it): a synchronous method waiting for its reply."""
+WaitingKey = tuple[int, str, Direction, int]
+"""A :data:`RequestKey` and the method's number on the connection: the matcher's key."""
+MAX_WAITING: Final = 64
+"""Synchronous methods of one kind on one channel kept waiting for their replies (several wait
+when pipelined, or when their replies are held behind lost bytes)."""
 
 
 class Limits:
@@ -143,7 +148,8 @@ class Channel:
         """No publish of the channel was lost since confirm mode began: ``published`` is the
         broker's count too."""
         self.unconfirmed: deque[int] = deque()
-        self.open_requests: set[RequestKey] = set()
+        self.waiting: dict[RequestKey, deque[WaitingKey]] = {}
+        """The synchronous methods waiting for their reply, oldest first."""
 
 
 class Side:
@@ -315,6 +321,8 @@ class AmqpConnection:
         self.context = context
         self.limits = limits
         self.requests: KeyedMatcher = context.keyed_matcher()
+        self.sent = 0
+        """Synchronous methods seen (numbers their :data:`WaitingKey`)."""
         self.unconfirmed: KeyedMatcher = context.keyed_matcher(max_pending=limits.max_unconfirmed)
         self.channels: dict[int, Channel] = {}
         self.client = Side(self, Direction.CLIENT_TO_SERVER)
@@ -344,9 +352,15 @@ class AmqpConnection:
         side.abandon()
         self.lost_time[direction] = timestamp
         for channel, state in self.channels.items():
-            for key in [key for key in state.open_requests if key[2] is not direction]:
-                state.open_requests.discard(key)
-                self.emit_unanswered(self.requests.take(key), "gap")
+            for key, queue in state.waiting.items():
+                if key[2] is direction:
+                    continue
+                # Those sent before the bytes after the loss may have had their reply in it.
+                while queue:
+                    request = self.requests.get(queue[0])
+                    if request is not None and request.first_time >= timestamp:
+                        break
+                    self.emit_unanswered(self.requests.take(queue.popleft()), "gap")
             if not state.confirm_mode:
                 continue
             if direction is Direction.CLIENT_TO_SERVER:
@@ -373,22 +387,12 @@ class AmqpConnection:
         if state is None:
             state = self.channels[channel] = Channel()
         if kind.answers is not None:
-            key: RequestKey = (channel, kind.answers, direction.reverse)
-            waiting = self.requests.get(key)
-            if waiting is not None and waiting.first_time > message.last_time:
-                # Sent after this reply ended: the reply answers a request the capture lost,
-                # and this one's reply is still to come.
-                self.context.emit(None, message, unpaired="gap")
-            else:
-                state.open_requests.discard(key)
-                self.requests.response(key, message)
+            self.answer(state, (channel, kind.answers, direction.reverse), message)
         elif kind.synchronous and not data.get("nowait"):
             if self.late(direction, message):
                 self.context.emit(message, None, unpaired="gap")
             else:
-                key = (channel, name, direction)
-                state.open_requests.add(key)
-                self.requests.request(key, message)
+                self.wait_for_reply(state, (channel, name, direction), message)
         elif state.confirm_mode and index == PUBLISH and state.sequence_known:
             self.hold_for_confirm(channel, state, message)
         elif (
@@ -427,6 +431,35 @@ class AmqpConnection:
             self.client.reader.negotiate(data["frameMax"])
             self.server.reader.negotiate(data["frameMax"])
 
+    def wait_for_reply(self, state: Channel, key: RequestKey, message: Message) -> None:
+        queue = state.waiting.get(key)
+        if queue is None:
+            queue = state.waiting[key] = deque()
+        elif len(queue) >= MAX_WAITING:
+            self.emit_unanswered(self.requests.take(queue.popleft()), "timeout")
+        self.sent += 1
+        waiting: WaitingKey = (key[0], key[1], key[2], self.sent)
+        queue.append(waiting)
+        self.requests.request(waiting, message)
+
+    def answer(self, state: Channel, key: RequestKey, message: Message) -> None:
+        """Pair a reply with the oldest method of its kind waiting on the channel: replies come
+        in the order of the methods (several wait only when pipelined, or when their replies
+        were held behind lost bytes). A reply that ended before that method was sent answers
+        one the capture lost."""
+        requests = self.requests
+        queue = state.waiting.get(key)
+        while queue and requests.get(queue[0]) is None:
+            queue.popleft()  # expired by the core meanwhile
+        if not queue:
+            requests.response((*key, 0), message)
+            return
+        oldest = requests.get(queue[0])
+        if oldest is not None and oldest.first_time > message.last_time:
+            self.context.emit(None, message, unpaired="gap")
+            return
+        requests.response(queue.popleft(), message)
+
     def late(self, direction: Direction, message: Message) -> bool:
         """Whether ``message`` was held behind bytes the capture lost, so that its reply may
         already have gone by: it was sent before the other side's bytes already read, or it
@@ -438,9 +471,11 @@ class AmqpConnection:
 
     def abort_channel(self, channel: int, state: Channel, keep: RequestKey | None) -> None:
         """The channel is closing: what it waited for will not come."""
-        for key in state.open_requests - {keep}:
-            self.emit_unanswered(self.requests.take(key), "closed")
-        state.open_requests &= {keep} if keep else set()
+        for key, queue in state.waiting.items():
+            if key == keep:
+                continue
+            while queue:
+                self.emit_unanswered(self.requests.take(queue.popleft()), "closed")
         while state.unconfirmed:
             self.emit_unanswered(
                 self.unconfirmed.take((channel, state.unconfirmed.popleft())), "closed"

@@ -388,6 +388,24 @@ def test_a_reply_lost_in_a_gap_is_not_taken_from_a_later_one() -> None:
     assert counters(outputs)["resyncs"] == 1
 
 
+def test_pipelined_methods_take_their_replies_in_order() -> None:
+    chunks = [
+        *HANDSHAKE,
+        (C, method(1, commands.Queue.Declare(queue="a"))),
+        (C, method(1, commands.Queue.Declare(queue="b"))),
+        (S, method(1, commands.Queue.DeclareOk("a", 0, 0))),
+        (S, b""),  # lost: the reply to b
+        (C, method(1, commands.Queue.Declare(queue="c"))),
+        (S, method(1, commands.Queue.DeclareOk("c", 0, 0))),
+    ]
+    outputs = run(chunks)
+    pairs = [
+        ((e["request"] or {}).get("queue"), (e["response"] or {}).get("queue"), e.get("unpaired"))
+        for e in outputs.entries[len(HANDSHAKE) // 2 :]
+    ]
+    assert pairs == [("a", "a", None), ("b", None, "gap"), ("c", "c", None)]
+
+
 def test_confirms_after_a_lost_publish_prove_nothing() -> None:
     chunks = [
         *HANDSHAKE,
