@@ -124,7 +124,15 @@ class RedisDissector(Dissector):
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         self.readers[direction].lose()
         self.lost_time = timestamp
-        self._lost_track()
+        if direction == Direction.SERVER_TO_CLIENT and not (
+            self.replies_unpaired or self.subscribed or self.subscribing
+        ):
+            # Replies come in the order of the commands: those sent before the bytes after the
+            # loss may have had theirs in it, later ones get theirs after it. (A reply that
+            # ended before the oldest command waiting was sent is not its reply.)
+            self.matcher.expire(timestamp, "gap")
+        else:
+            self._lost_track()
 
     def close(self, timestamp: float, reason: CloseReason) -> None:
         self._flush_subscribing("closed")
