@@ -10,11 +10,9 @@ tshark's RESP dissector decodes messages but pairs none, so the clients are the 
 from __future__ import annotations
 
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mizu_core.testkit import HookOutputs, run_capture
 from redis_peers import redis_server, tcpdump
-from tests.support.capture_edits import data_segments, remove_data_segments, remove_packets
+from tests.support.capture_edits import remove_data_segments
+from tests.support.joined_recordings import Recording, dissect_without_some_segments
 from tests.support.tcp import server_port
 
 LARGE = 40_000
@@ -69,13 +68,6 @@ def drive(port: int, protocol: int, prefix: str, replies: Replies, stop: threadi
     client.close()
 
 
-@dataclass
-class Recording:
-    capture: Path
-    replies: Replies
-    outputs: HookOutputs
-
-
 def slow_reader(port: int) -> socket.socket:
     """A connection whose client asked for a large value and reads it slowly: the server's
     reply waits in its socket buffer."""
@@ -99,12 +91,12 @@ def read_reply(raw: socket.socket, end: bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording[Replies]]:
     with redis_server(server_port()) as server:
         yield record_busy(server.port, tmp_path_factory.mktemp("joined") / "joined.pcap")
 
 
-def record_busy(redis_port: int, capture: Path) -> Recording:
+def record_busy(redis_port: int, capture: Path) -> Recording[Replies]:
     replies: Replies = {}
     stop = threading.Event()
     raw = slow_reader(redis_port)
@@ -128,7 +120,7 @@ def record_busy(redis_port: int, capture: Path) -> Recording:
     finally:
         stop.set()
         raw.close()
-    return Recording(capture, replies, run_capture(capture, "redis"))
+    return Recording(capture, redis_port, replies, run_capture(capture, "redis"))
 
 
 def exact_pairs(outputs: HookOutputs, replies: Replies) -> int:
@@ -151,9 +143,9 @@ def exact_pairs(outputs: HookOutputs, replies: Replies) -> int:
     return exact
 
 
-def test_joined_connections_pair_only_what_answered(recording: Recording) -> None:
+def test_joined_connections_pair_only_what_answered(recording: Recording[Replies]) -> None:
     counters = recording.outputs.stats["plugin_counters"]["redis"]
-    exact = exact_pairs(recording.outputs, recording.replies)
+    exact = exact_pairs(recording.outputs, recording.view)
     lone = [entry for entry in recording.outputs.entries if entry["response"] is None]
     print(f"redis joined: {exact} exact pairs, {len(lone)} commands alone, counters {counters}")
     assert exact > 100
@@ -169,16 +161,16 @@ def test_joined_connections_pair_only_what_answered(recording: Recording) -> Non
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_lost_segments_never_pair_a_command_with_another_reply(
-    recording: Recording, tmp_path: Path, loss: float
+    recording: Recording[Replies], tmp_path: Path, loss: float
 ) -> None:
     lossy = tmp_path / "lossy.pcap"
     removed = remove_data_segments(recording.capture, lossy, loss, SEED)
     outputs = run_capture(lossy, "redis")
-    exact = exact_pairs(outputs, recording.replies)
+    exact = exact_pairs(outputs, recording.view)
     counters = outputs.stats["plugin_counters"]["redis"]
     print(
         f"redis loss {loss:.1%}: {len(removed)} segments removed, {exact} exact pairs "
-        f"({exact_pairs(recording.outputs, recording.replies)} in the recording), "
+        f"({exact_pairs(recording.outputs, recording.view)} in the recording), "
         f"resyncs {counters['resyncs']}, bytes skipped {counters['bytes_skipped']}"
     )
     assert counters["resyncs"] > 0
@@ -199,13 +191,8 @@ def pairs_shown(outputs: HookOutputs) -> set[tuple[int, str, str, str]]:
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_segments_removed_leave_only_pairs_of_the_whole_capture(
-    recording: Recording, data: st.DataObject
+    recording: Recording[Replies], data: st.DataObject
 ) -> None:
-    positions = [segment.index for segment in data_segments(recording.capture)]
-    removed = data.draw(st.sets(st.sampled_from(positions), min_size=1, max_size=12))
-    with tempfile.TemporaryDirectory() as directory:
-        edited = Path(directory) / "edited.pcap"
-        remove_packets(recording.capture, edited, sorted(removed))
-        outputs = run_capture(edited, "redis")
-    exact_pairs(outputs, recording.replies)
+    outputs = dissect_without_some_segments(data, recording, "redis")
+    exact_pairs(outputs, recording.view)
     assert pairs_shown(outputs) <= pairs_shown(recording.outputs)

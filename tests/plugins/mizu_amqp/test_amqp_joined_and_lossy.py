@@ -9,7 +9,6 @@ pairs none) on the same file.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -26,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mizu_core.testkit import HookOutputs, run_capture
-from tests.support.capture_edits import data_segments, remove_data_segments, remove_packets
+from tests.support.capture_edits import remove_data_segments
+from tests.support.joined_recordings import Recording, dissect_without_some_segments
 from tests.support.tcp import server_port
 from tests.support.tcpdump import record
 
@@ -83,16 +83,8 @@ def consume(broker: Broker, ready: threading.Event, stop: threading.Event) -> No
     connection.close()
 
 
-@dataclass
-class Recording:
-    capture: Path
-    port: int
-    view: ClientView
-    outputs: HookOutputs
-
-
 @pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording[ClientView]]:
     folder = tmp_path_factory.mktemp("joined")
     capture = folder / "joined.pcap"
     view = ClientView()
@@ -149,7 +141,7 @@ def methods_right(methods: Counter[Any], reference: Counter[Any]) -> int:
     return sum((methods & reference).values())
 
 
-def test_joined_connections_pair_as_the_client_saw(recording: Recording) -> None:
+def test_joined_connections_pair_as_the_client_saw(recording: Recording[ClientView]) -> None:
     exact = exact_pairs(recording.outputs, recording.view)
     theirs = tshark_methods(recording.capture, recording.port)
     ours = dissected_methods(recording.outputs.pairs)
@@ -163,7 +155,7 @@ def test_joined_connections_pair_as_the_client_saw(recording: Recording) -> None
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_lost_segments_never_pair_a_method_with_another_reply(
-    recording: Recording, tmp_path: Path, loss: float
+    recording: Recording[ClientView], tmp_path: Path, loss: float
 ) -> None:
     lossy = tmp_path / "lossy.pcap"
     removed = remove_data_segments(recording.capture, lossy, loss, SEED)
@@ -207,13 +199,8 @@ def pairs_shown(outputs: HookOutputs) -> set[tuple[Any, ...]]:
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_segments_removed_leave_only_pairs_of_the_whole_capture(
-    recording: Recording, data: st.DataObject
+    recording: Recording[ClientView], data: st.DataObject
 ) -> None:
-    positions = [segment.index for segment in data_segments(recording.capture)]
-    removed = data.draw(st.sets(st.sampled_from(positions), min_size=1, max_size=12))
-    with tempfile.TemporaryDirectory() as directory:
-        edited = Path(directory) / "edited.pcap"
-        remove_packets(recording.capture, edited, sorted(removed))
-        outputs = run_capture(edited, "amqp")
+    outputs = dissect_without_some_segments(data, recording, "amqp")
     exact_pairs(outputs, recording.view)
     assert pairs_shown(outputs) <= pairs_shown(recording.outputs)

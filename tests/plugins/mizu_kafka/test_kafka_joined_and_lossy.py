@@ -10,7 +10,6 @@ with the records stored at the offsets it asked for.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,8 +23,9 @@ from hypothesis import strategies as st
 from kafka_oracle import mizu_messages, tshark_messages, wire_bytes
 from kafka_peers import tansu_broker
 
-from mizu_core.testkit import HookOutputs, run_capture
-from tests.support.capture_edits import data_segments, remove_data_segments, remove_packets
+from mizu_core.testkit import run_capture
+from tests.support.capture_edits import remove_data_segments
+from tests.support.joined_recordings import Recording, dissect_without_some_segments
 from tests.support.tcp import server_port
 from tests.support.tcpdump import record
 
@@ -79,16 +79,8 @@ def consume(bootstrap: str, stop: threading.Event) -> None:
     consumer.close()
 
 
-@dataclass
-class Recording:
-    capture: Path
-    port: int
-    view: ClientView
-    outputs: HookOutputs
-
-
 @pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording[ClientView]]:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     capture = tmp_path_factory.mktemp("joined") / "joined.pcap"
@@ -192,7 +184,7 @@ def exact_pairs(decoded: Facts, reference: Facts) -> int:
     )
 
 
-def figures(capture: Path, recording: Recording) -> tuple[int, int]:
+def figures(capture: Path, recording: Recording[ClientView]) -> tuple[int, int]:
     outputs = run_capture(capture, "kafka") if capture != recording.capture else recording.outputs
     assert outputs.stats["plugin_errors"] == {}
     check_with_the_clients(outputs.entries, recording.view)
@@ -202,7 +194,7 @@ def figures(capture: Path, recording: Recording) -> tuple[int, int]:
     return ours, theirs
 
 
-def test_joined_connections_pair_as_the_clients_saw(recording: Recording) -> None:
+def test_joined_connections_pair_as_the_clients_saw(recording: Recording[ClientView]) -> None:
     check_with_the_clients(recording.outputs.entries, recording.view)
     ours, theirs = figures(recording.capture, recording)
     print(f"kafka joined: mizu {ours} exact pairs, tshark {theirs}")
@@ -212,7 +204,7 @@ def test_joined_connections_pair_as_the_clients_saw(recording: Recording) -> Non
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_lost_segments_pair_at_least_what_tshark_pairs(
-    recording: Recording, tmp_path: Path, loss: float
+    recording: Recording[ClientView], tmp_path: Path, loss: float
 ) -> None:
     lossy = tmp_path / "lossy.pcap"
     removed = remove_data_segments(recording.capture, lossy, loss, SEED)
@@ -236,13 +228,8 @@ def pair_keys(entries: list[dict[str, Any]]) -> set[tuple[int, int, int]]:
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_segments_removed_leave_only_pairs_of_the_whole_capture(
-    recording: Recording, data: st.DataObject
+    recording: Recording[ClientView], data: st.DataObject
 ) -> None:
-    positions = [segment.index for segment in data_segments(recording.capture)]
-    removed = data.draw(st.sets(st.sampled_from(positions), min_size=1, max_size=12))
-    with tempfile.TemporaryDirectory() as directory:
-        edited = Path(directory) / "edited.pcap"
-        remove_packets(recording.capture, edited, sorted(removed))
-        entries = run_capture(edited, "kafka").entries
+    entries = dissect_without_some_segments(data, recording, "kafka").entries
     check_with_the_clients(entries, recording.view)
     assert pair_keys(entries) <= pair_keys(recording.outputs.entries)
