@@ -419,13 +419,16 @@ class AmqpConnection:
         if index == CONFIRM_SELECT:
             state.confirm_mode = True
         elif index in (CHANNEL_CLOSE, CHANNEL_OPEN):
-            self.abort_channel(channel, state, keep=(channel, data["method"], direction))
+            # A peer closing a channel still answers what it was asked before; what it asked
+            # itself will not be answered (a broker closes a channel to refuse a method).
+            waits = direction.reverse if index == CHANNEL_CLOSE else None
+            self.abort_channel(channel, state, (channel, data["method"], direction), waits)
             if index == CHANNEL_OPEN:
                 state.confirm_mode = False
                 state.published = 0
                 state.sequence_known = True
         elif index == CHANNEL_CLOSE_OK:
-            self.abort_channel(channel, state, keep=None)
+            self.abort_channel(channel, state, None)
             del self.channels[channel]
         elif index == CONNECTION_TUNE_OK and data.get("frameMax"):
             self.client.reader.negotiate(data["frameMax"])
@@ -443,22 +446,27 @@ class AmqpConnection:
         self.requests.request(waiting, message)
 
     def answer(self, state: Channel, key: RequestKey, message: Message) -> None:
-        """Pair a reply with the oldest method of its kind waiting on the channel: replies come
-        in the order of the methods (several wait only when pipelined, or when their replies
-        were held behind lost bytes). A reply that ended before that method was sent answers
-        one the capture lost."""
+        """Pair a reply with the earliest method of its kind waiting on the channel: replies
+        come in the order of the methods (several wait only when pipelined, or when their
+        replies were held behind lost bytes). A method sent after the reply ended is not the
+        one it answers: with none other waiting, the reply answers one the capture lost."""
         requests = self.requests
         queue = state.waiting.get(key)
-        while queue and requests.get(queue[0]) is None:
-            queue.popleft()  # expired by the core meanwhile
         if not queue:
             requests.response((*key, 0), message)
             return
-        oldest = requests.get(queue[0])
-        if oldest is not None and oldest.first_time > message.last_time:
+        chosen = -1
+        earliest = message.last_time
+        for position, waiting in enumerate(queue):
+            request = requests.get(waiting)
+            if request is not None and request.first_time <= earliest:
+                chosen, earliest = position, request.first_time
+        if chosen < 0:
             self.context.emit(None, message, unpaired="gap")
             return
-        requests.response(queue.popleft(), message)
+        answered = queue[chosen]
+        del queue[chosen]
+        requests.response(answered, message)
 
     def late(self, direction: Direction, message: Message) -> bool:
         """Whether ``message`` was held behind bytes the capture lost, so that its reply may
@@ -469,13 +477,22 @@ class AmqpConnection:
             or message.first_time <= self.lost_time[direction]
         )
 
-    def abort_channel(self, channel: int, state: Channel, keep: RequestKey | None) -> None:
-        """The channel is closing: what it waited for will not come."""
+    def abort_channel(
+        self,
+        channel: int,
+        state: Channel,
+        keep: RequestKey | None,
+        sender: Direction | None = None,
+    ) -> None:
+        """The channel is closing: what it waited for (what ``sender`` sent, when given) will
+        not come."""
         for key, queue in state.waiting.items():
-            if key == keep:
+            if key == keep or (sender is not None and key[2] is not sender):
                 continue
             while queue:
                 self.emit_unanswered(self.requests.take(queue.popleft()), "closed")
+        if sender is Direction.SERVER_TO_CLIENT:
+            return  # the broker's confirms may still come
         while state.unconfirmed:
             self.emit_unanswered(
                 self.unconfirmed.take((channel, state.unconfirmed.popleft())), "closed"

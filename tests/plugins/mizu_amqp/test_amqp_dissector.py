@@ -406,6 +406,24 @@ def test_pipelined_methods_take_their_replies_in_order() -> None:
     assert pairs == [("a", "a", None), ("b", None, "gap"), ("c", "c", None)]
 
 
+def test_a_channel_closed_by_the_client_still_gets_its_replies() -> None:
+    chunks = [
+        *HANDSHAKE,
+        (C, method(1, commands.Queue.Declare(queue="a"))),
+        (C, method(1, commands.Channel.Close(200, "bye", 0, 0))),  # the reply to "a" was held
+        (S, method(1, commands.Queue.DeclareOk("a", 0, 0))),
+        (S, method(1, commands.Channel.CloseOk())),
+    ]
+    pairs = [
+        (e["request"]["method"], e["response"]["method"], e["response"].get("queue"))
+        for e in run(chunks).entries[len(HANDSHAKE) // 2 :]
+    ]
+    assert pairs == [
+        ("queue.declare", "queue.declare-ok", "a"),
+        ("channel.close", "channel.close-ok", None),
+    ]
+
+
 def test_confirms_after_a_lost_publish_prove_nothing() -> None:
     chunks = [
         *HANDSHAKE,
