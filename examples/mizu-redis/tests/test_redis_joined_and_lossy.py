@@ -1,8 +1,8 @@
 """Captures as a busy tapper makes them: recorded while redis-py connections opened before it
 were in use (one of them in the middle of a large reply), and copies of that recording without
 0.5 %, 2 % and 5 % of their data segments (seeded), and without any few of them. Every command
-the plugin pairs with a reply was answered by that reply, as the clients saw it (and paired so
-in the whole recording); pairing resumes after each loss.
+the plugin pairs with a reply was answered by that reply, as the clients saw it; pairing
+resumes after each loss.
 
 tshark's RESP dissector decodes messages but pairs none, so the clients are the oracle here.
 """
@@ -179,20 +179,14 @@ def test_lost_segments_never_pair_a_command_with_another_reply(
     assert exact > 0
 
 
-def pairs_shown(outputs: HookOutputs) -> set[tuple[int, str, str, str]]:
-    """(client port, command, first argument, reply) of every complete entry."""
-    return {
-        (entry["src"]["port"], request["method"], request["args"][0], repr(response["value"]))
-        for entry in outputs.entries
-        if (request := entry["request"]) is not None and (response := entry["response"])
-    }
-
-
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_segments_removed_leave_only_pairs_of_the_whole_capture(
     recording: Recording[Replies], data: st.DataObject
 ) -> None:
+    """Every complete entry is checked against what the clients received, the exact record of
+    every reply. The whole recording is not the oracle here: it has holes of its own (the
+    capture joined busy connections), after which Redis, whose replies carry no id, leaves
+    commands alone that an edited copy, resynchronised elsewhere, may pair, rightly."""
     outputs = dissect_without_some_segments(data, recording, "redis")
     exact_pairs(outputs, recording.view)
-    assert pairs_shown(outputs) <= pairs_shown(recording.outputs)
