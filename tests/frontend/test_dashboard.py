@@ -60,6 +60,16 @@ def wait_rows(page: Page, count: int) -> None:
     )
 
 
+def wait_only_rows(page: Page, count: int) -> None:
+    """A new filter's list holds ``count`` rows, drawn: the rows are drawn on the next animation
+    frame, so until then the page still shows the previous filter's."""
+    page.wait_for_function(
+        "(count) => { const list = window.mizu.list;"
+        " return list.rows.length === count && !list.loadingHistory && !list.dirty; }",
+        arg=count,
+    )
+
+
 def row_with(page: Page, summary: str):  # type: ignore[no-untyped-def]
     return page.locator(ROWS, has=page.locator(".cell.summary", has_text=summary))
 
@@ -95,9 +105,7 @@ def test_filter_narrows_clicks_add_snippets_and_errors_show(
     page.fill("#filter", f'{base} and request.method == "POST"')
     expect(page.locator(".filter-box")).to_have_class("filter-box valid")
     page.press("#filter", "Enter")
-    page.wait_for_function(
-        "() => window.mizu.list.rows.length === 1 && !window.mizu.list.loadingHistory"
-    )
+    wait_only_rows(page, 1)
     assert summaries(page) == ["/narrow/b"]
 
     # clicking a row's status adds its statusQuery to the filter
@@ -106,9 +114,7 @@ def test_filter_narrows_clicks_add_snippets_and_errors_show(
     wait_rows(page, 2)
     row_with(page, "/narrow/a").locator(".cell.method .snippet").click()
     expect(page.locator("#filter")).to_have_value(f'{base} and http and request.method == "GET"')
-    page.wait_for_function(
-        "() => window.mizu.list.rows.length === 1 && !window.mizu.list.loadingHistory"
-    )
+    wait_only_rows(page, 1)
     assert summaries(page) == ["/narrow/a"]
 
     page.fill("#filter", "http and request.method ==")
@@ -382,9 +388,7 @@ def test_detail_title_adds_the_rows_filters(page: Page, hub: Dashboard, traffic:
     expect(page.locator("#filter")).to_have_value(
         f'{traffic.query} and http and request.path == "/title/1"'
     )
-    page.wait_for_function(
-        "() => window.mizu.list.rows.length === 1 && !window.mizu.list.loadingHistory"
-    )
+    wait_only_rows(page, 1)
 
 
 def test_without_the_token_the_page_asks_for_it(page: Page, hub: Dashboard) -> None:
