@@ -118,13 +118,17 @@ def base64_fields(data: bytes) -> dict[str, Any]:
 
 _CONTROL_OCTETS = bytes((*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F))
 """ASCII control characters that text does not hold (tab, line breaks, form feed and the escape
-of terminal colours it may); framed binary such as gRPC's valid UTF-8 often does. Looked for
-by deleting them (one pass in C, four times faster than a regex character class)."""
+of terminal colours it may); framed binary such as gRPC's valid UTF-8 often does."""
+_CONTROL_MARKS = bytes(0 if octet in _CONTROL_OCTETS else 1 for octet in range(256))
+"""Each octet mapped to 0 when it is a control character, else to 1: a body mapped through it
+holds a 0 when it holds a control character. Mapping and searching (``memchr``) take half the
+time of deleting the control characters and comparing lengths, a tenth of a regex character
+class's (22 KB of text: 13, 27 and 138 µs)."""
 
 
 def text_fields(data: bytes) -> dict[str, Any]:
     """``{text}`` for UTF-8 text, ``{text, encoding: "base64"}`` for anything else (HAR)."""
-    if len(data.translate(None, _CONTROL_OCTETS)) != len(data):
+    if b"\x00" in data.translate(_CONTROL_MARKS):
         return base64_fields(data)
     try:
         return {"text": data.decode("utf-8")}

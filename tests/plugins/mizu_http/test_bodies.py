@@ -76,3 +76,20 @@ def test_bodies_are_text_only_when_they_read_as_text(data: bytes, as_text: bool)
     else:
         assert fields["encoding"] == "base64"
         assert base64.b64decode(fields["text"]) == data
+
+
+def test_each_control_octet_makes_a_body_binary_wherever_it_is() -> None:
+    allowed = {0x09, 0x0A, 0x0C, 0x0D, 0x1B}  # tab, line breaks, form feed, escape
+    for octet in (*range(0x20), 0x7F):
+        for data in (
+            bytes([octet]) + b"text",
+            b"te" + bytes([octet]) + b"xt",
+            b"text" + bytes([octet]),
+        ):
+            fields = text_fields(data)
+            if octet in allowed:
+                assert fields == {"text": data.decode()}, octet
+            else:
+                assert fields["encoding"] == "base64", octet
+    printable = bytes(range(0x20, 0x7F))
+    assert text_fields(printable) == {"text": printable.decode()}
