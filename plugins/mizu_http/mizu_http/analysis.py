@@ -42,12 +42,14 @@ def header_values(headers: Mapping[str, Any], name: str) -> list[str]:
         # Most messages spell names one way: the exact and the capitalised form first.
         value = headers.get(name.title())
         if value is None:
-            # One lower-cased string of every name rules out an absent header in C.
-            if name not in "\n".join(headers).lower():
-                return []
+            # Absent (cookies, mostly), or spelled otherwise. Lower-casing keeps the length of
+            # a name that becomes ASCII: names of another length are passed over without a
+            # lower-cased copy of each, or of all of them joined.
+            size = len(name)
             values: list[str] = []
-            for key, found in headers.items():
-                if key.lower() == name:
+            for key in headers:
+                if len(key) == size and key.lower() == name:
+                    found = headers[key]
                     values.extend(found if isinstance(found, list) else [found])
             return values
     return value if isinstance(value, list) else [value]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from mizu_core import UNPAIRED_MIDSTREAM, ConnectionContext, Direction, Message
@@ -71,17 +70,28 @@ class HeaderBlock(NamedTuple):
     """Every value is a string: a copy of ``headers`` is independent of it."""
 
 
-@dataclass(slots=True)
 class Head:
-    """A parsed start line and header block."""
+    """A parsed start line and header block (not a dataclass: its ``__init__`` would run
+    interpreted in the compiled build, for every message)."""
 
-    first: str
-    second: str
-    third: str
-    headers: dict[str, Any]
-    size: int
-    framing: HeaderBlock
-    """What framing and decoding need of the headers."""
+    __slots__ = ("first", "framing", "headers", "second", "size", "third")
+
+    def __init__(
+        self,
+        first: str,
+        second: str,
+        third: str,
+        headers: dict[str, Any],
+        size: int,
+        framing: HeaderBlock,
+    ) -> None:
+        self.first = first
+        self.second = second
+        self.third = third
+        self.headers = headers
+        self.size = size
+        self.framing = framing
+        """What framing and decoding need of the headers."""
 
 
 def add_header(headers: dict[str, Any], name: str, value: str) -> None:
@@ -240,17 +250,22 @@ def parse_head(block: bytes, is_request: bool, blank: int = 4) -> Head | None:
     return Head(parts[0], parts[1], parts[2], fields.headers.copy(), len(block) + blank, fields)
 
 
-@dataclass(slots=True)
 class Partial:
-    """A message whose head is read and whose body is coming."""
+    """A message whose head is read and whose body is coming (a plain class, as :class:`Head`
+    is)."""
 
-    head: Head
-    first_time: float
-    exchange: Ticket | Answer
-    """A request's ticket, or a response's answer: what pairing knows of the message."""
-    body: bodies.Body
-    trailers: dict[str, Any] | None = None
-    """Fields after a chunked body (RFC 9112 section 7.1.2), kept apart from the headers."""
+    __slots__ = ("body", "exchange", "first_time", "head", "trailers")
+
+    def __init__(
+        self, head: Head, first_time: float, exchange: Ticket | Answer, body: bodies.Body
+    ) -> None:
+        self.head = head
+        self.first_time = first_time
+        self.exchange = exchange
+        """A request's ticket, or a response's answer: what pairing knows of the message."""
+        self.body = body
+        self.trailers: dict[str, Any] | None = None
+        """Fields after a chunked body (RFC 9112 section 7.1.2), kept apart from the headers."""
 
 
 class Http1Session:
