@@ -13,6 +13,11 @@ from mizu_core.model import ConnectionInfo, Direction, Endpoint, Pair, Protocol
 _CLIENT_TO_SERVER = Direction.CLIENT_TO_SERVER
 
 
+_Endpoints = tuple[Endpoint, Endpoint, dict[str, Any], dict[str, Any], ConnectionInfo]
+"""A connection's client and server, their JSON, and the connection (kept so that its
+identity is not another's while it is cached)."""
+
+
 class EntryBuilder:
     """Builds the generic part of entries; plugins fill in the rest in ``analyze``.
 
@@ -26,11 +31,9 @@ class EntryBuilder:
         protocol's own hash goes through all its fields."""
         self._last_protocol: Protocol | None = None
         self._last_protocol_json: dict[str, Any] = {}
-        self._connection: ConnectionInfo | None = None
-        self._client: Endpoint | None = None
-        self._server: Endpoint | None = None
-        self._client_json: dict[str, Any] = {}
-        self._server_json: dict[str, Any] = {}
+        self._endpoints: dict[int, _Endpoints] = {}
+        """The JSON of each connection's client and server, by the identity of its (long-lived)
+        information: a run of entries interleaves connections (keep-alive clients)."""
         self._second = -1
         self._second_text = ""
 
@@ -51,17 +54,17 @@ class EntryBuilder:
         assert first is not None and last is not None
         connection = pair.connection
         client, server = connection.client, connection.server
-        if (
-            connection is not self._connection
-            or client is not self._client
-            or server is not self._server
-        ):
-            self._connection, self._client, self._server = connection, client, server
-            self._client_json, self._server_json = client.to_json(), server.to_json()
+        endpoints = self._endpoints.get(id(connection))
+        # the roles of a connection swap when the core corrects its guess
+        if endpoints is None or endpoints[0] is not client or endpoints[1] is not server:
+            if len(self._endpoints) >= 4096:  # keep memory flat
+                self._endpoints.clear()
+            endpoints = (client, server, client.to_json(), server.to_json(), connection)
+            self._endpoints[id(connection)] = endpoints
         if first.direction == _CLIENT_TO_SERVER:
-            src, dst = self._client_json.copy(), self._server_json.copy()
+            src, dst = endpoints[2].copy(), endpoints[3].copy()
         else:
-            src, dst = self._server_json.copy(), self._client_json.copy()
+            src, dst = endpoints[3].copy(), endpoints[2].copy()
         start = first.first_time
         milliseconds = int(start * 1000)
         second = milliseconds // 1000
