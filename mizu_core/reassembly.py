@@ -37,6 +37,7 @@ from mizu_core.decode import (
 from mizu_core.dissector import CloseReason, ConnectionStats
 from mizu_core.model import ConnectionInfo, Direction, Endpoint
 
+_CLIENT_TO_SERVER = Direction.CLIENT_TO_SERVER
 _HALF_RANGE = 1 << 31
 _SEQ_MASK = 0xFFFFFFFF
 # From the IPv4 header on: version and header length, total length, flags and fragment offset,
@@ -233,6 +234,15 @@ class Reassembler:
         unpack = headers.unpack_from
         short_path = 0
         frame_bytes = 0
+        # The fields unpacked, declared: the compiled build then does their arithmetic and
+        # comparisons on machine integers instead of Python objects.
+        version_ihl: int
+        total_length: int
+        fragment: int
+        protocol: int
+        key: bytes
+        seq: int
+        offset_flags: int
         for packet in packets:
             if packet is None:
                 self._count_short_path(decoder, short_path, frame_bytes)
@@ -270,18 +280,19 @@ class Reassembler:
                     start = ip + 20 + (offset_flags >> 12) * 4
                     connection = half.connection
                     direction = half.direction
+                    side = 0 if direction is _CLIENT_TO_SERVER else 1  # an index, unboxed
                     if (
                         start < end <= size
                         and connection.roles_known
                         and not connection.closed
-                        and not connection.halves[1 - direction].starts
+                        and not connection.halves[1 - side].starts
                     ):
                         half.last_signature = frame[ip + 2 : ip + 34]
                         length = end - start
                         stats = connection.stats
                         stats.last_time = time
-                        stats.packets[direction] += 1
-                        stats.bytes[direction] += length
+                        stats.packets[side] += 1
+                        stats.bytes[side] += length
                         half.position += length
                         half.next_seq = (seq + length) & _SEQ_MASK
                         short_path += 1
