@@ -11,18 +11,18 @@ import base64
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import cramjam
 import lz4.frame
 import zstandard
 
-COMPRESSION_NAMES = ("none", "gzip", "snappy", "lz4", "zstd")
+COMPRESSION_NAMES: Final = ("none", "gzip", "snappy", "lz4", "zstd")
 XERIAL_MAGIC = b"\x82SNAPPY\x00"
-BATCH_HEADER = struct.Struct(">qiibIhiqqqhii")
-"""baseOffset, batchLength, partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta,
-baseTimestamp, maxTimestamp, producerId, producerEpoch, baseSequence, recordCount."""
-INT32 = struct.Struct(">i")
+BATCH_HEADER_SIZE: Final = 61
+"""baseOffset int64, batchLength int32, partitionLeaderEpoch int32, magic int8, crc uint32,
+attributes int16, lastOffsetDelta int32, baseTimestamp int64, maxTimestamp int64, producerId
+int64, producerEpoch int16, baseSequence int32, recordCount int32."""
 LEGACY_HEADER = struct.Struct(">qiIbb")
 """offset, messageSize, crc, magic, attributes."""
 LOG_APPEND_TIME = 0x08
@@ -60,8 +60,13 @@ class RecordError(Exception):
     """Records that cannot be decoded (bad magic, codec failure)."""
 
 
-NON_TEXT_ASCII = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+NON_TEXT_ASCII: Final = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 """The ASCII octets that are not printable text (tab, line feed and carriage return are)."""
+NOT_PRINTABLE_ASCII: Final = bytes(
+    0 if octet in NON_TEXT_ASCII or octet >= 0x80 else octet for octet in range(256)
+)
+"""A translation table that turns every octet but printable ASCII text into 0 (which is one of
+them): text is what has no 0 once translated."""
 
 
 def render(data: bytes | None, cap: int) -> tuple[str | None, bool]:
@@ -77,10 +82,12 @@ def render(data: bytes | None, cap: int) -> tuple[str | None, bool]:
 def render_shown(shown: bytes, cut: bool) -> tuple[str, bool]:
     """:func:`render` of the bytes kept of a key, value or header value, ``cut`` when they are
     only its first bytes."""
+    # Most keys and values are printable ASCII: one pass in C over the octets tells (a table
+    # translation, where deleting octets would first build its table for every call), and one
+    # search in the result.
+    if 0 not in shown.translate(NOT_PRINTABLE_ASCII):
+        return shown.decode("ascii"), False
     if shown.isascii():
-        # Most keys and values: the printable test is then one pass in C over the octets.
-        if len(shown.translate(None, NON_TEXT_ASCII)) == len(shown):
-            return shown.decode("ascii"), False
         return base64.b64encode(shown).decode("ascii"), True
     try:
         text = shown.decode("utf-8")
@@ -315,26 +322,52 @@ def _batch_records(
         return  # a body cut by the decompression cap: keep the records read so far
 
 
+def _int8_at(data: bytes, position: int) -> int:
+    value = data[position]
+    return value - 0x100 if value >= 0x80 else value
+
+
+def _int16_at(data: bytes, position: int) -> int:
+    value = data[position] << 8 | data[position + 1]
+    return value - 0x10000 if value >= 0x8000 else value
+
+
+def _uint32_at(data: bytes, position: int) -> int:
+    return (
+        data[position] << 24
+        | data[position + 1] << 16
+        | data[position + 2] << 8
+        | data[position + 3]
+    )
+
+
+def _int32_at(data: bytes, position: int) -> int:
+    value = _uint32_at(data, position)
+    return value - 0x100000000 if value >= 0x80000000 else value
+
+
+def _int64_at(data: bytes, position: int) -> int:
+    # The sign goes on the high half first: a small negative (a producer id of -1) then never
+    # passes through an unsigned value too large for the compiled build's short ints.
+    return _int32_at(data, position) << 32 | _uint32_at(data, position + 4)
+
+
 def _record_batch(
     data: bytes, start: int, end: int, budget: RecordBudget, decoded: DecodedRecords
 ) -> dict[str, Any]:
     """Decode the record batch at ``data[start:end]`` into ``decoded``; returns its header's
     summary. The records beyond the budget are counted from the header, not read."""
-    (
-        base_offset,
-        _length,
-        _leader_epoch,
-        magic,
-        _crc,
-        attributes,
-        _last_delta,
-        base_timestamp,
-        max_timestamp,
-        producer_id,
-        producer_epoch,
-        base_sequence,
-        count,
-    ) = BATCH_HEADER.unpack_from(data, start)
+    # Read by offsets, as ints the compiled build keeps native: an unpacked struct would make
+    # thirteen Python ints (and their tuple) for every batch, some of them never used.
+    base_offset = _int64_at(data, start)
+    magic = _int8_at(data, start + 16)
+    attributes = _int16_at(data, start + 21)
+    base_timestamp = _int64_at(data, start + 27)
+    max_timestamp = _int64_at(data, start + 35)
+    producer_id = _int64_at(data, start + 43)
+    producer_epoch = _int16_at(data, start + 51)
+    base_sequence = _int32_at(data, start + 53)
+    count = _int32_at(data, start + 57)
     codec = attributes & 0x07
     batch = {
         "baseOffset": base_offset,
@@ -351,7 +384,7 @@ def _record_batch(
     records: list[dict[str, Any]] = []
     if budget.records > 0 and count > 0:
         log_append = max_timestamp if attributes & LOG_APPEND_TIME else None
-        body, body_start, body_end = data, start + BATCH_HEADER.size, end
+        body, body_start, body_end = data, start + BATCH_HEADER_SIZE, end
         if codec:
             body = decompress(codec, data[body_start:end], budget)
             body_start, body_end = 0, len(body)
@@ -455,17 +488,17 @@ def decode_records(
     position = start
     try:
         while position + 17 <= end:
-            (length,) = INT32.unpack_from(data, position + 8)
+            length = _int32_at(data, position + 8)
             batch_end = position + 12 + length
             magic = data[position + 16]
             if length < 0 or batch_end > end:
-                if magic == 2 and position + BATCH_HEADER.size <= end:
+                if magic == 2 and position + BATCH_HEADER_SIZE <= end:
                     # Cut by the capture cap: the header still tells what the batch held.
                     header = RecordBudget(records=0)
                     _record_batch(data, position, position, header, decoded)["partial"] = True
                 break
             if magic == 2:
-                if length < BATCH_HEADER.size - 12:
+                if length < BATCH_HEADER_SIZE - 12:
                     raise RecordError(f"record batch of {length} bytes")
                 _record_batch(data, position, batch_end, budget, decoded)
             elif magic in (0, 1):
