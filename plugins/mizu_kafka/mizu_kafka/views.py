@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from mizu_core import (
@@ -24,10 +24,13 @@ TOPIC_LISTS = ("topics", "topicData", "responses", "topicNames", "groups")
 """Payload lists whose items name topics (``groups`` holds OffsetFetch v8+'s topics)."""
 
 
-def topics(payload: Any, path: str = "") -> Iterator[tuple[str, str, dict[str, Any] | None]]:
+def topics(payload: Any, path: str = "") -> list[tuple[str, str, dict[str, Any] | None]]:
     """``(selector, topic name, topic item)`` for each topic a payload names."""
+    # A list rather than a generator: the list row asks for it for every entry, and the
+    # compiled build makes a generator an object stepped through Python's protocol.
+    found: list[tuple[str, str, dict[str, Any] | None]] = []
     if not isinstance(payload, dict):
-        return
+        return found
     for list_name in TOPIC_LISTS:
         items = payload.get(list_name)
         if not isinstance(items, list):
@@ -35,15 +38,17 @@ def topics(payload: Any, path: str = "") -> Iterator[tuple[str, str, dict[str, A
         for index, item in enumerate(items):
             selector = f"{path}{list_name}[{index}]"
             if isinstance(item, str):
-                yield selector, item, None
+                found.append((selector, item, None))
             elif isinstance(item, dict):
                 if list_name == "groups":
-                    yield from topics(item, f"{selector}.")
+                    found += topics(item, f"{selector}.")
                     continue
                 for key in ("name", "topic"):
-                    if isinstance(item.get(key), str):
-                        yield f"{selector}.{key}", item[key], item
+                    name = item.get(key)
+                    if isinstance(name, str):
+                        found.append((f"{selector}.{key}", name, item))
                         break
+    return found
 
 
 def _group(payload: Mapping[str, Any]) -> str | None:
@@ -59,13 +64,17 @@ def summarize_entry(entry: Mapping[str, Any]) -> Summary:
     response = entry.get("response") or {}
     method = request.get("method", "")
     payload = request.get("payload") or {}
-    named = list(topics(payload))
+    named = topics(payload)
     if named:
-        names = list(dict.fromkeys(name for _, name, _ in named))
+        distinct: dict[str, None] = {}
+        for _, name, _ in named:
+            distinct[name] = None
+        names = list(distinct)
         summary = ", ".join(names[:MAX_SUMMARY_TOPICS])
         if len(names) > MAX_SUMMARY_TOPICS:
             summary += f" (+{len(names) - MAX_SUMMARY_TOPICS})"
-        summary_query = all_of("kafka", equals(f"request.payload.{named[0][0]}", named[0][1]))
+        first_selector, first_name, _ = named[0]
+        summary_query = all_of("kafka", equals(f"request.payload.{first_selector}", first_name))
     elif group := _group(payload):
         key = next(k for k in ("groupId", "key", "transactionalId") if payload.get(k) == group)
         summary = group
