@@ -16,30 +16,30 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Protocol
+from typing import Final, Protocol
 
 from pamqp.commands import INDEX_MAPPING
 
-FRAME_METHOD = 1
-FRAME_HEADER = 2
-FRAME_BODY = 3
-FRAME_HEARTBEAT = 8
-FRAME_END = 0xCE
-FRAME_OVERHEAD = 8
+FRAME_METHOD: Final = 1
+FRAME_HEADER: Final = 2
+FRAME_BODY: Final = 3
+FRAME_HEARTBEAT: Final = 8
+FRAME_END: Final = 0xCE
+FRAME_OVERHEAD: Final = 8
 """Header (7 octets) and frame-end octet around every frame's payload."""
 
-PROTOCOL_HEADER_PREFIX = b"AMQP"
-PROTOCOL_HEADER_SIZE = 8
-BASIC_CLASS_ID = 60
+PROTOCOL_HEADER_PREFIX: Final = b"AMQP"
+PROTOCOL_HEADER_SIZE: Final = 8
+BASIC_CLASS_ID: Final = 60
 
 _FRAME_HEADER = struct.Struct(">BHI")
 """Frame type, channel, payload size."""
 _PROTOCOL_HEADER_FIRST = PROTOCOL_HEADER_PREFIX[0]
 
-DEFAULT_FRAME_LIMIT = 16 << 20
+DEFAULT_FRAME_LIMIT: Final = 16 << 20
 """Largest frame accepted by default when none was negotiated (RabbitMQ's default is 128 KiB)."""
 
-MAX_CONTROL_FRAME = 1 << 20
+MAX_CONTROL_FRAME: Final = 1 << 20
 """Largest method or content-header frame accepted once synchronised (they hold a few tables)."""
 
 _CANDIDATE = re.compile(rb"AMQP|[\x01\x02\x08]..\x00\x00", re.DOTALL)
@@ -284,23 +284,32 @@ class FrameReader:
         on_method = handler.on_method
         on_content_header = handler.on_content_header
         on_body = handler.on_body
-        unpack = _FRAME_HEADER.unpack_from
         size = len(view)
+        data: bytes
         if isinstance(view, bytes):
             data = view
         else:
             # The reassembly buffer: copied once so that every payload is a slice of bytes,
             # but only when a whole frame is there (a large frame arriving in many segments
             # waits in the buffer without being copied again and again).
-            if size - offset < 7 or offset + 7 + unpack(view, offset)[2] >= size:
+            if size - offset < 7 or offset + 7 + _FRAME_HEADER.unpack_from(view, offset)[2] >= size:
                 return offset, 0
             data = bytes(view)
         frames = 0
+        # The header is read octet by octet: struct's tuple of boxed integers, and the generic
+        # arithmetic on them, cost more than the rest of a frame's reading.
         while size - offset >= 7:
-            frame_type, channel, length = unpack(data, offset)
+            frame_type = data[offset]
+            length = (
+                data[offset + 3] << 24
+                | data[offset + 4] << 16
+                | data[offset + 5] << 8
+                | data[offset + 6]
+            )
             end = offset + 7 + length
             if end >= size or data[end] != FRAME_END:
                 break
+            channel = data[offset + 1] << 8 | data[offset + 2]
             # A method may renegotiate the limits: they are read again for every frame.
             if frame_type == FRAME_METHOD and length <= self._largest_control:
                 on_method(channel, data[offset + 7 : end], timestamp)
