@@ -88,11 +88,11 @@ def _u32(data: bytes, position: int) -> int:
     )
 
 
-def _u64(data: bytes, position: int) -> int:
+def u64(data: bytes, position: int) -> int:
     return _u32(data, position) << 32 | _u32(data, position + 4)
 
 
-def _signed(value: int, bits: int) -> int:
+def as_signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
@@ -192,7 +192,7 @@ def field_value(data: bytes, position: int, depth: int) -> tuple[Any, int]:
         length = _u32(data, position)
         return _octets(data, position + 4, length), position + 4 + length
     if kind == 0x49:  # I: signed 32-bit
-        return _signed(_u32(data, position), 32), position + 4
+        return as_signed(_u32(data, position), 32), position + 4
     if kind == 0x74:  # t: boolean
         _need(data, position, 1)
         return data[position] != 0, position + 1
@@ -202,21 +202,21 @@ def field_value(data: bytes, position: int, depth: int) -> tuple[Any, int]:
     if kind == 0x41:  # A: array
         return field_array(data, position, depth + 1)
     if kind == 0x6C or kind == 0x4C:  # l, L: signed 64-bit (pamqp reads L signed too)
-        return _signed(_u64(data, position), 64), position + 8
+        return as_signed(u64(data, position), 64), position + 8
     if kind == 0x62:  # b: signed 8-bit
         _need(data, position, 1)
-        return _signed(data[position], 8), position + 1
+        return as_signed(data[position], 8), position + 1
     if kind == 0x42:  # B: unsigned 8-bit
         _need(data, position, 1)
         return data[position], position + 1
     if kind == 0x73:  # s: signed 16-bit
-        return _signed(_u16(data, position), 16), position + 2
+        return as_signed(_u16(data, position), 16), position + 2
     if kind == 0x75:  # u: unsigned 16-bit
         return _u16(data, position), position + 2
     if kind == 0x69:  # i: unsigned 32-bit
         return _u32(data, position), position + 4
     if kind == 0x54:  # T: timestamp
-        return timestamp_text(_u64(data, position)), position + 8
+        return timestamp_text(u64(data, position)), position + 8
     if kind == 0x66:  # f: 32-bit float
         _need(data, position, 4)
         return _float(FLOAT32.unpack_from(data, position)[0]), position + 4
@@ -226,7 +226,7 @@ def field_value(data: bytes, position: int, depth: int) -> tuple[Any, int]:
     if kind == 0x44:  # D: decimal, as a string so that no digit is lost
         _need(data, position, 5)
         places = data[position]
-        raw = _signed(_u32(data, position + 1), 32)
+        raw = as_signed(_u32(data, position + 1), 32)
         return str(decimal.Decimal(raw) * (decimal.Decimal(10) ** -places)), position + 5
     if kind == 0x78:  # x: byte array
         length = _u32(data, position)
@@ -303,7 +303,7 @@ def method_fields(payload: bytes, channel: int) -> dict[str, Any]:
             value = _u32(payload, position)
             position += 4
         elif domain == LONGLONG:
-            value = _signed(_u64(payload, position), 64)
+            value = as_signed(u64(payload, position), 64)
             position += 8
         elif domain == OCTET:
             _need(payload, position, 1)
@@ -316,7 +316,7 @@ def method_fields(payload: bytes, channel: int) -> dict[str, Any]:
             value = _octets(payload, position + 4, length)
             position += 4 + length
         else:
-            value = timestamp_text(_u64(payload, position))
+            value = timestamp_text(u64(payload, position))
             position += 8
         if argument.name is None:
             continue

@@ -9,10 +9,9 @@ input: ``ValueError`` or ``IndexError``).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Final
 
-from mizu_amqp.fields import headers_table, timestamp_text
+from mizu_amqp.fields import as_signed, headers_table, timestamp_text, u64
 
 PUBLISH: Final = 60 << 16 | 40
 DELIVER: Final = 60 << 16 | 60
@@ -49,8 +48,7 @@ def _int64(payload: bytes, offset: int) -> int:
     it decodes show them)."""
     if offset + 8 > len(payload):
         raise IndexError("a 64-bit integer cut short")
-    value = int.from_bytes(payload[offset : offset + 8], "big", signed=True)
-    return value
+    return as_signed(u64(payload, offset), 64)
 
 
 def publish(payload: bytes, channel: int) -> dict[str, Any]:
@@ -100,11 +98,18 @@ TIMESTAMP: Final = 3
 _KINDS: Final = {"headers": TABLE, "deliveryMode": OCTET, "priority": OCTET, "timestamp": TIMESTAMP}
 
 
-@functools.cache
+_PRESENT: Final[dict[int, tuple[tuple[str, int], ...]]] = {}
+
+
 def _present(flags: int) -> tuple[tuple[str, int], ...]:
     """The (name, kind) of each property the flags say is there, in wire order: a handful
-    of combinations in any real traffic, worked out once each."""
-    return tuple((name, _KINDS.get(name, SHORT_STRING)) for bit, name in PROPERTIES if flags & bit)
+    of combinations in any real traffic (at most 2**14 of them), worked out once each."""
+    present = _PRESENT.get(flags)
+    if present is None:
+        present = _PRESENT[flags] = tuple(
+            (name, _KINDS.get(name, SHORT_STRING)) for bit, name in PROPERTIES if flags & bit
+        )
+    return present
 
 
 def content_header(payload: bytes) -> tuple[int, dict[str, Any]] | None:
@@ -112,7 +117,7 @@ def content_header(payload: bytes) -> tuple[int, dict[str, Any]] | None:
     over more than one word (no basic property needs that: pamqp decides what it means)."""
     if len(payload) < 14:
         raise IndexError("a content header cut short")
-    body_size = int.from_bytes(payload[4:12], "big")
+    body_size = u64(payload, 4)
     flags = payload[12] << 8 | payload[13]
     if flags & 0x3:  # a continuation word, or the reserved bit
         return None
@@ -129,7 +134,7 @@ def content_header(payload: bytes) -> tuple[int, dict[str, Any]] | None:
         elif kind == TIMESTAMP:
             if offset + 8 > len(payload):
                 raise IndexError("a timestamp cut short")
-            properties[name] = timestamp_text(int.from_bytes(payload[offset : offset + 8], "big"))
+            properties[name] = timestamp_text(u64(payload, offset))
             offset += 8
         else:
             properties[name], offset = headers_table(payload, offset)

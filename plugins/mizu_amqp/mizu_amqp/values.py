@@ -98,8 +98,13 @@ def properties_json(properties: commands.Basic.Properties, header_payload: bytes
 CONTROL_OCTETS = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 """Control characters that make a body binary (tab, line feed and carriage return do not).
 All are ASCII, and UTF-8 never uses an ASCII octet inside another character: looking for them
-in the octets is looking for them in the text, and deleting with ``bytes.translate`` is several
-times faster than a regular expression over the text."""
+in the octets is looking for them in the text."""
+
+_MARK_CONTROL = bytes(octet ^ 0x80 if octet in CONTROL_OCTETS else octet for octet in range(256))
+"""A ``bytes.translate`` table that changes the control octets and nothing else: a body
+translates to itself when it holds none. Translating by a table is a third cheaper than
+deleting the octets (which builds a table on every call), and several times cheaper than a
+regular expression over the text."""
 
 
 def body_json(body: bytes, complete: bool) -> tuple[str, bool]:
@@ -109,13 +114,13 @@ def body_json(body: bytes, complete: bool) -> tuple[str, bool]:
     A body cut at the size cap may end in the middle of a UTF-8 sequence; up to three octets
     are then given up to still show it as text.
     """
-    candidates = (body,) if complete else [body[: len(body) - cut] for cut in range(4)]
-    for candidate in candidates:
+    for cut in range(1 if complete else 4):
+        candidate = body[: len(body) - cut] if cut else body
         try:
             text = candidate.decode("utf-8")
         except UnicodeDecodeError:
             continue
-        if len(candidate.translate(None, CONTROL_OCTETS)) == len(candidate):
+        if candidate.translate(_MARK_CONTROL) == candidate:
             return text, False
         break
     return base64.b64encode(body).decode("ascii"), True
