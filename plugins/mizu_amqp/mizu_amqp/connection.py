@@ -319,6 +319,7 @@ class AmqpConnection:
 
     def __init__(self, context: ConnectionContext, limits: Limits) -> None:
         self.context = context
+        self.counters = context.counters
         self.limits = limits
         self.requests: KeyedMatcher = context.keyed_matcher()
         self.sent = 0
@@ -335,12 +336,14 @@ class AmqpConnection:
     def side(self, direction: Direction) -> Side:
         return self.client if direction is Direction.CLIENT_TO_SERVER else self.server
 
-    def feed(self, direction: Direction, data: bytes, timestamp: float) -> int:
-        """Read what ``data`` completes; the number of frames read."""
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        """Read what ``data`` completes, counting its frames."""
         if timestamp > self.fed_time[direction]:
             # Bytes held behind lost ones come later with their own (earlier) time.
             self.fed_time[direction] = timestamp
-        return self.side(direction).reader.feed(data, timestamp)
+        frames = self.side(direction).reader.feed(data, timestamp)
+        if frames:
+            self.counters["frames"] += frames
 
     def gap(self, direction: Direction, timestamp: float) -> None:
         """Bytes of ``direction`` were lost: partial content is void, a reply lost in them
