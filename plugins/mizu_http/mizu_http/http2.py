@@ -1,6 +1,6 @@
 """HTTP/2 (RFC 9113) without TLS: frames, HPACK (RFC 7541), streams paired, gRPC decoded.
 
-Each direction has its own frame buffer and HPACK decoder (:class:`HpackDecoder`). Every
+Each direction has its own frame buffer and HPACK decoder (:mod:`mizu_http.hpack_decoder`). Every
 frame type is understood: DATA and HEADERS with padding and priority, CONTINUATION,
 PRIORITY, RST_STREAM, SETTINGS (the header table size a peer allows is applied to the other
 direction's decoder), PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE; unknown types are skipped
@@ -24,35 +24,47 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import hpack
-from hpack.huffman_table import decode_huffman
-from hpack.table import HeaderTable
 
 from mizu_core import ConnectionContext, Direction, Message
 from mizu_http import bodies, declarations, grpc
+from mizu_http.hpack_decoder import MAX_HEADER_LIST, MAX_HPACK_TABLE, HpackDecoder
 from mizu_http.http1 import add_header
 from mizu_http.settings import Settings
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-FRAME_HEADER = 9
+# The constants are Final: the compiled build then inlines them, where it would look each
+# name up in the module's dictionary every time it is read (seven times a frame).
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAME_HEADER: Final = 9
 _FRAME_HEADER = struct.Struct("!BHBBI")
 """A frame header: its 24-bit length (high octet, low 16 bits), type, flags, stream."""
-MAX_BUFFERED_FRAME = 2 << 20
+MAX_BUFFERED_FRAME: Final = 2 << 20
 """Largest frame kept whole (peers default to 16 KiB and rarely allow more than 1 MiB); a
 larger one ends the decoding of the connection rather than the memory bound."""
-MAX_STREAMS = 1000
+MAX_STREAMS: Final = 1000
 """Open streams kept per connection; beyond, the oldest is emitted as it is."""
-MAX_HEADER_LIST = 1 << 20
 
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
-PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-SETTINGS_HEADER_TABLE_SIZE = 1
+DATA: Final = 0
+HEADERS: Final = 1
+PRIORITY: Final = 2
+RST_STREAM: Final = 3
+SETTINGS: Final = 4
+PUSH_PROMISE: Final = 5
+PING: Final = 6
+GOAWAY: Final = 7
+WINDOW_UPDATE: Final = 8
+CONTINUATION: Final = 9
+END_STREAM: Final = 0x1
+ACK: Final = 0x1
+END_HEADERS: Final = 0x4
+PADDED: Final = 0x8
+PRIORITY_FLAG: Final = 0x20
+SETTINGS_HEADER_TABLE_SIZE: Final = 1
 
-SETTINGS_MAX_FRAME_SIZE = 5
-DEFAULT_MAX_FRAME = 1 << 14
+SETTINGS_MAX_FRAME_SIZE: Final = 5
+DEFAULT_MAX_FRAME: Final = 1 << 14
 """The largest frame a peer may send until the other peer's SETTINGS allow more."""
 
 _FIXED_LENGTHS = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
@@ -74,11 +86,11 @@ _FLAGS = (
     END_HEADERS,  # CONTINUATION
 )
 """The flags each frame type defines: a header with others is not believed on a resync."""
-HOLD_WAIT = 2.0
+HOLD_WAIT: Final = 2.0
 """Seconds an answer whose request has not been seen waits for it (see ``Http2Session.held``):
 longer than the capture's reassembly waits for bytes the peer acknowledged (half a second by
 default)."""
-STREAM_WINDOW = 4096
+STREAM_WINDOW: Final = 4096
 """How far beyond the highest stream id seen a resynchronised frame's stream may be."""
 _HEADER_CANDIDATE = re.compile(rb"(?=...[\x00-\x09][\x00-\x2d][\x00-\x7f])", re.S)
 """Where a frame header may start (type, flags, reserved bit): found in C, checked in Python."""
@@ -213,149 +225,40 @@ def frames_verdict(head: bytes) -> bool | None:
     return None if position == 0 else False
 
 
-_STATIC_TABLE = tuple(
-    (name.decode("latin-1"), value.decode("latin-1")) for name, value in HeaderTable.STATIC_TABLE
-)
-MAX_HPACK_TABLE = 1 << 20
-"""Largest HPACK dynamic table kept (the memory bound), whatever SETTINGS allow; also the
-bound when the SETTINGS were not captured."""
-
-
-def _integer(data: bytes, position: int, prefix: int) -> tuple[int, int]:
-    """An HPACK integer with a ``prefix``-bit prefix at ``position``, and the position after
-    it (RFC 7541 section 5.1); IndexError when the block ends inside it."""
-    mask = (1 << prefix) - 1
-    value = data[position] & mask
-    position += 1
-    if value < mask:
-        return value, position
-    shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        value += (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, position
-        shift += 7
-        if shift > 28:
-            raise hpack.HPACKDecodingError("integer longer than a header block allows")
-
-
-class HpackDecoder:
-    """HPACK decoding (RFC 7541) that survives an unknown start: references to dynamic-table
-    entries added before the capture began are counted, not fatal.
-
-    Hand-written rather than the ``hpack`` library's Decoder (whose Huffman code and tables it
-    uses) for that tolerance and for speed: it decodes gRPC's header blocks about three times
-    faster, and header blocks are a fifth of the CPU of a gRPC capture.
-    """
-
-    def __init__(self, max_allowed: int = 4096, start_unknown: bool = False) -> None:
-        self.table: list[tuple[str | None, str | None]] = []
-        self.size = 0
-        self.max_size = max_allowed if start_unknown else min(4096, max_allowed)
-        """Beyond it the oldest entries are evicted. When the encoder's own size is unknown it
-        is the bound: an index names the n-th most recent insertion, so entries kept longer
-        than the encoder keeps them are never referenced, while evicting early would lose
-        entries it still uses."""
-        self.max_allowed = max_allowed
-        """The table size the decoding side's SETTINGS allow: size updates are capped at it."""
-
-    def forget(self) -> None:
-        """Header blocks were lost: their insertions moved every index by an unknown amount.
-        The entries known so far no longer resolve; those added from now on do."""
-        self.table.clear()
-        self.size = 0
-        self.max_size = self.max_allowed
-
-    def _entry(self, index: int) -> tuple[str | None, str | None]:
-        if 0 < index <= len(_STATIC_TABLE):
-            return _STATIC_TABLE[index - 1]
-        dynamic = index - len(_STATIC_TABLE) - 1
-        if 0 <= dynamic < len(self.table):
-            return self.table[dynamic]
-        return None, None
-
-    def _add(self, name: str | None, value: str | None) -> None:
-        self.table.insert(0, (name, value))
-        self.size += len(name or "") + len(value or "") + 32
-        self._evict()
-
-    def _evict(self) -> None:
-        while self.size > self.max_size and self.table:
-            name, value = self.table.pop()
-            self.size -= len(name or "") + len(value or "") + 32
-
-    @staticmethod
-    def _string(data: bytes, position: int) -> tuple[str, int]:
-        huffman = data[position] & 0x80
-        length, position = _integer(data, position, 7)
-        end = position + length
-        if end > len(data):
-            raise hpack.HPACKDecodingError("string runs past the block")
-        raw = data[position:end]
-        return (decode_huffman(raw) if huffman else raw).decode("utf-8", "replace"), end
-
-    def decode(self, data: bytes) -> tuple[list[tuple[str, str]], int]:
-        """The headers of a block, and how many could not be resolved.
-
-        :raises hpack.HPACKDecodingError, IndexError: the block is malformed, cut short, or
-            decodes to more than MAX_HEADER_LIST (the memory bound).
-        """
-        headers: list[tuple[str, str]] = []
-        unknown = 0
-        listed = 0
-        position = 0
-        end = len(data)
-        while position < end:
-            byte = data[position]
-            if byte & 0x80:  # indexed
-                index, position = _integer(data, position, 7)
-                name, value = self._entry(index)
-            elif byte & 0xE0 == 0x20:  # dynamic table size update
-                size, position = _integer(data, position, 5)
-                self.max_size = min(size, self.max_allowed)
-                self._evict()
-                continue
-            else:  # a literal, added to the table (0x40) or not
-                indexing = byte & 0x40
-                index, position = _integer(data, position, 6 if indexing else 4)
-                if index:
-                    name = self._entry(index)[0]
-                else:
-                    name, position = self._string(data, position)
-                value, position = self._string(data, position)
-                if indexing:
-                    self._add(name, value)
-            if name is None or value is None:
-                unknown += 1
-                continue
-            listed += len(name) + len(value) + 32
-            if listed > MAX_HEADER_LIST:
-                raise hpack.HPACKDecodingError("header list larger than the bound")
-            headers.append((name, value))
-        return headers, unknown
-
-
-@dataclass(slots=True)
 class _Half:
-    """One direction of a stream."""
+    """One direction of a stream (plain classes, as :class:`_Stream`: a dataclass's
+    ``__init__`` runs interpreted in the compiled build, and three are made per stream)."""
 
-    body: bodies.Body
-    first_time: float = 0.0
-    last_time: float = 0.0
-    headers: dict[str, Any] | None = None
-    headers_size: int = 0
-    undecoded: int = 0
-    wire: int = 0
-    ended: bool = False
-    start_missing: bool = False
-    """Its first header block was not captured (the stream began before the capture or in a
-    gap): the headers are trailers at most, the body lacks its beginning."""
-    headers_lost: bool = False
-    """A header block of it fell in a gap."""
-    body_cut: bool = False
-    """Some of its DATA fell in a gap: the body holds what came before."""
+    __slots__ = (
+        "body",
+        "body_cut",
+        "ended",
+        "first_time",
+        "headers",
+        "headers_lost",
+        "headers_size",
+        "last_time",
+        "start_missing",
+        "undecoded",
+        "wire",
+    )
+
+    def __init__(self, body: bodies.Body) -> None:
+        self.body = body
+        self.first_time = 0.0
+        self.last_time = 0.0
+        self.headers: dict[str, Any] | None = None
+        self.headers_size = 0
+        self.undecoded = 0
+        self.wire = 0
+        self.ended = False
+        self.start_missing = False
+        """Its first header block was not captured (the stream began before the capture or
+        in a gap): the headers are trailers at most, the body lacks its beginning."""
+        self.headers_lost = False
+        """A header block of it fell in a gap."""
+        self.body_cut = False
+        """Some of its DATA fell in a gap: the body holds what came before."""
 
     def unrecovered(self) -> list[str]:
         lost = []
@@ -374,15 +277,17 @@ class _Half:
         self.undecoded += undecoded
 
 
-@dataclass(slots=True)
 class _Stream:
-    number: int
-    request: _Half
-    response: _Half
-    pushed: bool = False
-    queued: bool = False
-    """The request is complete and waits in the matcher."""
-    reset: int | None = None
+    __slots__ = ("number", "pushed", "queued", "request", "reset", "response")
+
+    def __init__(self, number: int, request: _Half, response: _Half) -> None:
+        self.number = number
+        self.request = request
+        self.response = response
+        self.pushed = False
+        self.queued = False
+        """The request is complete and waits in the matcher."""
+        self.reset: int | None = None
 
 
 def _header(headers: dict[str, Any] | None, name: str) -> str:
@@ -481,6 +386,12 @@ class Http2Session:
             position = len(PREFACE)
         end = len(buffer)
         unpack = _FRAME_HEADER.unpack_from
+        # declared, the fields unpacked are machine integers in the compiled build
+        length_high: int
+        length_low: int
+        kind: int
+        flags: int
+        stream: int
         while end - position >= FRAME_HEADER:
             length_high, length_low, kind, flags, stream = unpack(buffer, position)
             length = length_high << 16 | length_low
@@ -838,13 +749,14 @@ class Http2Session:
         direction = self.request_direction if is_request else self.request_direction.reverse
         if stream.pushed and is_request:
             direction = self.request_direction.reverse
+        # positional: the dataclass's interpreted __init__ takes keywords at twice the cost
         return Message(
-            protocol=declarations.GRPC if is_grpc else declarations.HTTP2,
-            direction=direction,
-            first_time=half.first_time,
-            last_time=half.last_time,
-            size=half.wire,
-            data=data,
+            declarations.GRPC if is_grpc else declarations.HTTP2,
+            direction,
+            half.first_time,
+            half.last_time,
+            half.wire,
+            data,
         )
 
     def _reset_message(self, stream: _Stream, timestamp: float) -> Message:

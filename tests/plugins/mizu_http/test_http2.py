@@ -11,11 +11,11 @@ from h2.connection import H2Connection
 from hpack.hpack import encode_integer
 from mizu_http import plugin
 from mizu_http.dissector import HttpDissector, Start, offer
+from mizu_http.hpack_decoder import HpackDecoder
 from mizu_http.http2 import (
     FRAME_HEADER,
     PREFACE,
     FrameRules,
-    HpackDecoder,
     find_frames,
     frames_verdict,
 )
