@@ -39,18 +39,51 @@ CONTENT_FIELDS: Final = (
 
 # -- the list row --------------------------------------------------------------------------------
 
+MAX_CACHED: Final = 4096
+"""Rows' texts and queries remembered per cache, at most (the cache is emptied when full)."""
+
+_ROUTES: Final[dict[tuple[str, str, str], tuple[str, str]]] = {}
+"""The summary of a route and its row query, by side, exchange and routing key: a connection
+publishes to a few routes over and over, and the row is asked for every entry."""
+
+_METHOD_QUERIES: Final[dict[tuple[str, str], str]] = {}
+"""The row's method query by side and method."""
+
+
+def _route(side: str, exchange: Any, key: Any) -> tuple[str, str]:
+    """The summary and row query of a message to ``exchange`` with ``key``."""
+    cacheable = isinstance(exchange, str) and isinstance(key, str)
+    if cacheable:
+        cached = _ROUTES.get((side, exchange, key))
+        if cached is not None:
+            return cached
+    query = all_of(equals(f"{side}.exchange", exchange), equals(f"{side}.routingKey", key))
+    route = f"{exchange or '(default)'} → {key}", all_of("amqp", query)
+    if cacheable:
+        if len(_ROUTES) >= MAX_CACHED:
+            _ROUTES.clear()
+        _ROUTES[(side, exchange, key)] = route
+    return route
+
 
 def _summary(side: str, message: Mapping[str, Any]) -> tuple[str, str]:
-    """Exchange and routing key, or queue, of one message, with the filter selecting it."""
+    """Exchange and routing key, or queue, of one message, with the row query selecting it."""
     if "routingKey" in message and "exchange" in message:
-        exchange, key = message["exchange"], message["routingKey"]
-        query = all_of(equals(f"{side}.exchange", exchange), equals(f"{side}.routingKey", key))
-        return f"{exchange or '(default)'} → {key}", query
+        return _route(side, message["exchange"], message["routingKey"])
     for name in ("queue", "exchange", "destination", "consumerTag"):
         value = message.get(name)
         if value:
-            return str(value), equals(f"{side}.{name}", value)
-    return "", ""
+            return str(value), all_of("amqp", equals(f"{side}.{name}", value))
+    return "", "amqp"
+
+
+def _method_query(side: str, method: str) -> str:
+    query = _METHOD_QUERIES.get((side, method))
+    if query is None:
+        if len(_METHOD_QUERIES) >= MAX_CACHED:
+            _METHOD_QUERIES.clear()
+        query = _METHOD_QUERIES[(side, method)] = all_of("amqp", equals(f"{side}.method", method))
+    return query
 
 
 REPLY_CODE_NAMES = {
@@ -76,6 +109,10 @@ REPLY_CODE_NAMES = {
 }
 """The reply codes of AMQP 0-9-1 (its spec's constants), as ``channel.close``,
 ``connection.close`` and ``basic.return`` carry them."""
+
+
+CONFIRMED_QUERY: Final = all_of("amqp", equals("request.confirmed", True))
+NACKED_QUERY: Final = all_of("amqp", equals("request.confirmed", False))
 
 
 def _verdict(entry: Mapping[str, Any], method: str, status: str) -> tuple[bool, str]:
@@ -105,24 +142,31 @@ def summarize_entry(entry: Entry) -> Summary:
     if not summary and response:
         summary, summary_query = _summary("response", response)
     status, status_query = "", ""
-    for status_side, fields in (("response", response), ("request", request)):
-        if "replyCode" in fields:
-            status = str(fields["replyCode"])
-            status_query = equals(f"{status_side}.replyCode", fields["replyCode"])
-            break
+    if "replyCode" in response:
+        status = str(response["replyCode"])
+        status_query = all_of("amqp", equals("response.replyCode", response["replyCode"]))
+    elif "replyCode" in request:
+        status = str(request["replyCode"])
+        status_query = all_of("amqp", equals("request.replyCode", request["replyCode"]))
     if "confirmed" in request:
-        status = "confirmed" if request["confirmed"] else "nacked"
-        status_query = equals("request.confirmed", request["confirmed"])
+        confirmed = request["confirmed"]
+        status = "confirmed" if confirmed else "nacked"
+        if confirmed is True:
+            status_query = CONFIRMED_QUERY
+        elif confirmed is False:
+            status_query = NACKED_QUERY
+        else:
+            status_query = all_of("amqp", equals("request.confirmed", confirmed))
     error, status_name = _verdict(entry, method, status)
     return {
         "error": error,
         "statusName": status_name,
         "summary": summary,
-        "summaryQuery": all_of("amqp", summary_query),
+        "summaryQuery": summary_query,
         "method": method,
-        "methodQuery": all_of("amqp", equals(f"{side}.method", method)),
+        "methodQuery": _method_query(side, method),
         "status": status,
-        "statusQuery": all_of("amqp", status_query) if status_query else "",
+        "statusQuery": status_query,
     }
 
 

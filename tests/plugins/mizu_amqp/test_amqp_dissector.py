@@ -506,3 +506,29 @@ def test_garbage_never_breaks_the_dissector(data: bytes, position: int) -> None:
             assert message["body"] == str(message["deliveryTag"]) * 3000
     if position == len(STREAM):
         assert [message["deliveryTag"] for message in delivered] == [1, 2, 3]
+
+
+def test_a_route_row_is_the_same_however_often_it_is_asked() -> None:
+    """Rows of routes are remembered by side, exchange and routing key: each side keeps its
+    own selectors, quoting holds, and a stored entry with a number for a name still has its
+    row."""
+    published = {"method": "basic.publish", "channel": 1, "exchange": "", "routingKey": 'q"1'}
+    delivered = {**published, "method": "basic.deliver", "consumerTag": "c"}
+    for _ in range(2):
+        row = plugin.summarize(entry={"request": published, "response": None})
+        assert (row["summary"], row["summaryQuery"], row["methodQuery"]) == (
+            '(default) → q"1',
+            'amqp and request.exchange == "" and request.routingKey == "q\\"1"',
+            'amqp and request.method == "basic.publish"',
+        )
+        row = plugin.summarize(entry={"request": None, "response": delivered})
+        assert (row["summary"], row["summaryQuery"], row["methodQuery"]) == (
+            '(default) → q"1',
+            'amqp and response.exchange == "" and response.routingKey == "q\\"1"',
+            'amqp and response.method == "basic.deliver"',
+        )
+        row = plugin.summarize(entry={"request": {**published, "exchange": 7}, "response": None})
+        assert (row["summary"], row["summaryQuery"]) == (
+            '7 → q"1',
+            'amqp and request.exchange == 7 and request.routingKey == "q\\"1"',
+        )
