@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +25,9 @@ from mizu_core.redact import (
     UserAgentFilter,
 )
 from tests.support.tcpdump import record
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "examples" / "mizu-redis" / "tests"))
+from redis_peers import redis_server, send_commands
 
 pytestmark = pytest.mark.live
 
@@ -179,54 +179,16 @@ def test_base64_bodies_and_names_that_only_look_alike() -> None:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_redis_key_stays(tmp_path: Path) -> None:
     """A protocol's own fields are not names to redact: a Redis key called ``token`` stays."""
-    executable = shutil.which("redis-server")
-    assert executable is not None, "redis-server is needed (apt-get install redis-server)"
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            executable,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=5)
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        pcap = tmp_path / "redis.pcap"
-        with record(pcap, f"tcp port {port}"), client:
-            command = [b"SET", b"password", SECRET.encode()]
-            client.sendall(
-                b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in command)
-            )
-            assert client.recv(100) == b"+OK\r\n"
-    finally:
-        server.terminate()
-        server.wait(10)
+    pcap = tmp_path / "redis.pcap"
+    with redis_server() as server, record(pcap, f"tcp port {server.port}"):
+        send_commands(server.port, [["SET", "password", SECRET]])
     entries = [e for e in dissect(pcap, "--redact") if e["protocol"]["name"] == "redis"]
     assert entries, "the Redis plugin (examples/mizu-redis) must be installed"
     assert entries[0]["request"]["key"] == "password"
     assert SECRET in json.dumps(entries[0]["request"])
+    assert "OK" in json.dumps(entries[0]["response"])
 
 
 _SHAPE_PIECES = st.sampled_from(

@@ -57,17 +57,6 @@ document.addEventListener("securitypolicyviolation",
 """
 
 
-def send_redis(port: int, commands: list[list[str]]) -> None:
-    """Commands in RESP on one connection, a reply read after each."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
-        for command in commands:
-            frame = f"*{len(command)}\r\n" + "".join(
-                f"${len(part.encode())}\r\n{part}\r\n" for part in command
-            )
-            connection.sendall(frame.encode())
-            connection.recv(4096)
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -21,11 +21,11 @@ import aiohttp
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.frontend.conftest import Traffic, send_redis
+from tests.frontend.conftest import Traffic
 from tests.support.processes import Dashboard
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples" / "mizu-redis" / "tests"))
-from redis_peers import redis_server
+from redis_peers import redis_server, send_commands
 
 pytestmark = pytest.mark.live
 
@@ -48,7 +48,7 @@ def redis_port() -> Iterator[int]:
 
 
 def redis_commands(port: int) -> None:
-    send_redis(
+    send_commands(
         port,
         [
             ["SET", "cart:7", '{"items":2}'],

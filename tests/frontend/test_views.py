@@ -29,7 +29,7 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import Page, expect
 
-from tests.frontend.conftest import free_port, send_redis
+from tests.frontend.conftest import free_port
 from tests.plugins.mizu_amqp.amqp_peers import rabbitmq_broker
 from tests.plugins.mizu_kafka.kafka_peers import tansu_broker
 from tests.server.multiservice import Shop, drive, running_shop, shop_query
@@ -37,7 +37,7 @@ from tests.support.processes import Dashboard
 from tests.support.web import threaded_server
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples" / "mizu-redis" / "tests"))
-from redis_peers import redis_server
+from redis_peers import redis_server, send_commands
 
 pytestmark = pytest.mark.live
 
@@ -156,7 +156,7 @@ def drive_kafka(bootstrap: str) -> None:
 
 def drive_redis(port: int) -> None:
     """A few commands, one of which Redis refuses: INCR of a value that is not a number."""
-    send_redis(
+    send_commands(
         port,
         [["SET", "cart:7", "two items"], ["GET", "cart:7"], ["INCR", "cart:7"], ["DEL", "cart:7"]],
     )

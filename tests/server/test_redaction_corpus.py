@@ -17,7 +17,6 @@ import base64
 import binascii
 import gzip
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from tests.support.processes import Dashboard
 from tests.support.tcpdump import record
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples" / "mizu-redis" / "tests"))
-from redis_peers import redis_server
+from redis_peers import redis_server, send_commands
 
 pytestmark = pytest.mark.live
 
@@ -186,14 +185,7 @@ def redis_traffic(port: int) -> None:
         ["SET", "session:7", json.dumps({"access_token": SECRETS["redis value holding json"]})],
         ["PING"],
     ]
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
-        for command in commands:
-            frame = f"*{len(command)}\r\n" + "".join(
-                f"${len(part)}\r\n{part}\r\n" for part in command
-            )
-            connection.sendall(frame.encode())
-            time.sleep(0.05)
-            connection.recv(65536)
+    send_commands(port, commands, pause=0.05)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,21 @@ def redis_server(port: int | None = None) -> Iterator[RedisServer]:
     finally:
         process.terminate()
         process.wait(timeout=START_TIMEOUT)
+
+
+def send_commands(port: int, commands: Sequence[Sequence[str]], pause: float = 0.0) -> None:
+    """``commands`` in RESP on one connection, as a client library writes them, each reply read
+    before the next is sent; ``pause`` seconds after each send, so that every reply comes in a
+    segment of its own."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        for command in commands:
+            parts = [part.encode() for part in command]
+            connection.sendall(
+                b"*%d\r\n" % len(parts)
+                + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
+            )
+            time.sleep(pause)
+            connection.recv(65536)
 
 
 @contextmanager
