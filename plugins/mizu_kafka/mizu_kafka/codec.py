@@ -152,8 +152,11 @@ class Reader:
             | data[position + 6] << 8
             | data[position + 7]
         )
-        value = high << 32 | low
-        return value - 0x10000000000000000 if high >= 0x80000000 else value
+        # The sign goes on the high half: a small negative (an offset or id of -1) then never
+        # passes through an unsigned value too large for the compiled build's short ints.
+        if high >= 0x80000000:
+            high -= 0x100000000
+        return high << 32 | low
 
     def float64(self) -> float:
         position = self._advance(8)

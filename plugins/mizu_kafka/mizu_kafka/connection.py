@@ -20,6 +20,7 @@ from mizu_kafka.protocol import (
     frame_checks_out,
     plausible_request,
 )
+from mizu_kafka.records import int32_at
 
 KAFKA: Final = Protocol(
     name="kafka",
@@ -114,7 +115,7 @@ class KafkaConnection:
         if len(body) < 4:
             self.response_splitter.lose_sync()
             return
-        correlation_id = int.from_bytes(body[:4], "big", signed=True)
+        correlation_id = int32_at(body, 0)
         pending = self.pending
         request = pending.get(correlation_id)
         if request is not None:

@@ -18,16 +18,16 @@ import lz4.frame
 import zstandard
 
 COMPRESSION_NAMES: Final = ("none", "gzip", "snappy", "lz4", "zstd")
-XERIAL_MAGIC = b"\x82SNAPPY\x00"
+XERIAL_MAGIC: Final = b"\x82SNAPPY\x00"
 BATCH_HEADER_SIZE: Final = 61
 """baseOffset int64, batchLength int32, partitionLeaderEpoch int32, magic int8, crc uint32,
 attributes int16, lastOffsetDelta int32, baseTimestamp int64, maxTimestamp int64, producerId
 int64, producerEpoch int16, baseSequence int32, recordCount int32."""
-LEGACY_HEADER = struct.Struct(">qiIbb")
+LEGACY_HEADER: Final = struct.Struct(">qiIbb")
 """offset, messageSize, crc, magic, attributes."""
-LOG_APPEND_TIME = 0x08
-TRANSACTIONAL = 0x10
-CONTROL = 0x20
+LOG_APPEND_TIME: Final = 0x08
+TRANSACTIONAL: Final = 0x10
+CONTROL: Final = 0x20
 
 
 class RecordBudget:
@@ -341,7 +341,8 @@ def _uint32_at(data: bytes, position: int) -> int:
     )
 
 
-def _int32_at(data: bytes, position: int) -> int:
+def int32_at(data: bytes, position: int) -> int:
+    """The big-endian int32 at ``position``, which the caller knows is within ``data``."""
     value = _uint32_at(data, position)
     return value - 0x100000000 if value >= 0x80000000 else value
 
@@ -349,7 +350,7 @@ def _int32_at(data: bytes, position: int) -> int:
 def _int64_at(data: bytes, position: int) -> int:
     # The sign goes on the high half first: a small negative (a producer id of -1) then never
     # passes through an unsigned value too large for the compiled build's short ints.
-    return _int32_at(data, position) << 32 | _uint32_at(data, position + 4)
+    return int32_at(data, position) << 32 | _uint32_at(data, position + 4)
 
 
 def _record_batch(
@@ -366,8 +367,8 @@ def _record_batch(
     max_timestamp = _int64_at(data, start + 35)
     producer_id = _int64_at(data, start + 43)
     producer_epoch = _int16_at(data, start + 51)
-    base_sequence = _int32_at(data, start + 53)
-    count = _int32_at(data, start + 57)
+    base_sequence = int32_at(data, start + 53)
+    count = int32_at(data, start + 57)
     codec = attributes & 0x07
     batch = {
         "baseOffset": base_offset,
@@ -488,7 +489,7 @@ def decode_records(
     position = start
     try:
         while position + 17 <= end:
-            length = _int32_at(data, position + 8)
+            length = int32_at(data, position + 8)
             batch_end = position + 12 + length
             magic = data[position + 16]
             if length < 0 or batch_end > end:

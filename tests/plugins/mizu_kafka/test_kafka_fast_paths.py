@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.record.memory_records import MemoryRecordsBuilder
 from mizu_kafka import plugin
+from mizu_kafka.codec import Reader
 from mizu_kafka.framing import FrameSplitter
 from mizu_kafka.protocol import Settings, decode_request, error_codes
-from mizu_kafka.records import RecordBudget, decode_records, render
+from mizu_kafka.records import RecordBudget, decode_records, int32_at, render
 
 from mizu_core import Direction
 from mizu_core.testkit import HookOutputs, run_bytes
@@ -179,3 +180,12 @@ def test_status_is_the_first_error_code_of_the_captures() -> None:
 def test_status_is_the_first_error_code_of_mutated_traffic(chunks: Chunks) -> None:
     """Error codes noted while decoding, cut short or not, are the ones the payload shows."""
     check_error_codes(run_bytes(chunks, plugin))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-(2**63), 2**63 - 1), st.integers(-(2**31), 2**31 - 1))
+def test_integers_read_by_halves_are_what_struct_reads(int64: int, int32: int) -> None:
+    # Both are read by shifting octets, the sign applied to the high half before the halves
+    # meet (so that -1 and its kin stay small ints in the compiled build).
+    assert Reader(struct.pack(">q", int64)).int64() == int64
+    assert int32_at(b"\xff" + struct.pack(">i", int32), 1) == int32
