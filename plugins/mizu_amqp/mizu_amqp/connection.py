@@ -61,6 +61,11 @@ DECODE_ERRORS: Final = (
     OSError,  # the same, on some platforms
 )
 
+CLIENT_TO_SERVER: Final = Direction.CLIENT_TO_SERVER
+SERVER_TO_CLIENT: Final = Direction.SERVER_TO_CLIENT
+"""The directions as constants: the compiled build reads a constant where it would look the
+member up on the enum class, for every segment and method."""
+
 CONFIRM_SELECT: Final = commands.Confirm.Select.index
 CHANNEL_OPEN: Final = commands.Channel.Open.index
 CHANNEL_CLOSE: Final = commands.Channel.Close.index
@@ -326,15 +331,15 @@ class AmqpConnection:
         """Synchronous methods seen (numbers their :data:`WaitingKey`)."""
         self.unconfirmed: KeyedMatcher = context.keyed_matcher(max_pending=limits.max_unconfirmed)
         self.channels: dict[int, Channel] = {}
-        self.client = Side(self, Direction.CLIENT_TO_SERVER)
-        self.server = Side(self, Direction.SERVER_TO_CLIENT)
+        self.client = Side(self, CLIENT_TO_SERVER)
+        self.server = Side(self, SERVER_TO_CLIENT)
         self.fed_time = [-math.inf, -math.inf]
         """Per direction, when its latest bytes were sent."""
         self.lost_time = [-math.inf, -math.inf]
         """Per direction, when the bytes after the last loss were sent."""
 
     def side(self, direction: Direction) -> Side:
-        return self.client if direction is Direction.CLIENT_TO_SERVER else self.server
+        return self.client if direction is CLIENT_TO_SERVER else self.server
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         """Read what ``data`` completes, counting its frames."""
@@ -366,7 +371,7 @@ class AmqpConnection:
                     self.emit_unanswered(self.requests.take(queue.popleft()), "gap")
             if not state.confirm_mode:
                 continue
-            if direction is Direction.CLIENT_TO_SERVER:
+            if direction is CLIENT_TO_SERVER:
                 # The broker's delivery tags count publishes lost here too.
                 state.sequence_known = False
             else:
@@ -401,7 +406,7 @@ class AmqpConnection:
         elif (
             state.confirm_mode
             and name in ("basic.ack", "basic.nack")
-            and direction is Direction.SERVER_TO_CLIENT
+            and direction is SERVER_TO_CLIENT
         ):
             self.confirm(channel, state, data["deliveryTag"], data["multiple"], name)
             self.context.emit(message, None)
@@ -494,7 +499,7 @@ class AmqpConnection:
                 continue
             while queue:
                 self.emit_unanswered(self.requests.take(queue.popleft()), "closed")
-        if sender is Direction.SERVER_TO_CLIENT:
+        if sender is SERVER_TO_CLIENT:
             return  # the broker's confirms may still come
         while state.unconfirmed:
             self.emit_unanswered(
