@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from mizu_core import (
     Representation,
@@ -51,6 +51,36 @@ def topics(payload: Any, path: str = "") -> list[tuple[str, str, dict[str, Any] 
     return found
 
 
+MAX_REMEMBERED: Final = 4096
+"""Row queries kept, at most (all are forgotten when there are more)."""
+_ROW_QUERIES: Final[dict[tuple[str, str], str]] = {}
+"""``kafka and SELECTOR == "VALUE"`` by selector and text value: the row is asked for every
+entry, and a capture's entries name a few topics, methods and clients over and over."""
+_STATUS_QUERIES: Final[dict[int, str]] = {}
+"""The row's status query by error code."""
+
+
+def _row_query(selector: str, value: Any) -> str:
+    """``kafka and selector == value``, remembered when ``value`` is text."""
+    if not isinstance(value, str):
+        return all_of("kafka", equals(selector, value))
+    query = _ROW_QUERIES.get((selector, value))
+    if query is None:
+        if len(_ROW_QUERIES) >= MAX_REMEMBERED:
+            _ROW_QUERIES.clear()
+        query = _ROW_QUERIES[(selector, value)] = all_of("kafka", equals(selector, value))
+    return query
+
+
+def _status_query(code: int) -> str:
+    query = _STATUS_QUERIES.get(code)
+    if query is None:
+        if len(_STATUS_QUERIES) >= MAX_REMEMBERED:
+            _STATUS_QUERIES.clear()
+        query = _STATUS_QUERIES[code] = all_of("kafka", equals("response.errorCode", code))
+    return query
+
+
 def _group(payload: Mapping[str, Any]) -> str | None:
     for key in ("groupId", "key", "transactionalId"):
         value = payload.get(key)
@@ -74,14 +104,14 @@ def summarize_entry(entry: Mapping[str, Any]) -> Summary:
         if len(names) > MAX_SUMMARY_TOPICS:
             summary += f" (+{len(names) - MAX_SUMMARY_TOPICS})"
         first_selector, first_name, _ = named[0]
-        summary_query = all_of("kafka", equals(f"request.payload.{first_selector}", first_name))
+        summary_query = _row_query(f"request.payload.{first_selector}", first_name)
     elif group := _group(payload):
         key = next(k for k in ("groupId", "key", "transactionalId") if payload.get(k) == group)
         summary = group
-        summary_query = all_of("kafka", equals(f"request.payload.{key}", group))
+        summary_query = _row_query(f"request.payload.{key}", group)
     elif request:
         summary = request.get("clientId") or ""
-        summary_query = all_of("kafka", equals("request.clientId", summary))
+        summary_query = _row_query("request.clientId", summary)
     else:
         summary = f"correlation id {response.get('correlationId')}"
         summary_query = "kafka and request == nil"
@@ -89,7 +119,7 @@ def summarize_entry(entry: Mapping[str, Any]) -> Summary:
     if response:
         code = int(response.get("errorCode", 0))
         status = response.get("errorName") or error_name(code)
-        status_query = all_of("kafka", equals("response.errorCode", code))
+        status_query = _status_query(code)
     else:
         status = ""
         status_query = "kafka and response == nil"
@@ -101,7 +131,7 @@ def summarize_entry(entry: Mapping[str, Any]) -> Summary:
         "summary": summary,
         "summaryQuery": summary_query,
         "method": method,
-        "methodQuery": all_of("kafka", equals("request.method", method) if method else ""),
+        "methodQuery": _row_query("request.method", method) if method else "kafka",
         "status": status,
         "statusQuery": status_query,
     }

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.record.memory_records import MemoryRecordsBuilder
-from mizu_kafka import plugin
+from mizu_kafka import plugin, views
 from mizu_kafka.records import RecordBudget, decode_records
 
 from mizu_core import Direction
@@ -101,6 +101,27 @@ def test_heartbeat_pair_and_error_name() -> None:
     assert outputs.rows[0]["summaryQuery"] == 'kafka and request.payload.groupId == "g"'
     error_table = outputs.representations[0]["response"][1]
     assert error_table["title"] == "Error codes"
+
+
+def test_remembered_row_queries_are_each_entrys_own() -> None:
+    # More topics than the rows' queries kept: the kept ones are forgotten, never mixed up.
+    topics = views.MAX_REMEMBERED + 7
+    for index in range(2 * topics):
+        topic = f"t{index % topics}"
+        method = "Produce" if index % 2 else "Fetch"
+        entry = {
+            "request": {"method": method, "payload": {"topicData": [{"name": topic}]}},
+            "response": {"errorCode": index % 3},
+        }
+        row = views.summarize_entry(entry)
+        assert row["summary"] == topic
+        assert row["summaryQuery"] == f'kafka and request.payload.topicData[0].name == "{topic}"'
+        assert row["methodQuery"] == f'kafka and request.method == "{method}"'
+        assert row["statusQuery"] == f"kafka and response.errorCode == {index % 3}"
+        assert row["error"] is (index % 3 != 0)
+    row = views.summarize_entry({"request": {"method": "", "clientId": "c"}})
+    assert row["methodQuery"] == "kafka"
+    assert row["summaryQuery"] == 'kafka and request.clientId == "c"'
 
 
 def test_unknown_api_and_version_and_lost_request_are_entries() -> None:
