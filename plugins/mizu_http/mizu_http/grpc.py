@@ -49,7 +49,13 @@ def messages(body: bytes, encoding: str, limit: int) -> list[dict[str, Any]]:
     position = 0
     while position + 5 <= len(body):
         compressed = body[position] & 1
-        length = int.from_bytes(body[position + 1 : position + 5], "big")
+        # by shifts: int.from_bytes is a method call through Python from compiled code
+        length = (
+            body[position + 1] << 24
+            | body[position + 2] << 16
+            | body[position + 3] << 8
+            | body[position + 4]
+        )
         data = body[position + 5 : position + 5 + length]
         position += 5 + length
         message: dict[str, Any] = {"compressed": bool(compressed), "size": length}
