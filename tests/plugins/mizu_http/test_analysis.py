@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
+from hypothesis import given
+from hypothesis import strategies as st
 from mizu_http.analysis import (
     finish_request,
     finish_response,
     form_params,
     header_values,
+    query_pairs,
     represent,
     summarize,
 )
@@ -28,6 +33,20 @@ def test_request_views() -> None:
     assert request["cookies"] == {"a": ["1", "3"], "b": "2"}
     proxied = finish_request({"method": "GET", "target": "http://other/p?q=1", "headers": {}})
     assert (proxied["url"], proxied["path"]) == ("http://other/p?q=1", "/p")
+
+
+@given(st.text(alphabet="ab=&+%2fé;\x00 ", max_size=24))
+def test_query_pairs_are_the_standard_librarys(query: str) -> None:
+    assert query_pairs(query) == parse_qsl(query, keep_blank_values=True)
+
+
+def test_query_pairs_decode_escapes_and_plus() -> None:
+    assert query_pairs("a+b=%C3%A9%2&=x&&c&d=%zz+1") == [
+        ("a b", "\u00e9%2"),
+        ("", "x"),
+        ("c", ""),
+        ("d", "%zz 1"),
+    ]
 
 
 def test_response_cookies_and_header_lookup_ignore_case() -> None:
