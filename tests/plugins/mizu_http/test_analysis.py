@@ -6,6 +6,7 @@ from urllib.parse import parse_qsl
 
 from hypothesis import given
 from hypothesis import strategies as st
+from mizu_http import analysis
 from mizu_http.analysis import (
     finish_request,
     finish_response,
@@ -79,6 +80,27 @@ def test_summary_queries_escape_quotes() -> None:
     assert row["summary"] == '/say"hi"'
     assert row["summaryQuery"] == 'http and request.path == "/say\\"hi\\""'
     assert row["statusQuery"] == "http and response.status == 404"
+
+
+def test_remembered_row_queries_are_each_entrys_own() -> None:
+    # More paths than the rows' queries kept, under two protocols: the kept ones are forgotten,
+    # never mixed up.
+    grpc = {"name": "http", "version": "2.0", "abbr": "gRPC", "macro": "grpc"}
+    paths = analysis.MAX_REMEMBERED + 7
+    for index in range(2 * paths):
+        protocol = grpc if index % 2 else HTTP11
+        macro = protocol["macro"]
+        path = f"/p{index % paths}"
+        row = summarize(
+            {
+                "protocol": protocol,
+                "request": {"method": "GET", "path": path},
+                "response": {"status": 200 + index % 3},
+            }
+        )
+        assert row["summaryQuery"] == f'{macro} and request.path == "{path}"'
+        assert row["methodQuery"] == f'{macro} and request.method == "GET"'
+        assert row["statusQuery"] == f"{macro} and response.status == {200 + index % 3}"
 
 
 def test_representation_sections() -> None:
