@@ -11,9 +11,12 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from collections.abc import Callable
+from typing import Final
 
-SIZE = struct.Struct(">i")
-MAX_FRAME = 1 << 30
+from mizu_kafka.records import int32_at
+
+SIZE: Final = struct.Struct(">i")
+MAX_FRAME: Final = 1 << 30
 
 FrameStart = Callable[[bytes], tuple[int, bool]]
 """Given the bytes buffered while lost, ``(offset, True)`` when a frame that checks out starts
@@ -126,12 +129,14 @@ class FrameSplitter:
         """Append the whole frames at the start of ``data``; the offset after the last."""
         position = 0
         available = len(data)
+        # The size read in place, as a native int, and the body a slice of ``data``: the
+        # dissector's input is bytes, so a slice of it is a frame body already.
         while available - position >= 4:
-            (size,) = SIZE.unpack_from(data, position)
+            size = int32_at(data, position)
             end = position + 4 + size
             if not 0 <= size <= MAX_FRAME or end > available:
                 break
-            frames.append(Frame(bytes(data[position + 4 : end]), size, timestamp, timestamp))
+            frames.append(Frame(data[position + 4 : end], size, timestamp, timestamp))
             position = end
         return position
 
