@@ -28,6 +28,10 @@ _PCAPNG_BIG_ENDIAN = b"\x1a\x2b\x3c\x4d"
 _PCAPNG_INTERFACE_BLOCK = 1
 _PCAPNG_PACKET_BLOCKS = frozenset({2, 3, 6})  # obsolete, simple, enhanced
 _PCAPNG_MIN_BLOCK = 12  # type, length, and the length again
+_PCAPNG_SECTION_BLOCK = 0x0A0D0D0A  # its magic reads the same in either byte order
+_BLOCK_HEADERS = {order: struct.Struct(order + "II") for order in "<>"}
+"""A block's type and length, by the section's byte order: every worker walks every block of
+the file once it is read, so the format is compiled once."""
 
 
 class CaptureError(Exception):
@@ -195,11 +199,14 @@ def _pcapng_drops(path: Path) -> tuple[int, int]:
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         size = len(data)
         order = "<"
+        block_header = _BLOCK_HEADERS[order].unpack_from
         offset = 0
         while offset + _PCAPNG_MIN_BLOCK <= size:
-            if data[offset : offset + 4] == PCAPNG_MAGIC:
+            block_type, length = block_header(data, offset)
+            if block_type == _PCAPNG_SECTION_BLOCK:
                 order = "<" if data[offset + 8 : offset + 12] == _PCAPNG_LITTLE_ENDIAN else ">"
-            block_type, length = struct.unpack_from(order + "II", data, offset)
+                block_header = _BLOCK_HEADERS[order].unpack_from
+                length = block_header(data, offset)[1]
             if length < _PCAPNG_MIN_BLOCK or offset + length > size:
                 break
             if block_type == _PCAPNG_STATISTICS_BLOCK and length >= 8 + _ISB_FIXED + 4:

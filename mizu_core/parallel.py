@@ -370,7 +370,8 @@ class ShardSource:
                 worker.note_openings()
                 worker.send_items(index + 1, self.file.consumed)
         self.end = index + 1
-        self.file.check_complete(self.end - self.start, frame_bytes)
+        if own == 0:  # the capture's stats are worker 0's; a pcapng file's drops take a walk
+            self.file.check_complete(self.end - self.start, frame_bytes)
         for owner, tagged, at, routed in router.release_held(self.end):
             if owner == own:
                 worker.note_openings()

@@ -53,6 +53,18 @@ def test_output_is_byte_identical_across_runs(capture: str) -> None:
     assert first and dissect(str(DATA / capture), "--workers", "3")[1] == first
 
 
+def test_a_file_cut_in_a_packet_is_reported_once_with_workers(tmp_path: Path) -> None:
+    """The capture's own state (cut short, drops) is read by worker 0 alone."""
+    capture = (DATA / "core/http11-keepalive.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(capture[: len(capture) // 2 + 3])
+    code, _, single = dissect(str(cut), "--workers", "1")
+    code_sharded, _, sharded = dissect(str(cut), "--workers", "2")
+    assert code == code_sharded == 0
+    assert "file truncated" in single
+    assert sharded == single
+
+
 def test_several_files_number_connections_across_files() -> None:
     files = [str(DATA / "core/http11-keepalive.pcap"), str(DATA / "core/deepflow_http.pcap")]
     code, single, _ = dissect(*files, "--workers", "1")

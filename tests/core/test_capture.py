@@ -135,35 +135,38 @@ def test_a_file_cut_in_a_packet_is_flagged(tmp_path: Path, original: str) -> Non
     assert flags == [False, True]
 
 
-def _block(kind: int, body: bytes) -> bytes:
+def _block(kind: int, body: bytes, order: str = "<") -> bytes:
     length = 12 + len(body)
-    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+    return struct.pack(order + "II", kind, length) + body + struct.pack(order + "I", length)
 
 
-def _statistics(interface: int, **drops: int) -> bytes:
+def _statistics(interface: int, order: str = "<", **drops: int) -> bytes:
     """An interface statistics block with the ``ifdrop`` (5) and ``osdrop`` (7) options."""
     options = b"".join(
-        struct.pack("<HHQ", code, 8, drops[name])
+        struct.pack(order + "HHQ", code, 8, drops[name])
         for name, code in (("ifdrop", 5), ("osdrop", 7))
         if name in drops
     )
-    return _block(5, struct.pack("<III", interface, 0, 0) + options + b"\0\0\0\0")
+    return _block(5, struct.pack(order + "III", interface, 0, 0) + options + b"\0\0\0\0", order)
 
 
-def test_pcapng_statistics_give_the_drops_when_the_file_was_recorded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_pcapng_statistics_give_the_drops_when_the_file_was_recorded(
+    tmp_path: Path, order: str
+) -> None:
     """The last statistics of each interface count (they are cumulative); ``osdrop`` is the
     host's drops where a writer gives it, else ``ifdrop`` is (older dumpcap put the
-    kernel's count there)."""
-    section = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
-    interface = _block(1, struct.pack("<HHI", 1, 0, 65535))
+    kernel's count there). Either byte order (the writer's)."""
+    section = _block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1), order)
+    interface = _block(1, struct.pack(order + "HHI", 1, 0, 65535), order)
     capture = tmp_path / "drops.pcapng"
     capture.write_bytes(
         section
         + interface
         + interface
-        + _statistics(0, ifdrop=3)
-        + _statistics(0, ifdrop=10)
-        + _statistics(1, ifdrop=2, osdrop=40)
+        + _statistics(0, order, ifdrop=3)
+        + _statistics(0, order, ifdrop=10)
+        + _statistics(1, order, ifdrop=2, osdrop=40)
     )
     source = FileSource(capture)
     assert list(source) == []
