@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mizu_core import CloseReason, Direction
+from mizu_core import CloseReason, Direction, reassembly
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginManager
 from mizu_core.reassembly import ReassemblyLimits
@@ -115,6 +115,28 @@ def test_same_packet_seen_twice_is_counted_once(tmp_path: Path) -> None:
     # Copies of the packets that follow the close are counted as late packets instead.
     late = stats["packets_after_close"] - single_engine.stats()["reassembly"]["packets_after_close"]
     assert stats["duplicate_packets"] + late == len(capture.packets)
+
+
+@pytest.mark.parametrize("doubled", [False, True])
+def test_the_short_path_counts_what_the_general_path_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, doubled: bool
+) -> None:
+    # Data and bare acknowledgements take the short path; copies of them (a packet seen
+    # twice) do not: every stream and counter is what the decoder and segment() make of them.
+    capture = read_pcap(KEEPALIVE)
+    packets = [packet for packet in capture.packets for _ in range(2 if doubled else 1)]
+    path = tmp_path / "short.pcap"
+    write_pcap(path, packets, capture.linktype)
+    short, short_engine = record_streams(path)
+    monkeypatch.setattr(reassembly, "FAST_IPV4_LAYOUTS", {})
+    general, general_engine = record_streams(path)
+    assert [(c.streams, c.packets, c.gaps) for c in short] == [
+        (c.streams, c.packets, c.gaps) for c in general
+    ]
+    short_stats, general_stats = short_engine.stats(), general_engine.stats()
+    for name in ("packets", "decode", "reassembly", "dispatch"):
+        assert short_stats[name] == general_stats[name], name
+    assert (short_stats["reassembly"]["duplicate_packets"] > 0) is doubled
 
 
 def test_dropped_segments_become_gaps_of_the_right_size(tmp_path: Path) -> None:
