@@ -32,7 +32,7 @@ from pamqp import base, commands, exceptions, header
 from pamqp.commands import INDEX_MAPPING
 
 from mizu_amqp.fields import method_fields
-from mizu_amqp.frames import FRAME_OVERHEAD, FrameReader
+from mizu_amqp.frames import FRAME_BODY, FRAME_METHOD, FRAME_OVERHEAD, FrameReader
 from mizu_amqp.hot import ACK, DELIVER, PUBLISH, ack, content_header, deliver, publish
 from mizu_amqp.values import body_json, properties_json, spec_name
 from mizu_core import ConnectionContext, Direction, KeyedMatcher, Message, Protocol
@@ -166,7 +166,7 @@ class Side:
         self.count: Callable[..., None] = connection.context.count
         self.direction = direction
         self.max_body_size = connection.limits.max_body_size
-        self.reader = FrameReader(self, connection.limits.max_frame_size)
+        self.reader = SideReader(self, connection.limits.max_frame_size)
         self.contents: dict[int, Content] = {}
 
     # -- FrameHandler --------------------------------------------------------------------------
@@ -176,6 +176,14 @@ class Side:
 
     def on_heartbeat(self) -> None:
         self.count("heartbeats")
+
+    def on_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
+        if frame_type == FRAME_METHOD:
+            self.on_method(channel, payload, timestamp)
+        elif frame_type == FRAME_BODY:
+            self.on_body(channel, payload, timestamp)
+        else:
+            self.on_content_header(channel, payload, timestamp)
 
     def on_body(self, channel: int, payload: bytes, timestamp: float) -> None:
         content = self.contents.get(channel)
@@ -302,6 +310,20 @@ class Side:
         contents, self.contents = self.contents, {}
         for channel, content in contents.items():
             self.finish(channel, content, complete=False)
+
+
+class SideReader(FrameReader):
+    """The frame reader of a :class:`Side`: it knows its handler's class, so that the compiled
+    build calls the handler's methods directly, not through Python, for every frame."""
+
+    __slots__ = ("side",)
+
+    def __init__(self, side: Side, limit: int) -> None:
+        super().__init__(side, limit)
+        self.side = side
+
+    def whole_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
+        self.side.on_frame(frame_type, channel, payload, timestamp)
 
 
 def decode_method(payload: bytes, channel: int) -> dict[str, Any]:

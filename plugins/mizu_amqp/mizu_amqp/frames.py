@@ -54,16 +54,12 @@ class FrameHandler(Protocol):
 
     def on_protocol_header(self, header: bytes, timestamp: float) -> None: ...
 
-    def on_method(self, channel: int, payload: bytes, timestamp: float) -> None:
-        """A whole method frame (``payload`` without framing)."""
-
-    def on_content_header(self, channel: int, payload: bytes, timestamp: float) -> None:
-        """A whole content-header frame (``payload`` without framing)."""
+    def on_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
+        """A whole method, content-header or body frame that checked out (``frame_type`` is
+        :data:`FRAME_METHOD`, :data:`FRAME_HEADER` or :data:`FRAME_BODY`; ``payload`` without
+        framing)."""
 
     def on_heartbeat(self) -> None: ...
-
-    def on_body(self, channel: int, payload: bytes, timestamp: float) -> None:
-        """A whole body frame that checked out (``payload`` without framing)."""
 
     def on_body_start(self, channel: int, size: int, timestamp: float) -> None:
         """A body frame larger than what has arrived: its payload follows in chunks."""
@@ -280,10 +276,6 @@ class FrameReader:
         """Read the whole method, content-header and body frames within every limit from
         ``offset`` on (nearly all of a synchronised stream) in one tight loop; the offset of
         the first octet it leaves to :meth:`feed`, and the frames read."""
-        handler = self.handler
-        on_method = handler.on_method
-        on_content_header = handler.on_content_header
-        on_body = handler.on_body
         size = len(view)
         data: bytes
         if isinstance(view, bytes):
@@ -311,17 +303,23 @@ class FrameReader:
                 break
             channel = data[offset + 1] << 8 | data[offset + 2]
             # A method may renegotiate the limits: they are read again for every frame.
-            if frame_type == FRAME_METHOD and length <= self._largest_control:
-                on_method(channel, data[offset + 7 : end], timestamp)
-            elif frame_type == FRAME_BODY and length <= self._largest_body:
-                on_body(channel, data[offset + 7 : end], timestamp)
-            elif frame_type == FRAME_HEADER and length <= self._largest_control:
-                on_content_header(channel, data[offset + 7 : end], timestamp)
+            if frame_type == FRAME_BODY:
+                fits = length <= self._largest_body
+            elif frame_type in (FRAME_METHOD, FRAME_HEADER):
+                fits = length <= self._largest_control
             else:
+                fits = False
+            if not fits:
                 break
+            self.whole_frame(frame_type, channel, data[offset + 7 : end], timestamp)
             offset = end + 1
             frames += 1
         return offset, frames
+
+    def whole_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
+        """Hand a whole method, content-header or body frame to the handler (a subclass that
+        knows its handler's class calls it directly)."""
+        self.handler.on_frame(frame_type, channel, payload, timestamp)
 
     def _frame(
         self,
@@ -353,13 +351,10 @@ class FrameReader:
             return 0
         if view[end] != FRAME_END:
             return self._lose_sync()
-        payload = bytes(view[offset + 7 : end])
-        if frame_type == FRAME_METHOD:
-            self.handler.on_method(channel, payload, timestamp)
-        elif frame_type == FRAME_HEADER:
-            self.handler.on_content_header(channel, payload, timestamp)
-        else:
+        if frame_type == FRAME_HEARTBEAT:
             self.handler.on_heartbeat()
+        else:
+            self.whole_frame(frame_type, channel, bytes(view[offset + 7 : end]), timestamp)
         return length + FRAME_OVERHEAD
 
     def _lose_sync(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mizu_amqp.fields import headers_table
-from mizu_amqp.frames import FrameReader
+from mizu_amqp.frames import FRAME_BODY, FRAME_HEADER, FRAME_METHOD, FrameReader
 from mizu_amqp.values import body_json
 from pamqp import commands, frame, header, heartbeat
 from pamqp.body import ContentBody
@@ -69,17 +69,12 @@ class Recorder:
     def on_protocol_header(self, header: bytes, timestamp: float) -> None:
         self.calls.append(("protocol", header))
 
-    def on_method(self, channel: int, payload: bytes, timestamp: float) -> None:
-        self.calls.append(("method", channel, payload))
-
-    def on_content_header(self, channel: int, payload: bytes, timestamp: float) -> None:
-        self.calls.append(("header", channel, payload))
+    def on_frame(self, frame_type: int, channel: int, payload: bytes, timestamp: float) -> None:
+        kind = {FRAME_METHOD: "method", FRAME_HEADER: "header", FRAME_BODY: "body"}[frame_type]
+        self.calls.append((kind, channel, payload))
 
     def on_heartbeat(self) -> None:
         self.calls.append(("heartbeat",))
-
-    def on_body(self, channel: int, payload: bytes, timestamp: float) -> None:
-        self.calls.append(("body", channel, payload))
 
     def on_body_start(self, channel: int, size: int, timestamp: float) -> None:
         self.calls.append(("body", channel, b""))
