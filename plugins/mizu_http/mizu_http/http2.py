@@ -385,22 +385,23 @@ class Http2Session:
             self.expect_preface = False
             position = len(PREFACE)
         end = len(buffer)
-        unpack = _FRAME_HEADER.unpack_from
-        # declared, the fields unpacked are machine integers in the compiled build
-        length_high: int
-        length_low: int
-        kind: int
-        flags: int
-        stream: int
         while end - position >= FRAME_HEADER:
-            length_high, length_low, kind, flags, stream = unpack(buffer, position)
-            length = length_high << 16 | length_low
+            # Octet by octet: the compiled build indexes bytes in C, where struct's
+            # unpack_from is a call through Python and a tuple for every frame.
+            length = buffer[position] << 16 | buffer[position + 1] << 8 | buffer[position + 2]
             if length > MAX_BUFFERED_FRAME:
                 self._give_up("frame too large")
                 return
             if end - position < FRAME_HEADER + length:
                 break
-            stream &= 0x7FFFFFFF
+            kind = buffer[position + 3]
+            flags = buffer[position + 4]
+            stream = (
+                (buffer[position + 5] & 0x7F) << 24
+                | buffer[position + 6] << 16
+                | buffer[position + 7] << 8
+                | buffer[position + 8]
+            )
             payload = buffer[position + FRAME_HEADER : position + FRAME_HEADER + length]
             position += FRAME_HEADER + length
             self._frame(side, kind, flags, stream, payload, timestamp)
