@@ -365,10 +365,10 @@ class Pairing:
             self.context.emit(None, response, answer.reason or UNPAIRED_GAP)
         elif not ticket.complete:
             ticket.answer = response  # emitted with its request
-        elif self.matcher.get(ticket.serial) is not None:
-            self.matcher.response(ticket.serial, response)
         else:
-            self.context.emit(None, response, UNPAIRED_TIMEOUT)  # its request was given up on
+            # Alone (timeout) when the matcher gave its request up: one call into the core
+            # rather than asking first.
+            self.matcher.response(ticket.serial, response, UNPAIRED_TIMEOUT)
 
     def request_complete(self, ticket: Ticket, request: Message) -> None:
         ticket.complete = True
