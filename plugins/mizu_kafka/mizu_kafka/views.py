@@ -110,8 +110,10 @@ def summarize_entry(entry: Mapping[str, Any]) -> Summary:
         summary = group
         summary_query = _row_query(f"request.payload.{key}", group)
     elif request:
-        summary = request.get("clientId") or ""
-        summary_query = _row_query("request.clientId", summary)
+        # Stored entries come from tappers of any version: the row holds whatever the id is.
+        client_id = request.get("clientId") or ""
+        summary = str(client_id)
+        summary_query = _row_query("request.clientId", client_id)
     else:
         summary = f"correlation id {response.get('correlationId')}"
         summary_query = "kafka and request == nil"

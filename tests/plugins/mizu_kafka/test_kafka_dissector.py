@@ -124,6 +124,13 @@ def test_remembered_row_queries_are_each_entrys_own() -> None:
     assert row["summaryQuery"] == 'kafka and request.clientId == "c"'
 
 
+def test_a_row_takes_a_client_id_that_is_not_text() -> None:
+    """A stored entry may come from anywhere: the row of a number as client id is a row."""
+    row = views.summarize_entry({"request": {"method": "Metadata", "clientId": 7}})
+    assert row["summary"] == "7"
+    assert row["summaryQuery"] == "kafka and request.clientId == 7"
+
+
 def test_unknown_api_and_version_and_lost_request_are_entries() -> None:
     outputs = run_bytes(
         [
