@@ -253,6 +253,13 @@ def tapper(
     )
     if targeted:
         runtime.follow_targets(source, bpf_filter)
+    # From here the kernel keeps what the interfaces carry for the capture thread to read.
+    log.info(
+        "capturing on %s%s; entries go to %s",
+        ", ".join(interfaces),
+        f" ({bpf_filter})" if bpf_filter else "",
+        hub_url,
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

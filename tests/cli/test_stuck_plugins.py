@@ -74,6 +74,18 @@ def test_dissect_isolates_a_stuck_plugin_and_goes_on(
     assert "plugin errors: stuck 1" in result.stderr
 
 
+def read_until(process: subprocess.Popen[str], marker: str) -> str:
+    """What the process said up to its first line holding ``marker`` (a loaded machine may
+    take seconds to start it)."""
+    assert process.stderr is not None
+    said = []
+    for line in process.stderr:
+        said.append(line)
+        if marker in line:
+            return "".join(said)
+    pytest.fail(f"ended without {marker!r}: {''.join(said)}")
+
+
 def stop_when_stuck(
     process: subprocess.Popen[str], signum: int, marker: str | None, after: float = 2.0
 ) -> tuple[float, str]:
@@ -211,7 +223,7 @@ def test_a_node_tapper_stops_within_seconds_naming_the_stuck_plugin(
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)  # the tapper starts capturing
+    started = read_until(process, "capturing on lo")
 
     def talk() -> None:
         with socket.create_connection(("127.0.0.1", listener)) as client:
@@ -221,6 +233,7 @@ def test_a_node_tapper_stops_within_seconds_naming_the_stuck_plugin(
 
     threading.Thread(target=talk, daemon=True).start()
     took, said = stop_when_stuck(process, signal.SIGTERM, None, after=3.0)
+    said = started + said
     assert took < STOPPED_WITHIN, said
     assert "stopping: plugin stuck was busy for" in said, said
     assert f"→ 127.0.0.1:{listener}; interrupted" in said
