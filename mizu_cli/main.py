@@ -225,7 +225,7 @@ class OpenApiSink:
     help="Processes that dissect: TCP connections are shared out whole among N workers, one "
     "per core; the output is the same as with one (same entries, same ids), in an order "
     "fixed for a given file and N. auto: as many as usable CPUs (at most 8), but 1 for "
-    "files under 8 MB. --workers 1 is the single-process path.",
+    "files under 40 MB. --workers 1 is the single-process path.",
 )
 @click.option(
     "--tls-keylog",
