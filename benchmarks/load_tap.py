@@ -8,6 +8,7 @@ nginx's port, the kernel's drops from mizu's closing summary, mizu's CPU seconds
 threads) and the load average before and after. Only loopback traffic; bounded in time.
 
     python benchmarks/load_tap.py --seconds 60 --connections 32
+    python benchmarks/load_tap.py --mizu-option=--no-redact   # without redaction
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--delay-ms", type=int, default=1, help="wrk delay() per request")
+    parser.add_argument(
+        "--mizu-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="one more word for mizu tap (repeatable): --mizu-option=--no-redact",
+    )
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -76,7 +84,8 @@ def main() -> None:
     load_before = os.getloadavg()
     mizu = subprocess.Popen(
         [sys.executable, "-m", "mizu_cli", "tap", "--local", "-i", "lo", "-o", "jsonl",
-         "--no-browser", "--db", str(folder / "entries.db"), "-p", str(free_port())],
+         "--no-browser", "--db", str(folder / "entries.db"), "-p", str(free_port()),
+         *args.mizu_option],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
