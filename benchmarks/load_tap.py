@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+from run import add_mizu_option
+
 NGINX_CONF = """
 worker_processes 1;
 pid {dir}/nginx.pid;
@@ -64,13 +66,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--delay-ms", type=int, default=1, help="wrk delay() per request")
-    parser.add_argument(
-        "--mizu-option",
-        action="append",
-        default=[],
-        metavar="OPTION",
-        help="one more word for mizu tap (repeatable): --mizu-option=--no-redact",
-    )
+    add_mizu_option(parser)
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from run import add_mizu_option
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPLAYED = re.compile(rb"replayed \d+ file\(s\), ([\d,]+) entries")
 
@@ -101,13 +103,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--json", metavar="FILE", help="also write the runs as JSON")
-    parser.add_argument(
-        "--mizu-option",
-        action="append",
-        default=[],
-        metavar="OPTION",
-        help="one more word for mizu tap (repeatable): --mizu-option=--no-redact",
-    )
+    add_mizu_option(parser)
     arguments = parser.parse_args()
     runs = []
     for _ in range(arguments.repeat):

@@ -176,6 +176,18 @@ class Measurement:
         return min(self.runs, key=lambda run: run.wall_s) if self.runs and not self.note else None
 
 
+def add_mizu_option(parser: argparse.ArgumentParser) -> None:
+    """``--mizu-option WORD`` (repeatable): one more word for the ``mizu tap`` a benchmark runs,
+    in ``arguments.mizu_option``."""
+    parser.add_argument(
+        "--mizu-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="one more word for mizu tap (repeatable): --mizu-option=--no-redact",
+    )
+
+
 def compile_project() -> None:
     """Compile Mizu's modules to bytecode first, as installing a package does: with
     PYTHONDONTWRITEBYTECODE set (as on our CI machines) a source checkout would otherwise be
