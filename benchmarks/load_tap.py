@@ -14,7 +14,6 @@ threads) and the load average before and after. Only loopback traffic; bounded i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 from run import add_mizu_option
 
 NGINX_CONF = """
@@ -84,16 +84,17 @@ def main() -> None:
          *args.mizu_option],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )  # fmt: skip
     entries = unreadable = 0
 
     def count() -> None:
+        # bytes and orjson: this reader shares the machine with mizu, wrk and nginx (an entry's
+        # line: json.loads on text 10 us, orjson on bytes 5 us)
         nonlocal entries, unreadable
         assert mizu.stdout is not None
         for line in mizu.stdout:
             try:
-                entry = json.loads(line)
+                entry = orjson.loads(line)
             except ValueError:
                 unreadable += 1  # reported: mizu's -o jsonl must write whole lines
                 continue
@@ -104,7 +105,7 @@ def main() -> None:
     counter.start()
     try:
         assert mizu.stderr is not None
-        while "dashboard at" not in mizu.stderr.readline():
+        while b"dashboard at" not in mizu.stderr.readline():
             if mizu.poll() is not None:
                 sys.exit("mizu tap --local did not start")
         time.sleep(1)
@@ -126,7 +127,8 @@ def main() -> None:
                 settled, seen = time.monotonic(), entries
         cpu = cpu_seconds(mizu.pid) - cpu_start
         mizu.send_signal(signal.SIGINT)
-        _, summary = mizu.communicate(timeout=60)
+        _, said = mizu.communicate(timeout=60)
+        summary = said.decode(errors="replace")
         counter.join(timeout=10)
     finally:
         if mizu.poll() is None:
