@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import webbrowser
 from collections.abc import Mapping, Sequence
 from contextlib import closing
@@ -56,6 +57,10 @@ from mizu_server.tapper_client import InProcessShipper
 DEFAULT_DB = Path.home() / ".mizu" / "local" / "entries.db"
 REPLAY_COMMIT_SECONDS = 60.0
 """How long a finished replay waits for the hub to store its entries before saying so."""
+PRINT_FLUSH_SECONDS = 0.05
+"""How long an entry ``-o jsonl`` printed may wait in the output's buffer. A write to standard
+output per entry cost the capture thread twice what encoding the entry did, and woke the
+reader as often."""
 
 
 def open_replays(paths: Sequence[str], keep_packets: bool) -> list[FileSource]:
@@ -268,7 +273,7 @@ def tap(
     stdout = sys.stdout
     printer: JsonlSink | TableSink | None = None
     if output == "jsonl":
-        printer = JsonlSink(stdout, live=True)
+        printer = JsonlSink(stdout)
     elif output == "table":
         printer = TableSink(plugins, stdout)
     try:
@@ -333,6 +338,10 @@ class LocalSession:
     ) -> None:
         self.hub = Hub(settings, plugins, store)
         self.printer = printer
+        self.printed = 0
+        """Entries printed, counted on the capture thread."""
+        self._flushed = 0
+        self._printing = threading.Lock()
         self.tapper_state = self.hub.connect_tapper("local", "this process")
         """The hub counts this process's tapper as it counts those that connect."""
         self.shipper = InProcessShipper(self.submit, self.hub.submit_packets)
@@ -360,11 +369,31 @@ class LocalSession:
 
     def print(self, entry: dict[str, Any]) -> None:
         """``-o``: the entry on stdout too, on the capture thread."""
-        if self.printer is not None:
+        printer = self.printer  # the flushing thread may stop the printing meanwhile
+        if printer is not None:
             try:
-                self.printer.write(entry)
+                printer.write(entry)
             except OSError as error:
                 self.stop_printing(error)
+            self.printed += 1
+
+    async def flush_printed(self) -> None:
+        """Write out what ``-o jsonl`` printed since the last flush, on a thread: a slow reader
+        makes the flush wait, and the event loop must not."""
+        printer = self.printer
+        if not isinstance(printer, JsonlSink) or self.printed == self._flushed:
+            return
+        self._flushed = self.printed
+        try:
+            await asyncio.to_thread(printer.flush)
+        except OSError as error:
+            self.stop_printing(error)
+
+    async def keep_flushing(self) -> None:
+        """Flush ``-o jsonl``'s output every :data:`PRINT_FLUSH_SECONDS` while it prints."""
+        while isinstance(self.printer, JsonlSink):
+            await asyncio.sleep(PRINT_FLUSH_SECONDS)
+            await self.flush_printed()
 
     def close_printer(self) -> None:
         if self.printer is not None:
@@ -375,8 +404,12 @@ class LocalSession:
 
     def stop_printing(self, error: OSError) -> None:
         """Standard output went away (``| head``) or cannot be written (disk full): print no
-        more, and capture and feed the hub as before."""
-        self.printer = None
+        more, and capture and feed the hub as before. The capture thread and the flushing
+        thread may both find out: it is said once."""
+        with self._printing:
+            if self.printer is None:
+                return
+            self.printer = None
         discard_standard_output()
         reason = (
             "standard output closed"
@@ -414,9 +447,11 @@ class LocalSession:
             async def replayed() -> None:
                 await self.announce_replay(len(replays))
 
+            flushing = asyncio.create_task(self.keep_flushing(), name="mizu-print-flush")
             try:
                 await self.tapper.run(sources, stop, when_read=replayed if replays else None)
             finally:
+                flushing.cancel()
                 self.tapper_state.connected = False
             if self.tapper.capture_error is not None:
                 click.echo(f"mizu: capture stopped: {self.tapper.capture_error}", err=True)
@@ -427,6 +462,7 @@ class LocalSession:
         """Say that the replay is done once the hub has stored its entries, so that "still
         serving" means a dashboard that shows the whole replay."""
         stored = await self.shipper.flush(timeout=REPLAY_COMMIT_SECONDS)
+        await self.flush_printed()  # a closed standard output is said before "still serving"
         pending = "" if stored else f" ({self.shipper.buffered():,} not yet stored)"
         click.echo(
             f"mizu: replayed {files} file(s), "

@@ -55,10 +55,8 @@ class JsonlSink:
     at a hundred thousand entries; the standard library still takes what orjson refuses
     (integers beyond 64 bits, which schema-less decoders can produce)."""
 
-    def __init__(self, stream: IO[str], live: bool = False) -> None:
+    def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self.live = live
-        """Flush every entry (a live capture's output is read as it comes)."""
         binary = getattr(stream, "buffer", None)
         if isinstance(binary, io.RawIOBase):
             # Python runs unbuffered (PYTHONUNBUFFERED, -u): one system call per entry would
@@ -79,15 +77,16 @@ class JsonlSink:
         binary = self._binary
         if binary is not None:
             binary.write(line)
-            if self.live:
-                binary.flush()
         else:
             self.stream.write(line.decode())
 
-    def close(self) -> None:
+    def flush(self) -> None:
         self.stream.flush()
         if self._binary is not None:
             self._binary.flush()
+
+    def close(self) -> None:
+        self.flush()
 
 
 def encode_json_line(entry: dict[str, Any]) -> bytes:

@@ -139,6 +139,30 @@ def test_local_mode_shows_real_traffic(
     assert not any(hub.port in (entry["src"]["port"], entry["dst"]["port"]) for entry in printed)
 
 
+def test_printed_entries_come_out_while_capturing(
+    local_tap: tuple[Dashboard, subprocess.Popen[str], Path], web_server: int
+) -> None:
+    """``-o jsonl`` writes its buffer out every few tens of milliseconds, not per entry: an
+    entry still reaches standard output promptly when no other follows it."""
+    _, process, _ = local_tap
+    assert process.stdout is not None
+    lines: list[str] = []
+    mine = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if json.loads(line)["dst"]["port"] == web_server:
+                mine.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_server}/hello/ann", timeout=10) as reply:
+        assert json.loads(reply.read()) == {"hello": "ann"}
+    assert mine.wait(10), f"no entry of port {web_server} printed: {lines}"
+    assert process.poll() is None
+
+
 def test_tap_without_local_says_what_to_do() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mizu_cli", "tap"], capture_output=True, text=True, timeout=60
