@@ -127,7 +127,10 @@ class Shipper:
         with self._lock:
             self.stats.submitted += 1
             self._waiting.append(entry)
-            self._shed_excess()
+            # frames in flight hold window * frame_entries entries at most: below that, no
+            # entry is in excess and their sizes need not be added up for every entry
+            if len(self._waiting) + self.window * self.frame_entries > self.max_buffered:
+                self._shed_excess()
             first = len(self._waiting) == 1
         if first and self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
