@@ -25,7 +25,7 @@ import functools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mizu_core.dissector import (
     NEED_MORE,
@@ -49,6 +49,17 @@ MAX_PENDING = 50_000
 of capture): with the connections themselves, what keeps a tapper within 1 GiB however many
 connections are left waiting."""
 _Analyzer = tuple[LoadedPlugin | None, Callable[..., Any] | None]
+
+
+class PluginCall(NamedTuple):
+    """A call of the dispatcher into a plugin, under way (:meth:`Dispatcher.plugin_call`)."""
+
+    serial: int
+    """Another for every call (and for every return to an outer one): the same serial seen
+    a while later is the same call, still running."""
+    plugin: str
+    connection: ConnectionInfo | None
+    """The connection it is dissecting, if any."""
 
 
 @dataclass(slots=True)
@@ -179,6 +190,29 @@ class Dispatcher:
         """The plugin and ``analyze`` hook of each declared protocol seen in a pair."""
         self._emitted: list[tuple[_State, Pair]] = []
         """Pairs the dissectors emitted during the current call, made entries after it."""
+        self._busy_plugin: LoadedPlugin | None = None
+        """The plugin the dispatcher is calling (a dissector's method, a hook), None between
+        calls; with the connection's state and the call's serial, what the watchdog sees of
+        the call (:mod:`mizu_core.watchdog`: the dispatcher is compiled, it has no frames to
+        look at). Three stores around each call cost next to nothing."""
+        self._busy_state: _State | None = None
+        self._busy_serial = 0
+
+    def plugin_call(self) -> PluginCall | None:
+        """The innermost call into a plugin under way, None when there is none."""
+        plugin = self._busy_plugin
+        if plugin is None:
+            return None
+        state = self._busy_state
+        context = state.context if state is not None else None
+        info = context.connection if context is not None else None
+        return PluginCall(self._busy_serial, plugin.name, info)
+
+    def _calling(self, plugin: LoadedPlugin | None, state: _State | None) -> None:
+        """Note the call that starts (or, after one, the outer one that goes on, if any)."""
+        self._busy_plugin = plugin
+        self._busy_state = state
+        self._busy_serial += 1
 
     # -- the reassembler's callbacks -----------------------------------------------------------
 
@@ -245,10 +279,14 @@ class Dispatcher:
         state: _State = connection.state  # type: ignore[assignment]
         dissector = state.dissector
         if dissector is not None:
+            outer_plugin, outer_state = self._busy_plugin, self._busy_state
+            self._calling(state.owner, state)
             try:
                 dissector.feed(direction, data, time)
             except (Exception, PluginStalled) as error:
                 self._dissector_failed(state, "feed", error)
+            finally:
+                self._calling(outer_plugin, outer_state)
             return
         if not state.candidates:
             return
@@ -260,10 +298,14 @@ class Dispatcher:
         state: _State = connection.state  # type: ignore[assignment]
         dissector = state.dissector
         if dissector is not None:
+            outer_plugin, outer_state = self._busy_plugin, self._busy_state
+            self._calling(state.owner, state)
             try:
                 dissector.gap(direction, length, time)
             except (Exception, PluginStalled) as error:
                 self._dissector_failed(state, "gap", error)
+            finally:
+                self._calling(outer_plugin, outer_state)
             return
         if state.candidates:
             # The offer goes on with what follows the gap; a claimer is told of it on replay.
@@ -276,10 +318,14 @@ class Dispatcher:
             self._offer(connection, state, final=True)
         dissector = state.dissector
         if dissector is not None:
+            outer_plugin, outer_state = self._busy_plugin, self._busy_state
+            self._calling(state.owner, state)
             try:
                 dissector.close(time, reason)
             except (Exception, PluginStalled) as error:
                 self._dissector_failed(state, "close", error)
+            finally:
+                self._calling(outer_plugin, outer_state)
         for inner in state.inner:
             inner.close(time, reason)  # those the dissector left open (it failed, say)
         if state.context is not None:
@@ -298,9 +344,18 @@ class Dispatcher:
         client = connection.info.client  # the chunks kept were recorded with these roles
         for plugin in list(state.candidates):
             context.owner = plugin.name  # what the plugin counts while asked is its own
-            answer = self.plugins.call(
-                plugin, "dissect", context=context, client_head=client_head, server_head=server_head
-            )
+            outer_plugin, outer_state = self._busy_plugin, self._busy_state
+            self._calling(plugin, state)
+            try:
+                answer = self.plugins.call(
+                    plugin,
+                    "dissect",
+                    context=context,
+                    client_head=client_head,
+                    server_head=server_head,
+                )
+            finally:
+                self._calling(outer_plugin, outer_state)
             if isinstance(answer, Dissector):
                 self._claim(connection, state, plugin, answer, client)
                 return
@@ -329,6 +384,17 @@ class Dispatcher:
         claimed = self.stats.connections_claimed
         claimed[plugin.name] = claimed.get(plugin.name, 0) + 1
         self._live[state] = None
+        outer_plugin, outer_state = self._busy_plugin, self._busy_state
+        self._calling(plugin, state)
+        try:
+            self._replay(connection, state, dissector, client)
+        finally:
+            self._calling(outer_plugin, outer_state)
+
+    def _replay(
+        self, connection: Stream, state: _State, dissector: Dissector, client: Endpoint
+    ) -> None:
+        """Feed a dissector that just claimed the connection what was kept while offering."""
         chunks, state.chunks = state.chunks, []
         for index, (recorded, data, lost, time) in enumerate(chunks):
             # The dissector may have swapped the roles: the chunks kept follow suit.
@@ -394,16 +460,21 @@ class Dispatcher:
         its row); None when ``analyze`` fails."""
         name = (pair.request or pair.response).protocol.name  # type: ignore[union-attr]
         owner, analyze = self._analyzers.get(name) or self._analyzer(name, state)
-        if analyze is not None:
-            try:
-                analyzed = analyze(pair=pair, entry=entry)
-            except (Exception, PluginStalled) as error:
-                assert owner is not None
-                self.plugins.failed(owner, "analyze", error)
-                return None
-            if analyzed is not None:
-                entry = analyzed
-        entry["error"] = error_verdict(self.plugins, owner, entry)
+        outer_plugin, outer_state = self._busy_plugin, self._busy_state
+        self._calling(owner, state)
+        try:
+            if analyze is not None:
+                try:
+                    analyzed = analyze(pair=pair, entry=entry)
+                except (Exception, PluginStalled) as error:
+                    assert owner is not None
+                    self.plugins.failed(owner, "analyze", error)
+                    return None
+                if analyzed is not None:
+                    entry = analyzed
+            entry["error"] = error_verdict(self.plugins, owner, entry)
+        finally:
+            self._calling(outer_plugin, outer_state)
         return entry
 
     def _analyzer(self, protocol_name: str, state: _State) -> _Analyzer:

@@ -64,7 +64,7 @@ class Engine:
             on_pair=settings.on_pair,
         )
         self.reassembler = Reassembler(self.dispatcher, settings.limits, plugins.server_ports)
-        self.watchdog = Watchdog(settings.stall_limit)
+        self.watchdog = Watchdog(settings.stall_limit, self.dispatcher)
         self.dispatcher.swap_roles = self.reassembler.swap_roles
         self.decode_stats = DecodeStats()
         self.sources: list[PacketSource] = []

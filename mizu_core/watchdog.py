@@ -2,21 +2,21 @@
 
 A dissector that loops forever on some input would stall the capture for good (and, run on
 the main thread, keep Ctrl-C from ever being seen). The :class:`Watchdog` of an engine looks at
-the engine's thread a few times a second, from a thread of its own: it finds the innermost
-call of the dispatcher into a plugin (:data:`PLUGIN_CALLS`) on that thread's stack. A call is
-a frame of its own, so the same frame found again means the same call still running; once it
-has run for the stall limit, the watchdog raises :class:`PluginStalled` inside it, on the
-engine's thread. The dispatcher isolates the plugin as it isolates one that raised (its name
-and the traceback of where it was stuck are logged, the connection goes to the plugins ranked
-after it), and the capture goes on.
+the engine's dispatcher a few times a second, from a thread of its own: the dispatcher notes
+the innermost call it makes into a plugin (:meth:`Dispatcher.plugin_call`: the plugin, the
+connection, and a serial that changes with every call). The same serial seen again means the
+same call still running; once it has run for the stall limit, the watchdog raises
+:class:`PluginStalled` inside it, on the engine's thread. The dispatcher isolates the plugin as
+it isolates one that raised (its name and the traceback of where it was stuck are logged, the
+connection goes to the plugins ranked after it), and the capture goes on.
 
-Nothing is done per chunk: the hot path does not know the watchdog exists. Stopping Mizu uses
-the same means (:meth:`Watchdog.stop`): the engine's thread is interrupted wherever it is, and
-the plugin call it was in, if any, named.
+The hot path pays three stores in compiled code per call into a plugin. Stopping Mizu uses the
+same means (:meth:`Watchdog.stop`): the engine's thread is interrupted wherever it is, and the
+plugin call it was in, if any, named.
 
-A plugin stuck inside a C extension that holds the GIL cannot be interrupted this way (no
-Python code runs anywhere in the process); the commands' stop deadline ends such a process. The
-dispatcher stays uncompiled for this: its frames are what the watchdog looks for.
+The interruption is an exception the interpreter raises when it next runs Python code on that
+thread: a plugin stuck inside compiled code (a C extension, a module compiled with mypyc)
+cannot be interrupted this way; the commands' stop deadline ends such a process.
 """
 
 from __future__ import annotations
@@ -24,32 +24,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import CodeType, FrameType
-from typing import Any
 
-from mizu_core.dispatch import Dispatcher
-from mizu_core.plugins import LoadedPlugin, PluginStalled
+from mizu_core.dispatch import Dispatcher, PluginCall
+from mizu_core.plugins import PluginStalled
 
 log = logging.getLogger(__name__)
 
-PLUGIN_CALLS: frozenset[CodeType] = frozenset(
-    method.__code__
-    for method in (
-        Dispatcher.feed,
-        Dispatcher.lost,
-        Dispatcher.end,
-        Dispatcher._offer,
-        Dispatcher._claim,
-        Dispatcher._analyzed,
-    )
-)
-"""The dispatcher's methods that call into a plugin (its ``dissect`` hook, a dissector's feed,
-gap or close, ``analyze``), and little else: one of them running for long is a plugin stuck."""
 MAX_TICK = 0.5
 """Seconds between two looks at the engine's thread, at most."""
 BUSY_SECONDS = 1.0
@@ -84,10 +68,12 @@ class StuckCall:
 
 
 class Watchdog:
-    """Watches the thread an engine runs on while :meth:`watching` is entered there."""
+    """Watches the thread an engine runs on while :meth:`watching` is entered there, and the
+    calls its dispatcher makes into plugins."""
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float, dispatcher: Dispatcher) -> None:
         self.limit = limit
+        self.dispatcher = dispatcher
         """Seconds a plugin call may run before it is interrupted (0: never)."""
         self.interrupted = 0
         """Plugin calls interrupted so far."""
@@ -95,8 +81,8 @@ class Watchdog:
         self._thread_id: int | None = None
         self._depth = 0
         self._stop = threading.Event()
-        self._call: FrameType | None = None
-        """The plugin call seen at the last look (kept alive, so its identity stays its own)."""
+        self._call = 0
+        """The serial of the plugin call seen at the last look (0: none)."""
         self._since = 0.0
         self._raised = 0
         """Interruptions raised in ``_call`` (a plugin may swallow one: it gets another)."""
@@ -120,7 +106,7 @@ class Watchdog:
                 self._depth -= 1
                 if self._depth == 0:
                     self._thread_id = None
-                    self._call = None
+                    self._call = 0
                     self._stop.set()
 
     def current(self) -> StuckCall | None:
@@ -149,8 +135,9 @@ class Watchdog:
                     return
                 call = self._innermost_call()
                 now = time.monotonic()
-                if call is not self._call:
-                    self._call, self._since, self._raised = call, now, 0
+                serial = call.serial if call is not None else 0
+                if serial != self._call:
+                    self._call, self._since, self._raised = serial, now, 0
                 elif call is not None and now - self._since >= self.limit * (1 + self._raised):
                     stuck = self._describe(call, now - self._since)
                     if self._raised == 0:
@@ -163,18 +150,13 @@ class Watchdog:
 
     # -- helpers (called with the lock held) ----------------------------------------------------
 
-    def _innermost_call(self) -> FrameType | None:
+    def _innermost_call(self) -> PluginCall | None:
         if self._thread_id is None:
             return None
-        frame = sys._current_frames().get(self._thread_id)
-        while frame is not None:
-            if frame.f_code in PLUGIN_CALLS:
-                return frame
-            frame = frame.f_back
-        return None
+        return self.dispatcher.plugin_call()
 
-    def _seconds_in(self, call: FrameType) -> float:
-        return time.monotonic() - self._since if call is self._call else 0.0
+    def _seconds_in(self, call: PluginCall) -> float:
+        return time.monotonic() - self._since if call.serial == self._call else 0.0
 
     def _raise(self, stuck: StuckCall) -> None:
         """Raise PluginStalled in the watched thread, saying why (the exception's class is
@@ -187,14 +169,7 @@ class Watchdog:
         self.interrupted += 1
 
     @staticmethod
-    def _describe(call: FrameType, seconds: float) -> StuckCall:
-        found: dict[str, Any] = call.f_locals
-        plugin = found.get("plugin") or found.get("owner")
-        state = found.get("state")
-        context = getattr(state, "context", None)
-        if not isinstance(plugin, LoadedPlugin):
-            plugin = getattr(state, "owner", None)
-        name = plugin.name if isinstance(plugin, LoadedPlugin) else getattr(context, "owner", "")
-        info = getattr(context, "connection", None)
+    def _describe(call: PluginCall, seconds: float) -> StuckCall:
+        info = call.connection
         where = f"{info.client} → {info.server}" if info is not None else ""
-        return StuckCall(name or "?", where, seconds)
+        return StuckCall(call.plugin or "?", where, seconds)
