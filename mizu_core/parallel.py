@@ -330,14 +330,19 @@ class ShardSource:
         minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
         headers, headers_at, says_ipv4 = short_path_headers(max(ip, 0), ethertype_at)
         unpack_headers = headers.unpack_from
-        flows_get = router.flows.get
+        flows = router.flows
         frame_bytes = 0
         index = self.start - 1
         round_end = self.start + ROUND_PACKETS - 1
+        # Declared: the compiled build compares them as machine integers, not Python objects.
+        version_ihl: int
+        fragment: int
+        protocol: int
+        key: bytes
         for index, (time, frame) in enumerate(self.file, self.start):
             size = len(frame)
             frame_bytes += size
-            owner: int | None = -1
+            owner = -1
             if size >= minimum:
                 link_type, version_ihl, _, fragment, protocol, key, _, _, _ = unpack_headers(
                     frame, headers_at
@@ -348,9 +353,8 @@ class ShardSource:
                     and protocol == IPPROTO_TCP
                     and not fragment & 0x3FFF
                 ):
-                    owner = flows_get(key)
-                    if owner is None:
-                        owner = router.flow(key, time)
+                    known = flows.get(key)
+                    owner = router.flow(key, time) if known is None else known
                     loads[owner] += size
             if owner == own:
                 if opened.connections != worker.connections_seen:
@@ -368,7 +372,7 @@ class ShardSource:
             if index >= round_end:
                 round_end = index + ROUND_PACKETS
                 router.rotate_if_due(time)
-                flows_get = router.flows.get
+                flows = router.flows
                 worker.note_openings()
                 worker.send_items(index + 1, self.file.consumed)
         self.end = index + 1
