@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import heapq
 import logging
 import operator
 import os
@@ -91,7 +90,7 @@ STOP_SECONDS = 2.0
 PR_SET_PDEATHSIG = 1
 
 _NAME = struct.Struct("<I")  # the length of a file name the parent sends
-_REPLY = struct.Struct("<I")  # the length of a reply a worker sends
+_REPLY = struct.Struct("<QQ")  # a worker's reply: the lengths of its pickle and of its payloads
 
 # What an item is: its payload and what the parent does with it.
 _OPENED = 0  # the worker's next connection opened; no payload
@@ -101,8 +100,11 @@ _LINE = 3  # a line written as it is (no connection; a table's line)
 _LOG = 4  # a log record's text (str)
 
 Item = tuple[int, int, int, int, int, Any]
-"""``(index, order, worker, kind, connection, payload)``; the payload is bytes, a str for
-``_LOG``, None for ``_OPENED``."""
+"""``(index, order, worker, kind, connection, payload)``, as the parent merges it; the payload
+is bytes, a str for ``_LOG``."""
+Mark = tuple[int, int, int, int, int]
+"""``(index, order, kind, connection, length)``: an item as a worker sends it, its payload's
+bytes sent apart, after the pickle: pickling them would copy each into a growing buffer."""
 
 
 class WorkerFailed(Exception):
@@ -401,7 +403,8 @@ class WorkerOutput:
         self.output = settings.output
         self.plugins = plugins
         self.router = ConnectionRouter(settings.workers)
-        self.items: list[Item] = []
+        self.marks: list[Mark] = []
+        self.payloads: list[bytes] = []
         self.index = 0
         """The global index of the packet being read (or of the file's end)."""
         self.files_done = 0
@@ -446,7 +449,7 @@ class WorkerOutput:
             self.connections_seen += 1
             self.opened_at.append(self.index)
             self.id_prefixes.append(id_prefix(self.tapper_id, self.connections_seen))
-            self.items.append((self.index, 0, self.number, _OPENED, self.connections_seen, None))
+            self.add(0, _OPENED, self.connections_seen, b"")
 
     def write(self, entry: dict[str, Any]) -> None:
         self.note_openings()
@@ -454,25 +457,29 @@ class WorkerOutput:
         # At a file's end, connections end in the order they were opened: so do their entries.
         order = self.opened_at[connection - 1] if self.finishing and connection else 0
         if self._table:
-            line = table_line(self.plugins, entry).encode()
-            self.items.append((self.index, order, self.number, _LINE, 0, line))
+            self.add(order, _LINE, 0, table_line(self.plugins, entry).encode())
             return
         line = encode_json_line(entry)
         if not connection:
-            self.items.append((self.index, order, self.number, _LINE, 0, line))
+            self.add(order, _LINE, 0, line)
             return
         prefix = self.id_prefixes[connection - 1]
         if line.startswith(prefix):
-            tail = line[len(prefix) :]
-            self.items.append((self.index, order, self.number, _ID_TAIL, connection, tail))
+            self.add(order, _ID_TAIL, connection, line[len(prefix) :])
         else:
-            self.items.append((self.index, order, self.number, _ID_REWRITE, connection, line))
+            self.add(order, _ID_REWRITE, connection, line)
+
+    def add(self, order: int, kind: int, connection: int, payload: bytes) -> None:
+        self.marks.append((self.index, order, kind, connection, len(payload)))
+        self.payloads.append(payload)
 
     def send_items(self, read_up_to: int, consumed: int) -> None:
         """Send what was emitted: every item of an index below ``read_up_to`` is in it (or in
         an earlier reply); ``consumed``: the bytes of the file read so far."""
-        items, self.items = self.items, []
-        _send_reply(self.outbox, ("items", read_up_to, self.files_done, consumed, items))
+        marks, self.marks = self.marks, []
+        payloads = b"".join(self.payloads)
+        self.payloads.clear()
+        _send_reply(self.outbox, ("items", read_up_to, self.files_done, consumed, marks), payloads)
 
 
 def id_prefix(tapper_id: str, connection: int) -> bytes:
@@ -487,8 +494,7 @@ class _ItemLogHandler(logging.Handler):
         self.output = output
 
     def emit(self, record: logging.LogRecord) -> None:
-        output = self.output
-        output.items.append((output.index, 0, output.number, _LOG, 0, self.format(record)))
+        self.output.add(0, _LOG, 0, self.format(record).encode(errors="backslashreplace"))
 
 
 def _connection_of(entry_id: object) -> int:
@@ -576,10 +582,11 @@ def _read_into(fd: int, buffer: bytearray, length: int) -> memoryview | None:
     return view
 
 
-def _send_reply(outbox: IO[bytes], reply: tuple[Any, ...]) -> None:
+def _send_reply(outbox: IO[bytes], reply: tuple[Any, ...], payloads: bytes = b"") -> None:
     body = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-    outbox.write(_REPLY.pack(len(body)))
+    outbox.write(_REPLY.pack(len(body), len(payloads)))
     outbox.write(body)
+    outbox.write(payloads)
     outbox.flush()
 
 
@@ -600,7 +607,7 @@ class _Worker:
         self.consumed = 0
         """Bytes of the file being read that the worker has read."""
         self.unread = bytearray(1 << 16)
-        """Where each reply is read, grown to the largest (pickle copies what it keeps)."""
+        """Where each reply is read, grown to the largest (what is kept is copied out of it)."""
         self.received: list[Item] = []
         self.numbers = array("q")
         """Per connection number in the worker (from 1): its number in the whole capture."""
@@ -725,23 +732,43 @@ class ShardedDissection:
                 self._reap(worker)
                 self._fail(worker)
             return
-        (length,) = _REPLY.unpack(header)
+        length, payloads_length = _REPLY.unpack(header)
         header.release()
-        if len(worker.unread) < length:
-            worker.unread = bytearray(length)
+        if len(worker.unread) < max(length, payloads_length):
+            worker.unread = bytearray(max(length, payloads_length))
         body = _read_into(worker.outbox, worker.unread, length)
         if body is None:
-            worker.ended = True
-            os.close(worker.outbox)
-            self._reap(worker)
-            self._fail(worker)
+            self._cut_short(worker)
         with body:
-            self._take(worker, pickle.loads(body))
+            reply = pickle.loads(body)
+        payloads = b""
+        if payloads_length:
+            view = _read_into(worker.outbox, worker.unread, payloads_length)
+            if view is None:
+                self._cut_short(worker)
+            with view:
+                payloads = bytes(view)
+        self._take(worker, reply, payloads)
 
-    def _take(self, worker: _Worker, reply: tuple[Any, ...]) -> None:
+    def _cut_short(self, worker: _Worker) -> NoReturn:
+        worker.ended = True
+        os.close(worker.outbox)
+        self._reap(worker)
+        self._fail(worker)
+
+    def _take(self, worker: _Worker, reply: tuple[Any, ...], payloads: bytes) -> None:
         if reply[0] == "items":
-            _, worker.read_up_to, worker.files_done, worker.consumed, items = reply
-            worker.received += items
+            _, worker.read_up_to, worker.files_done, worker.consumed, marks = reply
+            received = worker.received
+            number = worker.number
+            start = 0
+            for index, order, kind, connection, length in marks:
+                end = start + length
+                payload: Any = payloads[start:end]
+                if kind == _LOG:
+                    payload = payload.decode()
+                received.append((index, order, number, kind, connection, payload))
+                start = end
         elif reply[0] == "stats":
             _, worker.stats, worker.router_stats = reply
         else:
@@ -788,16 +815,21 @@ class ShardedDissection:
         return min(worker.read_up_to for worker in self.workers)
 
     def _merge(self, bound: float) -> None:
-        ready: list[list[Item]] = []
+        merged: list[Item] = []
+        runs = 0
         for worker in self.workers:
             received = worker.received
             if received and received[0][0] < bound:
                 taken = bisect_left(received, bound, key=_INDEX)
-                ready.append(received[:taken])
+                merged += received[:taken]
                 del received[:taken]
-        if not ready:
+                runs += 1
+        if not merged:
             return
-        merged = ready[0] if len(ready) == 1 else heapq.merge(*ready, key=_ORDER)
+        if runs > 1:
+            # Each worker's items are sorted: the sort merges those runs, and, being stable,
+            # keeps the workers' order between equal keys, as a merge of the runs would.
+            merged.sort(key=_ORDER)
         workers = self.workers
         write_line = self.write_line
         limit = sys.maxsize if self.limit is None else self.limit

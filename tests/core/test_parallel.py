@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
+from mizu_http import plugin as http_plugin
 
+from mizu_core import hookimpl
 from mizu_core.capture import FileSource
 from mizu_core.emit import encode_json_line
 from mizu_core.engine import Engine, EngineSettings
@@ -121,3 +124,42 @@ def test_merge_stats_sums_by_name() -> None:
     )
     assert merged == {"entries": 5, "plugin_errors": {"http": 3, "amqp": 1}, "flag": True}
     assert orjson.dumps(merged)
+
+
+@hookimpl
+def failing_summarize(entry: dict[str, object]) -> None:
+    raise ValueError(f"no row for {entry['id']}")
+
+
+ROWLESS_HTTP = SimpleNamespace(
+    protocols=http_plugin.protocols,
+    configure=http_plugin.configure,
+    dissect=http_plugin.dissect,
+    analyze=http_plugin.analyze,
+    summarize=failing_summarize,
+)
+"""The HTTP plugin, except that its summaries raise."""
+
+
+def test_a_plugin_error_logged_in_workers_is_printed_once_among_the_entries(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    plugins = PluginManager().discover(allow=["tcp"])
+    plugins.register(ROWLESS_HTTP, "http")
+    capture = DATA / "core/http11-keepalive.pcap"
+    lines: list[bytes] = []
+    dissection = ShardedDissection(
+        plugins, ShardSettings(workers=2, engine=EngineSettings(tapper_id="file")), lines.append
+    )
+    dissection.start()
+    try:
+        dissection.run(FileSource(capture))
+        stats = dissection.finish()
+    finally:
+        dissection.stop()
+    expected, _ = one_process([capture])
+    assert lines == expected  # the entries are stored without their rows' fields
+    assert stats["plugin_errors"]["http"] == len(expected)
+    printed = capfd.readouterr().err
+    assert printed.count("plugin http raised in summarize") == 1
+    assert "ValueError: no row for file-1-1" in printed
