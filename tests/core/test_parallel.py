@@ -17,7 +17,6 @@ from mizu_core.emit import encode_json_line
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.parallel import (
     AUTO_MIN_BYTES,
-    ConnectionRouter,
     ShardedDissection,
     ShardSettings,
     WorkerFailed,
@@ -25,6 +24,7 @@ from mizu_core.parallel import (
     merge_stats,
 )
 from mizu_core.plugins import PluginManager
+from mizu_core.routing import ConnectionRouter
 
 DATA = Path(__file__).parents[1] / "data"
 
