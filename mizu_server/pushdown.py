@@ -15,6 +15,7 @@ compared only with ``true`` and ``false`` (the language never finds ``true == 1`
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,27 +114,42 @@ def column_value(entry: Mapping[str, Any], path: tuple[str, ...]) -> str | int |
 _PLAIN_PATHS = tuple(path for path, column in COLUMNS.items() if column not in BOOLEAN_COLUMNS)
 _BOOLEAN_PATHS = tuple(path for path, column in COLUMNS.items() if column in BOOLEAN_COLUMNS)
 assert tuple(COLUMNS) == _PLAIN_PATHS + _BOOLEAN_PATHS, "boolean columns come last"
+_PLAIN_GROUPS = tuple(
+    (first, tuple(path[1:] for path in paths))
+    for first, paths in itertools.groupby(_PLAIN_PATHS, key=lambda path: path[0])
+)
+"""The plain paths by their first name, in order: ``src.ip``, ``src.port`` and ``src.name``
+look ``src`` up once."""
+assert all(len(path) <= 2 for path in _PLAIN_PATHS), "column_values looks two names deep"
 _MISSING = object()
 
 
 def column_values(entry: Mapping[str, Any]) -> list[str | int | float | None]:
     """:func:`column_value` of every column, in ``COLUMNS`` order. Ingest calls it per entry:
-    plain dicts holding the exact key and a string or a small integer take a short path."""
+    plain dicts holding the exact key and a string, a small integer or a finite float take a
+    short path."""
+    if type(entry) is not dict:
+        return [column_value(entry, path) for path in COLUMNS]
     values: list[str | int | float | None] = []
-    for path in _PLAIN_PATHS:
-        value: Any = entry
-        for name in path:
-            value = value.get(name, _MISSING) if type(value) is dict else _MISSING
-            if value is _MISSING:
-                break
-        kind = type(value)
-        if kind is str or (kind is int and -_INT64 <= value < _INT64):
-            values.append(value)
-        else:
-            values.append(column_value(entry, path))
+    append = values.append
+    for first, rests in _PLAIN_GROUPS:
+        outer = entry.get(first, _MISSING)
+        for rest in rests:
+            value = outer
+            if rest:
+                value = outer.get(rest[0], _MISSING) if type(outer) is dict else _MISSING
+            kind = type(value)
+            if (
+                kind is str
+                or (kind is int and -_INT64 <= value < _INT64)
+                or (kind is float and math.isfinite(value))
+            ):
+                append(value)
+            else:
+                append(column_value(entry, (first, *rest)))
     for path in _BOOLEAN_PATHS:
-        value = entry.get(path[0], _MISSING) if type(entry) is dict else _MISSING
-        values.append(int(value) if type(value) is bool else column_value(entry, path))
+        value = entry.get(path[0], _MISSING)
+        append(int(value) if type(value) is bool else column_value(entry, path))
     return values
 
 

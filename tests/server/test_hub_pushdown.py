@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from mizu_core.query import Query, QueryError, compile_query, parse, to_text
 from mizu_core.query.syntax import Call, Compare, Literal, Logic, Member, Name, Node, Not, Regex
 from mizu_server import store as store_module
-from mizu_server.pushdown import prefix_successor, translate
+from mizu_server.pushdown import COLUMNS, column_value, column_values, prefix_successor, translate
 from mizu_server.store import BACKWARD, FORWARD, SqliteStore
 from tests.server.hub_support import listed_seqs
 
@@ -140,6 +141,47 @@ def test_store_pages_match_python_evaluation(entries: list[dict[str, Any]], tree
         )
         assert [row[0] for row in rows] == expected
     store.close()
+
+
+_column_values = st.one_of(
+    _values,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**80]),
+)
+_nested = st.dictionaries(
+    st.sampled_from(["ip", "port", "name", "method", "status"]), _column_values
+)
+
+
+class _Entry(Mapping[str, Any]):
+    """A mapping that is not a dict, as a decoded entry may be."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([path[0] for path in COLUMNS]),
+        st.one_of(_column_values, _nested, _nested.map(_Entry)),
+    ),
+    st.booleans(),
+)
+def test_column_values_are_each_columns_value(fields: dict[str, Any], as_mapping: bool) -> None:
+    """The per-entry short paths store what the language finds at each column's path."""
+    entry: Mapping[str, Any] = _Entry(fields) if as_mapping else fields
+    expected = [column_value(entry, path) for path in COLUMNS]
+    assert [repr(value) for value in column_values(entry)] == [repr(value) for value in expected]
 
 
 def test_common_filters_are_pushed_down_exactly() -> None:
