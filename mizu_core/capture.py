@@ -232,6 +232,10 @@ def _statistics_drops(data: mmap.mmap, order: str, offset: int, end: int) -> tup
     return host, options.get(_ISB_IFDROP, 0) if _ISB_OSDROP in options else 0
 
 
+LIVE_BUFFER_BYTES = 32 << 20
+"""The kernel's capture buffer of each live interface, unless told otherwise."""
+
+
 class LiveSource:
     """One or more live interfaces, read together.
 
@@ -247,7 +251,7 @@ class LiveSource:
         bpf_filter: str = "",
         snaplen: int = 262144,
         immediate: bool = False,
-        buffer_size: int = 32 << 20,
+        buffer_size: int = LIVE_BUFFER_BYTES,
         promiscuous: bool = False,
     ) -> None:
         if not interfaces:

@@ -19,7 +19,14 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mizu_core.capture import CaptureError, FileSource, LiveSource, Packet, PacketSource
+from mizu_core.capture import (
+    LIVE_BUFFER_BYTES,
+    CaptureError,
+    FileSource,
+    LiveSource,
+    Packet,
+    PacketSource,
+)
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.pcap_export import KeeperStats, PacketKeeper
 from mizu_core.pcapfile import PcapWriter
@@ -265,8 +272,9 @@ class RecordingLiveSource(LiveSource):
         bpf_filter: str,
         path: Path | None,
         keep_packets: bool = False,
+        buffer_size: int = LIVE_BUFFER_BYTES,
     ) -> None:
-        super().__init__(interfaces, bpf_filter)
+        super().__init__(interfaces, bpf_filter, buffer_size=buffer_size)
         try:
             self._file = path.open("wb") if path is not None else None
         except OSError as error:

@@ -172,6 +172,26 @@ def test_tap_without_local_says_what_to_do() -> None:
 
 
 @pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (("--local", "-B", "10k"), "10k is too small a capture buffer"),
+        (("--local", "-B", "lots"), "'lots' is not a size"),
+        (("--pcap", str(Path(__file__)), "-B", "64MB"), "-i, -f, -w and -B apply to live capture"),
+        (("-B", "64MB"), "-B sizes this machine's capture: use it with --local"),
+    ],
+)
+def test_capture_buffer_is_a_size_of_live_capture(arguments: tuple[str, ...], said: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mizu_cli", "tap", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert said in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
     ("text", "size"),
     [("200MB", 200_000_000), ("1.5GiB", 1_610_612_736), ("500k", 500_000), ("4096", 4096)],
 )
@@ -482,5 +502,5 @@ def test_a_bad_capture_filter_is_named_and_only_live_capture_takes_one() -> None
     said = refused_tap("--local", "-i", "lo", "-f", "tcp port nope")
     assert "Error: bad capture filter '(tcp port nope) and not (tcp port 8899" in said
     said = refused_tap("--pcap", str(HTTP_CAPTURE), "-f", "tcp")
-    assert "-i, -f and -w apply to live capture only" in said
+    assert "-i, -f, -w and -B apply to live capture only" in said
     assert "use it with --local" in refused_tap("-f", "tcp")
