@@ -126,6 +126,16 @@ class StreamConsumer(TypingProtocol):
     def expire(self, now: float) -> None: ...
 
 
+def _first_seq(peer_ack: int, seq: int) -> int:
+    """Where a direction caught mid-way begins, its first segment starting at ``seq``: where
+    the peer's acknowledgement before it said, when that is behind ``seq``. The bytes between
+    were sent, the peer was to receive them, and the capture does not have them: a reply
+    among them must be reported lost, or a plugin gives the next reply to its request."""
+    if peer_ack >= 0 and 0 < ((seq - peer_ack) & _SEQ_MASK) < _HALF_RANGE:
+        return peer_ack
+    return seq
+
+
 class HalfStream:
     """One direction of a connection."""
 
@@ -138,6 +148,7 @@ class HalfStream:
         "hole_acked_at",
         "last_signature",
         "next_seq",
+        "peer_ack",
         "position",
         "segments",
         "starts",
@@ -147,6 +158,9 @@ class HalfStream:
         self.connection = connection
         self.direction = direction
         self.next_seq = -1  # wire sequence number of the next byte to deliver; -1: unknown yet
+        self.peer_ack = -1
+        """The peer's first acknowledgement, when it came before this direction's first
+        segment (a connection caught mid-way): what of this direction the peer had then."""
         self.position = 0  # stream offset of that byte, an unbounded integer
         self.starts: list[int] = []  # sorted stream offsets of buffered out-of-order segments
         self.segments: dict[int, tuple[bytes, float]] = {}
@@ -383,10 +397,13 @@ class Reassembler:
                 self._rst(half, time)
                 return
         elif half.next_seq < 0:
-            half.next_seq = seq
+            half.next_seq = _first_seq(half.peer_ack, seq)
         peer = connection.halves[1 - half.direction]
-        if flags & TCP_ACK and peer.starts:
-            self._check_acked_hole(peer, ack, time)
+        if flags & TCP_ACK:
+            if peer.starts:
+                self._check_acked_hole(peer, ack, time)
+            elif peer.next_seq < 0 and peer.peer_ack < 0:
+                peer.peer_ack = ack
 
         if length:
             if not connection.roles_known:
@@ -443,6 +460,11 @@ class Reassembler:
             self.buffered_total > self.limits.max_buffered_total
         ):
             self.stats.buffer_overflows += 1
+            self._skip_hole(half)
+        elif not half.position and half.peer_ack >= 0:
+            # Before the first bytes captured of a direction caught mid-way: as bytes before
+            # a direction's first segment never were, they are not waited for (sent before
+            # the capture began, most likely), only reported lost.
             self._skip_hole(half)
 
     def _deliver(self, half: HalfStream, payload: bytes, missing: int, time: float) -> None:

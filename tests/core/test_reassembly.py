@@ -17,7 +17,16 @@ from mizu_core import CloseReason, Direction, reassembly
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginManager
 from mizu_core.reassembly import ReassemblyLimits
-from tests.support.packets import ACK, FIN, LINKTYPE_RAW, SYN, conversation, ip_frame
+from tests.support.packets import (
+    ACK,
+    FIN,
+    LINKTYPE_RAW,
+    PSH,
+    SYN,
+    conversation,
+    ip_frame,
+    write_frames,
+)
 from tests.support.perturb import Perturber, read_pcap, write_pcap
 from tests.support.recorder import RecordedConnection, record_streams
 
@@ -194,6 +203,34 @@ def test_mid_connection_capture_guesses_the_server_by_port() -> None:
     (connection,), _ = record_streams(DATA / "deepflow_00-produce-v2.pcap")
     assert connection.server[1] == 9092
     assert connection.role_guessed
+
+
+@pytest.mark.parametrize(
+    ("server_seq", "lost"),
+    [(505, 5), (500, 0), (498, 0)],
+    ids=["first-bytes-lost", "none-lost", "first-bytes-seen-before"],
+)
+def test_joined_mid_way_the_peer_acknowledgement_shows_first_bytes_lost(
+    tmp_path: Path, server_seq: int, lost: int
+) -> None:
+    """Caught mid-connection, the server's count starts at its first segment captured; the
+    client's acknowledgement before it says where the server's bytes were then. Bytes between
+    are lost to the capture, and a reply among them must not go unreported (a plugin would
+    give the next reply to its command)."""
+    client, server = ("127.0.0.1", 40000), ("127.0.0.2", 6379)
+    reply = b"$3\r\nabc\r\n"
+    frames = [
+        ip_frame(*client, *server, 100, 500, ACK | PSH, b"SET k v\r\n"),
+        ip_frame(*client, *server, 109, 500, ACK | PSH, b"GET k\r\n"),
+        ip_frame(*server, *client, server_seq, 116, ACK | PSH, reply),
+        ip_frame(*client, *server, 116, server_seq + len(reply), ACK),
+    ]
+    (record,), engine = record_streams(write_frames(tmp_path / "joined.pcap", frames))
+    assert record.role_guessed
+    server_events = [event for event in record.events if event[0] == Direction.SERVER_TO_CLIENT]
+    expected = [(Direction.SERVER_TO_CLIENT, -lost)] if lost else []
+    assert server_events == [*expected, (Direction.SERVER_TO_CLIENT, len(reply))]
+    assert engine.stats()["reassembly"]["bytes_lost"] == lost
 
 
 def test_per_connection_buffer_cap_skips_ahead_and_counts(tmp_path: Path) -> None:

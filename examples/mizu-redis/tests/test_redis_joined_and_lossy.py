@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mizu_core.testkit import HookOutputs, run_capture
 from redis_peers import redis_server, tcpdump
-from tests.support.capture_edits import remove_data_segments
+from tests.support.capture_edits import data_segments, remove_data_segments, remove_packets
 from tests.support.joined_recordings import Recording, dissect_without_some_segments
 from tests.support.tcp import server_port
 
@@ -179,12 +179,25 @@ def test_lost_segments_never_pair_a_command_with_another_reply(
     assert exact > 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, not yet fixed: with some segments of pipelined connections removed, "
-    "the example plugin can pair a command with the reply to a later one (seen as "
-    "('SET', 'bk905') given GET bk905's reply); random removals find it in some runs",
-)
+def test_without_each_servers_first_segment_no_command_gets_the_next_reply(
+    recording: Recording[Replies], tmp_path: Path
+) -> None:
+    """Without the first segment each server sent in the capture (a reply to the command the
+    capture saw first), no command is paired with the reply to the next one: the clients'
+    acknowledgements say those bytes were lost, though the capture never counted the
+    server's bytes before them."""
+    first_replies: dict[Any, int] = {}
+    for segment in data_segments(recording.capture):
+        if segment.flow[1] == recording.port:
+            first_replies.setdefault(segment.flow, segment.index)
+    assert len(first_replies) >= 2  # the two busy connections at least
+    edited = tmp_path / "first-replies-lost.pcap"
+    remove_packets(recording.capture, edited, sorted(first_replies.values()))
+    outputs = run_capture(edited, "redis")
+    assert exact_pairs(outputs, recording.view) > 100
+    assert outputs.stats["reassembly"]["bytes_lost"] >= len(first_replies)
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_segments_removed_leave_only_pairs_of_the_whole_capture(
