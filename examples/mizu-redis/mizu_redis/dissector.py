@@ -198,8 +198,9 @@ class RedisDissector(Dissector):
             self.context.emit(None, self._response(frame), unpaired=self.unpaired_reason)
         else:
             request = self.matcher.peek()
-            if request is not None and request.first_time > frame.last_time:
-                # Sent after this reply ended: the reply answers a command the capture lost.
+            if request is not None and request.first_time > frame.first_time:
+                # Sent after this reply began: the reply answers an earlier command, which
+                # the capture lost or gave up on at a gap.
                 self.context.emit(None, self._response(frame), unpaired="gap")
                 return
             if frame.type == "error" and request and request.data["method"] == "HELLO":

@@ -124,6 +124,24 @@ def test_gap_in_the_server_direction_waits_for_the_next_command() -> None:
     assert pairs == [("GET", None), ("PING", "PONG")]
 
 
+def test_a_reply_begun_before_a_command_was_sent_is_not_its_reply() -> None:
+    """After a gap, the bytes that follow may begin a reply to a command given up on; a
+    command pipelined while that reply comes must wait for the next one."""
+    entries = exchange(
+        (C, command("GET", "a")),
+        (S, b""),
+        (S, b"$10\r\nabc"),  # the reply to GET a, or to a command before it
+        (C, command("PING")),
+        (S, b"defghij\r\n"),
+        (S, b"+PONG\r\n"),
+    )
+    pairs = [
+        (e["request"] and e["request"]["method"], e["response"] and e["response"]["value"])
+        for e in entries
+    ]
+    assert pairs == [("GET", None), (None, "abcdefghij"), ("PING", "PONG")]
+
+
 def test_garbage_is_skipped_until_a_command_starts() -> None:
     entries = exchange(
         (C, command("PING")),
