@@ -41,14 +41,14 @@ from mizu_core.pairing import UNPAIRED_TIMEOUT
 from mizu_core.plugins import LoadedPlugin, PluginManager, PluginStalled
 from mizu_core.reassembly import Connection
 from mizu_core.tcp_plugin import TCP
-from mizu_core.views import error_verdict
 
 EntrySink = Callable[[dict[str, Any]], None]
 MAX_PENDING = 50_000
 """Requests waiting for their answer across every connection, at most (checked once a second
 of capture): with the connections themselves, what keeps a tapper within 1 GiB however many
 connections are left waiting."""
-_Analyzer = tuple[LoadedPlugin | None, Callable[..., Any] | None]
+_Analyzer = tuple[LoadedPlugin | None, Callable[..., Any] | None, Callable[..., Any] | None]
+"""The plugin that makes a protocol's entries, its ``analyze`` and its ``summarize``."""
 
 
 class PluginCall(NamedTuple):
@@ -457,22 +457,36 @@ class Dispatcher:
 
     def _analyzed(self, state: _State, pair: Pair, entry: dict[str, Any]) -> dict[str, Any] | None:
         """``entry`` as its protocol's plugin makes it (``analyze``, then the error verdict of
-        its row); None when ``analyze`` fails."""
+        its row); None when ``analyze`` fails.
+
+        The verdict is the ``error`` of the plugin's ``summarize``, asked once, when the entry
+        is made, and kept as the entry's ``error``: filters, the hub's store, the service map
+        and the statistics read the plugin's word from there, and never guess it from a status
+        code. A ``summarize`` that raises is counted against its plugin, and says no error."""
         name = (pair.request or pair.response).protocol.name  # type: ignore[union-attr]
-        owner, analyze = self._analyzers.get(name) or self._analyzer(name, state)
+        owner, analyze, summarize = self._analyzers.get(name) or self._analyzer(name, state)
         outer_plugin, outer_state = self._busy_plugin, self._busy_state
         self._calling(owner, state)
         try:
             if analyze is not None:
                 try:
                     analyzed = analyze(pair=pair, entry=entry)
-                except (Exception, PluginStalled) as error:
+                except (Exception, PluginStalled) as failure:
                     assert owner is not None
-                    self.plugins.failed(owner, "analyze", error)
+                    self.plugins.failed(owner, "analyze", failure)
                     return None
                 if analyzed is not None:
                     entry = analyzed
-            entry["error"] = error_verdict(self.plugins, owner, entry)
+            error = False
+            if summarize is not None:
+                try:
+                    summary = summarize(entry=entry)
+                except (Exception, PluginStalled) as failure:
+                    assert owner is not None
+                    self.plugins.failed(owner, "summarize", failure)
+                else:
+                    error = bool(summary and summary.get("error") is True)
+            entry["error"] = error
         finally:
             self._calling(outer_plugin, outer_state)
         return entry
@@ -482,10 +496,9 @@ class Dispatcher:
         (remembered: declarations do not change), else the connection's owner."""
         declarer = self.plugins.owner(protocol_name)
         if declarer is not None:
-            analyzer = self._analyzers[protocol_name] = (declarer, declarer.hooks.get("analyze"))
+            analyzer = self._analyzers[protocol_name] = _hooks_of(declarer)
             return analyzer
-        owner = state.owner
-        return owner, owner.hooks.get("analyze") if owner is not None else None
+        return _hooks_of(state.owner)
 
     def expire(self, now: float) -> None:
         """Turn requests unanswered for longer than the response timeout into entries; and,
@@ -510,3 +523,9 @@ class Dispatcher:
                     excess -= shed
         if self._emitted:
             self._drain()
+
+
+def _hooks_of(plugin: LoadedPlugin | None) -> _Analyzer:
+    if plugin is None:
+        return None, None, None
+    return plugin, plugin.hooks.get("analyze"), plugin.hooks.get("summarize")

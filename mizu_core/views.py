@@ -9,20 +9,7 @@ from typing import Any
 from mizu_core.entries import base_row
 from mizu_core.entry import Representation, Row, json_body
 from mizu_core.model import Endpoint
-from mizu_core.plugins import LoadedPlugin, PluginManager
-
-
-def error_verdict(
-    plugins: PluginManager, owner: LoadedPlugin | None, entry: Mapping[str, Any]
-) -> bool:
-    """Whether the plugin that owns the entry calls it an error (the ``error`` of its
-    ``summarize``). Asked once, when the entry is made, and kept as the entry's ``error``:
-    filters, the hub's store, the service map and the statistics read the plugin's word from
-    there, and never guess it from a status code."""
-    if owner is None:
-        return False
-    summary = plugins.call(owner, "summarize", entry=entry)
-    return bool(summary and summary.get("error") is True)
+from mizu_core.plugins import PluginManager
 
 
 def entry_row(plugins: PluginManager, entry: Mapping[str, Any]) -> Row:

@@ -44,7 +44,9 @@ def dissect(
 
 @hookimpl
 def analyze(pair: Pair, entry: Entry) -> Entry | None:
-    if pair.protocol.name == "http":
+    # Pair.protocol, inline: a property is one more interpreted call for every entry.
+    message = pair.request or pair.response
+    if message is not None and message.protocol.name == "http":
         return analysis.analyze_http(entry)
     return None
 
