@@ -85,20 +85,22 @@ def main() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )  # fmt: skip
-    entries = unreadable = 0
+    entries = 0
+    unreadable: list[bytes] = []
 
     def count() -> None:
         # bytes and orjson: this reader shares the machine with mizu, wrk and nginx (an entry's
         # line: json.loads on text 10 us, orjson on bytes 5 us)
-        nonlocal entries, unreadable
+        nonlocal entries
         assert mizu.stdout is not None
         for line in mizu.stdout:
             try:
                 entry = orjson.loads(line)
-            except ValueError:
-                unreadable += 1  # reported: mizu's -o jsonl must write whole lines
+                to_nginx = entry["dst"]["port"] == port
+            except (ValueError, TypeError, KeyError):
+                unreadable.append(line)  # reported: mizu's -o jsonl must write whole entries
                 continue
-            if entry["dst"]["port"] == port and entry.get("response"):
+            if to_nginx and entry.get("response"):
                 entries += 1
 
     counter = threading.Thread(target=count, daemon=True)
@@ -148,7 +150,9 @@ def main() -> None:
     print(f"mizu CPU during the load and its catching up: {cpu:.1f} s "
           f"= {cpu / elapsed:.0%} of one core over the load's {elapsed:.0f} s")  # fmt: skip
     if unreadable:
-        print(f"mizu printed {unreadable:,} lines that are not JSON")
+        print(f"mizu printed {len(unreadable):,} lines that are not JSON entries, such as:")
+        for line in unreadable[:3]:
+            print(f"  {line[:300]!r}")
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print("mizu's closing summary:", summary.strip().splitlines()[-1])
 
