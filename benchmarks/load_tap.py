@@ -110,6 +110,12 @@ def main() -> None:
         while b"dashboard at" not in mizu.stderr.readline():
             if mizu.poll() is not None:
                 sys.exit("mizu tap --local did not start")
+        # the rest of stderr on a thread of its own: communicate() would read standard output
+        # too, taking chunks from under the counting thread (lines were seen cut)
+        said: list[bytes] = []
+        stderr = mizu.stderr
+        stderr_reader = threading.Thread(target=lambda: said.extend(stderr), daemon=True)
+        stderr_reader.start()
         time.sleep(1)
         cpu_start = cpu_seconds(mizu.pid)
         wrk = subprocess.run(
@@ -129,9 +135,10 @@ def main() -> None:
                 settled, seen = time.monotonic(), entries
         cpu = cpu_seconds(mizu.pid) - cpu_start
         mizu.send_signal(signal.SIGINT)
-        _, said = mizu.communicate(timeout=60)
-        summary = said.decode(errors="replace")
+        mizu.wait(timeout=60)
         counter.join(timeout=10)
+        stderr_reader.join(timeout=10)
+        summary = b"".join(said).decode(errors="replace")
     finally:
         if mizu.poll() is None:
             mizu.kill()
