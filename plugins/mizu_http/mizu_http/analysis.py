@@ -357,8 +357,12 @@ def summarize(entry: Mapping[str, Any]) -> Summary:
         row["status"], row["error"] = status, status >= 400
         row["statusName"] = http_status_name(response, status)
         row["statusQuery"] = _row_query(macro, "response.status", status)
-    elif macro == "ws" and isinstance(request.get("closeCode"), int):
-        code = request["closeCode"]
+    elif (
+        macro == "ws"
+        and isinstance(close_code := request.get("closeCode"), int)
+        and not isinstance(close_code, bool)  # a stored true is no code (and 1 once compiled)
+    ):
+        code = close_code
         row["status"], row["statusName"] = code, WEBSOCKET_CLOSE_NAMES.get(code, "")
         row["error"] = code not in CLEAN_WEBSOCKET_CLOSES
         row["statusQuery"] = _row_query("ws", "request.closeCode", code)

@@ -206,3 +206,5 @@ def test_websocket_closes_other_than_clean_ones_are_errors() -> None:
         True,
         "INTERNAL_ERROR",
     )
+    # A stored entry may hold anything: a boolean is not a close code, in either build.
+    assert row({"method": "close", "closeCode": True})["status"] == ""
