@@ -303,8 +303,8 @@ class Redactor:
     def _json_value(self, value: Any, depth: int) -> tuple[Any, bool, bool]:
         """``value`` redacted, whether that changed it, and whether it nests deeper than
         :data:`MAX_DEPTH` (that part is left as it is)."""
-        if depth > MAX_DEPTH:
-            return value, False, isinstance(value, dict | list)
+        if depth > MAX_DEPTH and isinstance(value, dict | list):
+            return value, False, True
         changed = deep = False
         if isinstance(value, dict):
             result: dict[str, Any] = {}

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from mizu_core import Protocol, hookimpl
 from mizu_core.plugins import PluginManager
-from mizu_core.redact import REDACTED, Redactor
+from mizu_core.redact import MAX_DEPTH, REDACTED, Redactor
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJl"
 
@@ -35,6 +35,11 @@ def test_json_deeper_than_the_walk_is_redacted_by_pattern() -> None:
     redacted = body(json.dumps(document), "application/json")["text"]
     assert "deep-one" not in redacted
     assert redacted.count('"level"') == 100 and '"other":1' in redacted
+    # a string just past the walk's depth is not a container the pattern pass would see
+    jwt_in_lists: object = JWT
+    for _ in range(MAX_DEPTH + 1):
+        jwt_in_lists = [jwt_in_lists]
+    assert JWT not in body(json.dumps(jwt_in_lists), "application/json")["text"]
 
 
 def test_ndjson_and_a_byte_order_mark() -> None:
