@@ -25,9 +25,10 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_plus
 
+import orjson
 import re2
 
 from mizu_core.entry import NOT_JSON, parse_json, share_parsed
@@ -57,11 +58,19 @@ PARAMETER_PATTERNS: tuple[str, ...] = ("^code$", "^codeverifier$")
 """Sensitive in query strings and forms only: OAuth's authorization code and its PKCE
 verifier (a JSON ``code`` is an error or status code far more often)."""
 
-NAMED_CONTAINERS = frozenset({"headers", "trailers", "queryString"})
+NAMED_CONTAINERS: Final = frozenset({"headers", "trailers", "queryString"})
 """Keys whose value maps names to values (or is a list of ``{name, value}``)."""
-COOKIE_CONTAINERS = frozenset({"cookies"})
+COOKIE_CONTAINERS: Final = frozenset({"cookies"})
 """Every value inside is a cookie: all of them are redacted."""
-MAX_DEPTH = 64
+_SPECIAL_KEYS: Final = NAMED_CONTAINERS | COOKIE_CONTAINERS | {"params", "url"}
+MAX_DEPTH: Final = 64
+KNOWN_NAMES: Final = 10_000
+"""How many names a redactor remembers the verdict of: names repeat endlessly (headers, a
+service's JSON fields), and a flood of new ones must not grow it."""
+PLAIN_VALUES: Final = 4096
+"""How many short values (header values, mostly) are remembered as not shaped like
+credentials; the memory is emptied when full."""
+_PLAIN_VALUE_CHARS: Final = 256
 
 _NOT_ALPHANUMERIC = re.compile(r"[^0-9a-z]+")
 _XML_ELEMENT = re.compile(r"<((?:[\w.-]+:)?([\w.-]+))(\s[^<>]*)?>([^<]*)</\1\s*>")
@@ -73,7 +82,7 @@ _BYTE_ORDER_MARKS = ("\ufeff", "\xef\xbb\xbf")
 
 _SECRET_SHAPES = (
     r"(?:[Bb]earer|BEARER|[Bb]asic|BASIC|[Dd]igest|[Nn]egotiate|NTLM|[Tt]oken)"
-    r"\s+[A-Za-z0-9._~+/=:-]{6,}"
+    r"[\t\n\v\f\r ]+[A-Za-z0-9._~+/=:-]{6,}"
     r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
     r"|(?:AKIA|ASIA)[0-9A-Z]{16}\b"
     r"|(?:sk|pk|rk)_(?:live|test)_[0-9A-Za-z]{10,}"
@@ -85,8 +94,9 @@ _SECRET_SHAPES = (
     r"|-----BEGIN[A-Z ]* PRIVATE KEY-----"
     r"(?:(?:.|\n)*?-----END[A-Z ]* PRIVATE KEY-----|(?:.|\n)*)"
 )
-# Both engines must find the same matches: re.ASCII gives re RE2's ASCII \s and \b, and the
-# pattern avoids what only one of them has (\Z, look-arounds, back-references).
+# Both engines must find the same matches: re.ASCII gives re RE2's ASCII \b, whitespace is
+# spelled out (RE2's \s lacks the vertical tab), and the pattern avoids what only one of them has
+# (\Z, look-arounds, back-references).
 SECRET_VALUE = re.compile(_SECRET_SHAPES, re.ASCII)
 """Values that are credentials by their shape: authorization schemes with their token, JWTs
 (a JSON header always starts ``eyJ``), the keys of AWS, Stripe, GitHub, GitLab, Slack and
@@ -97,9 +107,27 @@ alternative at every offset (20x slower on a 64 KB body); re's call costs less o
 _LONG_TEXT = 512
 
 
+_SECRET_VALUE_ANYWHERE = re2.Set.SearchSet()
+_SECRET_VALUE_ANYWHERE.Add(_SECRET_SHAPES)
+_SECRET_VALUE_ANYWHERE.Compile()
+"""The same shapes as one yes-or-no question, one call into RE2's automaton: on a 100-character
+text a tenth of what re's search costs (which tries every alternative at every offset), and
+without the Python layer RE2's search goes through. RE2 sets never give up for lack of memory
+(they have no slower engine to fall back on), so a text this finds nothing in has no shape."""
+
+
 def _secret_shapes_for(text: str) -> re.Pattern[str]:
     """The engine that finds :data:`SECRET_VALUE`'s shapes in ``text`` fastest."""
     return SECRET_VALUE if len(text) < _LONG_TEXT else _SECRET_VALUE_SCAN
+
+
+def may_hold_secret_value(text: str) -> bool:
+    """False only when no value shaped like a credential (:data:`SECRET_VALUE`) is anywhere
+    in ``text``: what is searched more closely, and replaced, is what this lets through."""
+    try:
+        return _SECRET_VALUE_ANYWHERE.Match(text) is not None
+    except UnicodeEncodeError:  # a lone surrogate RE2 cannot be given: the engines decide
+        return True
 
 
 _NAMED_VALUE = re.compile(
@@ -118,21 +146,46 @@ def normalise(name: str) -> str:
     return _NOT_ALPHANUMERIC.sub("", name.lower())
 
 
+class _Scope:
+    """What the walk of one protocol's entries looks for: its plugin's secret and payload
+    fields, and every key that is more than a container to search (:attr:`special`)."""
+
+    def __init__(self, secret: frozenset[str], payload: frozenset[str]) -> None:
+        self.secret = secret
+        self.payload = payload
+        self.special: frozenset[str] = secret | payload | _SPECIAL_KEYS
+
+
 class Redactor:
     """Replaces the values of sensitive names with ``[REDACTED]`` in an entry's request and
-    response. Entries are not changed in place: the containers along a change are copied."""
+    response. Entries are not changed in place: the containers along a change are copied, and
+    what nothing was replaced in is shared with the entry given."""
 
     def __init__(
         self,
         patterns: Iterable[str] = DEFAULT_PATTERNS,
         protocols: Iterable[Protocol] = (),
+        shortcuts: bool = True,
     ) -> None:
-        """``protocols``: what the plugins declared (their secret and payload fields)."""
+        """``protocols``: what the plugins declared (their secret and payload fields).
+        ``shortcuts``: what proves a value or a document has nothing to redact before it is
+        searched value by value (remembered verdicts, one search over a whole text, a JSON
+        document read without a copy); False searches every value, the reference the
+        shortcuts are tested against. Both give the same entries."""
         self.patterns = tuple(patterns)
+        self.shortcuts = shortcuts
         combined = "|".join(f"(?:{pattern})" for pattern in self.patterns)
         self._sensitive = re.compile(combined) if combined else None
         self._parameter = re.compile("|".join(PARAMETER_PATTERNS))
-        self._known: dict[str, bool] = {}
+        # the verdicts on names seen: each name is in one of a pair, so that all the names of
+        # a container are found plain at once (a set's issuperset)
+        self._plain_names: set[str] = set()
+        self._sensitive_names: set[str] = set()
+        self._plain_parameters: set[str] = set()
+        self._sensitive_parameters: set[str] = set()
+        self._plain_values: set[str] = set()
+        """Short values lately found not shaped like credentials (header values repeat; never
+        one that is: no secret is kept here)."""
         self.secret_fields: dict[str, frozenset[str]] = {}
         self.payload_fields: dict[str, frozenset[str]] = {}
         for protocol in protocols:
@@ -141,98 +194,187 @@ class Redactor:
                 (self.payload_fields, protocol.payload_fields),
             ):
                 declared[protocol.name] = declared.get(protocol.name, frozenset()) | set(fields)
+        self._scopes = {
+            name: _Scope(
+                self.secret_fields.get(name, frozenset()),
+                self.payload_fields.get(name, frozenset()),
+            )
+            for name in self.secret_fields.keys() | self.payload_fields.keys()
+        }
+        self._no_fields = _Scope(frozenset(), frozenset())
 
     def is_sensitive(self, name: str) -> bool:
-        known = self._known.get(name)
-        if known is None:
-            known = self._sensitive is not None and bool(self._sensitive.search(normalise(name)))
-            if len(self._known) < 10_000:  # names repeat; a flood of new ones must not grow it
-                self._known[name] = known
-        return known
+        if name in self._plain_names:
+            return False
+        if name in self._sensitive_names:
+            return True
+        sensitive = self._sensitive is not None and bool(self._sensitive.search(normalise(name)))
+        _remember(name, sensitive, self._plain_names, self._sensitive_names)
+        return sensitive
 
     def is_sensitive_parameter(self, name: str) -> bool:
         """A query string's or a form's field: OAuth's ``code`` besides the sensitive names."""
-        return self.is_sensitive(name) or bool(self._parameter.search(normalise(name)))
+        if name in self._plain_parameters:
+            return False
+        if name in self._sensitive_parameters:
+            return True
+        sensitive = self.is_sensitive(name) or bool(self._parameter.search(normalise(name)))
+        _remember(name, sensitive, self._plain_parameters, self._sensitive_parameters)
+        return sensitive
 
     def __call__(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         result = dict(entry)
         protocol = entry.get("protocol")
         name = protocol.get("name") if isinstance(protocol, dict) else None
-        secret = payload = frozenset[str]()
+        scope = self._no_fields
         if isinstance(name, str):
-            secret = self.secret_fields.get(name, secret)
-            payload = self.payload_fields.get(name, payload)
+            scope = self._scopes.get(name, scope)
         for side in ("request", "response"):
             message = entry.get(side)
             if isinstance(message, dict):
-                result[side] = self._message(message, 0, secret, payload)
+                result[side] = self._message(message, 0, scope)
         return result
 
     # -- structure -----------------------------------------------------------------------------
 
-    def _message(
-        self,
-        node: dict[str, Any],
-        depth: int,
-        secret: frozenset[str] = frozenset(),
-        payload: frozenset[str] = frozenset(),
-    ) -> dict[str, Any]:
-        """A copy of ``node`` with its named containers, bodies, URLs, the protocol's ``secret``
-        fields and its ``payload`` fields redacted; nested objects are searched for more."""
+    def _message(self, node: dict[str, Any], depth: int, scope: _Scope) -> dict[str, Any]:
+        """``node`` with its named containers, bodies, URLs, the protocol's secret fields and
+        its payload fields redacted (a copy, or ``node`` itself when nothing was); nested
+        objects are searched for more."""
         if depth > MAX_DEPTH:
             return node
-        result = dict(node)
-        if isinstance(node.get("text"), str) and "mimeType" in node:
-            result.update(self._body(node))
+        replaced: dict[str, Any] | None = None
+        text = node.get("text")
+        if isinstance(text, str) and "mimeType" in node:
+            body = self._body(node)
+            if body:
+                replaced = body
+        special = scope.special
         for key, value in node.items():
-            if key in secret:
-                result[key] = REDACTED
-            elif key in payload and isinstance(value, str):
-                result[key] = self.document(value) or value
-            elif key in NAMED_CONTAINERS:
-                result[key] = self._named(value, parameters=key == "queryString")
-            elif key in COOKIE_CONTAINERS:
-                result[key] = _all_redacted(value)
-            elif key == "params" and isinstance(value, list):
-                result[key] = self._named(value, parameters=True)
-            elif key == "url" and isinstance(value, str):
-                result[key] = self._url(value)
+            if key in special:
+                redacted = self._field(key, value, depth, scope)
             elif isinstance(value, dict):
-                result[key] = self._message(value, depth + 1, secret, payload)
+                redacted = self._message(value, depth + 1, scope)
             elif isinstance(value, list):
-                texts = key in payload  # a command's arguments, say
-                result[key] = [
-                    self._message(item, depth + 1, secret, payload)
-                    if isinstance(item, dict)
-                    else (self.document(item) or item)
-                    if texts and isinstance(item, str)
-                    else item
-                    for item in value
-                ]
+                redacted = self._items(value, depth + 1, scope, False)
+            else:
+                continue
+            # what the walk gives a key overrides the body's own ``text`` (a payload field)
+            if redacted is not value or (replaced is not None and key in replaced):
+                if replaced is None:
+                    replaced = {}
+                replaced[key] = redacted
+        if replaced is None:
+            return node
+        result = dict(node)
+        result.update(replaced)
         return result
+
+    def _field(self, key: str, value: Any, depth: int, scope: _Scope) -> Any:
+        """The value of one of :attr:`_Scope.special`'s keys, redacted."""
+        if key in scope.secret:
+            return REDACTED
+        if key in scope.payload and isinstance(value, str):
+            return self.document(value) or value
+        if key in NAMED_CONTAINERS:
+            return self._named(value, parameters=key == "queryString")
+        if key in COOKIE_CONTAINERS:
+            return _all_redacted(value)
+        if key == "params" and isinstance(value, list):
+            return self._named(value, parameters=True)
+        if key == "url" and isinstance(value, str):
+            return self._url(value)
+        if isinstance(value, dict):
+            return self._message(value, depth + 1, scope)
+        if isinstance(value, list):
+            return self._items(value, depth + 1, scope, key in scope.payload)
+        return value
+
+    def _items(self, items: list[Any], depth: int, scope: _Scope, texts: bool) -> list[Any]:
+        """A list's objects searched as :meth:`_message` searches them, and its strings redacted
+        as documents when they are ``texts`` (a command's arguments, say); ``items`` itself when
+        nothing was replaced."""
+        result: list[Any] | None = None
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                redacted: Any = self._message(item, depth, scope)
+            elif texts and isinstance(item, str):
+                redacted = self.document(item) or item
+            else:
+                continue
+            if redacted is not item:
+                if result is None:
+                    result = list(items)
+                result[index] = redacted
+        return items if result is None else result
 
     def _named(self, container: Any, parameters: bool = False) -> Any:
         """``{name: value | [values]}`` or ``[{name|key, value}]`` with the values of sensitive
-        names, and values shaped like credentials, replaced. ``parameters``: the names are a
-        query string's or a form's."""
-        sensitive = self.is_sensitive_parameter if parameters else self.is_sensitive
+        names, and values shaped like credentials, replaced (``container`` itself when none
+        was). ``parameters``: the names are a query string's or a form's."""
         if isinstance(container, dict):
-            return {
-                name: REDACTED if sensitive(str(name)) or _secret_shaped(value) else value
-                for name, value in container.items()
-            }
+            plain = self._plain_parameters if parameters else self._plain_names
+            if (
+                self.shortcuts
+                and plain.issuperset(container)
+                and self._all_plain(container.values())
+            ):
+                return container  # names and values all seen before, and harmless
+            redacted: dict[Any, Any] | None = None
+            for name, value in container.items():
+                label = str(name)
+                sensitive = (
+                    self.is_sensitive_parameter(label) if parameters else self.is_sensitive(label)
+                )
+                if sensitive or self._secret_shaped(value):
+                    if redacted is None:
+                        redacted = dict(container)
+                    redacted[name] = REDACTED
+            return container if redacted is None else redacted
         if isinstance(container, list):
-            result = []
-            for item in container:
+            result: list[Any] | None = None
+            for index, item in enumerate(container):
                 if isinstance(item, dict) and "value" in item:
                     name = item.get("name", item.get("key"))
-                    if (isinstance(name, str | bytes) and sensitive(_text(name))) or (
-                        _secret_shaped(item["value"])
-                    ):
-                        item = {**item, "value": REDACTED}
-                result.append(item)
-            return result
+                    sensitive = False
+                    if isinstance(name, str | bytes):
+                        label = _text(name)
+                        sensitive = (
+                            self.is_sensitive_parameter(label)
+                            if parameters
+                            else self.is_sensitive(label)
+                        )
+                    if sensitive or self._secret_shaped(item["value"]):
+                        if result is None:
+                            result = list(container)
+                        result[index] = {**item, "value": REDACTED}
+            return container if result is None else result
         return container
+
+    def _secret_shaped(self, value: Any) -> bool:
+        """A value (or one of a header's values) shaped like a credential."""
+        if isinstance(value, str):
+            if not self.shortcuts:
+                return value != REDACTED and _secret_shapes_for(value).search(value) is not None
+            if value in self._plain_values or value == REDACTED:
+                return False
+            if may_hold_secret_value(value) and _secret_shapes_for(value).search(value) is not None:
+                return True
+            if len(value) <= _PLAIN_VALUE_CHARS:
+                if len(self._plain_values) >= PLAIN_VALUES:
+                    self._plain_values.clear()
+                self._plain_values.add(value)
+            return False
+        if isinstance(value, list):
+            return any(self._secret_shaped(item) for item in value)
+        return False
+
+    def _all_plain(self, values: Iterable[Any]) -> bool:
+        """Every one of ``values`` a string known not to be shaped like a credential."""
+        try:
+            return self._plain_values.issuperset(values)
+        except TypeError:  # a list of values is not remembered: each is looked at
+            return False
 
     # -- documents -----------------------------------------------------------------------------
 
@@ -242,7 +384,7 @@ class Redactor:
         mime = str(content.get("mimeType") or "")
         if content.get("encoding") == "base64":
             try:
-                raw = base64.b64decode(text, validate=True)
+                raw = binascii.a2b_base64(text, strict_mode=True)  # b64decode(validate=True)
             except (binascii.Error, ValueError):
                 return {}
             # latin-1 maps every byte to one character and back: the bytes survive untouched
@@ -279,6 +421,12 @@ class Redactor:
     def _json(self, text: str) -> str | None:
         """A JSON document, or lines of JSON (NDJSON); what does not parse is redacted by
         pattern."""
+        if self.shortcuts and self._json_untouched(text):
+            return None
+        return self._json_walk(text)
+
+    def _json_walk(self, text: str) -> str | None:
+        """:meth:`_json` without the proof that nothing in ``text`` is to be redacted."""
         document = parse_json(text)
         if document is NOT_JSON:
             if "\n" not in text.strip():
@@ -286,9 +434,9 @@ class Redactor:
             lines = text.split("\n")
             changed = False
             for index, line in enumerate(lines):
-                redacted = self._json(line) if line.strip() else None
-                if redacted is not None:
-                    lines[index] = redacted
+                redacted_line = self._json(line) if line.strip() else None
+                if redacted_line is not None:
+                    lines[index] = redacted_line
                     changed = True
             return "\n".join(lines) if changed else None
         redacted, changed, deep = self._json_value(document, 0)
@@ -299,6 +447,42 @@ class Redactor:
             return self.patterns_in(written) or (written if changed else None)
         share_parsed(written, redacted)  # read next by the API rules, OpenAPI, the filter
         return written
+
+    def _json_untouched(self, text: str) -> bool:
+        """True only when ``text`` is a JSON document that :meth:`_json` would leave as it is:
+        it parses, nests no deeper than :data:`MAX_DEPTH`, and has no sensitive name and no
+        string shaped like a credential. Proved without the copy the walk makes: orjson reads
+        it (a stricter reader than the one the walk uses: what it takes, that one takes, with
+        the same names and strings), and when the text has no escape its strings are spans of
+        it, so one search over the text finds any shape in them."""
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return False
+        strings_plain = "\\" not in text and not may_hold_secret_value(text)
+        return self._json_plain(document, 0, strings_plain)
+
+    def _json_plain(self, value: Any, depth: int, strings_plain: bool) -> bool:
+        """Nothing in ``value`` that :meth:`_json_value` would replace or find too deep;
+        ``strings_plain``: its strings are known not to be shaped like credentials."""
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                return False
+            if not self._plain_names.issuperset(value) and any(map(self.is_sensitive, value)):
+                return False
+            for item in value.values():
+                if not (strings_plain and isinstance(item, str)) and not self._json_plain(
+                    item, depth + 1, strings_plain
+                ):
+                    return False
+            return True
+        if isinstance(value, list):
+            if depth > MAX_DEPTH:
+                return False
+            return all(self._json_plain(item, depth + 1, strings_plain) for item in value)
+        if isinstance(value, str):
+            return strings_plain or not self._secret_shaped(value)
+        return True
 
     def _json_value(self, value: Any, depth: int) -> tuple[Any, bool, bool]:
         """``value`` redacted, whether that changed it, and whether it nests deeper than
@@ -325,7 +509,7 @@ class Redactor:
                 changed = changed or inner
                 deep = deep or too_deep
             return items, changed, deep
-        if isinstance(value, str) and _secret_shaped(value):
+        if isinstance(value, str) and self._secret_shaped(value):
             return REDACTED, True, False
         return value, False, False
 
@@ -348,8 +532,12 @@ class Redactor:
                     parts[index] = redacted
                     changed = True
                 continue
-            name = _PART_NAME.search(head)
-            if name is not None and self.is_sensitive_parameter(name.group(1) or name.group(2)):
+            found_name = _PART_NAME.search(head)
+            name = None
+            if found_name is not None:  # ``name=""`` is a name, the empty one
+                quoted = found_name.group(1)
+                name = quoted if quoted is not None else found_name.group(2)
+            if name is not None and self.is_sensitive_parameter(name):
                 ending = "\r\n" if content.endswith("\r\n") else ""
                 parts[index] = head + found_separator + REDACTED + ending
                 changed = True
@@ -380,7 +568,9 @@ class Redactor:
                 return match.group(0)
             return f"<{match.group(1)}{match.group(3) or ''}>{REDACTED}"
 
-        redacted = _secret_shapes_for(text).sub(REDACTED, text)  # first: "Bearer x" is one value
+        redacted = text
+        if not self.shortcuts or may_hold_secret_value(text):  # first: "Bearer x" is one value
+            redacted = _secret_shapes_for(text).sub(REDACTED, text)
         if "=" in redacted or ":" in redacted:  # what every name=value and name: value has
             redacted = _NAMED_VALUE.sub(named, redacted)
         if "<" in redacted:
@@ -413,7 +603,7 @@ class Redactor:
             name, equals, value = field.partition("=")
             if equals and (
                 self.is_sensitive_parameter(unquote_plus(name))
-                or _secret_shaped(unquote_plus(value))
+                or self._secret_shaped(unquote_plus(value))
             ):
                 fields[index] = f"{name}={REDACTED}"
                 changed = True
@@ -430,23 +620,23 @@ class Redactor:
         return f"{base}?{redacted}{hash_mark}{fragment}"
 
 
-def _secret_shaped(value: Any) -> bool:
-    """A value (or one of a header's values) shaped like a credential."""
-    if isinstance(value, str):
-        return value != REDACTED and _secret_shapes_for(value).search(value) is not None
-    if isinstance(value, list):
-        return any(_secret_shaped(item) for item in value)
-    return False
+def _remember(name: str, sensitive: bool, plain: set[str], sensitives: set[str]) -> None:
+    """Keep a name's verdict, while fewer than :data:`KNOWN_NAMES` are kept."""
+    if len(plain) + len(sensitives) < KNOWN_NAMES:
+        (sensitives if sensitive else plain).add(name)
 
 
 def _all_redacted(container: Any) -> Any:
     if isinstance(container, dict):
-        return {name: REDACTED for name in container}
+        return {name: REDACTED for name in container} if container else container
     if isinstance(container, list):
-        return [
-            {**item, "value": REDACTED} if isinstance(item, dict) and "value" in item else item
-            for item in container
-        ]
+        result: list[Any] | None = None
+        for index, item in enumerate(container):
+            if isinstance(item, dict) and "value" in item:
+                if result is None:
+                    result = list(container)
+                result[index] = {**item, "value": REDACTED}
+        return container if result is None else result
     return container
 
 
