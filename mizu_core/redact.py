@@ -418,10 +418,11 @@ class Redactor:
             redacted = self.patterns_in(content)
         return None if redacted is None else mark + redacted
 
-    def _json(self, text: str) -> str | None:
+    def _json(self, text: str, strings_plain: bool = False) -> str | None:
         """A JSON document, or lines of JSON (NDJSON); what does not parse is redacted by
-        pattern."""
-        if self.shortcuts and self._json_untouched(text):
+        pattern. ``strings_plain``: ``text`` is known to have no escape and no credential's
+        shape (a line of a text that has none)."""
+        if self.shortcuts and self._json_untouched(text, strings_plain):
             return None
         return self._json_walk(text)
 
@@ -433,8 +434,10 @@ class Redactor:
                 return self.patterns_in(text)
             lines = text.split("\n")
             changed = False
+            # one search over the whole text answers for each of its lines
+            lines_plain = self.shortcuts and _strings_plain(text)
             for index, line in enumerate(lines):
-                redacted_line = self._json(line) if line.strip() else None
+                redacted_line = self._json(line, lines_plain) if line.strip() else None
                 if redacted_line is not None:
                     lines[index] = redacted_line
                     changed = True
@@ -448,7 +451,7 @@ class Redactor:
         share_parsed(written, redacted)  # read next by the API rules, OpenAPI, the filter
         return written
 
-    def _json_untouched(self, text: str) -> bool:
+    def _json_untouched(self, text: str, strings_plain: bool = False) -> bool:
         """True only when ``text`` is a JSON document that :meth:`_json` would leave as it is:
         it parses, nests no deeper than :data:`MAX_DEPTH`, and has no sensitive name and no
         string shaped like a credential. Proved without the copy the walk makes: orjson reads
@@ -459,8 +462,7 @@ class Redactor:
             document = orjson.loads(text)
         except orjson.JSONDecodeError:
             return False
-        strings_plain = "\\" not in text and not may_hold_secret_value(text)
-        return self._json_plain(document, 0, strings_plain)
+        return self._json_plain(document, 0, strings_plain or _strings_plain(text))
 
     def _json_plain(self, value: Any, depth: int, strings_plain: bool) -> bool:
         """Nothing in ``value`` that :meth:`_json_value` would replace or find too deep;
@@ -618,6 +620,12 @@ class Redactor:
         if redacted is None:
             return url
         return f"{base}?{redacted}{hash_mark}{fragment}"
+
+
+def _strings_plain(text: str) -> bool:
+    """No string of the JSON ``text`` is shaped like a credential: with no escape in the text,
+    its strings are spans of it, and no shape is anywhere in it."""
+    return "\\" not in text and not may_hold_secret_value(text)
 
 
 def _remember(name: str, sensitive: bool, plain: set[str], sensitives: set[str]) -> None:
