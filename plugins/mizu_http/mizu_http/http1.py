@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 from mizu_core import UNPAIRED_MIDSTREAM, ConnectionContext, Direction, Message
-from mizu_http import bodies, declarations
+from mizu_http import bodies
+from mizu_http.declarations import HTTP10, HTTP11
 from mizu_http.http1_pairing import Answer, Pairing, Ticket
 from mizu_http.settings import Settings
 
@@ -328,9 +329,7 @@ class Http1Session:
             "bodySize": size,
             "unrecovered": ["headers", "body"],
         }
-        message = Message(
-            declarations.HTTP11, self.response_direction, first_time, last_time, size, data
-        )
+        message = Message(HTTP11, self.response_direction, first_time, last_time, size, data)
         self.context.emit(None, message, UNPAIRED_MIDSTREAM)
 
     def message(
@@ -388,7 +387,7 @@ class Http1Session:
         if trailers:
             data["trailers"] = trailers
         message = Message(
-            declarations.HTTP10 if version == "HTTP/1.0" else declarations.HTTP11,
+            HTTP10 if version == "HTTP/1.0" else HTTP11,
             direction,
             first_time,
             last_time,

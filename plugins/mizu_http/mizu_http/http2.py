@@ -29,7 +29,8 @@ from typing import Any, Final
 import hpack
 
 from mizu_core import ConnectionContext, Direction, Message
-from mizu_http import bodies, declarations, grpc
+from mizu_http import bodies, grpc
+from mizu_http.declarations import GRPC, HTTP2
 from mizu_http.hpack_decoder import MAX_HEADER_LIST, MAX_HPACK_TABLE, HpackDecoder
 from mizu_http.http1 import add_header
 from mizu_http.settings import Settings
@@ -309,6 +310,7 @@ class Http2Session:
         self.context = context
         self.max_body = settings.max_body_size
         self.request_direction = request_direction
+        self.response_direction = request_direction.reverse  # a property: interpreted
         self.matcher = context.keyed_matcher()
         self.buffers = [b"", b""]
         self.expect_preface = expect_preface
@@ -693,7 +695,7 @@ class Http2Session:
         body = half.body
         is_grpc = (
             grpc.is_grpc(content_type)
-            or (request is not None and request.protocol is declarations.GRPC)
+            or (request is not None and request.protocol is GRPC)
             # the content-type referred to an HPACK entry added before the capture began
             or (not content_type and half.undecoded > 0 and grpc.framed(body.data))
         )
@@ -747,12 +749,12 @@ class Http2Session:
                 data["postData"] = body_fields
         else:
             data["content"] = body_fields
-        direction = self.request_direction if is_request else self.request_direction.reverse
+        direction = self.request_direction if is_request else self.response_direction
         if stream.pushed and is_request:
-            direction = self.request_direction.reverse
+            direction = self.response_direction
         # positional: the dataclass's interpreted __init__ takes keywords at twice the cost
         return Message(
-            declarations.GRPC if is_grpc else declarations.HTTP2,
+            GRPC if is_grpc else HTTP2,
             direction,
             half.first_time,
             half.last_time,
@@ -762,8 +764,8 @@ class Http2Session:
 
     def _reset_message(self, stream: _Stream, timestamp: float) -> Message:
         return Message(
-            protocol=declarations.HTTP2,
-            direction=self.request_direction.reverse,
+            protocol=HTTP2,
+            direction=self.response_direction,
             first_time=timestamp,
             last_time=timestamp,
             size=0,
