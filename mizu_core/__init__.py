@@ -33,6 +33,7 @@ from mizu_core.entry import (
     parse_json,
     query_literal,
     row,
+    row_query,
     table,
 )
 from mizu_core.markers import hookimpl, hookspec
@@ -101,5 +102,6 @@ __all__ = [
     "parse_json",
     "query_literal",
     "row",
+    "row_query",
     "table",
 ]

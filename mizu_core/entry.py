@@ -6,7 +6,8 @@ once; these :class:`~typing.TypedDict` types say what it holds, for the hooks' s
 for type checkers. Re-exported from :mod:`mizu_core`.
 
 The helpers make the pieces every plugin needs the same way: the ``*Query`` strings of a row
-(:func:`query_literal`, :func:`equals`, :func:`key_selector`, :func:`all_of`) and the sections
+(:func:`query_literal`, :func:`equals`, :func:`key_selector`, :func:`all_of`,
+:func:`row_query`) and the sections
 of a detail view (:func:`table`, :func:`row`, :func:`body`, :func:`json_body`).
 """
 
@@ -179,6 +180,41 @@ def all_of(*queries: str) -> str:
     """The filter that every non-empty one of ``queries`` matches: ``all_of("http",
     equals("request.method", "GET"))`` is ``http and request.method == "GET"``."""
     return " and ".join([query for query in queries if query])
+
+
+MAX_REMEMBERED_QUERIES: Final = 4096
+"""Queries :func:`row_query` keeps, at most (all are forgotten when there are more)."""
+_ROW_QUERIES: Final[dict[str, dict[str, dict[object, str]]]] = {}
+"""Remembered queries by ``within``, selector and value: lookups by texts whose hashes are kept
+in them, cheaper than by a tuple made, hashed and freed at each call."""
+_REMEMBERED: Final = [0]
+"""How many queries :data:`_ROW_QUERIES` holds."""
+
+
+def row_query(within: str, selector: str, value: object) -> str:
+    """``all_of(within, equals(selector, value))``, for a list row's ``summaryQuery``,
+    ``methodQuery`` or ``statusQuery``: ``within`` is the protocol's macro, or a row query
+    for two conditions (``row_query(row_query("amqp", "request.exchange", "logs"),
+    "request.routingKey", "eu")``). The core asks for the row of every entry, and a capture's
+    entries repeat a few methods, statuses and names: the query is remembered when ``value``
+    is a text or an integer (not a boolean, which would share a key with 0 or 1), up to
+    :data:`MAX_REMEMBERED_QUERIES` of them."""
+    if type(value) is not str and type(value) is not int:
+        return all_of(within, equals(selector, value))
+    by_selector = _ROW_QUERIES.get(within)
+    if by_selector is not None:
+        by_value = by_selector.get(selector)
+        if by_value is not None:
+            query = by_value.get(value)
+            if query is not None:
+                return query
+    query = all_of(within, equals(selector, value))
+    if _REMEMBERED[0] >= MAX_REMEMBERED_QUERIES:
+        _ROW_QUERIES.clear()
+        _REMEMBERED[0] = 0
+    _ROW_QUERIES.setdefault(within, {}).setdefault(selector, {})[value] = query
+    _REMEMBERED[0] += 1
+    return query
 
 
 # -- the sections of a detail view ----------------------------------------------------------------

@@ -15,9 +15,10 @@ from mizu_core import (
     parse_json,
     query_literal,
     row,
+    row_query,
     table,
 )
-from mizu_core.entry import SHARED_CHARS
+from mizu_core.entry import MAX_REMEMBERED_QUERIES, SHARED_CHARS
 from mizu_core.query import compile_query
 from mizu_core.redact import DEFAULT_PATTERNS, Redactor
 
@@ -47,6 +48,39 @@ def test_a_key_selector_reads_the_key_it_names() -> None:
 def test_all_of_skips_empty_filters() -> None:
     assert all_of("http", "", equals("request.method", "GET")) == 'http and request.method == "GET"'
     assert all_of("kv") == "kv"
+
+
+def test_a_row_query_is_the_protocol_and_its_conditions() -> None:
+    assert row_query("kv", "request.key", AWKWARD) == all_of("kv", equals("request.key", AWKWARD))
+    assert row_query(row_query("amqp", "request.exchange", ""), "request.routingKey", "k") == (
+        'amqp and request.exchange == "" and request.routingKey == "k"'
+    )
+    macros = {"amqp": 'protocol.name == "amqp"'}
+    query = compile_query(
+        row_query(row_query("amqp", "request.exchange", "x"), "request.routingKey", 7), macros
+    )
+    assert query({"protocol": {"name": "amqp"}, "request": {"exchange": "x", "routingKey": 7}})
+    assert not query({"protocol": {"name": "amqp"}, "request": {"exchange": "x"}})
+    assert not query({"protocol": {"name": "kv"}, "request": {"exchange": "x", "routingKey": 7}})
+
+
+def test_remembered_row_queries_are_each_rows_own() -> None:
+    # More values than are remembered, and values that are equal keys of a dict but other
+    # filters (True and 1, 1 and 1.0): the remembered ones are forgotten, never mixed up.
+    for value in (1, True, 1.0, "1", None, 0, False):
+        assert row_query("kv", "response.status", value) == (
+            f"kv and response.status == {query_literal(value)}"
+        )
+    values = MAX_REMEMBERED_QUERIES + 7
+    for index in range(2 * values):
+        macro = "kv" if index % 2 else "db"
+        value = index % values
+        assert (
+            row_query(macro, "request.key", f"k{value}") == f'{macro} and request.key == "k{value}"'
+        )
+        assert row_query(row_query(macro, "response.status", value), "request.method", "GET") == (
+            f'{macro} and response.status == {value} and request.method == "GET"'
+        )
 
 
 def test_sections() -> None:

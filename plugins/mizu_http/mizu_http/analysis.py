@@ -23,10 +23,10 @@ from mizu_core import (
     Summary,
     all_of,
     body,
-    equals,
     json_body,
     key_selector,
     parse_json,
+    row_query,
     table,
 )
 from mizu_http.http1 import add_header
@@ -272,28 +272,6 @@ clean end, every other code says something went wrong."""
 CLEAN_WEBSOCKET_CLOSES = frozenset({1000, 1001, 1005})
 
 
-MAX_REMEMBERED: Final = 4096
-"""Row queries kept, at most (all are forgotten when there are more)."""
-_ROW_QUERIES: Final[dict[tuple[str, str, str | int], str]] = {}
-"""``MACRO and SELECTOR == VALUE`` by macro, selector and value (a text or an integer): the row
-is asked for every entry made (for its error), and a capture's entries repeat a few methods,
-statuses and paths; each query was two calls into the core's helpers through Python."""
-
-
-def _row_query(macro: str, selector: str, value: object) -> str:
-    """``all_of(macro, equals(selector, value))``, remembered for texts and integers (not
-    booleans, which would share a key with 0 and 1)."""
-    if type(value) is not str and type(value) is not int:
-        return all_of(macro, equals(selector, value))
-    key = (macro, selector, value)
-    query = _ROW_QUERIES.get(key)
-    if query is None:
-        if len(_ROW_QUERIES) >= MAX_REMEMBERED:
-            _ROW_QUERIES.clear()
-        query = _ROW_QUERIES[key] = all_of(macro, equals(selector, value))
-    return query
-
-
 def grpc_status_name(code: int) -> str:
     return GRPC_STATUS_NAMES[code] if 0 <= code < len(GRPC_STATUS_NAMES) else f"CODE_{code}"
 
@@ -328,9 +306,9 @@ def summarize(entry: Mapping[str, Any]) -> Summary:
     method = str(request.get("method", ""))
     row: Summary = {
         "summary": path,
-        "summaryQuery": _row_query(macro, "request.path", path),
+        "summaryQuery": row_query(macro, "request.path", path),
         "method": method,
-        "methodQuery": _row_query(macro, "request.method", method),
+        "methodQuery": row_query(macro, "request.method", method),
         "status": "",
         "statusQuery": "",
         "error": False,
@@ -341,13 +319,13 @@ def summarize(entry: Mapping[str, Any]) -> Summary:
         code = int(response["resetCode"])
         name = HTTP2_ERROR_NAMES[code] if 0 <= code < len(HTTP2_ERROR_NAMES) else f"0x{code:x}"
         row["status"], row["error"], row["statusName"] = "RST", True, name
-        row["statusQuery"] = _row_query(macro, "response.resetCode", code)
+        row["statusQuery"] = row_query(macro, "response.resetCode", code)
     elif macro == "grpc" and response.get("grpcStatus") is not None:
         code = int(response["grpcStatus"])
         # shown by name, as Kafka's error codes are: "5" says nothing to most people
         name = grpc_status_name(code)
         row["status"], row["error"], row["statusName"] = name, code != 0, name
-        row["statusQuery"] = _row_query("grpc", "response.grpcStatus", code)
+        row["statusQuery"] = row_query("grpc", "response.grpcStatus", code)
     elif macro == "grpc" and response.get("undecodedHeaders"):
         # its grpc-status referred to an HPACK entry the capture never saw: not known
         row["status"], row["statusName"] = "?", "grpc-status not decoded"
@@ -356,7 +334,7 @@ def summarize(entry: Mapping[str, Any]) -> Summary:
         # gRPC without a grpc-status (a proxy's answer) is judged by its HTTP status too
         row["status"], row["error"] = status, status >= 400
         row["statusName"] = http_status_name(response, status)
-        row["statusQuery"] = _row_query(macro, "response.status", status)
+        row["statusQuery"] = row_query(macro, "response.status", status)
     elif (
         macro == "ws"
         and isinstance(close_code := request.get("closeCode"), int)
@@ -365,7 +343,7 @@ def summarize(entry: Mapping[str, Any]) -> Summary:
         code = close_code
         row["status"], row["statusName"] = code, WEBSOCKET_CLOSE_NAMES.get(code, "")
         row["error"] = code not in CLEAN_WEBSOCKET_CLOSES
-        row["statusQuery"] = _row_query("ws", "request.closeCode", code)
+        row["statusQuery"] = row_query("ws", "request.closeCode", code)
     return row
 
 

@@ -6,7 +6,6 @@ from urllib.parse import parse_qsl
 
 from hypothesis import given
 from hypothesis import strategies as st
-from mizu_http import analysis
 from mizu_http.analysis import (
     finish_request,
     finish_response,
@@ -16,6 +15,8 @@ from mizu_http.analysis import (
     represent,
     summarize,
 )
+
+from mizu_core.entry import MAX_REMEMBERED_QUERIES
 
 HTTP11 = {"name": "http", "version": "1.1", "abbr": "HTTP", "macro": "http"}
 
@@ -86,7 +87,7 @@ def test_remembered_row_queries_are_each_entrys_own() -> None:
     # More paths than the rows' queries kept, under two protocols: the kept ones are forgotten,
     # never mixed up.
     grpc = {"name": "http", "version": "2.0", "abbr": "gRPC", "macro": "grpc"}
-    paths = analysis.MAX_REMEMBERED + 7
+    paths = MAX_REMEMBERED_QUERIES + 7
     for index in range(2 * paths):
         protocol = grpc if index % 2 else HTTP11
         macro = protocol["macro"]
