@@ -217,10 +217,10 @@ def _ascii_header_block(block: bytes) -> HeaderBlock:
     return parsed
 
 
-def parse_head(block: bytes, is_request: bool, blank: int = 4) -> Head | None:
+def parse_head(block: bytes, is_request: bool, blank: int, line_end: int) -> Head | None:
     """The head in ``block`` (without the ``blank`` bytes that end it), or None when it is
-    not HTTP/1. Text that is not UTF-8 is taken for Latin-1."""
-    line_end = block.find(b"\n")
+    not HTTP/1. Text that is not UTF-8 is taken for Latin-1. ``line_end`` is where its first
+    line feed is (-1: it has none), which the reader found already."""
     ascii_text = block.isascii()
     if ascii_text:
         start_line = (block if line_end < 0 else block[:line_end]).decode("ascii")
@@ -597,7 +597,9 @@ class Side:
             self._keep(data, position, timestamp)
             return -1
         block = data[position:end]
-        head = parse_head(block, self.is_request, blank)
+        head = parse_head(
+            block, self.is_request, blank, line_end - position if line_end < end else -1
+        )
         if head is None or (self.resynced and not _plausible_header_lines(block)):
             self._lost(timestamp, timestamp)
             return self._resync(data, position + 1, timestamp)
