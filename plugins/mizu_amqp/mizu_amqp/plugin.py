@@ -52,9 +52,9 @@ def configure(settings: Mapping[str, Any]) -> Settings:
     for key, value in settings.items():
         attribute = SETTING_NAMES.get(key)
         if attribute is None:
-            raise ValueError(f"plugins.amqp.{key}: unknown setting ({', '.join(SETTING_NAMES)})")
+            raise ValueError(f"{key}: unknown setting ({', '.join(SETTING_NAMES)})")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"plugins.amqp.{key}: expected a positive integer, got {value!r}")
+            raise ValueError(f"{key}: expected a positive integer, got {value!r}")
         values[attribute] = value
     return Settings(**values)
 

@@ -50,9 +50,9 @@ def configure(settings: Mapping[str, Any]) -> Settings:
     for key, value in settings.items():
         attribute = SETTING_NAMES.get(key)
         if attribute is None:
-            raise ValueError(f"plugins.kafka.{key}: unknown setting ({', '.join(SETTING_NAMES)})")
+            raise ValueError(f"{key}: unknown setting ({', '.join(SETTING_NAMES)})")
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"plugins.kafka.{key}: expected a non-negative integer, got {value!r}")
+            raise ValueError(f"{key}: expected a non-negative integer, got {value!r}")
         values[attribute] = value
     return Settings(**values)
 
