@@ -391,7 +391,7 @@ class Redactor:
             redacted = self.document(raw.decode("latin-1"), mime)
             if redacted is None:
                 return {}
-            return {"text": base64.b64encode(redacted.encode("latin-1")).decode("ascii")}
+            return {"text": base64.b64encode(_latin1(redacted)).decode("ascii")}
         redacted = self.document(text, mime)
         return {} if redacted is None else {"text": redacted}
 
@@ -620,6 +620,16 @@ class Redactor:
         if redacted is None:
             return url
         return f"{base}?{redacted}{hash_mark}{fragment}"
+
+
+def _latin1(text: str) -> bytes:
+    """A base64 body's redacted text as bytes again: each character the byte it was read as,
+    but one the JSON writer decoded from an escape (beyond latin-1, so inside a string) is
+    written as that escape again."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return "".join(c if ord(c) < 256 else json.dumps(c)[1:-1] for c in text).encode("latin-1")
 
 
 def _strings_plain(text: str) -> bool:

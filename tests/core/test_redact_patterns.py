@@ -54,6 +54,14 @@ def test_ndjson_and_a_byte_order_mark() -> None:
     assert decoded == b'\xef\xbb\xbf{"password":"' + REDACTED.encode() + b'"}'
 
 
+def test_a_base64_json_body_keeps_the_escapes_its_bytes_cannot_hold() -> None:
+    text = '{"password": "p4", "name": "\\u0100\\ud83d\\ude00"}'
+    raw = base64.b64encode(text.encode()).decode()
+    entry = {"request": {"postData": {"mimeType": "", "text": raw, "encoding": "base64"}}}
+    decoded = base64.b64decode(Redactor()(entry)["request"]["postData"]["text"])
+    assert json.loads(decoded) == {"password": REDACTED, "name": "\u0100\U0001f600"}
+
+
 def test_multipart_fields_by_name_and_by_their_own_type() -> None:
     mime = "multipart/form-data; boundary=XyZ"
     text = (

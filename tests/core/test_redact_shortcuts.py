@@ -41,14 +41,6 @@ CAPTURES = sorted(
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJl"
 
 
-def outcome(redactor: Redactor, entry: dict[str, Any]) -> bytes | str:
-    """The redacted entry's bytes, or the error redacting it raised."""
-    try:
-        return orjson.dumps(redactor(entry), default=repr)
-    except UnicodeEncodeError as error:  # a base64 body whose JSON escapes leave latin-1
-        return repr(error)
-
-
 def agree(entries: list[dict[str, Any]], protocols: tuple[Protocol, ...] = ()) -> None:
     """Each entry redacted with the shortcuts (twice: what it remembers from the first pass
     must not change the second) and without them: the same bytes, the entry left alone."""
@@ -57,7 +49,8 @@ def agree(entries: list[dict[str, Any]], protocols: tuple[Protocol, ...] = ()) -
     for _ in range(2):
         for entry in entries:
             before = copy.deepcopy(entry)
-            assert outcome(fast, entry) == outcome(full, entry), entry
+            expected = orjson.dumps(full(entry), default=repr)
+            assert orjson.dumps(fast(entry), default=repr) == expected, entry
             assert entry == before
 
 
