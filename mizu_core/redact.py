@@ -387,11 +387,18 @@ class Redactor:
                 raw = binascii.a2b_base64(text, strict_mode=True)  # b64decode(validate=True)
             except (binascii.Error, ValueError):
                 return {}
-            # latin-1 maps every byte to one character and back: the bytes survive untouched
-            redacted = self.document(raw.decode("latin-1"), mime)
+            # A UTF-8 body (base64 for its control characters only) is read as the text it is,
+            # so that a character the JSON writer decoded from an escape is written back as that
+            # text's own bytes. Any other body is read as latin-1, which maps every byte to one
+            # character and back: the bytes survive untouched.
+            try:
+                decoded, charset = raw.decode("utf-8"), "utf-8"
+            except UnicodeDecodeError:
+                decoded, charset = raw.decode("latin-1"), "latin-1"
+            redacted = self.document(decoded, mime)
             if redacted is None:
                 return {}
-            return {"text": base64.b64encode(_latin1(redacted)).decode("ascii")}
+            return {"text": base64.b64encode(_encoded(redacted, charset)).decode("ascii")}
         redacted = self.document(text, mime)
         return {} if redacted is None else {"text": redacted}
 
@@ -622,14 +629,22 @@ class Redactor:
         return f"{base}?{redacted}{hash_mark}{fragment}"
 
 
-def _latin1(text: str) -> bytes:
-    """A base64 body's redacted text as bytes again: each character the byte it was read as,
-    but one the JSON writer decoded from an escape (beyond latin-1, so inside a string) is
-    written as that escape again."""
+def _encoded(text: str, charset: str) -> bytes:
+    """A base64 body's redacted text as bytes again, in the charset it was read with; a
+    character that charset cannot hold (the JSON writer decoded it from an escape, so it is
+    inside a string) is written as that escape again."""
     try:
-        return text.encode("latin-1")
+        return text.encode(charset)
     except UnicodeEncodeError:
-        return "".join(c if ord(c) < 256 else json.dumps(c)[1:-1] for c in text).encode("latin-1")
+        return "".join(_encodable(char, charset) for char in text).encode(charset)
+
+
+def _encodable(char: str, charset: str) -> str:
+    try:
+        char.encode(charset)
+    except UnicodeEncodeError:
+        return json.dumps(char)[1:-1]
+    return char
 
 
 def _strings_plain(text: str) -> bool:

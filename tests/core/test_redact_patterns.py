@@ -62,6 +62,32 @@ def test_a_base64_json_body_keeps_the_escapes_its_bytes_cannot_hold() -> None:
     assert json.loads(decoded) == {"password": REDACTED, "name": "\u0100\U0001f600"}
 
 
+def test_a_base64_utf8_json_body_keeps_its_escaped_characters_as_utf8() -> None:
+    # base64 only for its DEL, which JSON allows in a string; the escape is below 0x100
+    text = '{"password": "p5", "name": "\\u00e9 \u00e9", "note": "\x7f"}'
+    raw = base64.b64encode(text.encode()).decode()
+    entry = {"request": {"postData": {"mimeType": "", "text": raw, "encoding": "base64"}}}
+    decoded = base64.b64decode(Redactor()(entry)["request"]["postData"]["text"])
+    assert json.loads(decoded.decode("utf-8")) == {
+        "password": REDACTED,
+        "name": "\u00e9 \u00e9",
+        "note": "\x7f",
+    }
+
+
+def test_a_base64_latin1_json_body_keeps_its_bytes() -> None:
+    text = b'{"password": "p6", "name": "caf\xe9", "escaped": "\\ud83d\\ude00"}'
+    raw = base64.b64encode(text).decode()
+    entry = {"request": {"postData": {"mimeType": "", "text": raw, "encoding": "base64"}}}
+    decoded = base64.b64decode(Redactor()(entry)["request"]["postData"]["text"])
+    assert b'"name":"caf\xe9"' in decoded
+    assert json.loads(decoded.decode("latin-1")) == {
+        "password": REDACTED,
+        "name": "caf\xe9",
+        "escaped": "\U0001f600",
+    }
+
+
 def test_multipart_fields_by_name_and_by_their_own_type() -> None:
     mime = "multipart/form-data; boundary=XyZ"
     text = (
