@@ -58,6 +58,9 @@ class HpackDecoder:
         entries it still uses."""
         self.max_allowed = max_allowed
         """The table size the decoding side's SETTINGS allow: size updates are capped at it."""
+        self.changes = 0
+        """Counts the changes to the table (and its size): while it stays the same, the same
+        block decodes to the same headers, so a caller may keep what it made of a block."""
 
     def forget(self) -> None:
         """Header blocks were lost: their insertions moved every index by an unknown amount.
@@ -65,6 +68,7 @@ class HpackDecoder:
         self.table.clear()
         self.size = 0
         self.max_size = self.max_allowed
+        self.changes += 1
 
     def _entry(self, index: int) -> tuple[str | None, str | None]:
         if 0 < index <= len(_STATIC_TABLE):
@@ -77,6 +81,7 @@ class HpackDecoder:
     def _add(self, name: str | None, value: str | None) -> None:
         self.table.insert(0, (name, value))
         self.size += len(name or "") + len(value or "") + 32
+        self.changes += 1
         self._evict()
 
     def _evict(self) -> None:
@@ -113,6 +118,7 @@ class HpackDecoder:
             elif byte & 0xE0 == 0x20:  # dynamic table size update
                 size, position = _integer(data, position, 5)
                 self.max_size = min(size, self.max_allowed)
+                self.changes += 1
                 self._evict()
                 continue
             else:  # a literal, added to the table (0x40) or not

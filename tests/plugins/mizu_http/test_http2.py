@@ -192,6 +192,34 @@ def test_hpack_decoder_resolves_entries_it_saw_added() -> None:
     assert decoder.decode(encoder.encode([("a", "1"), ("b", "2")])) == ([("a", "1"), ("b", "2")], 0)
 
 
+def test_a_repeated_block_decodes_against_the_table_as_it_is_now() -> None:
+    encoder = hpack.Encoder()
+    adding_one = encoder.encode([*REQUEST, ("x-id", "1")])
+    indexed = encoder.encode([*REQUEST, ("x-id", "1")])  # every header an index
+    adding_two = encoder.encode([*REQUEST, ("x-id", "2")])  # the indices move by one
+    indexed_two = encoder.encode([*REQUEST, ("x-id", "2")])
+    tagged = encoder.encode([*REQUEST, ("x-tag", "a"), ("x-tag", "b")])
+    retagged = encoder.encode([*REQUEST, ("x-tag", "a"), ("x-tag", "b")])
+    blocks = [adding_one, indexed, indexed, adding_two, indexed_two, indexed]
+    blocks += [tagged, retagged, retagged]
+    client = PREFACE + b"".join(
+        frame(1, 0x05, 2 * index + 1, block) for index, block in enumerate(blocks)
+    )
+    pairs, _ = session_pairs([(C, client)])
+    requests = [pair_summary(pair)["request"] for pair in pairs]
+    oracle = hpack.Decoder()
+    expected = []
+    for block in blocks:
+        headers: dict[str, Any] = {}
+        for name, value in oracle.decode(block):
+            headers[name] = [headers[name], value] if name in headers else value
+        expected.append(headers)
+    assert [request["headers"] for request in requests] == expected
+    assert expected[5] != expected[1]  # the same bytes, another table
+    first_tags, second_tags = (request["headers"]["x-tag"] for request in requests[7:])
+    assert first_tags is not second_tags  # one entry's list is not another's to edit
+
+
 def test_a_gap_inside_a_frame_is_passed_over_by_arithmetic() -> None:
     client, server, handshake = peers()
     client.send_headers(1, [*REQUEST, ("x-trace", "t1")], end_stream=True)
