@@ -1,21 +1,33 @@
-"""``mizu tap --local`` / ``mizu tap --pcap``: tapper and hub in this one process.
+"""``mizu tap --local`` / ``mizu tap --pcap``: a hub and its tapper, two processes.
 
-The tapper runtime (:mod:`mizu_server.tapper`, the one a cluster's nodes run) captures on a
-thread; the hub serves on the event loop. Entries reach the hub by a direct call
-(:class:`~mizu_server.tapper_client.InProcessShipper`: no loopback, no msgpack); the hub's own
-port is left out of the capture so that the dashboard does not watch itself.
+The tapper runtime (:mod:`mizu_server.tapper`, the one a cluster's nodes run) runs in a process
+of its own, forked from the hub's once the capture is open: capture, dissection and redaction
+on one core, the hub (its store, OpenAPI inference, the dashboard) on another, where one
+interpreter's lock held both to one core. The tapper ships its entries as a node's tapper does,
+over the hub's ``/wsTapper`` (frames, acks, reports), on a Unix socket in a folder only this
+user can enter, which no capture sees. The hub's own port is left out of the capture so that
+the dashboard does not watch itself.
+
+Ctrl-C (or SIGTERM to the hub) stops both: the tapper hands over what it holds and prints the
+closing summary. A tapper process that dies is said, with its exit code; the hub keeps serving
+what it stored until Ctrl-C, and the command then exits 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
+import time
+import traceback
 import webbrowser
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -24,6 +36,7 @@ import click
 from aiohttp import web
 
 from mizu_cli.common import (
+    STOP_DEADLINE,
     TLS_KEYLOG_HELP,
     TableSink,
     check_tls_keylog,
@@ -33,6 +46,7 @@ from mizu_cli.common import (
     open_store,
     pairing_lines,
     read_rules,
+    stop_deadline,
     stopping,
     summary_line,
     with_tls_keylog,
@@ -49,22 +63,29 @@ from mizu_core.emit import JsonlSink
 from mizu_core.plugins import PluginManager
 from mizu_core.redact import Redactor, UserAgentFilter
 from mizu_server.app import create_app
-from mizu_server.hub import LOCAL_HOSTS, Hub, HubSettings
+from mizu_server.hub import DRAIN_SECONDS, LOCAL_HOSTS, Hub, HubSettings
 from mizu_server.store import SqliteStore
 from mizu_server.tapper import KeepingFileSource, RecordingLiveSource, Tapper, redactor_for
-from mizu_server.tapper_client import InProcessShipper
+from mizu_server.tapper_client import TapperClient
 
 DEFAULT_DB = Path.home() / ".mizu" / "local" / "entries.db"
 REPLAY_COMMIT_SECONDS = 60.0
 """How long a finished replay waits for the hub to store its entries before saying so."""
 CAPTURE_BUFFER = "256MB"
-"""The kernel's capture buffer per interface by default. Here the capture thread shares the
-interpreter with the hub (its store, the API, OpenAPI inference) and the machine with the
-traffic's own programs, so it stalls for seconds at times, and what the buffer cannot hold
-meanwhile is lost. Under a paced load on loopback, other work keeping both cores busy (load
-average 5 to 7 on 2 cores), 32 MB lost a third of the requests at 7,900 requests/s, 128 MB none
-at 8,500, 256 MB none at 7,700 and at 10,900."""
+"""The kernel's capture buffer per interface by default. The capture shares the machine with
+the hub and the traffic's own programs, so it stalls for seconds at times, and what the buffer
+cannot hold meanwhile is lost. Under a paced load on loopback, other work keeping both cores
+busy (load average 5 to 7 on 2 cores), 32 MB lost a third of the requests at 7,900
+requests/s, 128 MB none at 8,500, 256 MB none at 7,700 and at 10,900 (capture and hub in one
+process then)."""
 MIN_CAPTURE_BUFFER = "1MB"
+LOCAL_TAPPER = "local"
+"""The tapper process's name, in entry ids and in the hub's status."""
+GO = b"g"
+"""What the hub writes to its tapper process once it serves."""
+TAPPER_STOP_SECONDS = STOP_DEADLINE + 1.0
+"""How long a stopping hub waits for its tapper process, which has :data:`STOP_DEADLINE` to
+end by itself, before killing it."""
 PRINT_FLUSH_SECONDS = 0.05
 """How long an entry ``-o jsonl`` printed may wait in the output's buffer. A write to standard
 output per entry cost the capture thread twice what encoding the entry did, and woke the
@@ -316,28 +337,34 @@ def tap(
                 source = LiveSource(interfaces or ("any",), bpf, buffer_size=buffer)
         except CaptureError as error:
             raise click.ClickException(str(error)) from None
+    sources: list[PacketSource] = [source] if source is not None else list(replays)
+    # 0700: the hub's socket for its tapper is this user's alone, and no interface carries it
+    channel = Path(tempfile.mkdtemp(prefix="mizu-tap-"))
+    hub_socket = channel / "hub.sock"
     try:
         # the hub closes the store when it stops; closing() is for a run that fails before the
         # hub starts (closing twice does nothing)
         with closing(open_store(db_path, settings.max_db_bytes)) as store:
-            session = LocalSession(plugins, settings, store, printer, redactor, ignored)
-            asyncio.run(
-                session.run(
-                    gui_port, [source] if source else replays, not (no_browser or headless())
-                )
+            runtime = TapperRuntime(
+                plugins,
+                sources,
+                str(hub_socket),
+                settings.token,
+                printer,
+                redactor,
+                ignored,
+                pcap_export,
             )
+            tapper = TapperProcess.start(runtime)
+            session = LocalSession(plugins, settings, store, tapper)
+            what = f"{len(replays)} file(s)" if replays else ", ".join(s.name for s in sources)
+            asyncio.run(session.run(gui_port, hub_socket, what, not (no_browser or headless())))
     finally:
         if source is not None:
             source.close()
-    session.close_printer()
-    stats = session.tapper.engine.stats()
-    shipped = session.shipper.stats
-    click.echo(
-        f"{summary_line(stats)}, {shipped.acked_entries:,} sent to the hub, {shipped.shed:,} shed",
-        err=True,
-    )
-    for line in pairing_lines(stats):
-        click.echo(line, err=True)
+        shutil.rmtree(channel, ignore_errors=True)
+    if session.failure is not None:
+        raise click.ClickException(session.failure)
 
 
 def check_capture_buffer(text: str | None) -> int | None:
@@ -359,48 +386,111 @@ def capture_filter(bpf_filter: str, gui_port: int) -> str:
     return f"({bpf_filter}) and {own_traffic}" if bpf_filter.strip() else own_traffic
 
 
-class LocalSession:
-    """One run: the hub on 127.0.0.1 and the tapper runtime feeding it in this process."""
+class TapperRuntime:
+    """The tapper process's side of a run: capture, dissection, redaction, ``-o`` printing, and
+    shipping to the hub over ``hub_socket`` as a node's tapper does (``/wsTapper``: frames,
+    acks, reports). Key log secrets (``--tls-keylog``) are read here only."""
 
     def __init__(
         self,
         plugins: PluginManager,
-        settings: HubSettings,
-        store: SqliteStore,
-        printer: JsonlSink | TableSink | None = None,
-        redactor: Redactor | None = None,
-        ignored: UserAgentFilter | None = None,
+        sources: Sequence[PacketSource],
+        hub_socket: str,
+        token: str,
+        printer: JsonlSink | TableSink | None,
+        redactor: Redactor | None,
+        ignored: UserAgentFilter,
+        pcap_export: bool,
     ) -> None:
-        self.hub = Hub(settings, plugins, store)
+        self.sources = sources
         self.printer = printer
         self.printed = 0
         """Entries printed, counted on the capture thread."""
         self._flushed = 0
         self._printing = threading.Lock()
-        self.tapper_state = self.hub.connect_tapper("local", "this process")
-        """The hub counts this process's tapper as it counts those that connect."""
-        self.shipper = InProcessShipper(self.submit, self.hub.submit_packets)
+        self.client = TapperClient(
+            "http://mizu/wsTapper",
+            token,
+            LOCAL_TAPPER,
+            unix_socket=hub_socket,
+            retry_delay=0.05,
+            max_retry_delay=1.0,
+        )
         self.tapper = Tapper(
             plugins,
-            self.shipper,
-            "local",
+            self.client,
+            LOCAL_TAPPER,
             redactor=redactor,
             ignored=ignored,
             also=self.print if printer is not None else None,
-            pcap_export=settings.pcap_export,
+            pcap_export=pcap_export,
         )
-        self.hub.status_providers["local"] = self.tapper.status
 
-    def submit(self, entries: list[Mapping[str, Any]]) -> asyncio.Future[int]:
-        """A frame of entries to the hub, counted as a connected tapper's."""
-        self.tapper_state.frames += 1
-        committed = self.hub.submit(entries)
-        committed.add_done_callback(self._count_stored)
-        return committed
+    def main(self, go: int) -> int:
+        """The tapper process: waits for the hub's word on ``go`` (end of file: the hub did
+        not start, and there is nothing to say), captures until Ctrl-C, SIGTERM or the hub's
+        end, and prints the closing summary."""
+        # until the hub serves, a Ctrl-C is the hub's to handle (it then closes ``go``)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if os.read(go, 1) != GO:
+            return 0
+        try:
+            asyncio.run(self.run(go))
+        finally:
+            for source in self.sources:
+                if isinstance(source, LiveSource):
+                    source.close()  # and the file of -w written out
+        self.close_printer()
+        stats = self.tapper.engine.stats()
+        shipped = self.client.stats
+        click.echo(
+            f"{summary_line(stats)}, {shipped.acked_entries:,} sent to the hub, "
+            f"{shipped.shed:,} shed; tapper CPU {time.process_time():.1f} s",
+            err=True,
+        )
+        for line in pairing_lines(stats):
+            click.echo(line, err=True)
+        return 0
 
-    def _count_stored(self, committed: asyncio.Future[int]) -> None:
-        if not committed.cancelled() and committed.exception() is None:
-            self.tapper_state.entries += committed.result()
+    async def run(self, go: int) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping(stop.set))
+
+        def hub_gone() -> None:
+            # the hub's process ended without stopping this one: nobody takes the entries
+            loop.remove_reader(go)
+            if not stop.is_set():
+                click.echo("mizu: the hub is gone; stopping the capture", err=True)
+                stop.set()
+
+        loop.add_reader(go, hub_gone)
+        replays = sum(1 for source in self.sources if isinstance(source, FileSource))
+
+        async def replayed() -> None:
+            await self.announce_replay(replays)
+
+        flushing = asyncio.create_task(self.keep_flushing(), name="mizu-print-flush")
+        try:
+            await self.tapper.run(self.sources, stop, when_read=replayed if replays else None)
+        finally:
+            flushing.cancel()
+            loop.remove_reader(go)
+        if self.tapper.capture_error is not None:
+            click.echo(f"mizu: capture stopped: {self.tapper.capture_error}", err=True)
+
+    async def announce_replay(self, files: int) -> None:
+        """Say that the replay is done once the hub has stored its entries, so that "still
+        serving" means a dashboard that shows the whole replay."""
+        stored = await self.client.flush(timeout=REPLAY_COMMIT_SECONDS)
+        await self.flush_printed()  # a closed standard output is said before "still serving"
+        pending = "" if stored else f" ({self.client.buffered():,} not yet stored)"
+        click.echo(
+            f"mizu: replayed {files} file(s), "
+            f"{self.tapper.engine.dispatcher.stats.entries:,} entries{pending}; still serving",
+            err=True,
+        )
 
     def print(self, entry: dict[str, Any]) -> None:
         """``-o``: the entry on stdout too, on the capture thread."""
@@ -456,8 +546,128 @@ class LocalSession:
             err=True,
         )
 
-    async def run(self, port: int, sources: Sequence[PacketSource], open_browser: bool) -> None:
-        """Serve the dashboard on ``port`` and capture from ``sources`` until Ctrl-C."""
+
+class TapperProcess:
+    """The hub's handle on its tapper process, a fork of this one made before any thread or
+    event loop: it inherits the opened capture, plugins and settings as they are."""
+
+    def __init__(self, pid: int, go: int) -> None:
+        self.pid = pid
+        self._go: int | None = go
+        self.exit_code: int | None = None
+        """As :func:`os.waitstatus_to_exitcode` says it (minus the signal that killed it)."""
+        self._exited: asyncio.Future[None] | None = None
+        self._signalled = False
+
+    @classmethod
+    def start(cls, runtime: TapperRuntime) -> TapperProcess:
+        read_end, write_end = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the tapper process, which never returns from here
+            os.close(write_end)
+            code = 1
+            try:
+                code = runtime.main(read_end)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                # no interpreter shutdown: what the hub opened (the store) is the hub's
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stdout.flush()
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.flush()
+                os._exit(code)
+        os.close(read_end)
+        return cls(pid, write_end)
+
+    def go(self) -> None:
+        """The hub serves: capture and ship."""
+        assert self._go is not None
+        os.write(self._go, GO)
+
+    def exited(self) -> asyncio.Future[None]:
+        """Done when the process has ended (:attr:`exit_code` then says how)."""
+        if self._exited is None:
+            self._exited = asyncio.ensure_future(asyncio.to_thread(self._wait))
+        return self._exited
+
+    def _wait(self) -> None:
+        _, status = os.waitpid(self.pid, 0)
+        self.exit_code = os.waitstatus_to_exitcode(status)
+
+    def signal(self, signum: int) -> None:
+        self._signalled = True
+        if self.exit_code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def how_it_ended(self) -> str:
+        code = self.exit_code
+        if code is not None and code < 0:
+            return f"was killed by {signal.Signals(-code).name} (exit code {128 - code})"
+        return f"exited with code {code}"
+
+    async def end(self) -> None:
+        """Once the hub stops: a process not signalled is told by the end of file on ``go``
+        (it stops, or quits unsaid if it never got the word); one that has not ended within
+        :data:`TAPPER_STOP_SECONDS` is killed."""
+        if not self._signalled:
+            self._close_go()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.exited()), TAPPER_STOP_SECONDS)
+        except TimeoutError:
+            click.echo(
+                f"mizu: the tapper process did not stop within {TAPPER_STOP_SECONDS:.0f} s; "
+                "killing it",
+                err=True,
+            )
+            self.signal(signal.SIGKILL)
+            await self.exited()
+        self._close_go()
+
+    def _close_go(self) -> None:
+        if self._go is not None:
+            os.close(self._go)
+            self._go = None
+
+
+class LocalSession:
+    """One run's hub, on 127.0.0.1, fed by its tapper process."""
+
+    def __init__(
+        self,
+        plugins: PluginManager,
+        settings: HubSettings,
+        store: SqliteStore,
+        tapper: TapperProcess,
+    ) -> None:
+        self.hub = Hub(settings, plugins, store)
+        self.tapper = tapper
+        self.failure: str | None = None
+        """Why the session ends in error: the tapper process ended before it was stopped."""
+        self.hub.status_providers["local"] = self.tapper_status
+
+    def tapper_status(self) -> dict[str, Any]:
+        """What ``/status/tap`` shows of the tapper process: whether it runs, and its last
+        report (capture counts, the kernel's drops, plugin counters, its CPU seconds)."""
+        state = self.tapper.exit_code
+        return {
+            "pid": self.tapper.pid,
+            "running": state is None,
+            **({} if state is None else {"ended": self.tapper.how_it_ended()}),
+            **self.last_report(),
+        }
+
+    def last_report(self) -> dict[str, Any]:
+        for state in reversed(self.hub.tappers):
+            if state.tapper_id == LOCAL_TAPPER:
+                return state.reported
+        return {}
+
+    async def run(self, port: int, hub_socket: Path, what: str, open_browser: bool) -> None:
+        """Serve the dashboard on ``port`` and the tapper on ``hub_socket`` until Ctrl-C."""
         runner = web.AppRunner(create_app(self.hub), access_log=None)
         await runner.setup()
         try:
@@ -468,39 +678,52 @@ class LocalSession:
                     f"cannot serve on 127.0.0.1:{port}: {error.strerror or error} "
                     "(pick another port with --gui-port)"
                 ) from None
+            await web.UnixSite(runner, str(hub_socket)).start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
+
+            def stopping_both(signum: int) -> None:
+                # the tapper gets the signal too (a Ctrl-C at the terminal already sent it):
+                # it stops, hands over what it holds and prints the closing summary
+                stop_deadline(TAPPER_STOP_SECONDS + DRAIN_SECONDS)
+                self.tapper.signal(signum)
+                stop.set()
+
             for signum in (signal.SIGINT, signal.SIGTERM):  # before the URL: Ctrl-C stops cleanly
-                loop.add_signal_handler(signum, stopping(stop.set))
+                loop.add_signal_handler(signum, stopping_both, signum)
             url = f"http://127.0.0.1:{port}/?token={self.hub.settings.access_token}"
-            replays = [source for source in sources if isinstance(source, FileSource)]
-            what = f"{len(replays)} file(s)" if replays else ", ".join(s.name for s in sources)
             click.echo(f"mizu: dashboard at {url}  (capturing {what}; Ctrl-C to stop)", err=True)
+            self.tapper.go()
             if open_browser:
                 webbrowser.open(url)
-
-            async def replayed() -> None:
-                await self.announce_replay(len(replays))
-
-            flushing = asyncio.create_task(self.keep_flushing(), name="mizu-print-flush")
-            try:
-                await self.tapper.run(sources, stop, when_read=replayed if replays else None)
-            finally:
-                flushing.cancel()
-                self.tapper_state.connected = False
-            if self.tapper.capture_error is not None:
-                click.echo(f"mizu: capture stopped: {self.tapper.capture_error}", err=True)
+            await self.watch(stop)
         finally:
+            await self.tapper.end()
+            if self.failure is None and self.tapper.exit_code:
+                self.failure = f"the tapper process {self.tapper.how_it_ended()}"
             await runner.cleanup()
 
-    async def announce_replay(self, files: int) -> None:
-        """Say that the replay is done once the hub has stored its entries, so that "still
-        serving" means a dashboard that shows the whole replay."""
-        stored = await self.shipper.flush(timeout=REPLAY_COMMIT_SECONDS)
-        await self.flush_printed()  # a closed standard output is said before "still serving"
-        pending = "" if stored else f" ({self.shipper.buffered():,} not yet stored)"
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Until ``stop``; a tapper process that ends before is said, with how, and the hub
+        keeps serving what it stored until Ctrl-C."""
+        stopped = asyncio.create_task(stop.wait())
+        exited = self.tapper.exited()
+        either: set[asyncio.Future[Any]] = {stopped, exited}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if stopped.done():
+            return
+        how = self.tapper.how_it_ended()
+        capture = self.last_report().get("capture", {})
+        last = (
+            f" (its last report: {capture.get('packets', 0):,} packets, "
+            f"{capture.get('kernelDropped', 0):,} dropped by the kernel)"
+            if capture
+            else ""
+        )
+        self.failure = f"the tapper process {how}: the capture ended early{last}"
         click.echo(
-            f"mizu: replayed {files} file(s), "
-            f"{self.tapper.engine.dispatcher.stats.entries:,} entries{pending}; still serving",
+            f"mizu: the tapper process (pid {self.tapper.pid}) {how}{last}; nothing more is "
+            "captured, the dashboard keeps serving what it stored (Ctrl-C to stop)",
             err=True,
         )
+        await stopped

@@ -9,8 +9,7 @@ Entries travel encoded (:func:`~mizu_server.store.encode_entry`: id, indexed col
 from the tapper to the database, named by the tapper from the table the hub sends it
 (:meth:`Hub.attach_names`). The hub decodes one only for what needs its content: API rules for
 HTTP entries, an insertion filter, and readers (live subscribers, sampled observers) of the
-stored entry. Local mode's tapper hands the hub its entries as they are (:meth:`Hub.submit`),
-which the hub encodes once.
+stored entry. Entries that come as maps (:meth:`Hub.submit`) are encoded here, once.
 """
 
 from __future__ import annotations

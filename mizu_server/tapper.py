@@ -1,10 +1,10 @@
 """The tapper runtime: capture on a thread, entries filtered and redacted, shipped to a hub.
 
-One runtime for every way Mizu captures: a node's tapper in a cluster (``mizu tapper``, which
-ships over ``/wsTapper``), ``mizu tap --local`` and ``mizu tap --pcap`` (which hand entries to
-the hub of the same process). Entries of ignored user agents are dropped and secrets redacted
-here, before anything leaves the tapper; with pcap export the raw packets are kept per
-connection and shipped too.
+One runtime for every way Mizu captures, shipping over the hub's ``/wsTapper``: a node's tapper
+in a cluster (``mizu tapper``), and the tapper process of ``mizu tap --local`` and ``mizu tap
+--pcap`` (over a Unix socket to the hub, its parent). Entries of ignored user agents are
+dropped and secrets redacted here, before anything leaves the tapper; with pcap export the raw
+packets are kept per connection and shipped too.
 
 The hub never imports this module: it runs without capture privileges.
 """
@@ -28,7 +28,7 @@ from mizu_core.capture import (
     PacketSource,
 )
 from mizu_core.engine import Engine, EngineSettings
-from mizu_core.pcap_export import KeeperStats, PacketKeeper
+from mizu_core.pcap_export import PacketKeeper
 from mizu_core.pcapfile import PcapWriter
 from mizu_core.plugins import PluginManager
 from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
@@ -226,23 +226,6 @@ class Tapper:
             for name, counters in self.engine.dispatcher.plugin_counters.items()
         }
 
-    def status(self) -> dict[str, Any]:
-        """What ``/status/tap`` shows of this tapper when it runs beside the hub."""
-        return {
-            "packets": self.capture_counts(),
-            "capture": self.engine.stats(),
-            "client": self.shipper.stats.as_dict(),
-            "ignoredUserAgents": self.ignored_entries,
-            "redaction": self.redactor is not None,
-            "pcapExport": {
-                "enabled": self.pcap_export,
-                **{
-                    name: sum(keeper.stats.as_dict()[name] for keeper in self.keepers)
-                    for name in KeeperStats().as_dict()
-                },
-            },
-        }
-
 
 def target_filter(base: str, ips: Sequence[str]) -> str:
     """The capture filter of a targeted tapper: ``base`` narrowed to the targets' traffic."""
@@ -284,6 +267,10 @@ class RecordingLiveSource(LiveSource):
             ) from None
         self.keeper = PacketKeeper(self.linktype) if keep_packets else None
         self._writer = PcapWriter(self._file, self.linktype) if self._file is not None else None
+        if self._file is not None:
+            # the file's header out of the buffer now: local mode's tapper process is a fork
+            # of this one, and a buffer both processes hold would be written twice
+            self._file.flush()
 
     def __iter__(self) -> Iterator[Packet | None]:
         write = self._writer.write if self._writer is not None else None

@@ -1,8 +1,7 @@
-"""How a tapper's entries reach a hub: over ``/wsTapper`` (:class:`TapperClient`, a node's
-tapper), or by a direct call into the hub of the same process (:class:`InProcessShipper`, local
-mode: no loopback, no msgpack).
+"""How a tapper's entries reach a hub: over ``/wsTapper`` (:class:`TapperClient`), from a
+node's tapper over TCP, or from local mode's tapper process over a Unix socket.
 
-Both take entries from the capture thread (:meth:`Shipper.submit`, thread-safe) into a bounded
+It takes entries from the capture thread (:meth:`Shipper.submit`, thread-safe) into a bounded
 buffer, which a task on the event loop hands over in frames, keeping the frames the hub has not
 acknowledged (committed). :class:`TapperClient` sends frames encoded as the hub stores them
 (:func:`~mizu_server.frames.pack_encoded_entries`: the hub need not decode them) and on a lost
@@ -32,6 +31,9 @@ from mizu_core.pcapfile import ConnectionPackets
 from mizu_server.frames import MAX_FRAME_BYTES, pack_packets, pack_within
 
 log = logging.getLogger(__name__)
+
+REPORT_SECONDS = 1.0
+"""Seconds between a tapper's reports to the hub (its counters, the kernel's drops, its CPU)."""
 
 
 def run_id_prefix(tapper_id: str) -> str:
@@ -243,15 +245,17 @@ class Shipper:
             self.stats.buffered = len(self._waiting)
             return frame
 
-    async def _wait_for_work(self, receiver: asyncio.Task[None] | None = None) -> None:
-        """Until there is something to hand over (or ``receiver`` ends)."""
+    async def _wait_for_work(
+        self, receiver: asyncio.Task[None] | None = None, timeout: float | None = None
+    ) -> None:
+        """Until there is something to hand over (or ``receiver`` ends, or ``timeout``)."""
         assert self._wake is not None
         self._wake.clear()
         if self._next_ready():
             return
         waiter = asyncio.create_task(self._wake.wait())
         waited = {waiter} if receiver is None else {waiter, receiver}
-        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
 
     def _next_ready(self) -> bool:
@@ -273,17 +277,32 @@ class Shipper:
 
 
 class TapperClient(Shipper):
-    """Sends entries to a hub over its ``/wsTapper`` (a node's tapper)."""
+    """Sends entries to a hub over its ``/wsTapper``: a node's tapper, or local mode's tapper
+    process (over ``unix_socket``, a private channel the capture does not see)."""
 
-    def __init__(self, url: str, token: str, tapper_id: str, **limits: Any) -> None:
+    def __init__(
+        self, url: str, token: str, tapper_id: str, unix_socket: str | None = None, **limits: Any
+    ) -> None:
         super().__init__(tapper_id, **limits)
         self.url = url
         self.token = token
+        self.unix_socket = unix_socket
+        self._socket: aiohttp.ClientWebSocketResponse | None = None
+
+    async def stop(self) -> None:
+        """Stop, with a last report first: the hub's status keeps this tapper's final figures
+        (the kernel's drops above all) once it is gone."""
+        socket = self._socket
+        if socket is not None and not socket.closed:
+            with contextlib.suppress(aiohttp.ClientError, OSError, ConnectionError):
+                await self._report(socket)
+        await super().stop()
 
     async def _run(self) -> None:
         delay = self.retry_delay
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with aiohttp.ClientSession(headers=headers) as session:
+        connector = aiohttp.UnixConnector(self.unix_socket) if self.unix_socket else None
+        async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
             while not self._stopping:
                 try:
                     async with session.ws_connect(
@@ -308,9 +327,14 @@ class TapperClient(Shipper):
 
     async def _session(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         receiver = asyncio.create_task(self._receive_acks(socket))
+        self._socket = socket
         await self._report(socket)
+        reported = time.monotonic()
         try:
             while not socket.closed and not receiver.done():
+                if time.monotonic() - reported >= REPORT_SECONDS:
+                    await self._report(socket)
+                    reported = time.monotonic()
                 packets = self._take_packets()
                 if packets:
                     for message in pack_packets(batch.to_json() for batch in packets):
@@ -318,14 +342,13 @@ class TapperClient(Shipper):
                     self.stats.sent_packets += sum(len(batch.frames) for batch in packets)
                 frame = self._next_frame()
                 if frame is None:
-                    await self._wait_for_work(receiver)
+                    await self._wait_for_work(receiver, timeout=REPORT_SECONDS)
                     continue
                 for packed in self._packed(frame):
                     await socket.send_bytes(packed)
                     self.stats.sent_frames += 1
-                if self.stats.sent_frames % 50 == 0:
-                    await self._report(socket)
         finally:
+            self._socket = None
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receiver
@@ -352,62 +375,6 @@ class TapperClient(Shipper):
             report["capture"] = self.capture_stats()
         if self.plugin_counters is not None:
             report["plugins"] = self.plugin_counters()
+        # what the tapper costs its node: the CPU of its whole process, every thread
+        report["cpuSeconds"] = round(time.process_time(), 3)
         await socket.send_str(json.dumps(report))
-
-
-SubmitEntries = Callable[[list[Mapping[str, Any]]], "asyncio.Future[int]"]
-SubmitPackets = Callable[[list[dict[str, Any]]], None]
-
-
-class InProcessShipper(Shipper):
-    """Hands entries to the hub of this process by a direct call (local mode): the entries as
-    they are, with no encoding on the way; the hub encodes each once, for its store. The
-    hub's commit of a frame is its acknowledgement: until then the frame counts against
-    ``max_buffered``, so a slow disk slows the capture's shipping, not its memory."""
-
-    def __init__(
-        self,
-        submit: SubmitEntries,
-        submit_packets: SubmitPackets,
-        tapper_id: str = "local",
-        **limits: Any,
-    ) -> None:
-        super().__init__(tapper_id, **limits)
-        self._submit = submit
-        self._submit_packets = submit_packets
-        self._store_failed = False
-
-    def _frame_ready(self) -> bool:
-        # No round trip delays a frame here: while others are being stored, wait for a full
-        # one, or the capture thread's trickle would become a transaction per few entries.
-        if self._unacked and len(self._waiting) < self.frame_entries:
-            return False
-        return super()._frame_ready()
-
-    async def _run(self) -> None:
-        self.connected = True
-        self.stats.connects += 1
-        while not self._stopping:
-            if self._store_failed:
-                self._store_failed = False
-                await asyncio.sleep(self.retry_delay)
-            packets = self._take_packets()
-            if packets:
-                self._submit_packets([batch.to_json() for batch in packets])
-                self.stats.sent_packets += sum(len(batch.frames) for batch in packets)
-            frame = self._next_frame()
-            if frame is None:
-                await self._wait_for_work()
-                continue
-            self.stats.sent_frames += 1
-            self._submit(frame).add_done_callback(self._committed)
-
-    def _committed(self, future: asyncio.Future[int]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            # the store failed: the frames in flight go back in front, handed over again soon
-            self._requeue_unacked()
-            self._store_failed = True
-            assert self._wake is not None
-            self._wake.set()
-            return
-        self._acknowledged(1)

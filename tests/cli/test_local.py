@@ -122,11 +122,14 @@ def test_local_mode_shows_real_traffic(
         assert hub.get_json("/entries", query=f"{query} and response.status == 200")["data"]
     else:
         assert protocol == "tcp"
-    tap = hub.get_json("/status/tap")
-    assert tap["local"]["capture"]["entries"] >= 2
-    assert tap["local"]["client"]["ackedEntries"] >= 2
-    packets = tap["local"]["packets"]
+    deadline = time.monotonic() + 5  # the tapper process reports every second
+    while (tapper := hub.get_json("/status/tap")["local"])["ackedEntries"] < 2:
+        assert time.monotonic() < deadline, tapper
+        time.sleep(0.2)
+    assert tapper["running"]
+    packets = tapper["capture"]
     assert packets["packets"] > 0 and packets["kernelDropped"] == 0, packets
+    assert tapper["cpuSeconds"] > 0
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
@@ -504,3 +507,74 @@ def test_a_bad_capture_filter_is_named_and_only_live_capture_takes_one() -> None
     said = refused_tap("--pcap", str(HTTP_CAPTURE), "-f", "tcp")
     assert "-i, -f, -w and -B apply to live capture only" in said
     assert "use it with --local" in refused_tap("-f", "tcp")
+
+
+def test_ctrl_c_at_the_terminal_stops_both_processes_with_one_summary(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the hub and its tapper process alike (one process group):
+    the tapper hands over what it holds and says the closing summary once; the hub's private
+    folder for the tapper's socket (this user's alone) is gone with it."""
+    channels = tmp_path / "tmp"
+    channels.mkdir()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mizu_cli", "tap", "--pcap", str(HTTP_CAPTURE)),
+            *("--no-browser", "--db", str(tmp_path / "e.db"), "-p", str(free_port())),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": str(channels)},
+    )
+    try:
+        said = "".join(stderr_until(process, "still serving"))
+        (channel,) = channels.iterdir()
+        assert channel.stat().st_mode & 0o777 == 0o700
+        assert (channel / "hub.sock").is_socket()
+        os.killpg(process.pid, signal.SIGINT)
+        _, remaining = process.communicate(timeout=30)
+        assert process.returncode == 0, remaining
+        said += remaining
+        assert said.count("sent to the hub") == 1, said
+        assert "17 entries" in said and "17 sent to the hub, 0 shed; tapper CPU" in said
+        assert "Traceback" not in said and "hub is gone" not in said
+        assert list(channels.iterdir()) == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_a_tapper_process_that_dies_is_said_and_the_hub_keeps_serving(tmp_path: Path) -> None:
+    process = start_tap(
+        "--pcap", str(HTTP_CAPTURE), "--db", str(tmp_path / "e.db"), "-p", str(free_port())
+    )
+    try:
+        hub = Dashboard.parse("".join(stderr_until(process, "still serving")))
+        stored = hub.get_json("/entries", limit="1000")["data"]
+        assert len(stored) == 17
+        deadline = time.monotonic() + 5  # the tapper process reports every second
+        while (tapper := hub.get_json("/status/tap")["local"])["capture"]["packets"] < 75:
+            assert time.monotonic() < deadline, tapper
+            time.sleep(0.2)
+        assert tapper["running"]
+        os.kill(tapper["pid"], signal.SIGKILL)
+        (death,) = stderr_until(process, "keeps serving")
+        assert death == (
+            f"mizu: the tapper process (pid {tapper['pid']}) was killed by SIGKILL (exit code "
+            "137) (its last report: 75 packets, 0 dropped by the kernel); nothing more is "
+            "captured, the dashboard keeps serving what it stored (Ctrl-C to stop)\n"
+        )
+        assert hub.get_json("/entries", limit="1000")["data"] == stored
+        status = hub.get_json("/status/tap")["local"]
+        assert not status["running"] and status["ended"] == "was killed by SIGKILL (exit code 137)"
+        process.send_signal(signal.SIGINT)
+        _, remaining = process.communicate(timeout=30)
+        assert process.returncode == 1
+        assert remaining == (
+            "Error: the tapper process was killed by SIGKILL (exit code 137): the capture ended "
+            "early (its last report: 75 packets, 0 dropped by the kernel)\n"
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

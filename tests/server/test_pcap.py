@@ -19,7 +19,7 @@ from mizu_core.plugins import PluginManager
 from mizu_server.app import create_app
 from mizu_server.hub import Hub, HubSettings
 from mizu_server.tapper import Tapper
-from mizu_server.tapper_client import InProcessShipper
+from mizu_server.tapper_client import TapperClient
 from tests.cli.test_local import free_port
 from tests.server.hub_support import ACCESS_TOKEN, BEARER
 
@@ -55,7 +55,7 @@ async def replay_and_fetch(
     port = free_port()
     settings = HubSettings(pcap_export=pcap_export, access_token=ACCESS_TOKEN)
     hub = Hub(settings, plugins)
-    shipper = InProcessShipper(hub.submit, hub.submit_packets)
+    shipper = TapperClient(f"http://127.0.0.1:{port}/wsTapper", settings.token, "local")
     tapper = Tapper(plugins, shipper, "local", pcap_export=pcap_export)
     runner = web.AppRunner(create_app(hub), access_log=None)
     await runner.setup()
