@@ -60,11 +60,22 @@ class PluginStalled(BaseException):
 @dataclass(slots=True)
 class LoadedPlugin:
     name: str
-    version: str
     module: object
     protocols: tuple[Protocol, ...]
     priority: int
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    distribution: importlib_metadata.Distribution | None = None
+    """The installed distribution the plugin came from; None when registered directly."""
+    _version: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def version(self) -> str:
+        """The distribution's version ("0" without one), read when first asked for: reading
+        it parses the distribution's METADATA with the ``email`` package, an import that
+        commands which never show versions (``mizu dissect``) should not pay at start-up."""
+        if self._version is None:
+            self._version = self.distribution.version if self.distribution is not None else "0"
+        return self._version
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -117,8 +128,7 @@ class PluginManager:
                 self.load_failures[name] = f"{type(error).__name__}: {error}"
                 log.warning("plugin %s failed to load: %s", name, error)
                 continue
-            dist = entry_point.dist
-            self.register(module, name, dist.version if dist is not None else "0")
+            self.register(module, name, entry_point.dist)
         if allowed is not None:
             for missing in sorted(
                 allowed - {p.name for p in self.plugins} - set(self.load_failures)
@@ -126,7 +136,12 @@ class PluginManager:
                 self.load_failures[missing] = "not installed (no such entry point in mizu.plugins)"
         return self
 
-    def register(self, module: object, name: str, version: str = "0") -> LoadedPlugin:
+    def register(
+        self,
+        module: object,
+        name: str,
+        distribution: importlib_metadata.Distribution | None = None,
+    ) -> LoadedPlugin:
         """Register one plugin object (a module or an instance with hook implementations)."""
         try:
             self._pm.register(module, name=name)
@@ -153,11 +168,11 @@ class PluginManager:
             raise PluginError(f"plugin {name} declares no protocols")
         plugin = LoadedPlugin(
             name=name,
-            version=version,
             module=module,
             protocols=declared,
             priority=min(p.priority for p in declared),
             hooks=hooks,
+            distribution=distribution,
         )
         self.plugins.append(plugin)
         self.plugins.sort(key=lambda p: (p.priority, p.name))
