@@ -11,17 +11,19 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 import importlib_metadata
 
 from mizu_core.plugins import ENTRY_POINT_GROUP, PluginError, PluginManager
-from mizu_core.query import Query, QueryError, compile_query
 from mizu_core.views import table_line
 from mizu_core.watchdog import BUSY_SECONDS, Watchdog
-from mizu_server.rules import Rules, RulesError, load_rules
-from mizu_server.store import DatabaseInUseError, SqliteStore
+
+if TYPE_CHECKING:
+    from mizu_core.query import Query
+    from mizu_server.rules import Rules
+    from mizu_server.store import SqliteStore
 
 
 def load_plugins(allow: str | None, deny: str | None) -> PluginManager:
@@ -211,6 +213,9 @@ def compile_query_option(text: str, plugins: PluginManager, option: str = "-q") 
     """The query an option gives (None when empty); a syntax error is a usage error."""
     if not text:
         return None
+    # the filter language is imported by the commands given a filter only
+    from mizu_core.query import QueryError, compile_query
+
     try:
         return compile_query(text, plugins.macros)
     except QueryError as error:
@@ -247,6 +252,9 @@ def filtered(
 
 def open_store(path: Path, max_bytes: int) -> SqliteStore:
     """The hub's store in ``--db``, or a one-line error saying why it cannot be opened."""
+    # imported by the commands that serve the dashboard, not by all those that import this module
+    from mizu_server.store import DatabaseInUseError, SqliteStore
+
     try:
         return SqliteStore(path, max_bytes)
     except DatabaseInUseError as error:
@@ -260,6 +268,8 @@ def open_store(path: Path, max_bytes: int) -> SqliteStore:
 
 def read_rules(path: str) -> tuple[str, Rules]:
     """The API rules file's text and rules; what is wrong with it is the command's error."""
+    from mizu_server.rules import RulesError, load_rules  # with YAML: for --rules only
+
     try:
         text = Path(path).read_text(encoding="utf-8")
         return text, load_rules(text, path)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from mizu_core import __version__
 
@@ -252,6 +251,10 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_assignment(text: str) -> dict[str, Any]:
     """``tap.regex=^api`` as a nested mapping; the value is read as a YAML scalar."""
+    # YAML is imported only when there is YAML to read or write: most runs have neither
+    # a config file nor a --set, and the import is a good part of a short command's start-up
+    import yaml
+
     key, separator, raw = text.partition("=")
     if not separator or not key.strip():
         raise ConfigError(f"--set {text!r}: write key=value, e.g. --set tap.gui-port=9000")
@@ -282,6 +285,8 @@ class Config:
         path = path or DEFAULT_PATH
         values = defaults()
         if path.is_file():
+            import yaml
+
             try:
                 document = yaml.safe_load(path.read_text())
             except yaml.YAMLError as error:
@@ -305,6 +310,8 @@ class Config:
         return bool(self["mizu-resources-namespace"] != DEFAULT_NAMESPACE)
 
     def to_yaml(self) -> str:
+        import yaml
+
         return yaml.safe_dump(self.values, sort_keys=False, default_flow_style=False)
 
 

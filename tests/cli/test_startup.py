@@ -1,0 +1,49 @@
+"""What a command imports: each ``mizu`` run pays its imports before doing anything, so a
+command imports what it uses and not what other commands or options need (the TLS plugin's
+X.509 parser, YAML, the hub's store and web server, the filter language)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+DATA = Path(__file__).parent.parent / "data" / "core"
+PROBE = """
+import json, sys
+from mizu_cli.main import cli
+try:
+    cli.main(sys.argv[2:], prog_name="mizu")
+finally:
+    with open(sys.argv[1], "w") as listing:
+        json.dump(sorted(sys.modules), listing)
+"""
+
+
+def imported_by(tmp_path: Path, *args: str) -> set[str]:
+    """The modules loaded when ``mizu ARGS`` has run, in a fresh interpreter."""
+    listing = tmp_path / "modules.json"
+    subprocess.run(
+        [sys.executable, "-c", PROBE, str(listing), *args],
+        capture_output=True,
+        check=True,
+        cwd=tmp_path,  # no config file of a working directory's
+    )
+    return set(json.loads(listing.read_text()))
+
+
+def test_dissect_imports_only_what_dissecting_needs(tmp_path: Path) -> None:
+    modules = imported_by(
+        tmp_path, "dissect", str(DATA / "http11-keepalive.pcap"), "--workers", "1"
+    )
+    assert "mizu_tls.plugin" in modules and "mizu_core.engine" in modules  # it did dissect
+    unneeded = {
+        "cryptography.x509",  # certificates are parsed when a capture shows some
+        "yaml",  # no config file, no --set
+        "mizu_server.store",
+        "mizu_server.rules",
+        "aiohttp",
+        "email.parser",  # plugin versions are read when shown
+    }
+    assert modules & unneeded == set()
