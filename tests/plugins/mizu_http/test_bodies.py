@@ -9,7 +9,14 @@ import zlib
 import brotli
 import pytest
 import zstandard
-from mizu_http.bodies import Body, DecodeError, content_decode, describe, text_fields
+from mizu_http.bodies import (
+    SEARCHED_FROM,
+    Body,
+    DecodeError,
+    content_decode,
+    describe,
+    text_fields,
+)
 
 TEXT = b"mizu " * 1000
 
@@ -93,3 +100,21 @@ def test_each_control_octet_makes_a_body_binary_wherever_it_is() -> None:
                 assert fields["encoding"] == "base64", octet
     printable = bytes(range(0x20, 0x7F))
     assert text_fields(printable) == {"text": printable.decode()}
+
+
+def test_a_long_body_is_searched_for_every_control_octet() -> None:
+    allowed = {0x09, 0x0A, 0x0C, 0x0D, 0x1B}
+    text = (bytes(range(0x20, 0x7F)) * (SEARCHED_FROM // 0x5F + 1))[:SEARCHED_FROM]
+    assert text_fields(text) == {"text": text.decode()}
+    for octet in (*range(0x20), 0x7F):
+        for data in (
+            bytes([octet]) + text,
+            text[:4000] + bytes([octet]) + text,
+            text + bytes([octet]),
+        ):
+            fields = text_fields(data)
+            if octet in allowed:
+                assert fields == {"text": data.decode()}, octet
+            else:
+                assert fields["encoding"] == "base64", octet
+                assert base64.b64decode(fields["text"]) == data
