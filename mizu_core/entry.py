@@ -265,6 +265,9 @@ class _NotJson:
 
 NOT_JSON: Final = _NotJson()
 """What :func:`parse_json` gives for a text that is not JSON."""
+REDACTED: Final = "[REDACTED]"
+"""What a redacted value reads: by the tappers' redaction and the filter language's
+``redact``."""
 SHARED_TEXTS = 256
 """How many recent texts keep their parsed document (:func:`parse_json`)."""
 SHARED_CHARS = 256 << 10

@@ -41,7 +41,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from time import monotonic, sleep
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
@@ -50,12 +50,14 @@ from mizu_core.decode import IPPROTO_TCP, Decoder
 from mizu_core.emit import encode_json_line
 from mizu_core.engine import Engine, EngineSettings
 from mizu_core.plugins import PluginManager
-from mizu_core.query import Query
 from mizu_core.reassembly import FAST_IPV4_LAYOUTS, short_path_headers
 from mizu_core.redact import Redactor, redacting
 from mizu_core.routing import ConnectionRouter
 from mizu_core.views import table_line
 from mizu_core.watchdog import BUSY_SECONDS
+
+if TYPE_CHECKING:
+    from mizu_core.query import Query
 
 AUTO_MIN_BYTES = 40 << 20
 """Below this much capture, one process: every worker reads and routes every packet, and the

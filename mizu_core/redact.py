@@ -31,9 +31,8 @@ from urllib.parse import unquote_plus
 import orjson
 import re2
 
-from mizu_core.entry import NOT_JSON, parse_json, share_parsed
+from mizu_core.entry import NOT_JSON, REDACTED, parse_json, share_parsed
 from mizu_core.model import Protocol
-from mizu_core.query.evaluate import REDACTED
 
 DEFAULT_PATTERNS: tuple[str, ...] = (
     "token",

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import re2
 
-from mizu_core.entry import NOT_JSON, parse_json
+from mizu_core.entry import NOT_JSON, REDACTED, parse_json
 from mizu_core.query.parser import ENTRY_FIELDS, parse
 from mizu_core.query.syntax import (
     Call,
@@ -47,7 +47,6 @@ from mizu_core.query.syntax import (
 Value = Any
 Getter = Callable[[Mapping[str, Any]], Value]
 
-REDACTED = "[REDACTED]"
 TIME_UNITS_MS = {"seconds": 1000, "minutes": 60_000, "hours": 3_600_000, "days": 86_400_000}
 INSTANTS = ("now", "datetime", *TIME_UNITS_MS)
 STRING_METHODS = ("startsWith", "endsWith", "contains")
