@@ -26,17 +26,6 @@ def framed(body: bytes) -> bool:
     return 0 < position == len(body)
 
 
-def _payload(data: bytes) -> dict[str, Any]:
-    try:
-        return {"fields": decode_message(data)}
-    except ValueError as error:  # not protobuf (JSON over gRPC, say): shown as sent
-        return {
-            "data": base64.b64encode(data).decode("ascii"),
-            "encoding": "base64",
-            "decodeError": str(error),
-        }
-
-
 def messages(body: bytes, encoding: str, limit: int) -> list[dict[str, Any]]:
     """The length-prefixed messages of a gRPC body.
 
@@ -76,7 +65,13 @@ def messages(body: bytes, encoding: str, limit: int) -> list[dict[str, Any]]:
                 continue
             if cut:
                 message["truncated"] = True
-        message.update(_payload(data))
+        try:
+            message["fields"] = decode_message(data)
+        except ValueError as not_protobuf:  # JSON over gRPC, say: shown as sent
+            # (a name of its own: the compiled build gives a name one exception type)
+            message["data"] = base64.b64encode(data).decode("ascii")
+            message["encoding"] = "base64"
+            message["decodeError"] = str(not_protobuf)
         found.append(message)
     if position < len(body):
         found.append(

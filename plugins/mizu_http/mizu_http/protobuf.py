@@ -77,13 +77,6 @@ _LENGTH_DELIMITED: Final = 2
 _START_GROUP: Final = 3
 _END_GROUP: Final = 4
 _FIXED32: Final = 5
-_WIRE_TYPE_NAMES: Final = {
-    _VARINT: "varint",
-    _FIXED64: "fixed64",
-    _LENGTH_DELIMITED: "length-delimited",
-    _START_GROUP: "start-group",
-    _FIXED32: "fixed32",
-}
 _MAX_FIELD_NUMBER: Final = (1 << 29) - 1
 _UINT64_LIMIT: Final = 1 << 64
 # Tab, newline and carriage return are common in text but not str.isprintable().
@@ -102,11 +95,14 @@ def decode_message(data: bytes, max_depth: int = 8, max_fields: int = 10_000) ->
     :param max_fields: most fields in the whole tree.
     :raises ProtobufError: the bytes are not a complete message within those limits.
     """
-    return _SchemaLessDecoder(bytes(data), max_depth, max_fields).top_level()
+    if not isinstance(data, bytes):  # a bytearray or memoryview: read from a copy of its bytes
+        data = bytes(data)
+    return _SchemaLessDecoder(data, max_depth, max_fields).top_level()
 
 
 class _SchemaLessDecoder:
-    """Reads one buffer by absolute offsets, so errors name where the input went wrong."""
+    """Reads one buffer by absolute offsets, so errors name where the input went wrong. Each
+    field's object is built whole, in the order of its keys (no object merged into another)."""
 
     def __init__(self, data: bytes, max_depth: int, max_fields: int) -> None:
         self.data = data
@@ -115,82 +111,94 @@ class _SchemaLessDecoder:
         self.fields_left = max_fields
 
     def top_level(self) -> list[Field]:
-        fields, _ = self._fields(0, len(self.data), depth=0, group=None)
+        fields, _ = self._fields(0, len(self.data), 0, 0)
         return fields
 
-    def _fields(self, pos: int, end: int, depth: int, group: int | None) -> tuple[list[Field], int]:
-        """Fields from ``pos`` to ``end``, or up to the end-group tag of ``group``."""
+    def _fields(self, pos: int, end: int, depth: int, group: int) -> tuple[list[Field], int]:
+        """Fields from ``pos`` to ``end``, or up to the end-group tag of ``group`` (0: none,
+        field numbers start at 1)."""
+        data = self.data
         fields: list[Field] = []
         while pos < end:
             tag_offset = pos
-            tag, pos = _read_varint(self.data, pos, end)
-            number, wire_type = tag >> 3, tag & 7
+            tag, pos = _read_varint(data, pos, end)
+            number = tag >> 3
+            wire_type = tag & 7
             if not 1 <= number <= _MAX_FIELD_NUMBER:
                 raise ProtobufError(f"invalid field number {number} at offset {tag_offset}")
             if wire_type == _END_GROUP:
                 if number != group:
                     raise ProtobufError(f"unmatched end of group {number} at offset {tag_offset}")
                 return fields, pos
-            if wire_type not in _WIRE_TYPE_NAMES:
+            if wire_type > _FIXED32:
                 raise ProtobufError(f"invalid wire type {wire_type} at offset {tag_offset}")
             if self.fields_left == 0:
                 raise ProtobufError(f"more than {self.max_fields} fields")
             self.fields_left -= 1
-            field: Field = {"field": number, "wireType": _WIRE_TYPE_NAMES[wire_type]}
-            pos = self._value(field, wire_type, pos, end, depth)
+            field: Field
+            if wire_type == _LENGTH_DELIMITED:
+                length, pos = _read_varint(data, pos, end)
+                _need(pos, length, end)
+                field = self._length_delimited(number, pos, pos + length, depth)
+                pos += length
+            elif wire_type == _VARINT:
+                value, pos = _read_varint(data, pos, end)
+                field = {"field": number, "wireType": "varint", "value": value}
+                if value >> 63:
+                    field["signed"] = value - _UINT64_LIMIT
+            elif wire_type == _START_GROUP:
+                if depth >= self.max_depth:
+                    raise ProtobufError(
+                        f"groups nested deeper than {self.max_depth} at offset {pos}"
+                    )
+                nested, pos = self._fields(pos, end, depth + 1, number)
+                field = {"field": number, "wireType": "start-group", "value": nested}
+            else:
+                field = self._fixed(number, wire_type, pos, end)
+                pos += 8 if wire_type == _FIXED64 else 4
             fields.append(field)
-        if group is not None:
+        if group:
             raise ProtobufError(f"group {group} is not closed")
         return fields, pos
 
-    def _value(self, field: Field, wire_type: int, pos: int, end: int, depth: int) -> int:
-        """Fill in ``field``'s value read at ``pos``; returns the offset after it."""
-        if wire_type == _VARINT:
-            value, pos = _read_varint(self.data, pos, end)
-            field["value"] = value
-            _add_signed(field, value, 64)
-            return pos
-        if wire_type == _START_GROUP:
-            if depth >= self.max_depth:
-                raise ProtobufError(f"groups nested deeper than {self.max_depth} at offset {pos}")
-            field["value"], pos = self._fields(pos, end, depth + 1, group=field["field"])
-            return pos
-        if wire_type == _LENGTH_DELIMITED:
-            length, pos = _read_varint(self.data, pos, end)
-            _need(pos, length, end)
-            field.update(self._length_delimited(pos, pos + length, depth))
-            return pos + length
+    def _fixed(self, number: int, wire_type: int, pos: int, end: int) -> Field:
         size = 8 if wire_type == _FIXED64 else 4
         _need(pos, size, end)
         raw = self.data[pos : pos + size]
         value = int.from_bytes(raw, "little")
-        field["value"] = value
+        name = "fixed64" if size == 8 else "fixed32"
+        field: Field = {"field": number, "wireType": name, "value": value}
         _add_signed(field, value, size * 8)
         if size == 8:
             field["double"] = _json_float(struct.unpack("<d", raw)[0])
         else:
             field["float"] = _float32(raw)
-        return pos + size
+        return field
 
-    def _length_delimited(self, start: int, end: int, depth: int) -> Field:
+    def _length_delimited(self, number: int, start: int, end: int, depth: int) -> Field:
         chunk = self.data[start:end]
         text = _printable_text(chunk)
-        may_be_message = text is None or chunk[:1] < b" "
-        if chunk and may_be_message and depth < self.max_depth:
+        # a printable first octet keeps text as text (see the module's notes)
+        if start < end and (text is None or self.data[start] < 0x20) and depth < self.max_depth:
             fields_left = self.fields_left
             try:
-                nested, _ = self._fields(start, end, depth + 1, group=None)
+                nested, _ = self._fields(start, end, depth + 1, 0)
             except ProtobufError:
                 self.fields_left = fields_left  # the failed guess leaves nothing in the tree
             else:
-                return {"value": nested}
+                return {"field": number, "wireType": "length-delimited", "value": nested}
         if text is not None:
-            return {"value": text}
-        interpretation: Field = {"value": base64.b64encode(chunk).decode(), "encoding": "base64"}
+            return {"field": number, "wireType": "length-delimited", "value": text}
+        field: Field = {
+            "field": number,
+            "wireType": "length-delimited",
+            "value": base64.b64encode(chunk).decode(),
+            "encoding": "base64",
+        }
         packed = _packed_varints(chunk)
         if packed is not None:
-            interpretation["packedVarints"] = packed
-        return interpretation
+            field["packedVarints"] = packed
+        return field
 
 
 def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:

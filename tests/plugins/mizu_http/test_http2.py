@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import hpack
@@ -9,7 +10,7 @@ import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from hpack.hpack import encode_integer
-from mizu_http import plugin
+from mizu_http import grpc, plugin
 from mizu_http.dissector import HttpDissector, Start, offer
 from mizu_http.hpack_decoder import HpackDecoder
 from mizu_http.http2 import (
@@ -218,6 +219,32 @@ def test_a_repeated_block_decodes_against_the_table_as_it_is_now() -> None:
     assert expected[5] != expected[1]  # the same bytes, another table
     first_tags, second_tags = (request["headers"]["x-tag"] for request in requests[7:])
     assert first_tags is not second_tags  # one entry's list is not another's to edit
+
+
+def test_grpc_messages_decode_each_message_or_show_it_as_sent() -> None:
+    def framed(data: bytes, compressed: int = 0) -> bytes:
+        return bytes([compressed]) + len(data).to_bytes(4, "big") + data
+
+    body = framed(b"\x08\x96\x01") + framed(b'{"a": 1}') + framed(b"zz", compressed=1)
+    decoded, not_protobuf, not_deflate, cut = grpc.messages(
+        body + framed(b"\x08\x01")[:-1], "deflate", 1 << 20
+    )
+    assert decoded == {
+        "compressed": False,
+        "size": 3,
+        "fields": [{"field": 1, "wireType": "varint", "value": 150}],
+    }
+    assert not_protobuf["data"] == base64.b64encode(b'{"a": 1}').decode()
+    assert not_protobuf["decodeError"] == "97 bytes needed at offset 3, 5 left"
+    assert not_deflate["compressed"] is True and "decodeError" in not_deflate
+    assert "fields" not in not_deflate
+    assert cut == {
+        "compressed": False,
+        "size": 2,
+        "truncated": True,
+        "data": "CA==",
+        "encoding": "base64",
+    }
 
 
 def test_a_gap_inside_a_frame_is_passed_over_by_arithmetic() -> None:
