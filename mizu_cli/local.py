@@ -492,12 +492,16 @@ class TapperRuntime:
             err=True,
         )
 
-    def print(self, entry: dict[str, Any]) -> None:
-        """``-o``: the entry on stdout too, on the capture thread."""
+    def print(self, entry: dict[str, Any], data: bytes) -> None:
+        """``-o``: the entry on stdout too, on the capture thread; as JSON, the line is the
+        data stored (encoded as ``-o jsonl`` encodes it) when that is JSON."""
         printer = self.printer  # the flushing thread may stop the printing meanwhile
         if printer is not None:
             try:
-                printer.write(entry)
+                if isinstance(printer, JsonlSink) and data[:1] == b"{":
+                    printer.write_line(data + b"\n")
+                else:
+                    printer.write(entry)
             except OSError as error:
                 self.stop_printing(error)
             self.printed += 1

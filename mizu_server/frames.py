@@ -52,20 +52,21 @@ def _pack(encoded: list[EncodedEntry]) -> bytes:
 
 
 def pack_within(
-    entries: Sequence[Mapping[str, Any]], max_bytes: int = MAX_FRAME_BYTES
-) -> tuple[list[tuple[Sequence[Mapping[str, Any]], bytes]], list[Mapping[str, Any]]]:
-    """``entries`` packed in frames of at most ``max_bytes``, each with its entries (one frame
-    when they fit, as they nearly always do); and the entries that fit in no frame alone."""
-    encoded = [encode_entry(entry) for entry in entries]
-    frames: list[tuple[Sequence[Mapping[str, Any]], bytes]] = []
-    too_big: list[Mapping[str, Any]] = []
+    encoded: Sequence[EncodedEntry], max_bytes: int = MAX_FRAME_BYTES
+) -> tuple[list[tuple[Sequence[EncodedEntry], bytes]], list[EncodedEntry]]:
+    """Encoded entries packed in frames of at most ``max_bytes``, each with its entries (one
+    frame when they fit, as they nearly always do); and the entries that fit in no frame
+    alone."""
+    frames: list[tuple[Sequence[EncodedEntry], bytes]] = []
+    too_big: list[EncodedEntry] = []
 
     def split(start: int, end: int) -> None:
-        packed = _pack(encoded[start:end])
+        part = encoded[start:end]
+        packed = _pack(list(part))
         if len(packed) <= max_bytes:
-            frames.append((entries[start:end], packed))
+            frames.append((part, packed))
         elif end - start == 1:
-            too_big.append(entries[start])
+            too_big.append(encoded[start])
         else:
             middle = (start + end) // 2
             split(start, middle)

@@ -34,6 +34,7 @@ from mizu_core.plugins import PluginManager
 from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
 from mizu_core.watchdog import BUSY_SECONDS, EngineStopped
 from mizu_server.resolver import fill_names
+from mizu_server.store import encode_entry
 from mizu_server.tapper_client import Shipper, run_id_prefix
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,15 @@ CAPTURE_NOTHING = "less 1"
 """A capture filter that no packet passes (libpcap refuses contradictions such as
 ``ip and not ip``): a targeted tapper's filter before the hub has named any target."""
 
-EntryWriter = Callable[[dict[str, Any]], None]
+EntryWriter = Callable[[dict[str, Any], bytes], None]
 
 
 class Tapper:
     """Capture (a thread) → engine → user agents dropped, secrets redacted → ``shipper``.
 
-    ``also`` sees every entry shipped, on the capture thread (local mode prints them); it
-    handles its own errors."""
+    ``also`` sees every entry shipped, with the data it was stored as (its JSON, or msgpack
+    when JSON cannot hold it), on the capture thread (local mode prints them); it handles its
+    own errors."""
 
     def __init__(
         self,
@@ -101,9 +103,10 @@ class Tapper:
             fill_names(entry, names.get)
         if self.redactor is not None:
             entry = self.redactor(entry)
-        self.shipper.submit(entry)
+        encoded = encode_entry(entry)
+        self.shipper.submit_encoded(encoded)
         if self.also is not None:
-            self.also(entry)
+            self.also(entry, encoded[-1])
 
     # -- capturing -----------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """How a tapper's entries reach a hub: over ``/wsTapper`` (:class:`TapperClient`), from a
 node's tapper over TCP, or from local mode's tapper process over a Unix socket.
 
-It takes entries from the capture thread (:meth:`Shipper.submit`, thread-safe) into a bounded
-buffer, which a task on the event loop hands over in frames, keeping the frames the hub has not
-acknowledged (committed). :class:`TapperClient` sends frames encoded as the hub stores them
-(:func:`~mizu_server.frames.pack_encoded_entries`: the hub need not decode them) and on a lost
+It takes entries from the capture thread (:meth:`Shipper.submit`, thread-safe), encoded as the
+hub stores them (:func:`~mizu_server.store.encode_entry`: the hub need not decode them; the
+tapper encodes each once, on the capture thread), into a bounded buffer, which a task on the
+event loop hands over in frames (:func:`~mizu_server.frames.pack_within`), keeping the frames
+the hub has not acknowledged (committed). :class:`TapperClient` sends them and on a lost
 connection puts the unacknowledged ones back in front of the buffer to resend after
 reconnecting; the hub drops what it already has by entry id. When an outage outlasts the
 buffer, the oldest entries are shed and counted, so memory stays bounded. Raw packets (pcap
@@ -29,6 +30,7 @@ import aiohttp
 
 from mizu_core.pcapfile import ConnectionPackets
 from mizu_server.frames import MAX_FRAME_BYTES, pack_packets, pack_within
+from mizu_server.store import EncodedEntry, encode_entry
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +107,8 @@ class Shipper:
         self.stats = ClientStats()
         self.connected = False
         self._lock = threading.Lock()
-        self._waiting: deque[Mapping[str, Any]] = deque()
-        self._unacked: deque[list[Mapping[str, Any]]] = deque()
+        self._waiting: deque[EncodedEntry] = deque()
+        self._unacked: deque[list[EncodedEntry]] = deque()
         self._packets: deque[ConnectionPackets] = deque()
         self._packet_bytes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,9 +128,14 @@ class Shipper:
 
     def submit(self, entry: Mapping[str, Any]) -> None:
         """Queue one entry to send (from any thread)."""
+        self.submit_encoded(encode_entry(entry))
+
+    def submit_encoded(self, encoded: EncodedEntry) -> None:
+        """Queue one entry encoded for the store (:func:`~mizu_server.store.encode_entry`), as
+        it is sent (from any thread)."""
         with self._lock:
             self.stats.submitted += 1
-            self._waiting.append(entry)
+            self._waiting.append(encoded)
             # frames in flight hold window * frame_entries entries at most: below that, no
             # entry is in excess and their sizes need not be added up for every entry
             if len(self._waiting) + self.window * self.frame_entries > self.max_buffered:
@@ -216,7 +223,7 @@ class Shipper:
         """Whether a frame may go now (called holding the lock)."""
         return bool(self._waiting) and len(self._unacked) < self.window
 
-    def _packed(self, frame: list[Mapping[str, Any]]) -> list[bytes]:
+    def _packed(self, frame: list[EncodedEntry]) -> list[bytes]:
         """``frame`` (the last one taken) packed within the hub's frame limit: one frame as a
         rule, several when its entries are large (they then await their acks as frames of their
         own); an entry too large for any frame is dropped and counted."""
@@ -235,7 +242,7 @@ class Shipper:
                 )
         return [packed for _, packed in parts]
 
-    def _next_frame(self) -> list[Mapping[str, Any]] | None:
+    def _next_frame(self) -> list[EncodedEntry] | None:
         with self._lock:
             if not self._frame_ready():
                 return None

@@ -19,6 +19,7 @@ from mizu_server import frames as frames_module
 from mizu_server.app import create_app
 from mizu_server.frames import MAX_FRAME_BYTES, pack_packets, pack_within, read_tapper_frame
 from mizu_server.hub import Hub, HubSettings
+from mizu_server.store import encode_entry
 from mizu_server.tapper_client import TapperClient
 from tests.server.hub_support import ACCESS_TOKEN, BEARER, make_entry
 
@@ -142,9 +143,10 @@ def test_entries_and_packets_are_packed_within_the_limit() -> None:
     entries = [make_entry(number) for number in range(10)]
     for entry in entries:
         entry["response"]["content"]["text"] = "y" * 3000
-    frames, too_big = pack_within(entries, 10_000)
+    encoded = [encode_entry(entry) for entry in entries]
+    frames, too_big = pack_within(encoded, 10_000)
     assert too_big == []
-    assert [item for part, _ in frames for item in part] == entries
+    assert [item for part, _ in frames for item in part] == encoded
     assert all(len(packed) <= 10_000 for _, packed in frames)
     assert [e[0] for part, packed in frames for e in read_tapper_frame(packed)[1]] == [
         e["id"] for e in entries
