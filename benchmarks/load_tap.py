@@ -4,8 +4,9 @@ Starts Debian's nginx on 127.0.0.1 (a process of its own, config and logs in a t
 folder), `mizu tap --local -i lo -o jsonl` (its entries counted from stdout), then wrk paced
 by a Lua `delay()` (whole milliseconds per connection: 32 connections with 1 ms give about
 15-30k requests/s on loopback) for `--seconds`. Prints wrk's requests and rate, the entries of
-nginx's port, the kernel's drops from mizu's closing summary, mizu's CPU seconds (all its
-threads) and the load average before and after. Only loopback traffic; bounded in time.
+nginx's port, the kernel's drops from mizu's closing summary, the CPU seconds of mizu's two
+processes (the hub; the tapper, which it forks: all their threads) and the load average before
+and after. Only loopback traffic; bounded in time.
 
     python benchmarks/load_tap.py --seconds 60 --connections 32
     python benchmarks/load_tap.py --mizu-option=--no-redact   # without redaction
@@ -58,6 +59,12 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its threads so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tapper_pid(hub_pid: int) -> int:
+    """The tapper process of ``mizu tap --local``: the hub's one child."""
+    (child,) = Path(f"/proc/{hub_pid}/task/{hub_pid}/children").read_text().split()
+    return int(child)
 
 
 def main() -> None:
@@ -117,7 +124,8 @@ def main() -> None:
         stderr_reader = threading.Thread(target=lambda: said.extend(stderr), daemon=True)
         stderr_reader.start()
         time.sleep(1)
-        cpu_start = cpu_seconds(mizu.pid)
+        tapper = tapper_pid(mizu.pid)
+        hub_start, tapper_start = cpu_seconds(mizu.pid), cpu_seconds(tapper)
         wrk = subprocess.run(
             ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d",
              f"{args.seconds}s", "-s", str(folder / "pace.lua"), f"http://127.0.0.1:{port}/"],
@@ -133,7 +141,8 @@ def main() -> None:
             time.sleep(0.5)
             if entries != seen:
                 settled, seen = time.monotonic(), entries
-        cpu = cpu_seconds(mizu.pid) - cpu_start
+        hub_cpu = cpu_seconds(mizu.pid) - hub_start
+        tapper_cpu = cpu_seconds(tapper) - tapper_start
         mizu.send_signal(signal.SIGINT)
         mizu.wait(timeout=60)
         counter.join(timeout=10)
@@ -154,8 +163,10 @@ def main() -> None:
     print(f"mizu: {entries:,} answered entries for port {port} "
           f"({entries / requests:.2%} of the requests); kernel drops: "
           f"{drops.group(1) if drops else 'not reported'}")  # fmt: skip
-    print(f"mizu CPU during the load and its catching up: {cpu:.1f} s "
-          f"= {cpu / elapsed:.0%} of one core over the load's {elapsed:.0f} s")  # fmt: skip
+    for name, cpu in (("tapper", tapper_cpu), ("hub", hub_cpu)):
+        print(f"mizu's {name} process, CPU during the load and its catching up: {cpu:.1f} s "
+              f"= {cpu / elapsed:.0%} of one core over the load's {elapsed:.0f} s, "
+              f"{cpu / max(entries, 1) * 1e6:.1f} us per entry")  # fmt: skip
     if unreadable:
         print(f"mizu printed {len(unreadable):,} lines that are not JSON entries, such as:")
         for line in unreadable[:3]:
