@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Final
 
 from mizu_http import bodies
 from mizu_http.protobuf import decode_message
 
-GRPC_CONTENT_TYPE = "application/grpc"
+GRPC_CONTENT_TYPE: Final = "application/grpc"
 
 
 def is_grpc(content_type: str) -> bool:
     """``application/grpc``, ``application/grpc+proto``, ``application/grpc-web``…"""
-    return content_type.lower().startswith(GRPC_CONTENT_TYPE)
+    # peers send it in lower case: the lowered copy only for one that does not
+    return content_type.startswith(GRPC_CONTENT_TYPE) or content_type.lower().startswith(
+        GRPC_CONTENT_TYPE
+    )
 
 
 def framed(body: bytes) -> bool:

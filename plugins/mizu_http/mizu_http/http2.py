@@ -355,7 +355,11 @@ class _Stream:
 
 
 def _header(headers: dict[str, Any] | None, name: str) -> str:
-    value = (headers or {}).get(name, "")
+    if headers is None:
+        return ""
+    value = headers.get(name, "")
+    if isinstance(value, str):  # most are: no call to str()
+        return value
     return str(value[0] if isinstance(value, list) else value)
 
 
