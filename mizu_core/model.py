@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 
 class Direction(enum.IntEnum):
     """Which way bytes travel on a connection."""
@@ -99,38 +101,96 @@ class ConnectionInfo:
         return f"{self.client}->{self.server}"
 
 
-@dataclass(slots=True)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Message:
     """One protocol message decoded by a dissector.
 
     ``data`` is the protocol's own object (the entry's ``request`` or ``response``); ``size`` is
     its length on the wire in bytes; the times are those of its first and last byte.
+
+    Not a dataclass: the ``__init__`` that ``dataclasses`` writes runs interpreted even in the
+    compiled build, and a message is made for every request and every response.
     """
 
-    protocol: Protocol
-    direction: Direction
-    first_time: float
-    last_time: float
-    size: int
-    data: dict[str, Any]
+    __match_args__ = ("protocol", "direction", "first_time", "last_time", "size", "data")
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        direction: Direction,
+        first_time: float,
+        last_time: float,
+        size: int,
+        data: dict[str, Any],
+    ) -> None:
+        self.protocol = protocol
+        self.direction = direction
+        self.first_time = first_time
+        self.last_time = last_time
+        self.size = size
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (
+            self.protocol == other.protocol
+            and self.direction == other.direction
+            and self.first_time == other.first_time
+            and self.last_time == other.last_time
+            and self.size == other.size
+            and self.data == other.data
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(protocol={self.protocol!r}, direction={self.direction!r}, "
+            f"first_time={self.first_time!r}, last_time={self.last_time!r}, "
+            f"size={self.size!r}, data={self.data!r})"
+        )
 
 
-@dataclass(slots=True)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Pair:
     """A request and its response, or a message that got no answer (``response`` None), or an
     answer whose request was not captured (``request`` None).
 
     ``unpaired`` says why a message that has a partner in its protocol is alone (``gap``,
     ``midstream``, ``timeout``, ``closed``); "" for a pair, and for a message its protocol
-    answers never (a one-way message)."""
+    answers never (a one-way message). A plain class, as :class:`Message` is."""
 
-    connection: ConnectionInfo
-    request: Message | None
-    response: Message | None
-    unpaired: str = ""
+    __match_args__ = ("connection", "request", "response", "unpaired")
+
+    def __init__(
+        self,
+        connection: ConnectionInfo,
+        request: Message | None,
+        response: Message | None,
+        unpaired: str = "",
+    ) -> None:
+        self.connection = connection
+        self.request = request
+        self.response = response
+        self.unpaired = unpaired
 
     @property
     def protocol(self) -> Protocol:
         message = self.request or self.response
         assert message is not None, "a pair holds at least one message"
         return message.protocol
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Pair):
+            return NotImplemented
+        return (
+            self.connection == other.connection
+            and self.request == other.request
+            and self.response == other.response
+            and self.unpaired == other.unpaired
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Pair(connection={self.connection!r}, request={self.request!r}, "
+            f"response={self.response!r}, unpaired={self.unpaired!r})"
+        )
