@@ -39,7 +39,7 @@ def test_dissect_imports_only_what_dissecting_needs(tmp_path: Path) -> None:
     )
     assert "mizu_tls.plugin" in modules and "mizu_core.engine" in modules  # it did dissect
     unneeded = {
-        "cryptography.x509",  # certificates are parsed when a capture shows some
+        "cryptography",  # only for certificates in clear and for a key log
         "yaml",  # no config file, no --set
         "mizu_server.store",
         "mizu_server.rules",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mizu_core import (
     CloseReason,
@@ -29,13 +29,6 @@ from mizu_tls.names import (
     is_grease,
     version_name,
 )
-from mizu_tls.protection import (
-    TLS12_SUITES,
-    TLS13_SUITES,
-    DecryptError,
-    Protection,
-    tls12_protections,
-)
 from mizu_tls.records import (
     ALERT,
     APPLICATION_DATA,
@@ -49,6 +42,9 @@ from mizu_tls.records import (
     TlsError,
     record_run_start,
 )
+
+if TYPE_CHECKING:
+    from mizu_tls.protection import Protection
 
 log = logging.getLogger("mizu_tls")
 
@@ -310,6 +306,8 @@ class TlsDissector(Dissector):
         record: Record,
         time: float,
     ) -> None:
+        from mizu_tls.protection import DecryptError
+
         try:
             content_type, plaintext = protection.decrypt(record)
         except DecryptError:
@@ -367,6 +365,11 @@ class TlsDissector(Dissector):
         if keylog is None:
             self.reason = NO_KEY_LOG
             return None
+        # Decryption, and the cryptography library's ciphers with it, is imported by the first
+        # connection that has a key log: most runs decrypt nothing, and every run loads the
+        # plugin.
+        from mizu_tls.protection import TLS12_SUITES, TLS13_SUITES, Protection, tls12_protections
+
         side = self.sides[direction]
         suite_number = server_hello.cipher_suite
         if self._tls13:
