@@ -621,7 +621,7 @@ class Http2Session:
             if not side and not self.first_request:
                 self.first_request = number
             if flags & END_HEADERS:
-                self._header_block(side, number, flags, fragment, kind, promised, timestamp)
+                self._header_block(side, stream, flags, fragment, kind, promised, timestamp)
             else:
                 self.pending_block[side] = (number, flags, bytearray(fragment), kind, promised)
         elif kind == CONTINUATION:
@@ -629,7 +629,8 @@ class Http2Session:
                 self.context.count("http2 stray continuation")
                 return
             pending[2].extend(payload)
-            half = self._half(self._stream(number, timestamp), side)
+            stream = self._stream(number, timestamp)
+            half = self._half(stream, side)
             half.wire += FRAME_HEADER + len(payload)
             if len(pending[2]) > MAX_HEADER_LIST:
                 self._give_up("header block too large")
@@ -637,7 +638,7 @@ class Http2Session:
                 self.pending_block[side] = None
                 _, first_flags, fragments, first_kind, promised = pending
                 self._header_block(
-                    side, number, first_flags, bytes(fragments), first_kind, promised, timestamp
+                    side, stream, first_flags, bytes(fragments), first_kind, promised, timestamp
                 )
         elif kind == RST_STREAM:
             reset = self.streams.get(number)
@@ -663,7 +664,7 @@ class Http2Session:
     def _header_block(
         self,
         side: int,
-        number: int,
+        stream: _Stream,
         flags: int,
         fragment: bytes,
         kind: int,
@@ -671,7 +672,6 @@ class Http2Session:
         timestamp: float,
     ) -> None:
         """A whole header block: ``flags`` and ``kind`` are its first frame's."""
-        stream = self._stream(number, timestamp)
         block = self._decode(side, fragment)
         if block is None:
             self._lose_headers(side, self._half(stream, side))
@@ -693,7 +693,7 @@ class Http2Session:
         if flags & END_STREAM:
             self._ended(stream, side, timestamp)
         elif side == 1 and stream.queued:
-            self.matcher.answering(number)
+            self.matcher.answering(stream.number)
 
     def _decode(self, side: int, fragment: bytes) -> _Block | None:
         try:
