@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-import importlib_metadata
 
-from mizu_core.plugins import ENTRY_POINT_GROUP, PluginError, PluginManager
+from mizu_core.plugins import PluginError, PluginManager
 from mizu_core.views import table_line
 from mizu_core.watchdog import BUSY_SECONDS, Watchdog
 
@@ -27,11 +26,22 @@ if TYPE_CHECKING:
 
 
 def load_plugins(allow: str | None, deny: str | None) -> PluginManager:
-    """The installed plugins less those left out; a plugin that cannot load is reported."""
-    manager = PluginManager().discover(
-        allow=installed_plugin_names(allow, "--plugins") if allow else None,
-        deny=installed_plugin_names(deny, "--no-plugins") if deny else (),
-    )
+    """The installed plugins less those left out; a plugin that cannot load is reported. A
+    name that no installed plugin has is a usage error (a typo would otherwise dissect with
+    fewer plugins, or all of them)."""
+    allowed = plugin_names(allow) if allow else None
+    denied = plugin_names(deny) if deny else []
+    manager = PluginManager().discover(allow=allowed, deny=denied)
+    # the names are checked against the entry points the discovery read: reading them again
+    # would cost as much again
+    for names, option in ((allowed or [], "--plugins"), (denied, "--no-plugins")):
+        unknown = [name for name in names if name not in manager.installed]
+        if unknown:
+            raise click.BadParameter(
+                f"{', '.join(unknown)}: no such plugin "
+                f"(installed: {', '.join(sorted(manager.installed))})",
+                param_hint=f"'{option}'",
+            )
     for name, reason in sorted(manager.load_failures.items()):
         click.echo(f"mizu: plugin {name} not loaded: {reason}", err=True)
     return manager
@@ -53,20 +63,9 @@ def configured_plugins(
     return plugins
 
 
-def installed_plugin_names(names: str, option: str) -> list[str]:
-    """The comma-separated plugin ``names`` of ``option``; a name no installed plugin has is
-    a usage error (a typo would otherwise dissect with fewer plugins, or all of them)."""
-    wanted = [name.strip() for name in names.split(",") if name.strip()]
-    installed = {
-        entry_point.name for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
-    }
-    unknown = [name for name in wanted if name not in installed]
-    if unknown:
-        raise click.BadParameter(
-            f"{', '.join(unknown)}: no such plugin (installed: {', '.join(sorted(installed))})",
-            param_hint=f"'{option}'",
-        )
-    return wanted
+def plugin_names(names: str) -> list[str]:
+    """The comma-separated plugin ``names`` of ``--plugins`` or ``--no-plugins``."""
+    return [name.strip() for name in names.split(",") if name.strip()]
 
 
 plugin_options = [

@@ -1,65 +1,101 @@
-"""The ``mizu`` command."""
+"""The ``mizu`` command: the group of commands, each in a module of its own that is imported
+when the command runs."""
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-import math
-import sys
-import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
-from typing import IO, Any, NoReturn
 
 import click
-import orjson
-
-from mizu_cli.common import (
-    TLS_KEYLOG_HELP,
-    TableSink,
-    check_tls_keylog,
-    compile_query_option,
-    configured_plugins,
-    discard_standard_output,
-    filtered,
-    interrupting,
-    load_plugins,
-    pairing_lines,
-    summary_line,
-    with_plugin_options,
-    with_tls_keylog,
-)
-from mizu_cli.config import Config, with_config_options
-from mizu_core import __version__
-from mizu_core.capture import CaptureError, FileSource
-from mizu_core.compiled import package_build
-from mizu_core.decode import UnsupportedLinkType
-from mizu_core.emit import JsonlSink, OutputError, raising_output_errors
-from mizu_core.engine import Engine, EngineSettings
-from mizu_core.parallel import ShardedDissection, ShardSettings, WorkerFailed, auto_workers
-from mizu_core.plugins import PluginManager
-from mizu_core.redact import Redactor, redacting
-
-log = logging.getLogger("mizu")
 
 
 class LazyGroup(click.Group):
-    """Imports a command's module only when that command runs (or ``--help`` lists it):
-    ``mizu dissect`` should not pay for aiohttp and the Kubernetes client at start-up."""
+    """Imports a command's module only when that command runs: ``mizu dissect`` should not
+    pay for aiohttp and the Kubernetes client at start-up, nor ``mizu --help`` for any
+    command."""
 
-    lazy_commands = {"tap": "mizu_cli.local:tap"}
+    lazy_commands: dict[str, tuple[str, str]] = {
+        "dissect": (
+            "mizu_cli.dissect:dissect",
+            "Dissect pcap/pcapng FILES and print their entries to stdout.",
+        ),
+        "plugins": (
+            "mizu_cli.installed:plugins",
+            "List the installed plugins: protocols, priority (lower is tried first) and ports.",
+        ),
+        "version": (
+            "mizu_cli.installed:version",
+            "Print the version of Mizu and of every installed plugin, and which build runs: "
+            "compiled (the packet path as C extensions) or pure Python (MIZU_PURE_PYTHON=1, or "
+            "no C compiler at install).",
+        ),
+        "tap": ("mizu_cli.local:tap", "Watch API traffic live in the dashboard."),
+        "check": (
+            "mizu_cli.cluster:check",
+            "Pre-flight checks: the API, its version, every permission Mizu needs, leftovers.",
+        ),
+        "clean": (
+            "mizu_cli.cluster:clean",
+            "Remove every object Mizu created in the cluster (leftovers of any earlier run).",
+        ),
+        "view": (
+            "mizu_cli.cluster:view",
+            "Re-open the dashboard of a running deployment (port-forward until Ctrl-C).",
+        ),
+        "logs": (
+            "mizu_cli.cluster:logs",
+            "Write the hub's and every tapper's log into a zip file.",
+        ),
+        "hub": (
+            "mizu_cli.agents:hub",
+            "Run the hub alone: the in-cluster entry point (the chart's and `mizu tap`'s hub pod).",
+        ),
+        "tapper": (
+            "mizu_cli.agents:tapper",
+            "Run a tapper alone: capture, dissect, and send entries to the hub.",
+        ),
+        "config": (
+            "mizu_cli.config:config_command",
+            "Print the effective config as YAML (file, then --set); -r writes the defaults.",
+        ),
+    }
+    """A command's ``module:attribute`` and the summary that ``mizu --help`` lists for it:
+    the first sentence of its help, which a test keeps equal to the command's own."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy_commands and name not in self.commands:
-            module, attribute = self.lazy_commands[name].split(":")
+            module, attribute = self.lazy_commands[name][0].split(":")
             self.add_command(getattr(importlib.import_module(module), attribute), name)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their summaries, as click lists them, without importing them."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            # a command not imported yet stands in as one with its summary for help
+            command = self.commands.get(name) or click.Command(
+                name, help=self.lazy_commands[name][1]
+            )
+            if not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``-V``: the version, as click's version option prints it (read from the core package
+    only then: importing it is most of the start-up that ``mizu --help`` would pay)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from mizu_core import __version__
+
+    click.echo(f"mizu, version {__version__}")
+    ctx.exit()
 
 
 @click.group(
@@ -73,7 +109,15 @@ class LazyGroup(click.Group):
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="How much Mizu tells on stderr.",
 )
-@click.version_option(__version__, "-V", "--version", prog_name="mizu")
+@click.option(
+    "-V",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=print_version,
+    help="Show the version and exit.",
+)
 def cli(log_level: str) -> None:
     """Mizu: see the API traffic between your pods, live.
 
@@ -95,390 +139,6 @@ def cli(log_level: str) -> None:
       docs/plugins.md   writing a plugin
     """
     logging.basicConfig(level=log_level.upper(), format="mizu: %(levelname)s %(name)s: %(message)s")
-
-
-class Progress:
-    """A progress line on stderr while files are read; silent unless stderr is a terminal."""
-
-    interval = 0.2
-    """Seconds between redraws."""
-
-    def __init__(self, total_bytes: int, status: Callable[[], tuple[int, int]]) -> None:
-        self.status = status
-        """Bytes read so far and entries made so far."""
-        self.total = max(total_bytes, 1)
-        self.enabled = sys.stderr.isatty()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Progress:
-        if self.enabled:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._stop.set()
-            self._thread.join()
-            sys.stderr.write("\r\x1b[K")
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.wait(self.interval):
-            done, entries = self.status()
-            done = min(done, self.total)
-            fraction = done / self.total
-            elapsed = time.monotonic() - started
-            bar = "█" * int(fraction * 30)
-            sys.stderr.write(
-                f"\r{bar:<30} {fraction:6.1%}  {done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB  "
-                f"{entries:,} entries  {elapsed:.0f}s"
-            )
-            sys.stderr.flush()
-
-
-class HarSink:
-    """The HTTP entries, kept until the end and written as one HAR 1.2 log."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.entries: list[dict[str, Any]] = []
-
-    def write(self, entry: dict[str, Any]) -> None:
-        if entry["protocol"]["name"] == "http":
-            self.entries.append(entry)
-
-    def close(self) -> None:
-        from mizu_server.har import har_log  # only for -o har: keeps start-up light
-
-        json.dump(har_log(self.entries), self.stream, ensure_ascii=False, indent=2)
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class OpenApiSink:
-    """Entries fed to OpenAPI inference (bounded state); at the end one document per service,
-    one per line (a single service's output is one plain JSON document)."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        from mizu_server.oas import OasInference  # only for -o openapi: keeps start-up light
-
-        self.stream = stream
-        self.inference = OasInference()
-
-    def write(self, entry: dict[str, Any]) -> None:
-        self.inference.observe(entry)
-
-    def close(self) -> None:
-        for document in self.inference.documents():
-            self.stream.write(json.dumps(document, ensure_ascii=False) + "\n")
-        self.stream.flush()
-
-
-@cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["jsonl", "table", "har", "openapi"]),
-    default="jsonl",
-    show_default=True,
-    help="jsonl: one entry per line (docs/entries.md); table: one line per entry, for "
-    "reading; har: a HAR 1.2 log of the HTTP entries; openapi: an OpenAPI 3.1 document "
-    "inferred per service, one JSON document per line.",
-)
-@click.option(
-    "-q",
-    "--query",
-    default="",
-    metavar="QUERY",
-    help="Print only the entries this filter matches (the dashboard's filter language, "
-    "docs/filter.md), e.g. 'http and response.status >= 500'.",
-)
-@click.option(
-    "--response-timeout",
-    type=float,
-    default=30.0,
-    callback=lambda ctx, param, value: positive_seconds(value),
-    show_default=True,
-    help="Seconds (of capture time) after which an unanswered request becomes an "
-    "entry without a response.",
-)
-@click.option(
-    "--tapper-id",
-    default="file",
-    show_default=True,
-    help="Prefix of entry ids; ids are deterministic for a given file.",
-)
-@click.option(
-    "--redact",
-    is_flag=True,
-    help="Replace secrets (tokens, passwords, cookies, keys in headers, query strings and "
-    "bodies) with [REDACTED], as tappers do; off for local files.",
-)
-@click.option(
-    "--workers",
-    default="auto",
-    show_default=True,
-    metavar="N|auto",
-    callback=lambda ctx, param, value: parse_workers(value),
-    help="Processes that dissect: TCP connections are shared out whole among N workers, one "
-    "per core; the output is the same as with one (same entries, same ids), in an order "
-    "fixed for a given file and N. auto: as many as usable CPUs (at most 8), but 1 for "
-    "files under 40 MB. --workers 1 is the single-process path.",
-)
-@click.option(
-    "--tls-keylog",
-    type=click.Path(dir_okay=False, exists=True),
-    metavar="KEYLOG",
-    help=TLS_KEYLOG_HELP,
-)
-@with_plugin_options
-@with_config_options
-def dissect(
-    files: tuple[str, ...],
-    output: str,
-    query: str,
-    response_timeout: float,
-    tapper_id: str,
-    redact: bool,
-    workers: int | None,
-    tls_keylog: str | None,
-    allow: str | None,
-    deny: str | None,
-    config_path: Path,
-    assignments: tuple[str, ...],
-) -> None:
-    """Dissect pcap/pcapng FILES and print their entries to stdout.
-
-    Entries stream out while the files are read, so memory stays flat on large captures. A
-    progress line shows on a terminal; a one-line summary ends on stderr.
-
-    \b
-    Examples:
-      mizu dissect capture.pcap | jq .request.path
-      mizu dissect a.pcap b.pcapng -o table
-      mizu dissect capture.pcap --plugins http,tcp
-      mizu dissect capture.pcap -q 'http and response.status >= 400'
-      mizu dissect capture.pcap -o openapi > api.json
-      mizu dissect big.pcap --workers 2
-      mizu dissect capture.pcap --set plugins.http.max-body-size=4096
-      mizu dissect https.pcap --tls-keylog keys.log -q 'tls.decrypted == true'
-    """
-    config = Config.load(config_path, assignments)
-    plugins = configured_plugins(with_tls_keylog(config["plugins"], tls_keylog), allow, deny)
-    check_tls_keylog(plugins, tls_keylog)
-    sources = []
-    for path in files:
-        try:
-            sources.append(FileSource(path))
-        except CaptureError as error:
-            raise click.ClickException(str(error)) from None
-    if workers is None:
-        workers = auto_workers(sum(source.size for source in sources))
-    stdout = sys.stdout
-    sink: DissectSink
-    if output == "har":
-        sink = HarSink(stdout)
-    elif output == "openapi":
-        sink = OpenApiSink(stdout)
-    elif workers > 1:
-        sink = JsonlSink(stdout)  # writes the lines the workers encoded or rendered
-    else:
-        sink = JsonlSink(stdout) if output == "jsonl" else TableSink(plugins, stdout)
-    settings = EngineSettings(tapper_id=tapper_id, response_timeout=response_timeout)
-    try:
-        if workers > 1:
-            stats, failed = dissect_sharded(
-                plugins, sources, sink, output, query, redact, settings, workers
-            )
-        else:
-            stats, failed = dissect_in_process(plugins, sources, sink, query, redact, settings)
-        try:
-            sink.close()
-        except OSError as error:
-            raise OutputError(error) from error
-    except OutputError as error:
-        stop_writing(error)
-    click.echo(summary_line(stats), err=True)
-    for line in pairing_lines(stats):
-        click.echo(line, err=True)
-    if failed:
-        sys.exit(1)
-
-
-def stop_writing(error: OutputError) -> NoReturn:
-    """End the run whose output cannot be written: quietly when its reader went away (``|
-    head``), as tshark and other Unix tools do, with a message otherwise (a full disk)."""
-    discard_standard_output()
-    if error.reader_gone:
-        # 128 + SIGPIPE, the status a shell shows for tshark or cat stopped the same way: the
-        # output is incomplete, which `set -o pipefail` scripts can tell from a full run.
-        sys.exit(141)
-    raise click.ClickException(f"cannot write the output: {error.error.strerror or error.error}")
-
-
-def positive_seconds(value: float) -> float:
-    """``--response-timeout``: a finite number of seconds above zero."""
-    if not (math.isfinite(value) and value > 0):
-        raise click.BadParameter(f"{value} is not a number of seconds above zero")
-    return value
-
-
-def parse_workers(value: str) -> int | None:
-    """``--workers``: a positive count, or None for auto."""
-    if value == "auto":
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise click.BadParameter(f"{value!r} is neither a positive number nor auto")
-    return int(value)
-
-
-DissectSink = JsonlSink | TableSink | HarSink | OpenApiSink
-
-
-def dissect_in_process(
-    plugins: PluginManager,
-    sources: list[FileSource],
-    sink: DissectSink,
-    query: str,
-    redact: bool,
-    settings: EngineSettings,
-) -> tuple[dict[str, Any], bool]:
-    """The files through one engine, here; returns the stats and whether a file failed."""
-    write = filtered(raising_output_errors(sink.write), query, plugins)
-    engine = Engine(
-        plugins,
-        redacting(write, Redactor(protocols=plugins.declared_protocols())) if redact else write,
-        settings,
-    )
-    failed = False
-    done_bytes = 0
-
-    def status() -> tuple[int, int]:
-        current = getattr(engine.sources[-1], "consumed", 0) if engine.sources else 0
-        return done_bytes + current, engine.dispatcher.stats.entries
-
-    with Progress(sum(source.size for source in sources), status), interrupting(engine.watchdog):
-        for source in sources:
-            try:
-                engine.run(source)
-            except UnsupportedLinkType as error:
-                click.echo(f"mizu: {source.name}: {error}", err=True)
-                failed = True
-            engine.finish()
-            done_bytes += source.size
-    return engine.stats(), failed
-
-
-def dissect_sharded(
-    plugins: PluginManager,
-    sources: list[FileSource],
-    sink: DissectSink,
-    output: str,
-    query: str,
-    redact: bool,
-    settings: EngineSettings,
-    workers: int,
-) -> tuple[dict[str, Any], bool]:
-    """The files' connections shared out among ``workers`` processes; the workers filter,
-    redact and render, this process merges their lines."""
-    compiled = compile_query_option(query, plugins)
-    write_line: Callable[[bytes], None]
-    if isinstance(sink, JsonlSink):
-        write_line = raising_output_errors(sink.write_line)
-    else:
-        write_entry = raising_output_errors(sink.write)
-
-        def write_line(line: bytes) -> None:
-            write_entry(orjson.loads(line))
-
-    sharded = ShardedDissection(
-        plugins,
-        ShardSettings(
-            workers=workers,
-            engine=settings,
-            output="table" if output == "table" else "jsonl",
-            query=compiled,
-            redact=redact,
-        ),
-        write_line,
-    )
-    failed = False
-    sharded.start()
-    try:
-        with (
-            Progress(
-                sum(source.size for source in sources),
-                lambda: (sharded.consumed, sharded.entries_written),
-            ),
-            interrupting(None),  # the workers name their plugins when they are stopped
-        ):
-            for source in sources:
-                try:
-                    sharded.run(source)
-                except UnsupportedLinkType as error:
-                    click.echo(f"mizu: {source.name}: {error}", err=True)
-                    failed = True
-            stats = sharded.finish()
-    except WorkerFailed as error:
-        raise click.ClickException(str(error)) from None
-    except BaseException:
-        sharded.stop()
-        raise
-    return stats, failed
-
-
-@cli.command()
-@with_plugin_options
-def plugins(allow: str | None, deny: str | None) -> None:
-    """List the installed plugins: protocols, priority (lower is tried first) and ports."""
-    manager = load_plugins(allow, deny)
-    click.echo(f"{'PLUGIN':<14} {'VERSION':<9} {'PRIO':>5}  {'PROTOCOLS':<32} PORTS")
-    for plugin in manager.plugins:
-        names = ", ".join(
-            f"{p.abbr} ({p.name} {p.version})".replace(" )", ")") for p in plugin.protocols
-        )
-        ports = ", ".join(map(str, plugin.ports)) or "-"
-        click.echo(
-            f"{plugin.name:<14} {plugin.version:<9} {plugin.priority:>5}  {names:<32} {ports}"
-        )
-
-
-@cli.command()
-def version() -> None:
-    """Print the version of Mizu and of every installed plugin, and which build runs: compiled
-    (the packet path as C extensions) or pure Python (MIZU_PURE_PYTHON=1, or no C compiler at
-    install)."""
-    core = package_build("mizu_core")
-    click.echo(
-        f"mizu {__version__} "
-        f"({core.describe() if core is not None else 'pure Python: not compiled at install'})"
-    )
-    manager = PluginManager().discover()
-    for plugin in manager.plugins:
-        package = _top_package(plugin.module)
-        build = package_build(package) if package != "mizu_core" else None
-        click.echo(
-            f"  {plugin.name} {plugin.version}" + (f" ({build.describe()})" if build else "")
-        )
-    for name, reason in sorted(manager.load_failures.items()):
-        click.echo(f"  {name} (not loaded: {reason})")
-
-
-def _top_package(plugin: object) -> str:
-    """The top-level package of a plugin (a module, or an object with hook methods)."""
-    name = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
-    return name.partition(".")[0]
-
-
-# Kubernetes commands (mizu_cli/cluster.py), the in-cluster agents (mizu_cli/agents.py) and
-# the config, imported when they run
-LazyGroup.lazy_commands.update(
-    {name: f"mizu_cli.cluster:{name}" for name in ("check", "clean", "view", "logs")}
-    | {name: f"mizu_cli.agents:{name}" for name in ("hub", "tapper")}
-    | {"config": "mizu_cli.config:config_command"}
-)
 
 
 def main() -> None:

@@ -41,6 +41,15 @@ HOOK_NAMES = tuple(
 log = logging.getLogger(__name__)
 
 
+def installed_plugins() -> list[importlib_metadata.EntryPoint]:
+    """The installed plugins' entry points, by name, the first of each name: what is installed,
+    found without importing any plugin."""
+    found: dict[str, importlib_metadata.EntryPoint] = {}
+    for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry_point.name, entry_point)
+    return [found[name] for name in sorted(found)]
+
+
 class PluginError(Exception):
     """A plugin could not be loaded or configured; the message says which and why."""
 
@@ -92,6 +101,8 @@ class PluginManager:
         self.by_protocol: dict[str, LoadedPlugin] = {}
         self.errors: Counter[str] = Counter()
         self.load_failures: dict[str, str] = {}
+        self.installed: set[str] = set()
+        """The names of the plugins :meth:`discover` found installed, loaded or not."""
         self.left_out: set[str] = set()
         """Installed plugins not loaded because ``allow`` or ``deny`` said so."""
         self.settings: dict[str, Any] = {}
@@ -117,6 +128,7 @@ class PluginManager:
         denied = set(deny)
         for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
             name = entry_point.name
+            self.installed.add(name)
             if name in denied or (allowed is not None and name not in allowed):
                 self.left_out.add(name)
                 continue

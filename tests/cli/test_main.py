@@ -212,7 +212,9 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
     big = tmp_path / "big.pcap"
     frames = [(t, f) for t, f in read_pcap(DATA / "http11-keepalive.pcap").packets]
     write_pcap(big, frames * 40, 1)
-    redraw_often = "import mizu_cli.main as m; m.Progress.interval = 0.001; m.main()"
+    redraw_often = (
+        "import mizu_cli.dissect as d, mizu_cli.main as m; d.Progress.interval = 0.001; m.main()"
+    )
     controller, terminal = pty.openpty()
     process = subprocess.run(
         [sys.executable, "-c", redraw_often, "dissect", str(big), "--plugins", "tcp"],

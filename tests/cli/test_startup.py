@@ -4,10 +4,16 @@ X.509 parser, YAML, the hub's store and web server, the filter language)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import click
+import pytest
+
+from mizu_cli.main import LazyGroup, cli
 
 DATA = Path(__file__).parent.parent / "data" / "core"
 PROBE = """
@@ -48,3 +54,25 @@ def test_dissect_imports_only_what_dissecting_needs(tmp_path: Path) -> None:
         "email.parser",  # plugin versions are read when shown
     }
     assert modules & unneeded == set()
+
+
+def test_help_and_version_import_no_command_and_no_plugin(tmp_path: Path) -> None:
+    plugins = {"mizu_http", "mizu_tls", "mizu_amqp", "mizu_kafka", "mizu_redis"}
+    listed = imported_by(tmp_path, "--help")
+    assert {name.partition(".")[0] for name in listed} & {"mizu_core", *plugins} == set()
+    assert {name for name in listed if name.startswith("mizu_cli.")} == {"mizu_cli.main"}
+    versions = imported_by(tmp_path, "version")  # which loads each compiled group's library
+    assert {f"{plugin}.plugin" for plugin in plugins} & versions == set()
+    assert "mizu_core.engine" not in versions
+
+
+@pytest.mark.parametrize("name", sorted(LazyGroup.lazy_commands))
+def test_help_lists_each_command_with_its_own_summary(name: str) -> None:
+    """``mizu --help`` shows the summaries of :attr:`LazyGroup.lazy_commands`, so as not to
+    import every command: each must be the first sentence of the command's help."""
+    target, summary = LazyGroup.lazy_commands[name]
+    module, attribute = target.split(":")
+    command = getattr(importlib.import_module(module), attribute)
+    assert isinstance(command, click.Command)
+    assert command.get_short_help_str(limit=1000) == summary
+    assert name in cli.list_commands(click.Context(cli))
