@@ -385,6 +385,9 @@ class Http2Session:
         self.decoders = (HpackDecoder(bound, midstream), HpackDecoder(bound, midstream))
         self.blocks = (_Blocks(self.decoders[0]), _Blocks(self.decoders[1]))
         self.streams: dict[int, _Stream] = {}
+        self.recent: _Stream | None = None
+        """The open stream a frame was last on: most frames are on the stream of the one
+        before (a call's HEADERS, DATA and trailers), which then needs no lookup."""
         self.pending_block: list[tuple[int, int, bytearray, int, int] | None] = [None, None]
         """Per side: a header block awaiting CONTINUATION (stream, flags, fragments, kind,
         promised stream)."""
@@ -565,17 +568,20 @@ class Http2Session:
     # -- frames ----------------------------------------------------------------------------------
 
     def _stream(self, number: int, timestamp: float) -> _Stream:
+        recent = self.recent
+        if recent is not None and recent.number == number:
+            return recent
         stream = self.streams.get(number)
         if stream is None:
             if len(self.streams) >= MAX_STREAMS:
                 self.context.count("http2 streams evicted")
                 self._finish(next(iter(self.streams)), timestamp, "timeout")
             if number > self.rules[0].highest_stream:
-                for rules in self.rules:
-                    rules.highest_stream = number
+                self.rules[0].highest_stream = self.rules[1].highest_stream = number
             stream = self.streams[number] = _Stream(
                 number, _Half(bodies.Body(self.max_body)), _Half(bodies.Body(self.max_body))
             )
+        self.recent = stream
         return stream
 
     def _half(self, stream: _Stream, side: int) -> _Half:
@@ -739,6 +745,8 @@ class Http2Session:
         stream = self.streams.pop(number, None)
         if stream is None:
             return
+        if stream is self.recent:
+            self.recent = None
         if stream.queued:
             request = self.matcher.take(number)
         elif stream.request.headers is not None or stream.request.wire:
