@@ -213,9 +213,11 @@ class Tapper:
 
     def capture_counts(self) -> dict[str, int]:
         """Packets captured and dropped before Mizu saw them (the kernel's capture buffer was
-        full, or the interface dropped them): what a hub's status shows of every tapper."""
+        full, or the interface dropped them), and what was captured (interfaces, files): what a
+        hub's status shows of every tapper."""
         sources = self.engine.stats()["capture"]
         return {
+            "sources": [source["source"] for source in sources],
             "packets": sum(source["received"] for source in sources),
             "kernelDropped": sum(source["dropped"] for source in sources),
             "interfaceDropped": sum(source["interface_dropped"] for source in sources),

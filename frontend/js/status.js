@@ -12,26 +12,22 @@ const POLL_MS = 2000;
 const TRAFFIC_POLL_MS = 15000;
 const TRAFFIC_POLL_MAX = 200_000;
 
-/** Sum what every tapper reports (local capture or cluster tappers) into one summary. */
+/** Sum what every tapper reports (local capture or cluster tappers) into one summary. The
+ * local tapper process is one of the tappers; `tap.local` is the same report. */
 export function tapSummary(tap) {
   const tappers = tap.tappers || [];
   const summary = { tappers: tappers.filter((t) => t.connected).length, targets: [], packets: 0, drops: 0 };
-  const captures = [];
-  if (tap.local && tap.local.capture) captures.push({ capture: tap.local.capture, client: tap.local.client });
+  const pods = (tap.targets && tap.targets.pods) || [];
+  for (const pod of pods) summary.targets.push(String(pod.name || ""));
   for (const tapper of tappers) {
     const reported = tapper.reported || {};
-    if (reported.capture) captures.push({ capture: reported.capture, client: reported.client || reported });
-    for (const target of reported.targets || []) summary.targets.push(String(target.name || target));
-  }
-  for (const { capture, client } of captures) {
+    const capture = reported.capture || {};
+    // without pods to name (local mode), what is tapped is what is captured: interfaces, files
+    if (!tap.targets) for (const source of capture.sources || []) summary.targets.push(String(source));
     summary.packets += Number(capture.packets) || 0;
-    for (const source of capture.capture || []) {
-      summary.targets.push(String(source.source || ""));
-      summary.drops += (Number(source.dropped) || 0) + (Number(source.interface_dropped) || 0);
-    }
-    if (client) summary.drops += Number(client.shed) || 0;
+    summary.drops += (Number(capture.kernelDropped) || 0) + (Number(capture.interfaceDropped) || 0);
+    summary.drops += Number(reported.shed) || 0;
   }
-  for (const tapper of tappers) summary.drops += Number((tapper.reported || {}).shed) || 0;
   return summary;
 }
 

@@ -129,6 +129,7 @@ def test_local_mode_shows_real_traffic(
     assert tapper["running"]
     packets = tapper["capture"]
     assert packets["packets"] > 0 and packets["kernelDropped"] == 0, packets
+    assert packets["sources"] == ["lo"]  # what the dashboard's status bar names as tapped
     assert tapper["cpuSeconds"] > 0
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
