@@ -33,9 +33,7 @@ from mizu_core.capture import CaptureError, FileSource
 from mizu_core.decode import UnsupportedLinkType
 from mizu_core.emit import JsonlSink, OutputError, raising_output_errors
 from mizu_core.engine import Engine, EngineSettings
-from mizu_core.parallel import ShardedDissection, ShardSettings, WorkerFailed, auto_workers
 from mizu_core.plugins import PluginManager
-from mizu_core.redact import Redactor, redacting
 
 
 class Progress:
@@ -216,6 +214,10 @@ def dissect(
         except CaptureError as error:
             raise click.ClickException(str(error)) from None
     if workers is None:
+        # the workers' module is imported where more than one worker may run: --workers 1 is
+        # how short runs and the benchmarks of the packet path start
+        from mizu_core.parallel import auto_workers
+
         workers = auto_workers(sum(source.size for source in sources))
     stdout = sys.stdout
     sink: DissectSink
@@ -288,11 +290,11 @@ def dissect_in_process(
 ) -> tuple[dict[str, Any], bool]:
     """The files through one engine, here; returns the stats and whether a file failed."""
     write = filtered(raising_output_errors(sink.write), query, plugins)
-    engine = Engine(
-        plugins,
-        redacting(write, Redactor(protocols=plugins.declared_protocols())) if redact else write,
-        settings,
-    )
+    if redact:
+        from mizu_core.redact import Redactor, redacting  # for --redact only
+
+        write = redacting(write, Redactor(protocols=plugins.declared_protocols()))
+    engine = Engine(plugins, write, settings)
     failed = False
     done_bytes = 0
 
@@ -324,6 +326,8 @@ def dissect_sharded(
 ) -> tuple[dict[str, Any], bool]:
     """The files' connections shared out among ``workers`` processes; the workers filter,
     redact and render, this process merges their lines."""
+    from mizu_core.parallel import ShardedDissection, ShardSettings, WorkerFailed
+
     compiled = compile_query_option(query, plugins)
     write_line: Callable[[bytes], None]
     if isinstance(sink, JsonlSink):

@@ -51,6 +51,8 @@ def test_dissect_imports_only_what_dissecting_needs(tmp_path: Path) -> None:
         "mizu_server.rules",
         "aiohttp",
         "mizu_core.query",  # no -q
+        "mizu_core.redact",  # no --redact
+        "mizu_core.parallel",  # one worker
         "email.parser",  # plugin versions are read when shown
     }
     assert modules & unneeded == set()
