@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mizu_core.model import ConnectionInfo, Direction, Message, Pair
-from mizu_core.pairing import UNPAIRED_CLOSED, InOrderMatcher, KeyedMatcher, Matcher
+from mizu_core.pairing import UNPAIRED_CLOSED, Emitter, InOrderMatcher, KeyedMatcher, Matcher
 
 
 class Verdict(enum.Enum):
@@ -99,10 +99,9 @@ class ConnectionContext:
     """What the core gives a dissector: its connection, pairing helpers and the pair sink."""
 
     __slots__ = (
-        "_counters",
+        "_emitter",
         "_matchers",
         "_settings",
-        "_sink",
         "_swap",
         "_unwrap",
         "connection",
@@ -130,9 +129,8 @@ class ConnectionContext:
         self.layers = layers
         """The layers this connection runs under, outermost first (empty for a connection
         seen on the wire as it is)."""
-        self._sink = sink
+        self._emitter = Emitter(self, connection, sink, counters if counters is not None else {})
         self._matchers: list[Matcher] = []
-        self._counters = counters if counters is not None else {}
         self._swap = swap
         self._unwrap = unwrap
         self._settings = settings if settings is not None else {}
@@ -179,10 +177,7 @@ class ConnectionContext:
         """The plugin's counters themselves, for a dissector that counts on every feed:
         ``counters["frames"] += n`` spares :meth:`count`'s call. The owner is known from the
         ``dissect`` hook on, so a dissector may keep them from its constructor."""
-        counters = self._counters.get(self.owner)
-        if counters is None:
-            counters = self._counters[self.owner] = Counter()
-        return counters
+        return self._emitter.counters()
 
     def emit(
         self, request: Message | None, response: Message | None, unpaired: str | None = None
@@ -192,23 +187,17 @@ class ConnectionContext:
         the partner), ``midstream`` (the partner came before the capture joined), ``timeout``
         or ``closed``; None for a pair and for a one-way message (a pushed message). The core
         counts ``paired`` and ``unpaired.<reason>`` under the plugin's name."""
-        counters = self.counters
-        if request is not None and response is not None:
-            counters["paired"] += 1
-            unpaired = ""
-        elif unpaired:
-            counters["unpaired." + unpaired] += 1
-        self._sink(Pair(self.connection, request, response, unpaired or ""))
+        self._emitter.emit(request, response, unpaired)
 
     def in_order_matcher(self, max_pending: int = 1024) -> InOrderMatcher:
         """A matcher pairing responses with requests in order (HTTP/1.x pipelining)."""
-        matcher = InOrderMatcher(self.emit, max_pending, self.connection.role_guessed)
+        matcher = InOrderMatcher(self._emitter.emit, max_pending, self.connection.role_guessed)
         self._matchers.append(matcher)
         return matcher
 
     def keyed_matcher(self, max_pending: int = 4096) -> KeyedMatcher:
         """A matcher pairing responses with requests by a key the protocol carries."""
-        matcher = KeyedMatcher(self.emit, max_pending, self.connection.role_guessed)
+        matcher = KeyedMatcher(self._emitter.emit, max_pending, self.connection.role_guessed)
         self._matchers.append(matcher)
         return matcher
 

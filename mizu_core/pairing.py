@@ -13,10 +13,11 @@ sent before the capture joined the connection).
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
+from typing import Protocol
 
-from mizu_core.model import Message
+from mizu_core.model import ConnectionInfo, Message, Pair
 
 PairSink = Callable[[Message | None, Message | None, str], None]
 """Takes a request, its response, and why one of them is missing ("" for a pair)."""
@@ -27,6 +28,55 @@ UNPAIRED_GAP = "gap"
 UNPAIRED_MIDSTREAM = "midstream"
 UNPAIRED_REASONS = (UNPAIRED_GAP, UNPAIRED_MIDSTREAM, UNPAIRED_TIMEOUT, UNPAIRED_CLOSED)
 """Why a message is alone (an entry's ``unpaired``)."""
+
+
+class _Owned(Protocol):
+    """What an :class:`Emitter` reads of its connection's context
+    (:class:`mizu_core.dissector.ConnectionContext`)."""
+
+    owner: str
+
+
+class Emitter:
+    """The work of ``ConnectionContext.emit``: counting a pair under the plugin that has the
+    connection and handing it to the core.
+
+    The context (plugin API, interpreted) hands its matchers this compiled object's
+    :meth:`emit`, not its own method: a pair then reaches the core without an interpreted
+    call."""
+
+    __slots__ = ("_connection", "_context", "_counters", "_sink")
+
+    def __init__(
+        self,
+        context: _Owned,
+        connection: ConnectionInfo,
+        sink: Callable[[Pair], None],
+        counters: dict[str, Counter[str]],
+    ) -> None:
+        self._context = context
+        self._connection = connection
+        self._sink = sink
+        self._counters = counters
+
+    def counters(self) -> Counter[str]:
+        """The counters of the plugin that has the connection (or is asked for it)."""
+        owner = self._context.owner
+        counters = self._counters.get(owner)
+        if counters is None:
+            counters = self._counters[owner] = Counter()
+        return counters
+
+    def emit(
+        self, request: Message | None, response: Message | None, unpaired: str | None = None
+    ) -> None:
+        counters = self.counters()
+        if request is not None and response is not None:
+            counters["paired"] += 1
+            unpaired = ""
+        elif unpaired:
+            counters["unpaired." + unpaired] += 1
+        self._sink(Pair(self._connection, request, response, unpaired or ""))
 
 
 class Matcher:
