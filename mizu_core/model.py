@@ -131,15 +131,23 @@ class Message:
         self.data = data
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Message):
+        # As the dataclass compared: the fields in order, with a message of the same class.
+        if type(other) is not type(self) or not isinstance(other, Message):
             return NotImplemented
         return (
-            self.protocol == other.protocol
-            and self.direction == other.direction
-            and self.first_time == other.first_time
-            and self.last_time == other.last_time
-            and self.size == other.size
-            and self.data == other.data
+            self.protocol,
+            self.direction,
+            self.first_time,
+            self.last_time,
+            self.size,
+            self.data,
+        ) == (
+            other.protocol,
+            other.direction,
+            other.first_time,
+            other.last_time,
+            other.size,
+            other.data,
         )
 
     def __repr__(self) -> str:
@@ -180,13 +188,13 @@ class Pair:
         return message.protocol
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Pair):
+        if type(other) is not type(self) or not isinstance(other, Pair):
             return NotImplemented
-        return (
-            self.connection == other.connection
-            and self.request == other.request
-            and self.response == other.response
-            and self.unpaired == other.unpaired
+        return (self.connection, self.request, self.response, self.unpaired) == (
+            other.connection,
+            other.request,
+            other.response,
+            other.unpaired,
         )
 
     def __repr__(self) -> str:
