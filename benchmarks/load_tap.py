@@ -25,7 +25,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 from run import add_mizu_option
@@ -47,6 +49,7 @@ WRK_SCRIPT = "function delay() return {delay} end\n"
 _REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)(ms|s|m)\b")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 _DROPS = re.compile(r"([\d,]+) packets dropped by the kernel")
+_DASHBOARD = re.compile(r"dashboard at (http://[^/ ]+)/\?token=(\S+)")
 
 
 def free_port() -> int:
@@ -65,6 +68,16 @@ def tapper_pid(hub_pid: int) -> int:
     """The tapper process of ``mizu tap --local``: the hub's one child."""
     (child,) = Path(f"/proc/{hub_pid}/task/{hub_pid}/children").read_text().split()
     return int(child)
+
+
+def tapper_report(base: str, token: str) -> dict[str, Any]:
+    """The tapper process's last report, as the hub's ``/status/tap`` shows it."""
+    request = urllib.request.Request(
+        f"{base}/status/tap", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        report: dict[str, Any] = orjson.loads(reply.read())["local"]
+    return report
 
 
 def main() -> None:
@@ -114,9 +127,11 @@ def main() -> None:
     counter.start()
     try:
         assert mizu.stderr is not None
-        while b"dashboard at" not in mizu.stderr.readline():
+        while b"dashboard at" not in (started := mizu.stderr.readline()):
             if mizu.poll() is not None:
                 sys.exit("mizu tap --local did not start")
+        dashboard = _DASHBOARD.search(started.decode())
+        assert dashboard, started
         # the rest of stderr on a thread of its own: communicate() would read standard output
         # too, taking chunks from under the counting thread (lines were seen cut)
         said: list[bytes] = []
@@ -143,6 +158,7 @@ def main() -> None:
                 settled, seen = time.monotonic(), entries
         hub_cpu = cpu_seconds(mizu.pid) - hub_start
         tapper_cpu = cpu_seconds(tapper) - tapper_start
+        reported = tapper_report(dashboard.group(1), dashboard.group(2))
         mizu.send_signal(signal.SIGINT)
         mizu.wait(timeout=60)
         counter.join(timeout=10)
@@ -167,6 +183,11 @@ def main() -> None:
         print(f"mizu's {name} process, CPU during the load and its catching up: {cpu:.1f} s "
               f"= {cpu / elapsed:.0%} of one core over the load's {elapsed:.0f} s, "
               f"{cpu / max(entries, 1) * 1e6:.1f} us per entry")  # fmt: skip
+    frames = max(reported.get("sentFrames", 0), 1)
+    print(f"the hub's status of its tapper: {reported['capture']['kernelDropped']:,} kernel drops, "
+          f"{reported['ackedEntries']:,} entries acknowledged in {frames:,} frames "
+          f"({reported['ackedEntries'] / frames:.0f} per frame), {reported['shed']:,} shed, "
+          f"tapper CPU {reported['cpuSeconds']:.1f} s")  # fmt: skip
     if unreadable:
         print(f"mizu printed {len(unreadable):,} lines that are not JSON entries, such as:")
         for line in unreadable[:3]:
