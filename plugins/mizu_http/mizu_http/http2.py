@@ -94,6 +94,10 @@ default)."""
 MAX_KNOWN_BLOCKS: Final = 64
 """Header blocks kept decoded per side (see ``_Blocks``): a client's calls to a few methods
 and a server's answers and trailers repeat a handful."""
+MAX_KNOWN_BLOCK_SIZE: Final = 512
+"""Largest header block kept decoded: one whose headers are all indexed takes a few dozen
+octets, and the bound keeps what a connection holds small (a small block may still name
+many long table entries, which its headers share with the table rather than copy)."""
 STREAM_WINDOW: Final = 4096
 """How far beyond the highest stream id seen a resynchronised frame's stream may be."""
 _HEADER_CANDIDATE = re.compile(rb"(?=...[\x00-\x09][\x00-\x2d][\x00-\x7f])", re.S)
@@ -334,7 +338,7 @@ class _Blocks:
                 return known
         headers, undecoded = decoder.decode(fragment)
         block = _Block(headers, undecoded)
-        if self.changes == decoder.changes:
+        if self.changes == decoder.changes and len(fragment) <= MAX_KNOWN_BLOCK_SIZE:
             if len(self.known) >= MAX_KNOWN_BLOCKS:
                 self.known.clear()
             self.known[fragment] = block

@@ -15,8 +15,11 @@ from mizu_http.dissector import HttpDissector, Start, offer
 from mizu_http.hpack_decoder import HpackDecoder
 from mizu_http.http2 import (
     FRAME_HEADER,
+    MAX_KNOWN_BLOCK_SIZE,
+    MAX_KNOWN_BLOCKS,
     PREFACE,
     FrameRules,
+    _Blocks,
     find_frames,
     frames_verdict,
 )
@@ -219,6 +222,21 @@ def test_a_repeated_block_decodes_against_the_table_as_it_is_now() -> None:
     assert expected[5] != expected[1]  # the same bytes, another table
     first_tags, second_tags = (request["headers"]["x-tag"] for request in requests[7:])
     assert first_tags is not second_tags  # one entry's list is not another's to edit
+
+
+def test_blocks_kept_decoded_are_bounded_in_number_and_size() -> None:
+    def unindexed(name: str, value: str) -> bytes:  # a literal the table does not take
+        return hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(name, value)], huffman=False)
+
+    blocks = _Blocks(HpackDecoder())
+    for index in range(MAX_KNOWN_BLOCKS + 10):
+        block = unindexed("x-n", str(index))
+        assert blocks.decode(block).headers == [("x-n", str(index))]
+        assert blocks.decode(block) is blocks.decode(block)  # kept: the table did not change
+    assert len(blocks.known) <= MAX_KNOWN_BLOCKS
+    large = unindexed("x-large", "v" * MAX_KNOWN_BLOCK_SIZE)
+    assert blocks.decode(large).headers == [("x-large", "v" * MAX_KNOWN_BLOCK_SIZE)]
+    assert large not in blocks.known
 
 
 def test_grpc_messages_decode_each_message_or_show_it_as_sent() -> None:
