@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from mizu_core.entry import Row, equals
 from mizu_core.model import ConnectionInfo, Direction, Endpoint, Pair, Protocol
 
-_CLIENT_TO_SERVER = Direction.CLIENT_TO_SERVER
+_CLIENT_TO_SERVER: Final = Direction.CLIENT_TO_SERVER
 
 
 _Endpoints = tuple[Endpoint, Endpoint, dict[str, Any], dict[str, Any], ConnectionInfo]
@@ -112,7 +112,7 @@ def iso_time(milliseconds: int) -> str:
     return _iso_second(milliseconds // 1000) + _ISO_FRACTIONS[milliseconds % 1000]
 
 
-_ISO_FRACTIONS = tuple(f".{fraction:03d}Z" for fraction in range(1000))
+_ISO_FRACTIONS: Final = tuple(f".{fraction:03d}Z" for fraction in range(1000))
 
 
 @functools.lru_cache(maxsize=4096)

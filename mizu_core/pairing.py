@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
-from typing import Protocol
+from typing import Final, Protocol
 
 from mizu_core.model import ConnectionInfo, Message, Pair
 
 PairSink = Callable[[Message | None, Message | None, str], None]
 """Takes a request, its response, and why one of them is missing ("" for a pair)."""
 
-UNPAIRED_TIMEOUT = "timeout"
-UNPAIRED_CLOSED = "closed"
-UNPAIRED_GAP = "gap"
-UNPAIRED_MIDSTREAM = "midstream"
-UNPAIRED_REASONS = (UNPAIRED_GAP, UNPAIRED_MIDSTREAM, UNPAIRED_TIMEOUT, UNPAIRED_CLOSED)
+UNPAIRED_TIMEOUT: Final = "timeout"
+UNPAIRED_CLOSED: Final = "closed"
+UNPAIRED_GAP: Final = "gap"
+UNPAIRED_MIDSTREAM: Final = "midstream"
+UNPAIRED_REASONS: Final = (UNPAIRED_GAP, UNPAIRED_MIDSTREAM, UNPAIRED_TIMEOUT, UNPAIRED_CLOSED)
 """Why a message is alone (an entry's ``unpaired``)."""
 
 

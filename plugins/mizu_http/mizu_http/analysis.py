@@ -31,8 +31,8 @@ from mizu_core import (
 )
 from mizu_http.http1 import add_header
 
-FORM_URLENCODED = "application/x-www-form-urlencoded"
-MULTIPART_FORM = "multipart/form-data"
+FORM_URLENCODED: Final = "application/x-www-form-urlencoded"
+MULTIPART_FORM: Final = "multipart/form-data"
 
 
 MAX_TITLED_NAMES: Final = 64
@@ -213,7 +213,7 @@ def analyze_http(entry: Entry) -> Entry:
 # -- summarize -----------------------------------------------------------------------------------
 
 
-GRPC_STATUS_NAMES = (
+GRPC_STATUS_NAMES: Final = (
     "OK",
     "CANCELLED",
     "UNKNOWN",
@@ -233,7 +233,7 @@ GRPC_STATUS_NAMES = (
     "UNAUTHENTICATED",
 )
 """gRPC status codes by number (grpc/doc/statuscodes.md)."""
-HTTP2_ERROR_NAMES = (
+HTTP2_ERROR_NAMES: Final = (
     "NO_ERROR",
     "PROTOCOL_ERROR",
     "INTERNAL_ERROR",
@@ -250,7 +250,7 @@ HTTP2_ERROR_NAMES = (
     "HTTP_1_1_REQUIRED",
 )
 """HTTP/2 error codes by number (RFC 9113 section 7), as an ``RST_STREAM`` carries them."""
-WEBSOCKET_CLOSE_NAMES = {
+WEBSOCKET_CLOSE_NAMES: Final = {
     1000: "NORMAL_CLOSURE",
     1001: "GOING_AWAY",
     1002: "PROTOCOL_ERROR",
@@ -269,7 +269,7 @@ WEBSOCKET_CLOSE_NAMES = {
 }
 """WebSocket close codes (RFC 6455 section 7.4.1, IANA registry); 1000, 1001 and 1005 are a
 clean end, every other code says something went wrong."""
-CLEAN_WEBSOCKET_CLOSES = frozenset({1000, 1001, 1005})
+CLEAN_WEBSOCKET_CLOSES: Final = frozenset({1000, 1001, 1005})
 
 
 def grpc_status_name(code: int) -> str:

@@ -26,18 +26,18 @@ from mizu_http.declarations import HTTP10, HTTP11
 from mizu_http.http1_pairing import Answer, Pairing, Ticket
 from mizu_http.settings import Settings
 
-MAX_HEAD = 64 << 10
+MAX_HEAD: Final = 64 << 10
 """A start line with its headers longer than this is not HTTP (or not worth keeping)."""
-MAX_PAUSED = 256 << 10
+MAX_PAUSED: Final = 256 << 10
 """Client bytes kept while an upgrade request waits for its answer."""
-_RESYNC_TAIL = 64
+_RESYNC_TAIL: Final = 64
 """Bytes kept across feeds while searching for a start line (one may straddle two feeds)."""
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-REQUEST_LINE = re.compile(rb"[A-Z][A-Z_-]{2,19} [^ \r\n]+ HTTP/1\.[01]\r?\n")
-STATUS_LINE = re.compile(rb"HTTP/1\.[01] [1-9][0-9][0-9][ \r]")
-_NO_BODY_STATUSES = frozenset((204, 304))
-_COMMON_METHODS = frozenset(("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"))
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+REQUEST_LINE: Final = re.compile(rb"[A-Z][A-Z_-]{2,19} [^ \r\n]+ HTTP/1\.[01]\r?\n")
+STATUS_LINE: Final = re.compile(rb"HTTP/1\.[01] [1-9][0-9][0-9][ \r]")
+_NO_BODY_STATUSES: Final = frozenset((204, 304))
+_COMMON_METHODS: Final = frozenset(("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"))
 """Methods accepted without matching the token pattern."""
 
 
@@ -195,12 +195,12 @@ def parse_header_block(text: str) -> HeaderBlock:
     )
 
 
-_NO_HEADERS = HeaderBlock({})
-_header_blocks: dict[bytes, HeaderBlock] = {}
+_NO_HEADERS: Final = HeaderBlock({})
+_header_blocks: Final[dict[bytes, HeaderBlock]] = {}
 """Header blocks parsed lately, by their bytes. A client sends the same headers with most of
 its requests, and a server with most of its answers: each such block is parsed once."""
-MAX_HEADER_BLOCKS = 512
-MAX_CACHED_BLOCK = 2048
+MAX_HEADER_BLOCKS: Final = 512
+MAX_CACHED_BLOCK: Final = 2048
 """Longer header blocks are parsed every time (the cache stays within about 2 MB)."""
 
 
@@ -449,7 +449,7 @@ def _plausible_header_lines(block: bytes) -> bool:
     return True
 
 
-_HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:")
+_HEADER_LINE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:")
 
 
 class Side:

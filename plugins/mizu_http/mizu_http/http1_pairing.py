@@ -13,7 +13,7 @@ such a pair. Anything else is emitted alone, marked ``unpaired``, never joined t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from mizu_core import (
     UNPAIRED_CLOSED,
@@ -24,11 +24,11 @@ from mizu_core import (
     Message,
 )
 
-MAX_TICKETS = 1024
+MAX_TICKETS: Final = 1024
 """Requests waiting for their answer on one connection, at most (answers lost in gaps)."""
-MAX_HELD = 64
+MAX_HELD: Final = 64
 """Responses held, at most, while the client's bytes before them are not delivered."""
-_WINDOWS = 64
+_WINDOWS: Final = 64
 """Recent events kept per side, to tell what happened between a request and a response."""
 
 
