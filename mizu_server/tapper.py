@@ -28,7 +28,7 @@ from mizu_core.capture import (
     PacketSource,
 )
 from mizu_core.engine import Engine, EngineSettings
-from mizu_core.pcap_export import PacketKeeper
+from mizu_core.pcap_export import KeeperStats, PacketKeeper
 from mizu_core.pcapfile import PcapWriter
 from mizu_core.plugins import PluginManager
 from mizu_core.redact import DEFAULT_PATTERNS, Redactor, UserAgentFilter
@@ -89,6 +89,7 @@ class Tapper:
         self._targeted: LiveSource | None = None
         shipper.capture_stats = self.capture_counts
         shipper.plugin_counters = self.plugin_counters
+        shipper.runtime_report = self.runtime_report
         self._base_filter = ""
         self._target_ips: list[str] = []
         shipper.on_message = self._hub_message
@@ -229,6 +230,20 @@ class Tapper:
         return {
             name: dict(counters)
             for name, counters in self.engine.dispatcher.plugin_counters.items()
+        }
+
+    def runtime_report(self) -> dict[str, Any]:
+        """What the hub's status shows of this tapper beside its capture and plugin counts."""
+        return {
+            "ignoredUserAgents": self.ignored_entries,
+            "redaction": self.redactor is not None,
+            "pcapExport": {
+                "enabled": self.pcap_export,
+                **{
+                    name: sum(keeper.stats.as_dict()[name] for keeper in self.keepers)
+                    for name in KeeperStats().as_dict()
+                },
+            },
         }
 
 

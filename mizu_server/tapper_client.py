@@ -118,6 +118,9 @@ class Shipper:
         self.capture_stats: Callable[[], dict[str, int]] | None = None
         """What the capture counted (the kernel's drops...), sent with each report."""
         self.plugin_counters: Callable[[], dict[str, dict[str, int]]] | None = None
+        self.runtime_report: Callable[[], dict[str, Any]] | None = None
+        """What the tapper runtime says of itself (redaction, entries of ignored user agents,
+        pcap export), sent with each report."""
         """What each plugin counted (pairs, unpaired messages by reason, resyncs...), sent
         with each report."""
         self.on_message: Callable[[dict[str, Any]], None] | None = None
@@ -382,6 +385,8 @@ class TapperClient(Shipper):
             report["capture"] = self.capture_stats()
         if self.plugin_counters is not None:
             report["plugins"] = self.plugin_counters()
+        if self.runtime_report is not None:
+            report.update(self.runtime_report())
         # what the tapper costs its node: the CPU of its whole process, every thread
         report["cpuSeconds"] = round(time.process_time(), 3)
         await socket.send_str(json.dumps(report))

@@ -126,7 +126,7 @@ def test_local_mode_shows_real_traffic(
     while (tapper := hub.get_json("/status/tap")["local"])["ackedEntries"] < 2:
         assert time.monotonic() < deadline, tapper
         time.sleep(0.2)
-    assert tapper["running"]
+    assert tapper["running"] and tapper["redaction"] and tapper["ignoredUserAgents"] == 0
     packets = tapper["capture"]
     assert packets["packets"] > 0 and packets["kernelDropped"] == 0, packets
     assert packets["sources"] == ["lo"]  # what the dashboard's status bar names as tapped
