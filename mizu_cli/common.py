@@ -7,7 +7,6 @@ import contextlib
 import faulthandler
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -252,6 +251,8 @@ def filtered(
 def open_store(path: Path, max_bytes: int) -> SqliteStore:
     """The hub's store in ``--db``, or a one-line error saying why it cannot be opened."""
     # imported by the commands that serve the dashboard, not by all those that import this module
+    import sqlite3
+
     from mizu_server.store import DatabaseInUseError, SqliteStore
 
     try:

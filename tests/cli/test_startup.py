@@ -48,6 +48,8 @@ def test_dissect_imports_only_what_dissecting_needs(tmp_path: Path) -> None:
         "cryptography",  # only for certificates in clear and for a key log
         "yaml",  # no config file, no --set
         "mizu_server.store",
+        "sqlite3",
+        "hashlib",  # OpenSSL's library: JA4 fingerprints are hashed with the first ClientHello
         "mizu_server.rules",
         "aiohttp",
         "mizu_core.query",  # no -q

@@ -11,8 +11,6 @@ by ``_`` and the signature algorithms in their order. GREASE values never count.
 
 from __future__ import annotations
 
-import hashlib
-
 from mizu_tls.handshake import ALPN, SERVER_NAME, ClientHello
 from mizu_tls.names import is_grease
 
@@ -45,6 +43,10 @@ def _alpn_code(value: bytes) -> str:
 
 
 def _hash12(text: str) -> str:
+    # imported with the first ClientHello, not with the plugin: hashlib loads OpenSSL's
+    # library, a cost that every run would pay, with or without TLS in its capture
+    import hashlib
+
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:12] if text else _EMPTY_HASH
 
 
