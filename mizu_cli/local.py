@@ -408,6 +408,7 @@ class TapperRuntime:
         pcap_export: bool,
     ) -> None:
         self.sources = sources
+        self.hub_socket = hub_socket
         self.printer = printer
         self.printed = 0
         """Entries printed, counted on the capture thread."""
@@ -445,6 +446,9 @@ class TapperRuntime:
             for source in self.sources:
                 if isinstance(source, LiveSource):
                     source.close()  # and the file of -w written out
+            # the hub's process removes the socket's folder as it ends, unless it was killed:
+            # the last of the two to go leaves nothing behind
+            shutil.rmtree(Path(self.hub_socket).parent, ignore_errors=True)
         self.close_printer()
         stats = self.tapper.engine.stats()
         shipped = self.client.stats

@@ -579,3 +579,31 @@ def test_a_tapper_process_that_dies_is_said_and_the_hub_keeps_serving(tmp_path: 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_killed_hub_stops_its_tapper_which_leaves_nothing_behind(tmp_path: Path) -> None:
+    channels = tmp_path / "tmp"
+    channels.mkdir()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mizu_cli", "tap", "--pcap", str(HTTP_CAPTURE)),
+            *("--no-browser", "--db", str(tmp_path / "e.db"), "-p", str(free_port())),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(channels)},
+    )
+    try:
+        hub = Dashboard.parse("".join(stderr_until(process, "still serving")))
+        assert hub.get_json("/status/tap")["local"]["running"]
+        assert len(list(channels.iterdir())) == 1
+        process.kill()
+        # standard error ends when the tapper process, which holds it too, has ended
+        _, said = process.communicate(timeout=30)
+        assert "mizu: the hub is gone; stopping the capture" in said
+        assert "17 entries" in said and "Traceback" not in said
+        assert list(channels.iterdir()) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
