@@ -19,6 +19,7 @@ import struct
 import time as clock
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from typing import Final
 from typing import Protocol as TypingProtocol
 
 from mizu_core.decode import (
@@ -37,15 +38,16 @@ from mizu_core.decode import (
 from mizu_core.dissector import CloseReason, ConnectionStats
 from mizu_core.model import ConnectionInfo, Direction, Endpoint
 
-_CLIENT_TO_SERVER = Direction.CLIENT_TO_SERVER
-_HALF_RANGE = 1 << 31
-_SEQ_MASK = 0xFFFFFFFF
+# Final: the compiled build reads them as constants, not from the module's dict per packet.
+_CLIENT_TO_SERVER: Final = Direction.CLIENT_TO_SERVER
+_HALF_RANGE: Final = 1 << 31
+_SEQ_MASK: Final = 0xFFFFFFFF
 # From the IPv4 header on: version and header length, total length, flags and fragment offset,
 # protocol, then addresses and ports together (the connection table's key), sequence,
 # acknowledgement, TCP data offset and flags.
 _IPV4_TCP_FORMAT = "BxH2xHxB2x12sIIH"
 
-DUPLICATE_WINDOW = 0.002
+DUPLICATE_WINDOW: Final = 0.002
 """Seconds within which a packet with the same headers (lengths, IPv4 identification, TCP
 sequence, acknowledgement and flags) is the same packet seen twice (capturing on ``any`` sees a
 pod's packet on its veth and on the bridge); a real retransmission comes later (Linux waits at
@@ -244,19 +246,11 @@ class Reassembler:
         segment = self.segment
         ip, ethertype_at = FAST_IPV4_LAYOUTS.get(decoder.linktype, (-1, -1))
         minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
-        headers, headers_at, ipv4 = short_path_headers(max(ip, 0), ethertype_at)
-        unpack = headers.unpack_from
         short_path = 0
         frame_bytes = 0
-        # The fields unpacked, declared: the compiled build then does their arithmetic and
-        # comparisons on machine integers instead of Python objects.
-        version_ihl: int
-        total_length: int
-        fragment: int
-        protocol: int
-        key: bytes
-        seq: int
-        offset_flags: int
+        # The headers are read byte by byte, not unpacked with struct: the compiled build
+        # indexes bytes into machine integers, where an unpacking makes a tuple of nine Python
+        # objects for every packet. ``size >= minimum`` keeps every index below inside the frame.
         for packet in packets:
             if packet is None:
                 self._count_short_path(decoder, short_path, frame_bytes)
@@ -266,32 +260,34 @@ class Reassembler:
             time, frame = packet
             size = len(frame)
             frame_bytes += size
-            if size >= minimum:
-                (
-                    ethertype,
-                    version_ihl,
-                    total_length,
-                    fragment,
-                    protocol,
-                    key,
-                    seq,
-                    _ack,
-                    offset_flags,
-                ) = unpack(frame, headers_at)
-                half = table.get(key)
+            if (
+                size >= minimum
+                and frame[ip] == 0x45  # IPv4 without options
+                and frame[ip + 9] == 6  # TCP
+                and not (frame[ip + 6] & 0x3F or frame[ip + 7])  # not a fragment
+                and (
+                    ethertype_at < 0
+                    or (frame[ethertype_at] == 0x08 and frame[ethertype_at + 1] == 0x00)
+                )
+            ):
+                # addresses and ports together: the connection table's key
+                half = table.get(frame[ip + 12 : ip + 24])
+                offset_flags = frame[ip + 32]
+                seq = (
+                    frame[ip + 24] << 24
+                    | frame[ip + 25] << 16
+                    | frame[ip + 26] << 8
+                    | frame[ip + 27]
+                )
                 if (
-                    ethertype == ipv4
-                    and version_ihl == 0x45
-                    and protocol == 6
-                    and not fragment & 0x3FFF
-                    and half is not None
+                    half is not None
                     and not half.starts
                     and half.fin_at < 0
                     and seq == half.next_seq
-                    and not offset_flags & 0x07
+                    and not frame[ip + 33] & 0x07  # neither SYN, RST nor FIN
                 ):
-                    end = ip + total_length
-                    start = ip + 20 + (offset_flags >> 12) * 4
+                    end = ip + (frame[ip + 2] << 8 | frame[ip + 3])
+                    start = ip + 20 + (offset_flags >> 4) * 4
                     connection = half.connection
                     direction = half.direction
                     side = 0 if direction is _CLIENT_TO_SERVER else 1  # an index, unboxed
@@ -305,7 +301,7 @@ class Reassembler:
                             start < end
                             or (
                                 start == end
-                                and offset_flags >= 0x5000
+                                and offset_flags >= 0x50
                                 and not (
                                     signature == half.last_signature
                                     and time - stats.last_time < DUPLICATE_WINDOW
