@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from mizu_core.model import ConnectionInfo, Direction, Message, Pair
+from mizu_core.model import ConnectionInfo, ConnectionStats, Direction, Message, Pair
 from mizu_core.pairing import UNPAIRED_CLOSED, Emitter, InOrderMatcher, KeyedMatcher, Matcher
 
 
@@ -38,19 +38,6 @@ class CloseReason(enum.StrEnum):
     TIMEOUT = "timeout"
     OPEN = "open"
     """Still open when the capture ended (or when the core dropped it to save memory)."""
-
-
-@dataclass(slots=True)
-class ConnectionStats:
-    """Counters of one connection, indexed by :class:`Direction`."""
-
-    packets: list[int]
-    bytes: list[int]
-    last_time: float
-
-    @classmethod
-    def empty(cls, now: float) -> ConnectionStats:
-        return cls(packets=[0, 0], bytes=[0, 0], last_time=now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,22 @@ class ConnectionInfo:
         return f"{self.client}->{self.server}"
 
 
+@dataclass(slots=True)
+class ConnectionStats:
+    """Counters of one connection, indexed by :class:`Direction`.
+
+    A class of this compiled module: reassembly counts every packet in it, and reads and
+    writes its fields in C, not through Python's attribute lookup."""
+
+    packets: list[int]
+    bytes: list[int]
+    last_time: float
+
+    @classmethod
+    def empty(cls, now: float) -> ConnectionStats:
+        return cls(packets=[0, 0], bytes=[0, 0], last_time=now)
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Message:
     """One protocol message decoded by a dissector.

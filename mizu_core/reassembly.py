@@ -35,8 +35,8 @@ from mizu_core.decode import (
     TCP_SYN,
     Decoder,
 )
-from mizu_core.dissector import CloseReason, ConnectionStats
-from mizu_core.model import ConnectionInfo, Direction, Endpoint
+from mizu_core.dissector import CloseReason
+from mizu_core.model import ConnectionInfo, ConnectionStats, Direction, Endpoint
 
 # Final: the compiled build reads them as constants, not from the module's dict per packet.
 _CLIENT_TO_SERVER: Final = Direction.CLIENT_TO_SERVER
@@ -315,11 +315,15 @@ class Reassembler:
                     ):
                         half.last_signature = signature
                         stats.last_time = time
-                        stats.packets[side] += 1
+                        # Not ``+=`` on the item: mypyc adds a list's items as Python objects
+                        # then, as machine integers this way.
+                        packet_counts = stats.packets
+                        packet_counts[side] = packet_counts[side] + 1
                         short_path += 1
                         if start < end:
                             length = end - start
-                            stats.bytes[side] += length
+                            byte_counts = stats.bytes
+                            byte_counts[side] = byte_counts[side] + length
                             half.position += length
                             half.next_seq = (seq + length) & _SEQ_MASK
                             deliver(connection, direction, frame[start:end], time)
