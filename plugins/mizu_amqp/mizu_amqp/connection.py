@@ -31,25 +31,12 @@ from typing import Any, Final, cast
 from pamqp import base, commands, exceptions, header
 from pamqp.commands import INDEX_MAPPING
 
+from mizu_amqp.declarations import AMQP
 from mizu_amqp.fields import method_fields
 from mizu_amqp.frames import FRAME_BODY, FRAME_METHOD, FRAME_OVERHEAD, FrameReader
 from mizu_amqp.hot import ACK, DELIVER, PUBLISH, ack, content_header, deliver, publish
 from mizu_amqp.values import body_json, properties_json, spec_name
-from mizu_core import ConnectionContext, Direction, KeyedMatcher, Message, Protocol
-
-AMQP: Final = Protocol(
-    name="amqp",
-    version="0-9-1",
-    abbr="AMQP",
-    long_name="Advanced Message Queuing Protocol 0-9-1",
-    macro="amqp",
-    background_color="#ff6600",
-    foreground_color="#ffffff",
-    reference_link="https://www.rabbitmq.com/amqp-0-9-1-reference.html",
-    priority=1,
-    ports=(5672,),
-    payload_fields=("body",),
-)
+from mizu_core import ConnectionContext, Direction, KeyedMatcher, Message
 
 DECODE_ERRORS: Final = (
     exceptions.UnmarshalingException,

@@ -3,24 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mizu_amqp.connection import AmqpConnection, Limits
-from mizu_amqp.frames import DEFAULT_FRAME_LIMIT
+from mizu_amqp.declarations import Settings
 from mizu_core import CloseReason, ConnectionContext, Direction, Dissector
-
-
-@dataclass
-class Settings:
-    """The plugin's settings (``plugins.amqp.*``)."""
-
-    max_body_size: int = 64 << 10
-    """Body octets kept per message; the rest is counted, not kept."""
-    max_unconfirmed: int = 1024
-    """Publishes of one connection held for their publisher confirm."""
-    max_frame_size: int = DEFAULT_FRAME_LIMIT
-    """Largest frame accepted when the connection's negotiation (``frame-max``) was not seen
-    or allowed more: a larger size is taken for garbage."""
 
 
 class AmqpDissector(Dissector):

@@ -18,8 +18,6 @@ import re
 import struct
 from typing import Final, Protocol
 
-from pamqp.commands import INDEX_MAPPING
-
 FRAME_METHOD: Final = 1
 FRAME_HEADER: Final = 2
 FRAME_BODY: Final = 3
@@ -46,7 +44,25 @@ _CANDIDATE = re.compile(rb"AMQP|[\x01\x02\x08]..\x00\x00", re.DOTALL)
 """Where a frame may start while resynchronising: a protocol header, or a method, header or
 heartbeat frame under 64 KiB (the two high octets of its size are zero)."""
 
-KNOWN_METHODS = frozenset(INDEX_MAPPING)
+_METHODS_BY_CLASS: Final = {
+    10: (10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61, 70, 71),  # connection
+    20: (10, 11, 20, 21, 40, 41),  # channel
+    40: (10, 11, 20, 21, 30, 31, 40, 51),  # exchange
+    50: (10, 11, 20, 21, 30, 31, 40, 41, 50, 51),  # queue
+    60: (10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120),  # basic
+    85: (10, 11),  # confirm
+    90: (10, 11, 20, 21, 30, 31),  # tx
+}
+"""AMQP 0-9-1's methods (with RabbitMQ's extensions), as pamqp knows them: written out because
+detection runs on every connection of a capture and importing pamqp costs more than all the rest
+of the plugin's detection; a test holds the table to pamqp's."""
+
+KNOWN_METHODS: Final = frozenset(
+    class_id << 16 | method_id
+    for class_id, method_ids in _METHODS_BY_CLASS.items()
+    for method_id in method_ids
+)
+"""Method identifiers (``class_id << 16 | method_id``) as they open a method frame's payload."""
 
 
 class FrameHandler(Protocol):

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mizu_amqp.connection import AMQP
-from mizu_amqp.dissector import AmqpDissector, Settings
+from mizu_amqp.declarations import AMQP, Settings
 from mizu_amqp.frames import FRAME_HEARTBEAT, find_frame
 from mizu_amqp.views import represent_entry, summarize_entry
 from mizu_core import (
@@ -82,6 +81,10 @@ def dissect(
     heads = [head for head in (client_head, server_head) if head]
     verdicts = [_evidence(head) for head in heads]
     if True in verdicts:
+        # Deferred to the first AMQP connection: captures without one never load pamqp. A
+        # failing import raises here, where the core isolates it as this plugin's error.
+        from mizu_amqp.dissector import AmqpDissector
+
         return AmqpDissector(context, context.settings)
     connection = context.connection
     # The core may have guessed the roles of a connection caught mid-way: either port counts.
