@@ -1,4 +1,5 @@
-"""Packet sources: capture files and live interfaces, both through libpcap (pypcap).
+"""Packet sources: capture files and live interfaces, through libpcap (pypcap); the records of
+classic pcap files are read by :class:`mizu_core.pcapfile.PcapRecords`, compiled.
 
 A source yields ``(timestamp, frame)`` pairs and knows its link type. Live sources also yield
 ``None`` about twice a second when no packet came, so that the engine can close idle
@@ -7,6 +8,7 @@ connections and expire unanswered requests on a quiet network.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import select
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import pcap
+
+from mizu_core.pcapfile import PCAP_MICROSECONDS_MAGICS, PcapRecords
 
 PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1"}
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -88,7 +92,8 @@ class FileSource:
                 )
             self.size = status.st_size
             with self.path.open("rb") as file:
-                magic = file.read(4)
+                head = file.read(_PCAP_FILE_HEADER)
+                magic = head[:4]
                 self.is_pcapng = magic == PCAPNG_MAGIC
                 header_problem = (
                     _pcapng_header_problem(file, self.size)
@@ -125,17 +130,41 @@ class FileSource:
                 "version it does not know); open the file in Wireshark to see what is wrong"
             ) from None
         self.linktype: int = self._handle.datalink()
+        self._records: PcapRecords | None = None
+        self._classic = _classic_layout(head)
+        """Whether the records are read here (:class:`PcapRecords`), little-endian, and the
+        snapshot length; None: libpcap reads them all."""
 
     def __iter__(self) -> Iterator[Packet]:
+        if self._classic is not None:
+            little_endian, snaplen = self._classic
+            file = self.path.open("rb")
+            file.seek(_PCAP_FILE_HEADER)
+            self._records = PcapRecords(file, little_endian, snaplen)
+            return itertools.chain(self._records, self._libpcap_after(self._records))
+        return self._from_libpcap()
+
+    def _from_libpcap(self) -> Iterator[Packet]:
         # Straight from libpcap: a Python layer per packet would cost a tenth of the budget.
         # Not iter(handle): pypcap's __iter__ installs a C SIGINT handler of its own that only
         # flags the handle and stays after the file is read, from whichever thread read it, so
         # Ctrl-C would never again reach Python.
         return iter(self._handle.__next__, None)
 
+    def _libpcap_after(self, records: PcapRecords) -> Iterator[Packet]:
+        """What follows a record :class:`PcapRecords` leaves to libpcap, read by libpcap."""
+        if not records.unusual:
+            return
+        for _ in range(records.records):
+            self._handle.__next__()
+        self._records = None
+        yield from self._from_libpcap()
+
     @property
     def consumed(self) -> int:
         """Bytes of the file read so far (read ahead by stdio's buffer), for progress bars."""
+        if self._records is not None:
+            return self._records.consumed
         try:
             return os.lseek(self._handle.fileno(), 0, os.SEEK_CUR)
         except OSError:
@@ -151,6 +180,18 @@ class FileSource:
             self.stats.dropped, self.stats.interface_dropped = _pcapng_drops(self.path)
         elif _PCAP_FILE_HEADER + frames * _PCAP_RECORD_HEADER + frame_bytes < self.size:
             self.stats.truncated_file = True
+
+
+def _classic_layout(head: bytes) -> tuple[bool, int] | None:
+    """Of a classic pcap file's header: whether :class:`PcapRecords` reads its records (version
+    2.4, microsecond timestamps), little-endian, and its snapshot length; None when not."""
+    little_endian = PCAP_MICROSECONDS_MAGICS.get(head[:4])
+    if little_endian is None or len(head) < _PCAP_FILE_HEADER:
+        return None
+    _, major, minor, _, _, snaplen, _ = struct.unpack(
+        "<IHHiIII" if little_endian else ">IHHiIII", head
+    )
+    return (little_endian, snaplen) if (major, minor) == (2, 4) else None
 
 
 def _pcapng_header_problem(file: BinaryIO, size: int) -> str | None:

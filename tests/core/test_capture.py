@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pcap
 import pytest
 
 from mizu_core.capture import CaptureError, FileSource, LiveSource
@@ -172,3 +173,63 @@ def test_pcapng_statistics_give_the_drops_when_the_file_was_recorded(
     assert list(source) == []
     source.check_complete(0, 0)
     assert (source.stats.dropped, source.stats.interface_dropped) == (50, 2)
+
+
+def _libpcap_frames(path: Path) -> list[tuple[float, bytes]]:
+    handle = pcap.pcap(name=str(path), promisc=False)
+    return [(stamp, bytes(frame)) for stamp, frame in iter(handle.__next__, None)]
+
+
+def _rewrite_pcap(
+    source: Path, target: Path, *, byte_order: str = "<", snaplen: int | None = None
+) -> None:
+    """``source`` (a little-endian classic pcap) written again in ``byte_order``, with another
+    snapshot length in its header when given."""
+    data = source.read_bytes()
+    magic, major, minor, zone, figures, snap, linktype = struct.unpack_from("<IHHiIII", data)
+    out = [
+        struct.pack(
+            byte_order + "IHHiIII",
+            magic,
+            major,
+            minor,
+            zone,
+            figures,
+            snap if snaplen is None else snaplen,
+            linktype,
+        )
+    ]
+    offset = 24
+    while offset + 16 <= len(data):
+        header = struct.unpack_from("<IIII", data, offset)
+        out.append(struct.pack(byte_order + "IIII", *header))
+        out.append(data[offset + 16 : offset + 16 + header[2]])
+        offset += 16 + header[2]
+    target.write_bytes(b"".join(out))
+
+
+@pytest.mark.parametrize(
+    "case", ["as written", "big-endian", "cut in a packet", "frames longer than the snaplen"]
+)
+def test_classic_pcap_records_are_libpcaps(tmp_path: Path, case: str) -> None:
+    """Classic pcap records are read by the core's own reader: the same timestamps (to the bit)
+    and frames as libpcap's, whatever the byte order; at a record libpcap reads its own way
+    (cut to the snapshot length), libpcap reads the rest of the file."""
+    original = DATA / "http11-keepalive.pcap"
+    path = tmp_path / "capture.pcap"
+    if case == "as written":
+        path = original
+    elif case == "big-endian":
+        _rewrite_pcap(original, path, byte_order=">")
+    elif case == "cut in a packet":
+        path.write_bytes(original.read_bytes()[:-7])
+    else:
+        _rewrite_pcap(original, path, snaplen=80)
+    source = FileSource(path)
+    frames = [(stamp, bytes(frame)) for stamp, frame in source]
+    assert frames == _libpcap_frames(path)
+    assert len(frames) > 10
+    if case == "frames longer than the snaplen":
+        assert max(len(frame) for _, frame in frames) == 80
+    if case == "as written":
+        assert source.consumed == path.stat().st_size
