@@ -39,14 +39,10 @@ built with ``protoc --include_imports --descriptor_set_out=...`` or :func:`compi
 from __future__ import annotations
 
 import base64
-import importlib.resources
-import importlib.util
 import math
 import os
 import struct
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -345,6 +341,13 @@ def compile_protos(
 
     :raises ProtobufError: grpcio-tools is not installed, or protoc rejected the files.
     """
+    # Here rather than at the top: only compiling .proto files needs them, every run imports
+    # this module.
+    import importlib.resources
+    import importlib.util
+    import subprocess
+    import tempfile
+
     if importlib.util.find_spec("grpc_tools") is None:
         raise ProtobufError("compiling .proto files needs grpcio-tools: pip install grpcio-tools")
     protos = [Path(proto) for proto in proto_paths]
