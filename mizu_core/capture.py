@@ -138,8 +138,7 @@ class FileSource:
     def __iter__(self) -> Iterator[Packet]:
         if self._classic is not None:
             little_endian, snaplen = self._classic
-            file = self.path.open("rb")
-            file.seek(_PCAP_FILE_HEADER)
+            file = self.path.open("rb", buffering=0)  # PcapRecords reads in large blocks
             self._records = PcapRecords(file, little_endian, snaplen)
             return itertools.chain(self._records, self._libpcap_after(self._records))
         return self._from_libpcap()

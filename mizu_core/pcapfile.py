@@ -128,7 +128,7 @@ class PcapRecords:
         try:
             while True:
                 if at + _RECORD_HEADER > len(buffer):
-                    buffer = buffer[at:] + self.file.read(_READ_SIZE)
+                    buffer = self._read_from(self.consumed, _RECORD_HEADER)
                     at = 0
                     if len(buffer) < _RECORD_HEADER:
                         return
@@ -141,7 +141,7 @@ class PcapRecords:
                 start = at + _RECORD_HEADER
                 end = start + captured
                 if end > len(buffer):
-                    buffer = buffer[at:] + self.file.read(max(end - len(buffer), _READ_SIZE))
+                    buffer = self._read_from(self.consumed, _RECORD_HEADER + captured)
                     at = 0
                     start = _RECORD_HEADER
                     end = start + captured
@@ -154,6 +154,19 @@ class PcapRecords:
                 yield seconds + microseconds / 1_000_000, buffer[start:end]
         finally:
             self.file.close()
+
+    def _read_from(self, position: int, needed: int) -> bytes:
+        """The file's bytes from ``position``, at least ``needed`` of them unless the file ends
+        before. The bytes of the record cut by the previous read are read again, not joined to
+        the next read's: that would copy every read once more."""
+        self.file.seek(position)
+        data = self.file.read(max(needed, _READ_SIZE))
+        while len(data) < needed:  # a short read, or the end of the file
+            more = self.file.read(needed - len(data))
+            if not more:
+                break
+            data += more
+        return data
 
 
 def _u32(data: bytes, at: int, little_endian: bool) -> int:
