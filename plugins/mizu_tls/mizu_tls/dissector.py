@@ -17,9 +17,9 @@ from mizu_core import (
     InnerConnection,
     Layer,
     Message,
-    Protocol,
 )
 from mizu_tls import certificates, handshake, ja4
+from mizu_tls.declarations import RESYNC_WINDOW, TLS
 from mizu_tls.handshake import ClientHello, ServerHello
 from mizu_tls.keylog import KeyLog
 from mizu_tls.names import (
@@ -34,8 +34,6 @@ from mizu_tls.records import (
     APPLICATION_DATA,
     CHANGE_CIPHER_SPEC,
     HANDSHAKE,
-    HEADER,
-    MAX_RECORD,
     HandshakeReader,
     Record,
     RecordReader,
@@ -48,19 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mizu_tls")
 
-TLS = Protocol(
-    name="tls",
-    version="",
-    abbr="TLS",
-    long_name="Transport Layer Security",
-    macro="tls",
-    background_color="#2e7d32",
-    foreground_color="#ffffff",
-    reference_link="https://www.rfc-editor.org/rfc/rfc8446",
-    priority=0,
-    ports=(443, 8443),
-)
-
 TLS13 = 0x0304
 MAX_WAITING = 256 << 10
 """Protected bytes kept per direction while the key log lacks the session's secrets (a client
@@ -69,9 +54,6 @@ MAX_WAIT_SECONDS = 2.0
 """How long, by the capture's clock, a record waits for its session's secrets: a client writes
 them before it sends its Finished, so a longer wait means the key log will not have them."""
 MAX_CERTIFICATES = 8
-RESYNC_WINDOW = HEADER + MAX_RECORD
-"""Bytes kept of a direction taken up mid-connection while no record boundary is found: one
-record's worth, where the next boundary must be."""
 
 NO_KEY_LOG = "no key log (give one with --tls-keylog)"
 NO_KEY = "no secret for this session in the key log"

@@ -22,7 +22,7 @@ from mizu_core import (
     escape_query_string,
     hookimpl,
 )
-from mizu_tls.dissector import RESYNC_WINDOW, TLS, TlsDissector
+from mizu_tls.declarations import RESYNC_WINDOW, TLS
 from mizu_tls.keylog import KeyLog
 from mizu_tls.records import HANDSHAKE, looks_like_header, record_run_start
 
@@ -53,9 +53,15 @@ def configure(settings: Mapping[str, Any]) -> Settings:
     return Settings(KeyLog(path) if path else None)
 
 
-def _keylog(context: ConnectionContext) -> KeyLog | None:
+def _dissector(context: ConnectionContext, midstream: bool = False) -> Dissector:
+    # Deferred to the first TLS connection: captures without one never load the handshake,
+    # JA4 and certificate modules. A failing import raises here, where the core isolates it as
+    # this plugin's error.
+    from mizu_tls.dissector import TlsDissector
+
     settings = context.settings
-    return settings.keylog if isinstance(settings, Settings) else None
+    keylog = settings.keylog if isinstance(settings, Settings) else None
+    return TlsDissector(context, keylog, midstream=midstream)
 
 
 def _client_hello_start(head: bytes) -> bool | Verdict:
@@ -76,16 +82,16 @@ def dissect(
     if client_head:
         verdict = _client_hello_start(client_head)
         if verdict is True:
-            return TlsDissector(context, _keylog(context))
+            return _dissector(context)
         if verdict is NEED_MORE:
             return NEED_MORE
     if context.connection.role_guessed:
         if server_head and _client_hello_start(server_head) is True and context.swap_roles():
-            return TlsDissector(context, _keylog(context))
+            return _dissector(context)
         # A capture that began after the handshake, maybe in the middle of a record.
         heads = (client_head, server_head)
         if any(record_run_start(head) is not None for head in heads):
-            return TlsDissector(context, _keylog(context), midstream=True)
+            return _dissector(context, midstream=True)
         connection = context.connection
         if (connection.client.port in TLS.ports or connection.server.port in TLS.ports) and len(
             client_head
