@@ -24,7 +24,6 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -37,15 +36,20 @@ def pure_python_requested() -> bool:
     return os.environ.get(PURE_PYTHON_VARIABLE, "") not in ("", "0")
 
 
-@dataclass(frozen=True, slots=True)
 class PackageBuild:
     """The build of one package directory's modules."""
 
-    compiled_modules: tuple[str, ...]
-    """Modules whose extension is installed beside their source."""
-    runs_compiled: bool
-    reason: str = ""
-    """Why the extensions are not used, when they are not."""
+    # A plain class, not a dataclass: its generated methods would be compiled at every start-up.
+    __slots__ = ("compiled_modules", "reason", "runs_compiled")
+
+    def __init__(
+        self, compiled_modules: tuple[str, ...], runs_compiled: bool, reason: str = ""
+    ) -> None:
+        self.compiled_modules = compiled_modules
+        """Modules whose extension is installed beside their source."""
+        self.runs_compiled = runs_compiled
+        self.reason = reason
+        """Why the extensions are not used, when they are not."""
 
     def describe(self) -> str:
         if self.runs_compiled:

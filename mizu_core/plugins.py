@@ -18,7 +18,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import importlib_metadata
@@ -66,16 +65,27 @@ class PluginStalled(BaseException):
         return super().__str__() or self.detail
 
 
-@dataclass(slots=True)
 class LoadedPlugin:
-    name: str
-    module: object
-    protocols: tuple[Protocol, ...]
-    priority: int
-    hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    distribution: importlib_metadata.Distribution | None = None
-    """The installed distribution the plugin came from; None when registered directly."""
-    _version: str | None = field(default=None, init=False, repr=False)
+    # A plain class, not a dataclass: its generated methods would be compiled at every start-up.
+    __slots__ = ("_version", "distribution", "hooks", "module", "name", "priority", "protocols")
+
+    def __init__(
+        self,
+        name: str,
+        module: object,
+        protocols: tuple[Protocol, ...],
+        priority: int,
+        hooks: dict[str, Callable[..., Any]],
+        distribution: importlib_metadata.Distribution | None = None,
+    ) -> None:
+        self.name = name
+        self.module = module
+        self.protocols = protocols
+        self.priority = priority
+        self.hooks = hooks
+        self.distribution = distribution
+        """The installed distribution the plugin came from; None when registered directly."""
+        self._version: str | None = None
 
     @property
     def version(self) -> str:

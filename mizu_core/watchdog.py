@@ -27,7 +27,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from mizu_core.dispatch import Dispatcher, PluginCall
 from mizu_core.plugins import PluginStalled
@@ -48,15 +47,18 @@ class EngineStopped(BaseException):
     """Raised in an engine's thread to end its run at once (Mizu is stopping)."""
 
 
-@dataclass(frozen=True, slots=True)
 class StuckCall:
     """A plugin call under way on the engine's thread."""
 
-    plugin: str
-    connection: str
-    """``client → server`` of the connection being dissected ("" if unknown)."""
-    seconds: float
-    """How long the call has run (as far as the watchdog has seen it)."""
+    # A plain class, not a dataclass: its generated methods would be compiled at every start-up.
+    __slots__ = ("connection", "plugin", "seconds")
+
+    def __init__(self, plugin: str, connection: str, seconds: float) -> None:
+        self.plugin = plugin
+        self.connection = connection
+        """``client → server`` of the connection being dissected ("" if unknown)."""
+        self.seconds = seconds
+        """How long the call has run (as far as the watchdog has seen it)."""
 
     def describe(self) -> str:
         where = f" on {self.connection}" if self.connection else ""
