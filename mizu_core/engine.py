@@ -6,7 +6,6 @@ import math
 import os
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from mizu_core.capture import FileSource, PacketSource
@@ -34,17 +33,35 @@ def default_stall_limit() -> float:
     return seconds
 
 
-@dataclass(slots=True)
 class EngineSettings:
-    tapper_id: str = ""
-    limits: ReassemblyLimits | None = None
-    response_timeout: float = 30.0
-    offer_limit: int = 16 << 10
-    on_pair: Callable[[Pair], None] | None = None
-    """Sees every pair before it becomes an entry (the test kit records them)."""
-    stall_limit: float = field(default_factory=default_stall_limit)
-    """Seconds a plugin's call may make no progress before it is interrupted and the plugin
-    isolated (:mod:`mizu_core.watchdog`); 0: never."""
+    # A plain class, not a dataclass: its generated methods would be compiled at every start-up.
+    __slots__ = (
+        "limits",
+        "offer_limit",
+        "on_pair",
+        "response_timeout",
+        "stall_limit",
+        "tapper_id",
+    )
+
+    def __init__(
+        self,
+        tapper_id: str = "",
+        limits: ReassemblyLimits | None = None,
+        response_timeout: float = 30.0,
+        offer_limit: int = 16 << 10,
+        on_pair: Callable[[Pair], None] | None = None,
+        stall_limit: float | None = None,
+    ) -> None:
+        self.tapper_id = tapper_id
+        self.limits = limits
+        self.response_timeout = response_timeout
+        self.offer_limit = offer_limit
+        self.on_pair = on_pair
+        """Sees every pair before it becomes an entry (the test kit records them)."""
+        self.stall_limit = default_stall_limit() if stall_limit is None else stall_limit
+        """Seconds a plugin's call may make no progress before it is interrupted and the plugin
+        isolated (:mod:`mizu_core.watchdog`); 0: never. None: the environment's default."""
 
 
 class Engine:

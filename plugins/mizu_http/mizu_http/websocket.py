@@ -9,7 +9,7 @@ with or without context takeover as negotiated.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mizu_core import ConnectionContext, Direction, Message
@@ -50,27 +50,48 @@ class Deflate:
         return None
 
 
-@dataclass(slots=True)
 class _Side:
-    buffer: bytes = b""
-    opcode: int = 0
-    fin: bool = False
-    compressed: bool = False
-    key: bytes = b""
-    remaining: int = 0
-    """Payload bytes of the current frame still to come (0: between frames)."""
-    offset: int = 0
-    in_frame: bool = False
-    message_opcode: int = 0
-    message_compressed: bool = False
-    message: bodies.Body | None = None
-    """The data message being received (fragments joined, capped)."""
-    wire: int = 0
-    first_time: float = 0.0
-    control: list[bytes] = field(default_factory=list)
-    control_time: float = 0.0
-    control_wire: int = 0
-    inflater: Any = None
+    # A plain class, not a dataclass: its generated methods would be compiled at every start-up.
+    __slots__ = (
+        "buffer",
+        "compressed",
+        "control",
+        "control_time",
+        "control_wire",
+        "fin",
+        "first_time",
+        "in_frame",
+        "inflater",
+        "key",
+        "message",
+        "message_compressed",
+        "message_opcode",
+        "offset",
+        "opcode",
+        "remaining",
+        "wire",
+    )
+
+    def __init__(self) -> None:
+        self.buffer: bytes = b""
+        self.opcode: int = 0
+        self.fin: bool = False
+        self.compressed: bool = False
+        self.key: bytes = b""
+        self.remaining: int = 0
+        """Payload bytes of the current frame still to come (0: between frames)."""
+        self.offset: int = 0
+        self.in_frame: bool = False
+        self.message_opcode: int = 0
+        self.message_compressed: bool = False
+        self.message: bodies.Body | None = None
+        """The data message being received (fragments joined, capped)."""
+        self.wire: int = 0
+        self.first_time: float = 0.0
+        self.control: list[bytes] = []
+        self.control_time: float = 0.0
+        self.control_wire: int = 0
+        self.inflater: Any = None
 
 
 class WebSocketSession:

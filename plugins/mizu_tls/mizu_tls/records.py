@@ -5,7 +5,6 @@ from bytes cut anywhere: sans-IO, bounded, never trusting a length.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 CHANGE_CIPHER_SPEC = 20
 ALERT = 21
@@ -64,13 +63,16 @@ class TlsError(ValueError):
     """Bytes that are not TLS where TLS was expected."""
 
 
-@dataclass(slots=True)
 class Record:
-    content_type: int
-    version: int
-    fragment: bytes
-    size: int
-    """Bytes on the wire, header included."""
+    # A plain class, not a dataclass: its generated methods would be compiled at every start-up.
+    __slots__ = ("content_type", "fragment", "size", "version")
+
+    def __init__(self, content_type: int, version: int, fragment: bytes, size: int) -> None:
+        self.content_type = content_type
+        self.version = version
+        self.fragment = fragment
+        self.size = size
+        """Bytes on the wire, header included."""
 
 
 def looks_like_header(data: bytes | bytearray, offset: int = 0) -> bool:
