@@ -13,8 +13,6 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
-import cramjam
-import lz4.frame
 import zstandard
 
 COMPRESSION_NAMES: Final = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -160,6 +158,10 @@ def _capped(read: Callable[[int], bytes], budget: RecordBudget) -> bytes:
 
 
 def _snappy(data: bytes, limit: int) -> bytes:
+    # The snappy and lz4 libraries load with the first batch that needs them: a run without
+    # one pays nothing for them at start-up (zstandard is the HTTP plugin's too).
+    import cramjam
+
     if data.startswith(XERIAL_MAGIC):
         # The Java client's framing: 16-byte header, then (int32 length, raw block) pairs.
         position = 16
@@ -175,6 +177,12 @@ def _snappy(data: bytes, limit: int) -> bytes:
     if cramjam.snappy.decompress_raw_len(data) > limit:
         raise RecordError("snappy block larger than the decompression cap")
     return bytes(cramjam.snappy.decompress_raw(data))
+
+
+def _lz4(data: bytes, limit: int) -> bytes:
+    import lz4.frame
+
+    return lz4.frame.LZ4FrameDecompressor().decompress(data, limit)
 
 
 def _zstd(data: bytes, limit: int) -> bytes:
@@ -198,9 +206,7 @@ def decompress(codec: int, data: bytes, budget: RecordBudget) -> bytes:
         if codec == 2:
             return _capped(lambda limit: _snappy(data, limit), budget)
         if codec == 3:
-            return _capped(
-                lambda limit: lz4.frame.LZ4FrameDecompressor().decompress(data, limit), budget
-            )
+            return _capped(lambda limit: _lz4(data, limit), budget)
         if codec == 4:
             return _capped(lambda limit: _zstd(data, limit), budget)
     except (zlib.error, RuntimeError, ValueError, zstandard.ZstdError) as error:
