@@ -6,7 +6,6 @@ decoding modules; they load when the plugin first claims a connection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
 from mizu_amqp.frames import DEFAULT_FRAME_LIMIT
@@ -27,14 +26,22 @@ AMQP: Final = Protocol(
 )
 
 
-@dataclass
 class Settings:
     """The plugin's settings (``plugins.amqp.*``)."""
 
-    max_body_size: int = 64 << 10
-    """Body octets kept per message; the rest is counted, not kept."""
-    max_unconfirmed: int = 1024
-    """Publishes of one connection held for their publisher confirm."""
-    max_frame_size: int = DEFAULT_FRAME_LIMIT
-    """Largest frame accepted when the connection's negotiation (``frame-max``) was not seen
-    or allowed more: a larger size is taken for garbage."""
+    # A plain class, not a dataclass: its generated methods would be compiled at every start-up.
+    __slots__ = ("max_body_size", "max_frame_size", "max_unconfirmed")
+
+    def __init__(
+        self,
+        max_body_size: int = 64 << 10,
+        max_unconfirmed: int = 1024,
+        max_frame_size: int = DEFAULT_FRAME_LIMIT,
+    ) -> None:
+        self.max_body_size = max_body_size
+        """Body octets kept per message; the rest is counted, not kept."""
+        self.max_unconfirmed = max_unconfirmed
+        """Publishes of one connection held for their publisher confirm."""
+        self.max_frame_size = max_frame_size
+        """Largest frame accepted when the connection's negotiation (``frame-max``) was not
+        seen or allowed more: a larger size is taken for garbage."""

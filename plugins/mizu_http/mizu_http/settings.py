@@ -4,16 +4,18 @@ dissectors read them from their context (``context.settings``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_MAX_BODY_SIZE = 1 << 20
 
 
-@dataclass(slots=True)
 class Settings:
-    max_body_size: int = DEFAULT_MAX_BODY_SIZE
-    """Bytes kept of each body (and of each decoded body); the rest is counted, not kept."""
+    # A plain class, not a dataclass: its generated methods would be compiled at every start-up.
+    __slots__ = ("max_body_size",)
+
+    def __init__(self, max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> None:
+        self.max_body_size = max_body_size
+        """Bytes kept of each body (and of each decoded body); the rest is counted, not kept."""
 
 
 KEYS = {"max-body-size": "max_body_size"}
