@@ -118,11 +118,11 @@ class Shipper:
         self.capture_stats: Callable[[], dict[str, int]] | None = None
         """What the capture counted (the kernel's drops...), sent with each report."""
         self.plugin_counters: Callable[[], dict[str, dict[str, int]]] | None = None
+        """What each plugin counted (pairs, unpaired messages by reason, resyncs...), sent
+        with each report."""
         self.runtime_report: Callable[[], dict[str, Any]] | None = None
         """What the tapper runtime says of itself (redaction, entries of ignored user agents,
         pcap export), sent with each report."""
-        """What each plugin counted (pairs, unpaired messages by reason, resyncs...), sent
-        with each report."""
         self.on_message: Callable[[dict[str, Any]], None] | None = None
         """Called on the event loop with each message of the hub that is not an ack (in a
         cluster: ``{"type": "targets", "ips": [...]}``)."""
