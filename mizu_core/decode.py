@@ -8,7 +8,7 @@ fragments are rare and take a slower path that joins them first.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field, fields
+from typing import Final
 
 # Link types as libpcap reports them (DLT_*) and as files store them (LINKTYPE_*).
 LINKTYPE_NULL = 0
@@ -73,34 +73,64 @@ class UnsupportedLinkType(ValueError):
     """The capture's link type is not one Mizu decodes."""
 
 
-@dataclass(slots=True)
+DECODE_COUNTERS: Final = (
+    "frames",
+    "frame_bytes",
+    "not_ip",
+    "not_tcp",
+    "malformed",
+    "snaplen_cut",
+    "fragments",
+    "fragments_reassembled",
+    "fragments_dropped",
+)
+"""The decoder's counters, in the order its stats report them."""
+
+
 class DecodeStats:
-    frames: int = 0
-    frame_bytes: int = 0
-    not_ip: int = 0
-    not_tcp: int = 0
-    malformed: int = 0
-    snaplen_cut: int = 0
-    fragments: int = 0
-    fragments_reassembled: int = 0
-    fragments_dropped: int = 0
+    """What the decoder counted. A plain class, not a dataclass: making a dataclass executes
+    generated source at import, a few million instructions of every command's start-up."""
+
+    __slots__ = (
+        "fragments",
+        "fragments_dropped",
+        "fragments_reassembled",
+        "frame_bytes",
+        "frames",
+        "malformed",
+        "not_ip",
+        "not_tcp",
+        "snaplen_cut",
+    )
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.frame_bytes = 0
+        self.not_ip = 0
+        self.not_tcp = 0
+        self.malformed = 0
+        self.snaplen_cut = 0
+        self.fragments = 0
+        self.fragments_reassembled = 0
+        self.fragments_dropped = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {counter.name: getattr(self, counter.name) for counter in fields(self)}
+        return {name: getattr(self, name) for name in DECODE_COUNTERS}
 
     def add(self, other: DecodeStats) -> None:
-        for counter in fields(self):
-            name = counter.name
+        for name in DECODE_COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-@dataclass(slots=True)
 class _PendingDatagram:
-    first_time: float
-    header: bytes = b""
-    pieces: dict[int, bytes] = field(default_factory=dict)
-    total: int = -1
-    size: int = 0
+    __slots__ = ("first_time", "header", "pieces", "size", "total")
+
+    def __init__(self, first_time: float) -> None:
+        self.first_time = first_time
+        self.header = b""
+        self.pieces: dict[int, bytes] = {}
+        self.total = -1
+        self.size = 0
 
 
 class FragmentJoiner:
