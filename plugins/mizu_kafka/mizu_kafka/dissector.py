@@ -23,9 +23,9 @@ class KafkaDissector(Dissector):
         connection caught mid-stream the wrong way round)."""
         super().__init__(context)
         self._connection = KafkaConnection(context, settings, skip, requests)
-
-    def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
-        self._connection.feed(direction, data, timestamp)
+        # The core calls the compiled reader itself, without a frame of this interpreted class
+        # in between for every segment.
+        self.feed = self._connection.feed  # type: ignore[method-assign]
 
     def gap(self, direction: Direction, length: int, timestamp: float) -> None:
         self._connection.splitter(direction).lose_sync()
