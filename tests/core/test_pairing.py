@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mizu_core import Direction, Message, Protocol
+from mizu_core import (
+    ConnectionContext,
+    ConnectionInfo,
+    ConnectionStats,
+    Direction,
+    Endpoint,
+    Message,
+    Pair,
+    Protocol,
+)
 from mizu_core.pairing import InOrderMatcher, KeyedMatcher, PairSink
 from mizu_core.testkit import run_bytes
 
@@ -185,3 +194,25 @@ def test_a_connection_joined_midway_blames_its_start_until_the_first_request() -
     keyed.response(2, message("ANSWER", 3.0))
     keyed.response(3, message("after", 4.0))
     assert reasons(pairs) == ["midstream", "", "gap"]
+
+
+def test_the_context_emitter_counts_and_hands_over_as_emit_does() -> None:
+    pairs: list[Pair] = []
+    connection = ConnectionInfo(1, Endpoint("10.0.0.1", 5000), Endpoint("10.0.0.2", 7000), 1.0)
+    counters: dict = {}
+    context = ConnectionContext(connection, ConnectionStats.empty(1.0), pairs.append, counters)
+    context.owner = "p"
+    for emit in (context.emit, context.emitter):
+        emit(message("push", 1.0), None, None)
+        emit(message("ask", 1.0), message("answer", 2.0), None)
+        emit(None, message("late", 3.0), "gap")
+    assert [
+        (
+            pair.request and pair.request.data["method"],
+            pair.response and pair.response.data["method"],
+        )
+        for pair in pairs
+    ] == [("push", None), ("ask", "answer"), (None, "late")] * 2
+    assert [pair.unpaired for pair in pairs] == ["", "", "gap"] * 2
+    assert all(pair.connection is connection for pair in pairs)
+    assert counters["p"] == {"paired": 2, "unpaired.gap": 2}

@@ -334,6 +334,7 @@ class AmqpConnection:
     def __init__(self, context: ConnectionContext, limits: Limits) -> None:
         self.context = context
         self.counters = context.counters
+        self.emit: Callable[[Message | None, Message | None, str | None], None] = context.emitter
         self.limits = limits
         self.requests: KeyedMatcher = context.keyed_matcher()
         self.sent = 0
@@ -407,7 +408,7 @@ class AmqpConnection:
             self.answer(state, (channel, kind.answers, direction.reverse), message)
         elif kind.synchronous and not data.get("nowait"):
             if self.late(direction, message):
-                self.context.emit(message, None, unpaired="gap")
+                self.emit(message, None, "gap")
             else:
                 self.wait_for_reply(state, (channel, name, direction), message)
         elif state.confirm_mode and index == PUBLISH and state.sequence_known:
@@ -418,9 +419,9 @@ class AmqpConnection:
             and direction is SERVER_TO_CLIENT
         ):
             self.confirm(channel, state, data["deliveryTag"], data["multiple"], name)
-            self.context.emit(message, None)
+            self.emit(message, None, None)
         else:
-            self.context.emit(message, None)
+            self.emit(message, None, None)
         if index in STATEFUL_METHODS:
             self.track(direction, channel, state, index, data)
 
@@ -479,7 +480,7 @@ class AmqpConnection:
             if request is not None and request.first_time <= earliest:
                 chosen, earliest = position, request.first_time
         if chosen < 0:
-            self.context.emit(None, message, unpaired="gap")
+            self.emit(None, message, "gap")
             return
         answered = queue[chosen]
         del queue[chosen]
@@ -517,7 +518,7 @@ class AmqpConnection:
 
     def emit_unanswered(self, message: Message | None, reason: str) -> None:
         if message is not None:
-            self.context.emit(message, None, unpaired=reason)
+            self.emit(message, None, reason)
 
     def hold_for_confirm(self, channel: int, state: Channel, message: Message) -> None:
         state.published += 1
@@ -549,4 +550,4 @@ class AmqpConnection:
     def emit_confirmed(self, message: Message | None, confirmed: bool) -> None:
         if message is not None:
             message.data["confirmed"] = confirmed
-            self.context.emit(message, None)
+            self.emit(message, None, None)
