@@ -12,8 +12,9 @@ connection (:meth:`ConnectionContext.unwrap`): its bytes are offered to the plug
 way, and entries made of them carry the layer's fields.
 
 Pairs that dissectors emit are collected while they run and become entries here once the
-dissector's call has returned (the owner plugin's ``analyze`` hook, then its ``summarize``
-verdict on whether the entry is an error, kept as ``entry["error"]``), then go to the sink:
+dissector's call has returned (the owner plugin's ``analyze`` hook, then its verdict on
+whether the entry is an error, from its ``is_error`` or else its ``summarize``, kept as
+``entry["error"]``), then go to the sink:
 the sink runs outside the isolation of plugins, so an error of the output (a closed pipe, a
 full disk) is the caller's, never blamed on a plugin. Requests left unanswered longer than
 :attr:`Dispatcher.response_timeout` become entries without a response.
@@ -47,8 +48,9 @@ MAX_PENDING = 50_000
 """Requests waiting for their answer across every connection, at most (checked once a second
 of capture): with the connections themselves, what keeps a tapper within 1 GiB however many
 connections are left waiting."""
-_Analyzer = tuple[LoadedPlugin | None, Callable[..., Any] | None, Callable[..., Any] | None]
-"""The plugin that makes a protocol's entries, its ``analyze`` and its ``summarize``."""
+_Analyzer = tuple[LoadedPlugin | None, Callable[..., Any] | None, Callable[..., Any] | None, bool]
+"""The plugin that makes a protocol's entries, its ``analyze``, and the hook that says whether
+an entry is an error: its ``is_error`` (the last item true), else its ``summarize``."""
 
 
 class PluginCall(NamedTuple):
@@ -456,15 +458,18 @@ class Dispatcher:
             self.sink(analyzed)
 
     def _analyzed(self, state: _State, pair: Pair, entry: dict[str, Any]) -> dict[str, Any] | None:
-        """``entry`` as its protocol's plugin makes it (``analyze``, then the error verdict of
-        its row); None when ``analyze`` fails.
+        """``entry`` as its protocol's plugin makes it (``analyze``, then its error verdict);
+        None when ``analyze`` fails.
 
-        The verdict is the ``error`` of the plugin's ``summarize``, asked once, when the entry
-        is made, and kept as the entry's ``error``: filters, the hub's store, the service map
-        and the statistics read the plugin's word from there, and never guess it from a status
-        code. A ``summarize`` that raises is counted against its plugin, and says no error."""
+        The verdict is the plugin's ``is_error``, or the ``error`` of its ``summarize`` when it
+        has no ``is_error``, asked once, when the entry is made, and kept as the entry's
+        ``error``: filters, the hub's store, the service map and the statistics read the
+        plugin's word from there, and never guess it from a status code. A verdict hook that
+        raises is counted against its plugin, and says no error."""
         name = (pair.request or pair.response).protocol.name  # type: ignore[union-attr]
-        owner, analyze, summarize = self._analyzers.get(name) or self._analyzer(name, state)
+        owner, analyze, verdict, verdict_only = self._analyzers.get(name) or self._analyzer(
+            name, state
+        )
         outer_plugin, outer_state = self._busy_plugin, self._busy_state
         self._calling(owner, state)
         try:
@@ -478,14 +483,17 @@ class Dispatcher:
                 if analyzed is not None:
                     entry = analyzed
             error = False
-            if summarize is not None:
+            if verdict is not None:
                 try:
-                    summary = summarize(entry=entry)
+                    answer = verdict(entry=entry)
                 except (Exception, PluginStalled) as failure:
                     assert owner is not None
-                    self.plugins.failed(owner, "summarize", failure)
+                    self.plugins.failed(owner, "is_error" if verdict_only else "summarize", failure)
                 else:
-                    error = bool(summary and summary.get("error") is True)
+                    if verdict_only:
+                        error = answer is True
+                    else:
+                        error = bool(answer and answer.get("error") is True)
             entry["error"] = error
         finally:
             self._calling(outer_plugin, outer_state)
@@ -527,5 +535,8 @@ class Dispatcher:
 
 def _hooks_of(plugin: LoadedPlugin | None) -> _Analyzer:
     if plugin is None:
-        return None, None, None
-    return plugin, plugin.hooks.get("analyze"), plugin.hooks.get("summarize")
+        return None, None, None, False
+    is_error = plugin.hooks.get("is_error")
+    if is_error is not None:
+        return plugin, plugin.hooks.get("analyze"), is_error, True
+    return plugin, plugin.hooks.get("analyze"), plugin.hooks.get("summarize"), False

@@ -4,8 +4,8 @@ A plugin is a module (or object) registered under the ``mizu.plugins`` entry-poi
 functions are marked with :data:`mizu_core.hookimpl`. The core never broadcasts a hook to every
 plugin: it calls one plugin's implementation at a time, in Mizu's priority order for
 :func:`dissect` and to the plugin that owns an entry's protocol for :func:`analyze`,
-:func:`summarize` and :func:`represent`. A plugin that raises is isolated: the error is counted
-against its name and the capture goes on.
+:func:`summarize`, :func:`is_error` and :func:`represent`. A plugin that raises is isolated: the
+error is counted against its name and the capture goes on.
 
 Hooks are called per connection or per entry, never per packet.
 """
@@ -117,9 +117,10 @@ def summarize(entry: Entry) -> Summary | None:
     The core fills ``id``, ``proto``, ``timestamp``, ``src``, ``dst``, ``isOutgoing`` and
     ``latency``; this hook adds what only the protocol knows. Errors are the plugin's word:
     nothing else in Mizu guesses them from a status code. The core asks this hook once more
-    when it makes the entry and keeps ``error`` as the entry's own ``error`` field, which the
-    filter language (``error == true``), the list's colours and the error counts of the
-    service map and the statistics read; so the answer must depend on the entry alone.
+    when it makes the entry (or :func:`is_error`, when the plugin implements it) and keeps
+    ``error`` as the entry's own ``error`` field, which the filter language (``error ==
+    true``), the list's colours and the error counts of the service map and the statistics
+    read; so the answer must depend on the entry alone.
 
     :returns: a :class:`~mizu_core.Summary`, ``{summary, summaryQuery, method, methodQuery,
         status, statusQuery}`` and optionally ``error`` and ``statusName``, where each
@@ -131,6 +132,22 @@ def summarize(entry: Entry) -> Summary | None:
         ``basic.return``), and ``statusName`` is the status as people name it (``Not Found``,
         ``NOT_FOUND``, ``UNKNOWN_TOPIC_OR_PARTITION``, ``WRONGTYPE``, ``42P01``…), shown beside
         or instead of ``status``.
+    """
+
+
+@hookspec
+def is_error(entry: Entry) -> bool:
+    """Whether the entry is an error: the ``error`` that :func:`summarize` gives it, alone.
+
+    Optional. The core asks it once, when it makes the entry (after ``analyze``), and keeps
+    the answer as the entry's own ``error`` field; a plugin without it is asked ``summarize``
+    instead, and the core reads that row's ``error``. Implement it when ``summarize`` does more
+    than the verdict needs (filter expressions, names): the core makes every entry, while a
+    row is asked for only when someone lists the entries. The answer must be the one
+    ``summarize`` gives for the same entry (the test kit checks that they agree).
+
+    :returns: ``True`` when the exchange failed in the protocol's own terms; any other answer
+        (``False``, ``None``) says it did not.
     """
 
 

@@ -14,7 +14,9 @@ the dissector emitted), ``analyze.json`` (the entries), ``summarize.json`` (the 
 diff before committing it.
 
 The plugin runs alone (with no other plugin offered the connections) through the real engine:
-the same decoding, reassembly, pairing and isolation as ``mizu dissect``.
+the same decoding, reassembly, pairing and isolation as ``mizu dissect``. A plugin that
+implements ``is_error`` is checked to say of every entry what its ``summarize`` says (an
+``AssertionError`` names the first entry where they differ).
 """
 
 from __future__ import annotations
@@ -123,8 +125,25 @@ def _round_trip(outputs: HookOutputs, manager: PluginManager, engine: Engine) ->
     # Entries travel as JSON: compare what a reader of the output gets.
     outputs.entries = [json.loads(json.dumps(entry, default=str)) for entry in outputs.entries]
     outputs.rows = [entry_row(manager, entry) for entry in outputs.entries]
+    _check_verdicts(manager, outputs)
     outputs.representations = [entry_representation(manager, entry) for entry in outputs.entries]
     outputs.stats = engine.stats()
+
+
+def _check_verdicts(manager: PluginManager, outputs: HookOutputs) -> None:
+    """A plugin's ``is_error`` must agree with its ``summarize``: the entry keeps the first's
+    answer, its row in the list shows the second's."""
+    if manager.errors:
+        return  # a hook that raised gave no answer to compare
+    for entry, row in zip(outputs.entries, outputs.rows, strict=True):
+        owner = manager.owner(entry["protocol"]["name"])
+        if owner is None or "is_error" not in owner.hooks or "summarize" not in owner.hooks:
+            continue
+        if (row.get("error") is True) is not (entry.get("error") is True):
+            raise AssertionError(
+                f"plugin {owner.name}: is_error says {entry.get('error')!r} of entry "
+                f"{entry['id']}, its summarize says error {row.get('error')!r}"
+            )
 
 
 def run_capture(

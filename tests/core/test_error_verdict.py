@@ -1,10 +1,12 @@
-"""Entries carry the owner plugin's word on errors (its ``summarize``'s ``error``) and which end
-of the connection sent the message that opened the exchange."""
+"""Entries carry the owner plugin's word on errors (its ``is_error``, else its ``summarize``'s
+``error``) and which end of the connection sent the message that opened the exchange."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import pytest
 
 from mizu_core import (
     ConnectionContext,
@@ -90,3 +92,45 @@ def test_a_summarize_that_raises_leaves_no_error_and_is_counted() -> None:
     assert [entry["error"] for entry in outputs.entries] == [False, False, False]
     # once per entry when it is made, once more for each list row
     assert outputs.stats["plugin_errors"] == {"NotePlugin": 6}
+
+
+class VerdictPlugin(NotePlugin):
+    """The notes plugin with an ``is_error``, which counts what it is asked."""
+
+    def __init__(self, verdict: str = "FAIL", verdict_raises: bool = False) -> None:
+        super().__init__()
+        self.verdict = verdict
+        self.verdict_raises = verdict_raises
+        self.asked: list[str] = []
+
+    @hookimpl
+    def is_error(self, entry: Mapping[str, Any]) -> bool:
+        self.asked.append("is_error")
+        if self.verdict_raises:
+            raise RuntimeError("a bug in is_error")
+        return (entry["response"] or {}).get("status") == self.verdict
+
+    @hookimpl
+    def summarize(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        self.asked.append("summarize")
+        return super().summarize(entry)
+
+
+def test_is_error_gives_the_verdict_and_summarize_only_the_rows() -> None:
+    plugin = VerdictPlugin()
+    outputs = run_bytes(CHUNKS, plugin)
+    assert [entry["error"] for entry in outputs.entries] == [False, False, True]
+    # the core asks is_error of each entry it makes; summarize only for the rows listed
+    assert plugin.asked == ["is_error"] * 3 + ["summarize"] * 3
+    assert [row["error"] for row in outputs.rows] == [False, False, True]
+
+
+def test_an_is_error_that_raises_leaves_no_error_and_is_counted() -> None:
+    outputs = run_bytes(CHUNKS, VerdictPlugin(verdict_raises=True))
+    assert [entry["error"] for entry in outputs.entries] == [False, False, False]
+    assert outputs.stats["plugin_errors"] == {"VerdictPlugin": 3}
+
+
+def test_the_test_kit_finds_is_error_and_summarize_disagreeing() -> None:
+    with pytest.raises(AssertionError, match="is_error says True of entry test-1-1, its summarize"):
+        run_bytes(CHUNKS, VerdictPlugin(verdict="OK"))

@@ -201,7 +201,15 @@ def test_declared_macros_override_the_default_words() -> None:
 
 
 def test_hook_names_are_those_of_the_specs() -> None:
-    assert HOOK_NAMES == ("protocols", "configure", "dissect", "analyze", "summarize", "represent")
+    assert HOOK_NAMES == (
+        "protocols",
+        "configure",
+        "dissect",
+        "analyze",
+        "summarize",
+        "is_error",
+        "represent",
+    )
 
 
 def test_trace_hooks_prints_every_call(

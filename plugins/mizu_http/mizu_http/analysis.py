@@ -296,6 +296,62 @@ def _fields(value: Any) -> dict[str, Any]:
     return dict(value) if value else {}
 
 
+# What a row's status shows, by what the exchange holds: the first kind that applies.
+NO_STATUS: Final = 0
+RESET: Final = 1
+"""An HTTP/2 stream reset before any answer."""
+GRPC_STATUS: Final = 2
+GRPC_UNDECODED: Final = 3
+"""A gRPC answer whose grpc-status referred to an HPACK entry the capture never saw."""
+HTTP_STATUS: Final = 4
+"""An HTTP status, gRPC without a grpc-status (a proxy's answer) included."""
+WEBSOCKET_CLOSE: Final = 5
+
+
+def _status_kind(macro: str, request: dict[str, Any], response: dict[str, Any]) -> int:
+    status = response.get("status")
+    if "resetCode" in response and not status:
+        return RESET
+    if macro == "grpc" and response.get("grpcStatus") is not None:
+        return GRPC_STATUS
+    if macro == "grpc" and response.get("undecodedHeaders"):
+        return GRPC_UNDECODED
+    if isinstance(status, int) and not isinstance(status, bool):
+        return HTTP_STATUS
+    close_code = request.get("closeCode")
+    # a stored true is no code (and 1 once compiled)
+    if macro == "ws" and isinstance(close_code, int) and not isinstance(close_code, bool):
+        return WEBSOCKET_CLOSE
+    return NO_STATUS
+
+
+def _as_int(value: Any) -> int:
+    # int() of an untyped value is a call through Python; most are ints already (a stored
+    # boolean is not, in either build)
+    return value if type(value) is int else int(value)
+
+
+def _failed(kind: int, request: dict[str, Any], response: dict[str, Any]) -> bool:
+    if kind == RESET:
+        return True
+    if kind == GRPC_STATUS:
+        return _as_int(response["grpcStatus"]) != 0
+    if kind == HTTP_STATUS:
+        return bool(response["status"] >= 400)
+    if kind == WEBSOCKET_CLOSE:
+        return request["closeCode"] not in CLEAN_WEBSOCKET_CLOSES
+    return False
+
+
+def is_error(entry: Mapping[str, Any]) -> bool:
+    """The ``error`` of the entry's row (:func:`summarize`), without the rest of the row."""
+    fields = _fields(entry)
+    request = _fields(fields.get("request"))
+    response = _fields(fields.get("response"))
+    macro = _fields(fields["protocol"]).get("macro", "http")
+    return _failed(_status_kind(macro, request, response), request, response)
+
+
 def summarize(entry: Mapping[str, Any]) -> Summary:
     fields = _fields(entry)
     protocol = _fields(fields["protocol"])
@@ -304,6 +360,7 @@ def summarize(entry: Mapping[str, Any]) -> Summary:
     macro = protocol.get("macro", "http")
     path = str(request.get("path", ""))
     method = str(request.get("method", ""))
+    kind = _status_kind(macro, request, response)
     row: Summary = {
         "summary": path,
         "summaryQuery": row_query(macro, "request.path", path),
@@ -311,38 +368,31 @@ def summarize(entry: Mapping[str, Any]) -> Summary:
         "methodQuery": row_query(macro, "request.method", method),
         "status": "",
         "statusQuery": "",
-        "error": False,
+        "error": _failed(kind, request, response),
         "statusName": "",
     }
-    status = response.get("status")
-    if "resetCode" in response and not status:  # an HTTP/2 stream reset before any answer
+    if kind == RESET:
         code = int(response["resetCode"])
         name = HTTP2_ERROR_NAMES[code] if 0 <= code < len(HTTP2_ERROR_NAMES) else f"0x{code:x}"
-        row["status"], row["error"], row["statusName"] = "RST", True, name
+        row["status"], row["statusName"] = "RST", name
         row["statusQuery"] = row_query(macro, "response.resetCode", code)
-    elif macro == "grpc" and response.get("grpcStatus") is not None:
-        code = int(response["grpcStatus"])
+    elif kind == GRPC_STATUS:
+        code = _as_int(response["grpcStatus"])
         # shown by name, as Kafka's error codes are: "5" says nothing to most people
         name = grpc_status_name(code)
-        row["status"], row["error"], row["statusName"] = name, code != 0, name
+        row["status"], row["statusName"] = name, name
         row["statusQuery"] = row_query("grpc", "response.grpcStatus", code)
-    elif macro == "grpc" and response.get("undecodedHeaders"):
-        # its grpc-status referred to an HPACK entry the capture never saw: not known
+    elif kind == GRPC_UNDECODED:
         row["status"], row["statusName"] = "?", "grpc-status not decoded"
         row["statusQuery"] = all_of("grpc", "response.undecodedHeaders > 0")
-    elif isinstance(status, int) and not isinstance(status, bool):
-        # gRPC without a grpc-status (a proxy's answer) is judged by its HTTP status too
-        row["status"], row["error"] = status, status >= 400
+    elif kind == HTTP_STATUS:
+        status = response["status"]
+        row["status"] = status
         row["statusName"] = http_status_name(response, status)
         row["statusQuery"] = row_query(macro, "response.status", status)
-    elif (
-        macro == "ws"
-        and isinstance(close_code := request.get("closeCode"), int)
-        and not isinstance(close_code, bool)  # a stored true is no code (and 1 once compiled)
-    ):
-        code = close_code
+    elif kind == WEBSOCKET_CLOSE:
+        code = request["closeCode"]
         row["status"], row["statusName"] = code, WEBSOCKET_CLOSE_NAMES.get(code, "")
-        row["error"] = code not in CLEAN_WEBSOCKET_CLOSES
         row["statusQuery"] = row_query("ws", "request.closeCode", code)
     return row
 

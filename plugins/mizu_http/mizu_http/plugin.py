@@ -57,5 +57,10 @@ def summarize(entry: Entry) -> Summary:
 
 
 @hookimpl
+def is_error(entry: Entry) -> bool:
+    return analysis.is_error(entry)
+
+
+@hookimpl
 def represent(entry: Entry) -> Representation:
     return analysis.represent(entry)

@@ -11,6 +11,7 @@ from mizu_http.analysis import (
     finish_response,
     form_params,
     header_values,
+    is_error,
     query_pairs,
     represent,
     summarize,
@@ -209,3 +210,39 @@ def test_websocket_closes_other_than_clean_ones_are_errors() -> None:
     )
     # A stored entry may hold anything: a boolean is not a close code, in either build.
     assert row({"method": "close", "closeCode": True})["status"] == ""
+
+
+VERDICT_CASES = [
+    (HTTP11, {"method": "GET"}, {"status": 200, "statusText": "OK"}, False),
+    (HTTP11, {"method": "GET"}, {"status": 404, "statusText": "Nope"}, True),
+    (HTTP11, {"method": "GET"}, {"status": 399}, False),
+    (HTTP11, {"method": "GET"}, {"status": 400}, True),
+    (HTTP11, {"method": "GET"}, None, False),
+    (HTTP11, None, {"status": 500}, True),
+    (HTTP11, {"method": "GET"}, {"status": True}, False),  # a stored boolean is no status
+    (HTTP11, {"method": "GET"}, {"status": "500"}, False),  # nor a text
+    ({"macro": "http2"}, {"method": "GET"}, {"status": 0, "resetCode": 8}, True),
+    ({"macro": "http2"}, {"method": "GET"}, {"status": 200, "resetCode": 8}, False),
+    ({"macro": "grpc"}, {"method": "POST"}, {"status": 200, "grpcStatus": 0}, False),
+    ({"macro": "grpc"}, {"method": "POST"}, {"status": 200, "grpcStatus": 5}, True),
+    ({"macro": "grpc"}, {"method": "POST"}, {"status": 500, "grpcStatus": 0}, False),
+    ({"macro": "grpc"}, {"method": "POST"}, {"status": 200, "grpcStatus": True}, True),
+    ({"macro": "grpc"}, {"method": "POST"}, {"status": 502}, True),
+    ({"macro": "grpc"}, {"method": "POST"}, {"status": 500, "undecodedHeaders": 1}, False),
+    ({"macro": "http2"}, {"method": "POST"}, {"status": 200, "grpcStatus": 5}, False),
+    ({"macro": "ws"}, {"method": "close", "closeCode": 1001}, None, False),
+    ({"macro": "ws"}, {"method": "close", "closeCode": 4000}, None, True),
+    ({"macro": "ws"}, {"method": "close", "closeCode": False}, None, False),
+    ({"macro": "http"}, {"method": "close", "closeCode": 4000}, None, False),
+    ({}, {"method": "GET"}, {"status": 404}, True),  # no macro: HTTP's
+]
+
+
+def test_is_error_says_what_the_row_says() -> None:
+    for protocol, request, response, failed in VERDICT_CASES:
+        entry = {"protocol": protocol, "request": request, "response": response}
+        assert is_error(entry) is failed, entry
+        assert summarize(entry)["error"] is failed, entry
+    stored = {"macro": "grpc"}, {"method": "POST"}, {"status": 200, "grpcStatus": True}
+    row = summarize(dict(zip(("protocol", "request", "response"), stored, strict=True)))
+    assert (row["status"], row["statusQuery"]) == ("CANCELLED", "grpc and response.grpcStatus == 1")
