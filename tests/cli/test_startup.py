@@ -87,3 +87,57 @@ def test_help_lists_each_command_with_its_own_summary(name: str) -> None:
     assert isinstance(command, click.Command)
     assert command.get_short_help_str(limit=1000) == summary
     assert name in cli.list_commands(click.Context(cli))
+
+
+GARBAGE_PROBE = """
+import gc, json, sys, weakref
+from mizu_cli.main import cli
+try:
+    cli.main(sys.argv[2:], prog_name="mizu", standalone_mode=False)
+except Exception as error:
+    failure = type(error).__name__
+else:
+    failure = ""
+class Node:
+    pass
+node = Node()
+node.itself = node  # a cycle: only the collector frees it
+freed = weakref.ref(node)
+del node
+gc.collect()
+with open(sys.argv[1], "w") as report:
+    json.dump(
+        {
+            "failure": failure,
+            "enabled": gc.isenabled(),
+            "frozen": gc.get_freeze_count(),
+            "cycle_freed": freed() is None,
+        },
+        report,
+    )
+"""
+
+
+def collector_after(tmp_path: Path, *args: str) -> dict[str, object]:
+    """What ``mizu ARGS`` left of the cyclic garbage collector, in a fresh interpreter."""
+    report = tmp_path / "collector.json"
+    subprocess.run(
+        [sys.executable, "-c", GARBAGE_PROBE, str(report), *args],
+        capture_output=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    return dict(json.loads(report.read_text()))
+
+
+def test_dissect_freezes_what_start_up_made_and_still_collects_garbage(tmp_path: Path) -> None:
+    after = collector_after(
+        tmp_path, "dissect", str(DATA / "http11-keepalive.pcap"), "--workers", "1"
+    )
+    assert after["failure"] == ""
+    # the modules and plugins are out of the collector's passes; what comes later is not
+    assert isinstance(after["frozen"], int) and after["frozen"] > 10_000
+    assert after["enabled"] is True and after["cycle_freed"] is True
+    failed = collector_after(tmp_path, "dissect", str(tmp_path / "missing.pcap"))
+    assert failed["failure"] != ""  # start-up failed: the collector runs again all the same
+    assert failed["enabled"] is True and failed["cycle_freed"] is True
