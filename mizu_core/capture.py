@@ -21,12 +21,10 @@ from typing import BinaryIO, Protocol
 
 import pcap
 
-from mizu_core.pcapfile import PCAP_MICROSECONDS_MAGICS, PcapRecords
+from mizu_core.pcapfile import PCAP_FILE_HEADER, PCAP_RECORD_HEADER, PcapRecords, classic_layout
 
 PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1"}
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-_PCAP_FILE_HEADER = 24
-_PCAP_RECORD_HEADER = 16
 _PCAPNG_LITTLE_ENDIAN = b"\x4d\x3c\x2b\x1a"  # the section header's byte-order magic, as written
 _PCAPNG_BIG_ENDIAN = b"\x1a\x2b\x3c\x4d"
 _PCAPNG_INTERFACE_BLOCK = 1
@@ -92,13 +90,13 @@ class FileSource:
                 )
             self.size = status.st_size
             with self.path.open("rb") as file:
-                head = file.read(_PCAP_FILE_HEADER)
+                head = file.read(PCAP_FILE_HEADER)
                 magic = head[:4]
                 self.is_pcapng = magic == PCAPNG_MAGIC
                 header_problem = (
                     _pcapng_header_problem(file, self.size)
                     if self.is_pcapng
-                    else ("cut short" if self.size < _PCAP_FILE_HEADER else None)
+                    else ("cut short" if self.size < PCAP_FILE_HEADER else None)
                 )
         except FileNotFoundError:
             raise CaptureError(f"{path}: no such file") from None
@@ -131,17 +129,30 @@ class FileSource:
             ) from None
         self.linktype: int = self._handle.datalink()
         self._records: PcapRecords | None = None
-        self._classic = _classic_layout(head)
+        self._classic = classic_layout(head)
         """Whether the records are read here (:class:`PcapRecords`), little-endian, and the
         snapshot length; None: libpcap reads them all."""
 
     def __iter__(self) -> Iterator[Packet]:
-        if self._classic is not None:
-            little_endian, snaplen = self._classic
-            file = self.path.open("rb", buffering=0)  # PcapRecords reads in large blocks
-            self._records = PcapRecords(file, little_endian, snaplen)
-            return itertools.chain(self._records, self._libpcap_after(self._records))
-        return self._from_libpcap()
+        records = self.records()
+        if records is None:
+            return self._from_libpcap()
+        return itertools.chain(records, self.after_records(records))
+
+    def records(self) -> PcapRecords | None:
+        """The file's records as :class:`PcapRecords` reads them, or None: libpcap reads them
+        all (:meth:`after_records`). Either way the frames go on with :meth:`after_records`."""
+        if self._classic is None:
+            return None
+        little_endian, snaplen = self._classic
+        file = self.path.open("rb", buffering=0)  # PcapRecords reads in large blocks
+        self._records = PcapRecords(file, little_endian, snaplen)
+        return self._records
+
+    def after_records(self, records: PcapRecords | None) -> Iterator[Packet]:
+        """The frames libpcap reads once ``records`` ends: those after a record it leaves to
+        libpcap; every frame of the file when ``records`` is None."""
+        return self._from_libpcap() if records is None else self._libpcap_after(records)
 
     def _from_libpcap(self) -> Iterator[Packet]:
         # Straight from libpcap: a Python layer per packet would cost a tenth of the budget.
@@ -177,20 +188,8 @@ class FileSource:
         if self.is_pcapng:
             self.stats.truncated_file = bool(self._handle.geterr())
             self.stats.dropped, self.stats.interface_dropped = _pcapng_drops(self.path)
-        elif _PCAP_FILE_HEADER + frames * _PCAP_RECORD_HEADER + frame_bytes < self.size:
+        elif PCAP_FILE_HEADER + frames * PCAP_RECORD_HEADER + frame_bytes < self.size:
             self.stats.truncated_file = True
-
-
-def _classic_layout(head: bytes) -> tuple[bool, int] | None:
-    """Of a classic pcap file's header: whether :class:`PcapRecords` reads its records (version
-    2.4, microsecond timestamps), little-endian, and its snapshot length; None when not."""
-    little_endian = PCAP_MICROSECONDS_MAGICS.get(head[:4])
-    if little_endian is None or len(head) < _PCAP_FILE_HEADER:
-        return None
-    _, major, minor, _, _, snaplen, _ = struct.unpack(
-        "<IHHiIII" if little_endian else ">IHHiIII", head
-    )
-    return (little_endian, snaplen) if (major, minor) == (2, 4) else None
 
 
 def _pcapng_header_problem(file: BinaryIO, size: int) -> str | None:

@@ -46,11 +46,11 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import orjson
 
 from mizu_core.capture import FileSource
-from mizu_core.decode import IPPROTO_TCP, Decoder
+from mizu_core.decode import Decoder
 from mizu_core.emit import encode_json_line
 from mizu_core.engine import Engine, EngineSettings
+from mizu_core.pcapfile import PcapRecords
 from mizu_core.plugins import PluginManager
-from mizu_core.reassembly import FAST_IPV4_LAYOUTS, short_path_headers
 from mizu_core.redact import Redactor, redacting
 from mizu_core.routing import ConnectionRouter
 from mizu_core.views import table_line
@@ -147,66 +147,74 @@ class ShardSource:
         own = worker.number
         opened = worker.reassembly.stats
         router = worker.router
-        loads = router.stats.worker_bytes
+        router.read_link_type(self.linktype)
         route_other = router.route
         linktype = self.linktype
-        ip, ethertype_at = FAST_IPV4_LAYOUTS.get(linktype, (-1, -1))
-        minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
-        headers, headers_at, says_ipv4 = short_path_headers(max(ip, 0), ethertype_at)
-        unpack_headers = headers.unpack_from
-        flows = router.flows
+        # A classic pcap file's records are read in place (only this worker's frames are made
+        # bytes); libpcap's frames follow (all of a pcapng file's).
+        records: PcapRecords | None = self.file.records()
+        frames: Iterator[tuple[float, bytes]] = (
+            self.file.after_records(None) if records is None else iter(())
+        )
         frame_bytes = 0
         index = self.start - 1
         round_end = self.start + ROUND_PACKETS - 1
-        # Declared: the compiled build compares them as machine integers, not Python objects.
-        version_ihl: int
-        fragment: int
-        protocol: int
-        key: bytes
-        for index, (time, frame) in enumerate(self.file, self.start):
-            size = len(frame)
-            frame_bytes += size
-            owner = -1
-            if size >= minimum:
-                link_type, version_ihl, _, fragment, protocol, key, _, _, _ = unpack_headers(
-                    frame, headers_at
-                )
-                if (
-                    link_type == says_ipv4
-                    and version_ihl == 0x45
-                    and protocol == IPPROTO_TCP
-                    and not fragment & 0x3FFF
-                ):
-                    known = flows.get(key)
-                    owner = router.flow(key, time) if known is None else known
-                    loads[owner] += size
-            if owner == own:
-                if opened.connections != worker.connections_seen:
-                    worker.note_openings()
-                worker.index = index
-                yield time, frame
-            elif owner == -1:
-                for owner, tagged, at, routed in route_other(linktype, index, time, frame):
-                    loads[owner] += len(routed)
+        data = b""
+        at = 0
+        time = 0.0
+        try:
+            while True:
+                if records is not None:
+                    if not records.next_record():
+                        records.close()
+                        frames = self.file.after_records(records)
+                        records = None
+                        continue
+                    data = records.buffer
+                    at = records.start
+                    size = records.end - at
+                else:
+                    packet = next(frames, None)
+                    if packet is None:
+                        break
+                    time, data = packet
+                    at = 0
+                    size = len(data)
+                index += 1
+                frame_bytes += size
+                owner = router.plain_route(data, at, size)
+                if owner == own or owner < 0:
+                    if records is not None:
+                        time = records.timestamp()
+                        data = data[at : at + size]
                     if owner == own:
                         if opened.connections != worker.connections_seen:
                             worker.note_openings()
-                        worker.index = tagged
-                        yield at, routed
-            if index >= round_end:
-                round_end = index + ROUND_PACKETS
-                router.rotate_if_due(time)
-                flows = router.flows
-                worker.note_openings()
-                worker.send_items(index + 1, self.file.consumed)
+                        worker.index = index
+                        yield time, data
+                    else:
+                        for owner, tagged, when, routed in route_other(linktype, index, time, data):
+                            if owner == own:
+                                if opened.connections != worker.connections_seen:
+                                    worker.note_openings()
+                                worker.index = tagged
+                                yield when, routed
+                if index >= round_end:
+                    round_end = index + ROUND_PACKETS
+                    router.rotate_if_due(time if records is None else records.timestamp())
+                    worker.note_openings()
+                    worker.send_items(index + 1, self.file.consumed)
+        finally:
+            if records is not None:
+                records.close()
         self.end = index + 1
         if own == 0:  # the capture's stats are worker 0's; a pcapng file's drops take a walk
             self.file.check_complete(self.end - self.start, frame_bytes)
-        for owner, tagged, at, routed in router.release_held(self.end):
+        for owner, tagged, when, routed in router.release_held(self.end):
             if owner == own:
                 worker.note_openings()
                 worker.index = tagged
-                yield at, routed
+                yield when, routed
 
 
 class WorkerOutput:

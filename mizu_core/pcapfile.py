@@ -14,14 +14,18 @@ from mizu_core.decode import LINKTYPE_RAW, network_offset
 Frame = tuple[float, bytes]
 PCAP_SNAPLEN = 262144
 _PCAP_HEADER = struct.Struct("<IHHiIII")
+"""A classic pcap file's header: magic, version (major, minor), time zone, timestamp accuracy,
+snapshot length, link type."""
+_PCAP_HEADER_BIG_ENDIAN = struct.Struct(">" + _PCAP_HEADER.format[1:])
+PCAP_FILE_HEADER: Final = _PCAP_HEADER.size
 _PCAP_RECORD = struct.Struct("<IIII")
+"""A record's header: seconds, microseconds, captured length, original length."""
+PCAP_RECORD_HEADER: Final = _PCAP_RECORD.size
 _PCAP_MAGIC = 0xA1B2C3D4
-PCAP_MICROSECONDS_MAGICS: Final = {b"\xd4\xc3\xb2\xa1": True, b"\xa1\xb2\xc3\xd4": False}
+_MICROSECONDS_MAGICS: Final = {b"\xd4\xc3\xb2\xa1": True, b"\xa1\xb2\xc3\xd4": False}
 """The magics of classic pcap with microsecond timestamps, and whether the file is
 little-endian."""
 _READ_SIZE: Final = 1 << 20
-_FILE_HEADER: Final = 24
-_RECORD_HEADER: Final = 16
 
 
 def connection_key(ip_a: str, port_a: int, ip_b: str, port_b: int) -> str:
@@ -100,6 +104,17 @@ def _ip_packets(packets: Iterable[tuple[int, float, bytes]]) -> Iterator[Frame]:
             yield time, frame[offset:]
 
 
+def classic_layout(head: bytes) -> tuple[bool, int] | None:
+    """Of a classic pcap file's header: whether :class:`PcapRecords` reads its records (version
+    2.4, microsecond timestamps), little-endian, and its snapshot length; None when not."""
+    little_endian = _MICROSECONDS_MAGICS.get(head[:4])
+    if little_endian is None or len(head) < PCAP_FILE_HEADER:
+        return None
+    header = _PCAP_HEADER if little_endian else _PCAP_HEADER_BIG_ENDIAN
+    _, major, minor, _, _, snaplen, _ = header.unpack_from(head)
+    return (little_endian, snaplen) if (major, minor) == (2, 4) else None
+
+
 class PcapRecords:
     """The frames of a classic pcap file (version 2.4, microsecond timestamps) as libpcap
     returns them, ``(timestamp, frame)``, read here: compiled, about 1,000 instructions a
@@ -107,7 +122,12 @@ class PcapRecords:
 
     It stops at a record cut short (the file ends), as libpcap does, and at the first record
     libpcap would read its own way (one longer than the snapshot length): :attr:`unusual`
-    then says so, and the caller leaves the rest of the file to libpcap."""
+    then says so, and the caller leaves the rest of the file to libpcap.
+
+    Iterated, it yields every frame as ``bytes``. A reader that needs only some of the frames
+    steps through the records with :meth:`next_record` and reads the others where they lie, in
+    :attr:`buffer` (a worker process routes every packet by a few header bytes, and makes
+    ``bytes`` of its own packets only)."""
 
     def __init__(self, file: IO[bytes], little_endian: bool, snaplen: int) -> None:
         self.file = file
@@ -116,44 +136,61 @@ class PcapRecords:
         # frames beyond the snapshot length cut to it
         self.longest = snaplen if 0 < snaplen < PCAP_SNAPLEN else PCAP_SNAPLEN
         self.records = 0
-        self.consumed = _FILE_HEADER
+        self.consumed = PCAP_FILE_HEADER
         """Bytes of the file read as records so far."""
         self.unusual = False
+        self.buffer = b""
+        """Read from the file: the current record's frame is ``buffer[start:end]``."""
+        self.start = 0
+        self.end = 0
+        self.seconds = 0
+        self.microseconds = 0
 
     def __iter__(self) -> Iterator[Frame]:
-        buffer = b""
-        at = 0
-        little = self.little_endian
-        longest = self.longest
         try:
-            while True:
-                if at + _RECORD_HEADER > len(buffer):
-                    buffer = self._read_from(self.consumed, _RECORD_HEADER)
-                    at = 0
-                    if len(buffer) < _RECORD_HEADER:
-                        return
-                seconds = _u32(buffer, at, little)
-                microseconds = _u32(buffer, at + 4, little)
-                captured = _u32(buffer, at + 8, little)
-                if captured > longest:
-                    self.unusual = True
-                    return
-                start = at + _RECORD_HEADER
-                end = start + captured
-                if end > len(buffer):
-                    buffer = self._read_from(self.consumed, _RECORD_HEADER + captured)
-                    at = 0
-                    start = _RECORD_HEADER
-                    end = start + captured
-                    if end > len(buffer):
-                        return
-                self.records += 1
-                self.consumed += end - at
-                at = end
-                # the float pypcap makes of libpcap's timeval, to the bit
-                yield seconds + microseconds / 1_000_000, buffer[start:end]
+            while self.next_record():
+                yield self.timestamp(), self.buffer[self.start : self.end]
         finally:
             self.file.close()
+
+    def next_record(self) -> bool:
+        """Step to the next record; False at the end of what is read here (the file closes
+        when the records are iterated, or by :meth:`close`)."""
+        buffer = self.buffer
+        at = self.end
+        little = self.little_endian
+        if at + PCAP_RECORD_HEADER > len(buffer):
+            buffer = self.buffer = self._read_from(self.consumed, PCAP_RECORD_HEADER)
+            at = 0
+            if len(buffer) < PCAP_RECORD_HEADER:
+                return False
+        captured = _u32(buffer, at + 8, little)
+        if captured > self.longest:
+            self.unusual = True
+            return False
+        start = at + PCAP_RECORD_HEADER
+        end = start + captured
+        if end > len(buffer):
+            buffer = self.buffer = self._read_from(self.consumed, PCAP_RECORD_HEADER + captured)
+            at = 0
+            start = PCAP_RECORD_HEADER
+            end = start + captured
+            if end > len(buffer):
+                return False
+        self.seconds = _u32(buffer, at, little)
+        self.microseconds = _u32(buffer, at + 4, little)
+        self.start = start
+        self.end = end
+        self.records += 1
+        self.consumed += end - at
+        return True
+
+    def timestamp(self) -> float:
+        """The current record's time: the float pypcap makes of libpcap's timeval, to the bit."""
+        return self.seconds + self.microseconds / 1_000_000
+
+    def close(self) -> None:
+        self.file.close()
 
     def _read_from(self, position: int, needed: int) -> bytes:
         """The file's bytes from ``position``, at least ``needed`` of them unless the file ends

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import socket
-import struct
 import time as clock
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -42,10 +41,6 @@ from mizu_core.model import ConnectionInfo, ConnectionStats, Direction, Endpoint
 _CLIENT_TO_SERVER: Final = Direction.CLIENT_TO_SERVER
 _HALF_RANGE: Final = 1 << 31
 _SEQ_MASK: Final = 0xFFFFFFFF
-# From the IPv4 header on: version and header length, total length, flags and fragment offset,
-# protocol, then addresses and ports together (the connection table's key), sequence,
-# acknowledgement, TCP data offset and flags.
-_IPV4_TCP_FORMAT = "BxH2xHxB2x12sIIH"
 
 DUPLICATE_WINDOW: Final = 0.002
 """Seconds within which a packet with the same headers (lengths, IPv4 identification, TCP
@@ -63,17 +58,25 @@ FAST_IPV4_LAYOUTS = {
 }
 """Where the IPv4 header starts and where the link layer says "IPv4" (-1: nowhere to check), for
 the link types whose common packets short paths read without the general decoder."""
-_ETHERTYPE_IPV4 = 0x0800
 
 
-def short_path_headers(ip: int, ethertype_at: int) -> tuple[struct.Struct, int, int | bytes]:
-    """The short path's one unpacking of a frame of a layout of :data:`FAST_IPV4_LAYOUTS`: the
-    struct, where it starts, and the first field's value for IPv4 (the ethertype; an empty
-    field where the link layer has none)."""
-    if ethertype_at < 0:
-        return struct.Struct(f"!0s{_IPV4_TCP_FORMAT}"), ip, b""
-    padding = ip - ethertype_at - 2
-    return struct.Struct(f"!H{padding}x{_IPV4_TCP_FORMAT}"), ethertype_at, _ETHERTYPE_IPV4
+def plain_ipv4_tcp(data: bytes, at: int, ip: int, ethertype_at: int) -> bool:
+    """Whether the frame at ``at`` in ``data``, of a layout of :data:`FAST_IPV4_LAYOUTS`
+    (``ip``, ``ethertype_at``), is what short paths take: IPv4 without options, TCP, not a
+    fragment. The caller makes sure that ``data`` holds the 40 octets from the IPv4 header on.
+
+    The header is read byte by byte, not unpacked with struct: the compiled build indexes bytes
+    into machine integers, where an unpacking makes a tuple of Python objects."""
+    ip += at
+    return (
+        data[ip] == 0x45  # IPv4 without options
+        and data[ip + 9] == 6  # TCP
+        and not (data[ip + 6] & 0x3F or data[ip + 7])  # not a fragment
+        and (
+            ethertype_at < 0
+            or (data[at + ethertype_at] == 0x08 and data[at + ethertype_at + 1] == 0x00)
+        )
+    )
 
 
 @dataclass(slots=True)
@@ -248,9 +251,8 @@ class Reassembler:
         minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
         short_path = 0
         frame_bytes = 0
-        # The headers are read byte by byte, not unpacked with struct: the compiled build
-        # indexes bytes into machine integers, where an unpacking makes a tuple of nine Python
-        # objects for every packet. ``size >= minimum`` keeps every index below inside the frame.
+        # The headers are read byte by byte (see plain_ipv4_tcp); ``size >= minimum`` keeps
+        # every index below inside the frame.
         for packet in packets:
             if packet is None:
                 self._count_short_path(decoder, short_path, frame_bytes)
@@ -260,16 +262,7 @@ class Reassembler:
             time, frame = packet
             size = len(frame)
             frame_bytes += size
-            if (
-                size >= minimum
-                and frame[ip] == 0x45  # IPv4 without options
-                and frame[ip + 9] == 6  # TCP
-                and not (frame[ip + 6] & 0x3F or frame[ip + 7])  # not a fragment
-                and (
-                    ethertype_at < 0
-                    or (frame[ethertype_at] == 0x08 and frame[ethertype_at + 1] == 0x00)
-                )
-            ):
+            if size >= minimum and plain_ipv4_tcp(frame, 0, ip, ethertype_at):
                 # addresses and ports together: the connection table's key
                 half = table.get(frame[ip + 12 : ip + 24])
                 offset_flags = frame[ip + 32]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from mizu_core.decode import (
     IPPROTO_TCP,
@@ -17,6 +17,7 @@ from mizu_core.decode import (
     network_offset,
     skip_ipv6_options,
 )
+from mizu_core.reassembly import FAST_IPV4_LAYOUTS, plain_ipv4_tcp
 
 FLOW_GENERATION = 600.0
 """Seconds of capture time a connection's route is kept after its last packet (two
@@ -24,6 +25,7 @@ generations of this long): longer than the reassembler keeps an idle connection 
 MAX_HELD_DATAGRAMS = 1024
 MAX_HELD_BYTES = 16 << 20
 MAX_FRAGMENT_ROUTES = 4096
+_NO_SHORT_PATH: Final = 1 << 60  # no frame is this long
 
 
 @dataclass(slots=True)
@@ -55,8 +57,34 @@ class ConnectionRouter:
         self.fragment_routes: dict[tuple[bytes, ...], int] = {}
         self.held: dict[tuple[bytes, ...], list[tuple[int, float, bytes]]] = {}
         self.held_bytes = 0
+        # The link type's layout, for plain_route (none until told)
+        self.ip = -1
+        self.ethertype_at = -1
+        self.minimum = _NO_SHORT_PATH
 
-    def flow(self, key: bytes, time: float) -> int:
+    def read_link_type(self, linktype: int) -> None:
+        """Packets of ``linktype`` follow (a file begins)."""
+        self.ip, self.ethertype_at = FAST_IPV4_LAYOUTS.get(linktype, (-1, -1))
+        self.minimum = self.ip + 40 if self.ip >= 0 else _NO_SHORT_PATH
+
+    def plain_route(self, data: bytes, at: int, size: int) -> int:
+        """The worker of the frame of ``size`` octets at ``at`` in ``data`` when it is the
+        common case, IPv4 without options or fragments carrying TCP; -1 when :meth:`route`
+        decides. Read in place, by a few header octets: every worker routes every packet, and
+        makes ``bytes`` of its own frames only."""
+        if size < self.minimum or not plain_ipv4_tcp(data, at, self.ip, self.ethertype_at):
+            return -1
+        addresses = at + self.ip + 12
+        key = data[addresses : addresses + 12]  # addresses and ports
+        worker = self.flows.get(key)
+        if worker is None:
+            worker = self.flow(key)
+        loads = self.stats.worker_bytes
+        # Not ``+=`` on the item: mypyc adds a list's items as Python objects then.
+        loads[worker] = loads[worker] + size
+        return worker
+
+    def flow(self, key: bytes) -> int:
         """The worker of the connection whose packet has ``key`` (addresses, then ports, of
         the sender first); a new connection goes to the least loaded worker."""
         worker = self.flows.get(key)
@@ -84,9 +112,18 @@ class ConnectionRouter:
     def route(
         self, linktype: int, index: int, time: float, frame: bytes
     ) -> list[tuple[int, int, float, bytes]]:
-        """Where a packet the short path of :meth:`ShardSource.__iter__` did not take goes:
-        ``(worker, index, time, frame)`` for it and for the fragments it releases (none while
-        it is a fragment held until its datagram's first fragment tells the connection)."""
+        """Where a packet :meth:`plain_route` did not take goes: ``(worker, index, time,
+        frame)`` for it and for the fragments it releases (none while it is a fragment held
+        until its datagram's first fragment tells the connection)."""
+        routes = self._route(linktype, index, time, frame)
+        loads = self.stats.worker_bytes
+        for worker, _, _, routed in routes:
+            loads[worker] = loads[worker] + len(routed)
+        return routes
+
+    def _route(
+        self, linktype: int, index: int, time: float, frame: bytes
+    ) -> list[tuple[int, int, float, bytes]]:
         try:
             ip = network_offset(linktype, frame)
             if ip < 0:
@@ -109,20 +146,18 @@ class ConnectionRouter:
         flags_fragment = frame[ip + 6] << 8 | frame[ip + 7]
         tcp = ip + header_len
         if not flags_fragment & 0x3FFF:
-            return [(self._flow_at(frame, ip + 12, 4, tcp, time), index, time, frame)]
+            return [(self._flow_at(frame, ip + 12, 4, tcp), index, time, frame)]
         key = ipv4_fragment_key(frame, ip)
         if flags_fragment & 0x1FFF:
             return self._later_fragment(key, index, time, frame)
-        return self._first_fragment(
-            key, self._flow_at(frame, ip + 12, 4, tcp, time), index, time, frame
-        )
+        return self._first_fragment(key, self._flow_at(frame, ip + 12, 4, tcp), index, time, frame)
 
     def _ipv6(
         self, frame: bytes, ip: int, index: int, time: float
     ) -> list[tuple[int, int, float, bytes]]:
         next_header, offset = skip_ipv6_options(frame, frame[ip + 6], ip + 40)
         if next_header == IPPROTO_TCP:
-            return [(self._flow_at(frame, ip + 8, 16, offset, time), index, time, frame)]
+            return [(self._flow_at(frame, ip + 8, 16, offset), index, time, frame)]
         if next_header != IPV6_FRAGMENT:
             return [(0, index, time, frame)]
         key = ipv6_fragment_key(frame[ip + 8 : ip + 24], frame[ip + 24 : ip + 40], frame, offset)
@@ -131,15 +166,13 @@ class ConnectionRouter:
         next_header, tcp = skip_ipv6_options(frame, frame[offset], offset + 8)
         if next_header != IPPROTO_TCP:
             return [(0, index, time, frame)]
-        return self._first_fragment(
-            key, self._flow_at(frame, ip + 8, 16, tcp, time), index, time, frame
-        )
+        return self._first_fragment(key, self._flow_at(frame, ip + 8, 16, tcp), index, time, frame)
 
-    def _flow_at(self, frame: bytes, addresses: int, size: int, tcp: int, time: float) -> int:
+    def _flow_at(self, frame: bytes, addresses: int, size: int, tcp: int) -> int:
         ports = frame[tcp : tcp + 4]
         if len(ports) < 4:
             raise IndexError("TCP header cut short")
-        return self.flow(frame[addresses : addresses + 2 * size] + ports, time)
+        return self.flow(frame[addresses : addresses + 2 * size] + ports)
 
     def _first_fragment(
         self, key: tuple[bytes, ...], worker: int, index: int, time: float, frame: bytes

@@ -69,6 +69,21 @@ def test_ipv4_fragments_follow_their_connection() -> None:
     assert stats["decode"]["fragments_reassembled"] > 0
 
 
+def test_a_file_read_in_part_by_libpcap_is_routed_the_same(tmp_path: Path) -> None:
+    """The workers read a classic pcap file's records in place up to one that libpcap reads
+    its own way (longer than the snapshot length, here from the 8th packet on), and route
+    libpcap's frames from there on as they routed the records."""
+    data = bytearray((DATA / "core/http11-keepalive.pcap").read_bytes())
+    data[16:20] = (300).to_bytes(4, "little")  # the file header's snapshot length
+    capture = tmp_path / "snapped.pcap"
+    capture.write_bytes(data)
+    expected, expected_stats = one_process([capture])
+    lines, stats = sharded([capture], 2)
+    assert expected and lines == expected
+    assert stats["packets"] == expected_stats["packets"]
+    assert stats["sharding"]["flows"] == 1
+
+
 def test_stats_are_the_sums_over_workers() -> None:
     captures = [DATA / "core/deepflow_http.pcap", DATA / "amqp/deepflow_amqp1.pcap"]
     expected, expected_stats = one_process(captures)
@@ -101,11 +116,11 @@ def test_routes_are_direction_independent_and_balanced() -> None:
     router = ConnectionRouter(2)
     a = bytes([10, 0, 0, 1, 10, 0, 0, 2]) + (40000).to_bytes(2, "big") + (80).to_bytes(2, "big")
     reverse = a[4:8] + a[:4] + a[10:12] + a[8:10]
-    first = router.flow(a, 0.0)
+    first = router.flow(a)
     router.stats.worker_bytes[first] += 1000
-    assert router.flow(reverse, 0.1) == first
+    assert router.flow(reverse) == first
     b = a[:8] + (40001).to_bytes(2, "big") + a[10:]
-    assert router.flow(b, 0.2) != first  # the other worker had fewer bytes
+    assert router.flow(b) != first  # the other worker had fewer bytes
 
 
 def test_auto_uses_one_process_for_small_files_or_one_cpu() -> None:
