@@ -36,7 +36,7 @@ from mizu_core.entry import (
     row_query,
     table,
 )
-from mizu_core.markers import hookimpl, hookspec
+from mizu_core.markers import hookimpl, hookspec, implemented_by
 from mizu_core.model import (
     ConnectionInfo,
     Direction,
@@ -97,6 +97,7 @@ __all__ = [
     "escape_query_string",
     "hookimpl",
     "hookspec",
+    "implemented_by",
     "json_body",
     "key_selector",
     "parse_json",

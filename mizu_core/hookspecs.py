@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mizu_core.markers import hookimpl, hookspec
+from mizu_core.markers import hookimpl, hookspec, implemented_by
 
 if TYPE_CHECKING:
     from mizu_core.dissector import ConnectionContext, Dissector, Verdict
     from mizu_core.entry import Entry, Representation, Summary
     from mizu_core.model import Pair, Protocol
 
-__all__ = ["hookimpl", "hookspec"]
+__all__ = ["hookimpl", "hookspec", "implemented_by"]
 """The markers, re-exported where the specifications are (as datasette does)."""
 
 

@@ -12,6 +12,7 @@ plugin, the hook, its arguments, what it returned (or raised) and how long it to
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -24,7 +25,7 @@ import importlib_metadata
 import pluggy
 
 import mizu_core.hookspecs as hookspecs
-from mizu_core.markers import PROJECT
+from mizu_core.markers import IMPLEMENTED_BY, PROJECT
 from mizu_core.model import Protocol
 
 ENTRY_POINT_GROUP = "mizu.plugins"
@@ -169,12 +170,16 @@ class PluginManager:
             self._pm.register(module, name=name)
         except (ValueError, pluggy.PluginValidationError) as error:
             raise PluginError(f"plugin {name} is not valid: {error}") from error
-        hooks = {
-            hook_name: impl.function
-            for hook_name in HOOK_NAMES
-            for impl in getattr(self._pm.hook, hook_name).get_hookimpls()
-            if impl.plugin is module
-        }
+        try:
+            hooks = {
+                hook_name: _callee(hook_name, impl.function)
+                for hook_name in HOOK_NAMES
+                for impl in getattr(self._pm.hook, hook_name).get_hookimpls()
+                if impl.plugin is module
+            }
+        except PluginError as error:
+            self._pm.unregister(module)
+            raise PluginError(f"plugin {name}: {error}") from error
         if os.environ.get(TRACE_ENV) == "1":
             hooks = {hook_name: traced(name, hook_name, hook) for hook_name, hook in hooks.items()}
         if "protocols" not in hooks:
@@ -283,6 +288,26 @@ class PluginManager:
                 for word, expression in protocol.macros.items():
                     declared.setdefault(word, expression)
         return defaults | declared
+
+
+def _callee(hook_name: str, hook: Callable[..., Any]) -> Callable[..., Any]:
+    """What the core calls for ``hook``: the function it is declared to be implemented by
+    (:func:`mizu_core.markers.implemented_by`), when its parameters are the hook's, else the
+    hook itself."""
+    function = getattr(hook, IMPLEMENTED_BY, None)
+    if function is None:
+        return hook
+    try:
+        takes = list(inspect.signature(function).parameters)
+    except (TypeError, ValueError) as error:
+        raise PluginError(f"{hook_name} is implemented by {function!r}: {error}") from error
+    expected = list(inspect.signature(hook).parameters)
+    if takes != expected:
+        raise PluginError(
+            f"{hook_name} is implemented by {function!r}, which takes ({', '.join(takes)}) "
+            f"where the hook takes ({', '.join(expected)})"
+        )
+    return function  # type: ignore[no-any-return]
 
 
 def traced(plugin: str, hook_name: str, hook: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from mizu_core import (
     NOT_JSON,
     Entry,
+    Pair,
     Representation,
     Section,
     Summary,
@@ -197,6 +198,14 @@ def finish_response(response: Mapping[str, Any]) -> dict[str, Any]:
     result = dict(response)
     result["cookies"] = response_cookies(result.get("headers", {}))
     return result
+
+
+def analyze(pair: Pair, entry: Entry) -> Entry | None:
+    """The ``analyze`` hook: HTTP's entries get their views (WebSocket's are made whole)."""
+    message = pair.request or pair.response
+    if message is not None and message.protocol.name == "http":
+        return analyze_http(entry)
+    return None
 
 
 def analyze_http(entry: Entry) -> Entry:

@@ -15,6 +15,7 @@ from mizu_core import (
     Summary,
     Verdict,
     hookimpl,
+    implemented_by,
 )
 from mizu_http import analysis, declarations
 from mizu_http import settings as plugin_settings
@@ -42,21 +43,24 @@ def dissect(
     return HttpDissector(context, context.settings, start, flipped)
 
 
+# The per-entry hooks are the compiled functions themselves (``implemented_by``): the core
+# calls them without an interpreted frame for each entry.
+
+
 @hookimpl
+@implemented_by(analysis.analyze)
 def analyze(pair: Pair, entry: Entry) -> Entry | None:
-    # Pair.protocol, inline: a property is one more interpreted call for every entry.
-    message = pair.request or pair.response
-    if message is not None and message.protocol.name == "http":
-        return analysis.analyze_http(entry)
-    return None
+    return analysis.analyze(pair, entry)
 
 
 @hookimpl
+@implemented_by(analysis.summarize)
 def summarize(entry: Entry) -> Summary:
     return analysis.summarize(entry)
 
 
 @hookimpl
+@implemented_by(analysis.is_error)
 def is_error(entry: Entry) -> bool:
     return analysis.is_error(entry)
 
