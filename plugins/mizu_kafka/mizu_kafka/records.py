@@ -359,6 +359,39 @@ def _int64_at(data: bytes, position: int) -> int:
     return int32_at(data, position) << 32 | _uint32_at(data, position + 4)
 
 
+MAX_BATCH_SUMMARIES: Final = 4096
+"""Batch summaries remembered, at most (all are forgotten when there are more)."""
+_BATCH_SUMMARIES: Final[dict[tuple[int, int, int, int], dict[str, Any]]] = {}
+"""A batch's summary by what a producer sends the same in every batch (magic, attributes,
+producer id and epoch), with the fields that change from batch to batch left at 0."""
+
+
+def _batch_summary(
+    magic: int, attributes: int, producer_id: int, producer_epoch: int
+) -> dict[str, Any]:
+    """A batch's summary, in its order, for its caller to fill in the offset, record count and
+    sequence: copied from the one remembered for the same producer and flags, which is
+    cheaper than building its ten fields for every batch."""
+    key = (magic, attributes, producer_id, producer_epoch)
+    summary = _BATCH_SUMMARIES.get(key)
+    if summary is None:
+        if len(_BATCH_SUMMARIES) >= MAX_BATCH_SUMMARIES:
+            _BATCH_SUMMARIES.clear()
+        summary = _BATCH_SUMMARIES[key] = {
+            "baseOffset": 0,
+            "magic": magic,
+            "compression": compression_name(attributes & 0x07),
+            "recordCount": 0,
+            "producerId": producer_id,
+            "producerEpoch": producer_epoch,
+            "baseSequence": 0,
+            "isTransactional": bool(attributes & TRANSACTIONAL),
+            "isControl": bool(attributes & CONTROL),
+            "timestampType": "LogAppendTime" if attributes & LOG_APPEND_TIME else "CreateTime",
+        }
+    return summary.copy()
+
+
 def _record_batch(
     data: bytes, start: int, end: int, budget: RecordBudget, decoded: DecodedRecords
 ) -> dict[str, Any]:
@@ -369,28 +402,20 @@ def _record_batch(
     base_offset = _int64_at(data, start)
     magic = _int8_at(data, start + 16)
     attributes = _int16_at(data, start + 21)
-    base_timestamp = _int64_at(data, start + 27)
-    max_timestamp = _int64_at(data, start + 35)
     producer_id = _int64_at(data, start + 43)
     producer_epoch = _int16_at(data, start + 51)
     base_sequence = int32_at(data, start + 53)
     count = int32_at(data, start + 57)
     codec = attributes & 0x07
-    batch = {
-        "baseOffset": base_offset,
-        "magic": magic,
-        "compression": compression_name(codec),
-        "recordCount": count,
-        "producerId": producer_id,
-        "producerEpoch": producer_epoch,
-        "baseSequence": base_sequence,
-        "isTransactional": bool(attributes & TRANSACTIONAL),
-        "isControl": bool(attributes & CONTROL),
-        "timestampType": "LogAppendTime" if attributes & LOG_APPEND_TIME else "CreateTime",
-    }
+    batch = _batch_summary(magic, attributes, producer_id, producer_epoch)
+    batch["baseOffset"] = base_offset
+    batch["recordCount"] = count
+    batch["baseSequence"] = base_sequence
     records: list[dict[str, Any]] = []
     if budget.records > 0 and count > 0:
-        log_append = max_timestamp if attributes & LOG_APPEND_TIME else None
+        base_timestamp = _int64_at(data, start + 27)
+        # The broker's append time, in maxTimestamp, stands for every record's when it is set.
+        log_append = _int64_at(data, start + 35) if attributes & LOG_APPEND_TIME else None
         body, body_start, body_end = data, start + BATCH_HEADER_SIZE, end
         if codec:
             body = decompress(codec, data[body_start:end], budget)
