@@ -27,7 +27,6 @@ import contextlib
 import ctypes
 import fcntl
 import logging
-import operator
 import os
 import pickle
 import select
@@ -37,11 +36,11 @@ import struct
 import sys
 import traceback
 from array import array
-from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from time import monotonic, sleep
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, Final, NoReturn
 
 import orjson
 
@@ -79,7 +78,16 @@ STOP_SECONDS = 2.0
 PR_SET_PDEATHSIG = 1
 
 _NAME = struct.Struct("<I")  # the length of a file name the parent sends
-_REPLY = struct.Struct("<QQ")  # a worker's reply: the lengths of its pickle and of its payloads
+_REPLY = struct.Struct("<Bqqqqq")
+"""A worker's reply: what follows it (``_ITEMS``: marks and payloads; ``_PICKLED``: a tuple),
+the index it has read up to, the files it has done, the bytes of the file it has read, and the
+lengths of the marks and of the payloads (or pickle)."""
+_ITEMS = 0
+_PICKLED = 1
+_MARK_FIELDS: Final = 5
+"""An item as a worker sends it: the index of the packet being read, an order among items of
+one index, its kind, its connection and the length of its payload, as 64-bit integers; the
+payloads follow, one after another."""
 
 # What an item is: its payload and what the parent does with it.
 _OPENED = 0  # the worker's next connection opened; no payload
@@ -87,13 +95,6 @@ _ID_TAIL = 1  # an entry line after its id's connection number ("-7",...}): renu
 _ID_REWRITE = 2  # an entry line whose id the parent rewrites through JSON (escapes in the id)
 _LINE = 3  # a line written as it is (no connection; a table's line)
 _LOG = 4  # a log record's text (str)
-
-Item = tuple[int, int, int, int, int, Any]
-"""``(index, order, worker, kind, connection, payload)``, as the parent merges it; the payload
-is bytes, a str for ``_LOG``."""
-Mark = tuple[int, int, int, int, int]
-"""``(index, order, kind, connection, length)``: an item as a worker sends it, its payload's
-bytes sent apart, after the pickle: pickling them would copy each into a growing buffer."""
 
 
 class WorkerFailed(Exception):
@@ -233,7 +234,8 @@ class WorkerOutput:
         self.output = settings.output
         self.plugins = plugins
         self.router = ConnectionRouter(settings.workers)
-        self.marks: list[Mark] = []
+        self.marks: list[int] = []
+        """:data:`_MARK_FIELDS` integers per item."""
         self.payloads: list[bytes] = []
         self.index = 0
         """The global index of the packet being read (or of the file's end)."""
@@ -300,16 +302,28 @@ class WorkerOutput:
             self.add(order, _ID_REWRITE, connection, line)
 
     def add(self, order: int, kind: int, connection: int, payload: bytes) -> None:
-        self.marks.append((self.index, order, kind, connection, len(payload)))
+        marks = self.marks
+        marks.append(self.index)
+        marks.append(order)
+        marks.append(kind)
+        marks.append(connection)
+        marks.append(len(payload))
         self.payloads.append(payload)
 
     def send_items(self, read_up_to: int, consumed: int) -> None:
         """Send what was emitted: every item of an index below ``read_up_to`` is in it (or in
         an earlier reply); ``consumed``: the bytes of the file read so far."""
-        marks, self.marks = self.marks, []
+        marks = array("q", self.marks).tobytes()
+        self.marks.clear()
         payloads = b"".join(self.payloads)
         self.payloads.clear()
-        _send_reply(self.outbox, ("items", read_up_to, self.files_done, consumed, marks), payloads)
+        outbox = self.outbox
+        outbox.write(
+            _REPLY.pack(_ITEMS, read_up_to, self.files_done, consumed, len(marks), len(payloads))
+        )
+        outbox.write(marks)
+        outbox.write(payloads)
+        outbox.flush()
 
 
 def id_prefix(tapper_id: str, connection: int) -> bytes:
@@ -373,12 +387,12 @@ def _worker_main(
                 worker.files_done += 1
                 start = source.end + 1
                 worker.send_items(start, source.file.size)
-        _send_reply(outbox, ("stats", engine.stats(), worker.router.stats.as_dict()))
+        _send_pickled(outbox, ("stats", engine.stats(), worker.router.stats.as_dict()))
     except BaseException as error:  # everything, Ctrl-C included, is the parent's to report
         code = 1
         with contextlib.suppress(OSError):
             described = "".join(traceback.format_exception_only(error)).strip()
-            _send_reply(outbox, ("error", described, traceback.format_exc()))
+            _send_pickled(outbox, ("error", described, traceback.format_exc()))
     finally:
         with contextlib.suppress(OSError):
             outbox.flush()
@@ -412,15 +426,28 @@ def _read_into(fd: int, buffer: bytearray, length: int) -> memoryview | None:
     return view
 
 
-def _send_reply(outbox: IO[bytes], reply: tuple[Any, ...], payloads: bytes = b"") -> None:
+def _send_pickled(outbox: IO[bytes], reply: tuple[Any, ...]) -> None:
+    """A worker's last reply: its stats, or why it failed."""
     body = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-    outbox.write(_REPLY.pack(len(body), len(payloads)))
+    outbox.write(_REPLY.pack(_PICKLED, 0, 0, 0, 0, len(body)))
     outbox.write(body)
-    outbox.write(payloads)
     outbox.flush()
 
 
 # -- the parent --------------------------------------------------------------------------------
+
+
+class _Batch:
+    """The items of one reply, as the parent merges them: :data:`_MARK_FIELDS` integers each
+    in ``marks``, their payloads one after another in ``payloads``."""
+
+    def __init__(self, marks: list[int], payloads: bytes) -> None:
+        self.marks = marks
+        self.payloads = payloads
+        self.at = 0
+        """Where the next item's integers start in ``marks``."""
+        self.offset = 0
+        """Where its payload starts in ``payloads``."""
 
 
 class _Worker:
@@ -438,7 +465,10 @@ class _Worker:
         """Bytes of the file being read that the worker has read."""
         self.unread = bytearray(1 << 16)
         """Where each reply is read, grown to the largest (what is kept is copied out of it)."""
-        self.received: list[Item] = []
+        self.batch: _Batch | None = None
+        """The batch whose items are merged next; None: none came back yet."""
+        self.later: deque[_Batch] = deque()
+        """The batches that came back after it."""
         self.numbers = array("q")
         """Per connection number in the worker (from 1): its number in the whole capture."""
         self.id_prefixes: list[bytes] = []
@@ -562,23 +592,32 @@ class ShardedDissection:
                 self._reap(worker)
                 self._fail(worker)
             return
-        length, payloads_length = _REPLY.unpack(header)
+        kind, read_up_to, files_done, consumed, marks_length, payloads_length = _REPLY.unpack(
+            header
+        )
         header.release()
-        if len(worker.unread) < max(length, payloads_length):
-            worker.unread = bytearray(max(length, payloads_length))
+        length = marks_length + payloads_length
+        if len(worker.unread) < length:
+            worker.unread = bytearray(length)
         body = _read_into(worker.outbox, worker.unread, length)
         if body is None:
             self._cut_short(worker)
         with body:
-            reply = pickle.loads(body)
-        payloads = b""
-        if payloads_length:
-            view = _read_into(worker.outbox, worker.unread, payloads_length)
-            if view is None:
-                self._cut_short(worker)
-            with view:
-                payloads = bytes(view)
-        self._take(worker, reply, payloads)
+            if kind == _PICKLED:
+                self._take(worker, pickle.loads(body))
+                return
+            marks = array("q")
+            marks.frombytes(body[:marks_length])
+            payloads = bytes(body[marks_length:])
+        worker.read_up_to = read_up_to
+        worker.files_done = files_done
+        worker.consumed = consumed
+        if marks:
+            batch = _Batch(marks.tolist(), payloads)
+            if worker.batch is None:
+                worker.batch = batch
+            else:
+                worker.later.append(batch)
 
     def _cut_short(self, worker: _Worker) -> NoReturn:
         worker.ended = True
@@ -586,20 +625,8 @@ class ShardedDissection:
         self._reap(worker)
         self._fail(worker)
 
-    def _take(self, worker: _Worker, reply: tuple[Any, ...], payloads: bytes) -> None:
-        if reply[0] == "items":
-            _, worker.read_up_to, worker.files_done, worker.consumed, marks = reply
-            received = worker.received
-            number = worker.number
-            start = 0
-            for index, order, kind, connection, length in marks:
-                end = start + length
-                payload: Any = payloads[start:end]
-                if kind == _LOG:
-                    payload = payload.decode()
-                received.append((index, order, number, kind, connection, payload))
-                start = end
-        elif reply[0] == "stats":
+    def _take(self, worker: _Worker, reply: tuple[Any, ...]) -> None:
+        if reply[0] == "stats":
             _, worker.stats, worker.router_stats = reply
         else:
             worker.error = (reply[1], reply[2])
@@ -644,42 +671,61 @@ class ShardedDissection:
         """Every item with a smaller index has come back from every worker."""
         return min(worker.read_up_to for worker in self.workers)
 
-    def _merge(self, bound: float) -> None:
-        merged: list[Item] = []
-        runs = 0
-        for worker in self.workers:
-            received = worker.received
-            if received and received[0][0] < bound:
-                taken = bisect_left(received, bound, key=_INDEX)
-                merged += received[:taken]
-                del received[:taken]
-                runs += 1
-        if not merged:
-            return
-        if runs > 1:
-            # Each worker's items are sorted: the sort merges those runs, and, being stable,
-            # keeps the workers' order between equal keys, as a merge of the runs would.
-            merged.sort(key=_ORDER)
+    def _merge(self, bound: int) -> None:
+        """Write the items of an index below ``bound`` in the order of their indices, then of
+        their orders; among equals, a lower-numbered worker's first. Each worker's items come
+        in that order, so the smallest of the workers' next items is the one to write."""
         workers = self.workers
         write_line = self.write_line
-        limit = sys.maxsize if self.limit is None else self.limit
-        for _index, _order, number, kind, connection, payload in merged:
+        limit = self.limit
+        while True:
+            chosen: _Worker | None = None
+            lowest = bound
+            lowest_order = 0
+            for worker in workers:
+                batch = worker.batch
+                if batch is None:
+                    continue
+                marks = batch.marks
+                at = batch.at
+                index = marks[at]
+                if index < lowest or (
+                    index == lowest and chosen is not None and marks[at + 1] < lowest_order
+                ):
+                    chosen = worker
+                    lowest = index
+                    lowest_order = marks[at + 1]
+            if chosen is None:
+                return
+            batch = chosen.batch
+            assert batch is not None
+            marks = batch.marks
+            at = batch.at
+            kind = marks[at + 2]
+            connection = marks[at + 3]
+            start = batch.offset
+            end = start + marks[at + 4]
+            payloads = batch.payloads
+            batch.offset = end
+            batch.at = at + _MARK_FIELDS
+            if batch.at == len(marks):
+                chosen.batch = chosen.later.popleft() if chosen.later else None
             if kind == _ID_TAIL:
-                if self.entries_written < limit:
+                if limit is None or self.entries_written < limit:
                     self.entries_written += 1
-                    write_line(workers[number].id_prefixes[connection - 1] + payload)
+                    write_line(chosen.id_prefixes[connection - 1] + payloads[start:end])
             elif kind == _OPENED:
                 self.connections += 1
-                worker = workers[number]
-                worker.numbers.append(self.connections)
-                worker.id_prefixes.append(id_prefix(self.tapper_id, self.connections))
+                chosen.numbers.append(self.connections)
+                chosen.id_prefixes.append(id_prefix(self.tapper_id, self.connections))
             elif kind == _LOG:
-                self._log(payload)
-            elif self.entries_written < limit:
+                self._log(payloads[start:end].decode())
+            elif limit is None or self.entries_written < limit:
                 self.entries_written += 1
+                line = payloads[start:end]
                 if kind == _ID_REWRITE:
-                    payload = self._renumbered(workers[number], connection, payload)
-                write_line(payload)
+                    line = self._renumbered(chosen, connection, line)
+                write_line(line)
 
     def _renumbered(self, worker: _Worker, connection: int, line: bytes) -> bytes:
         entry = orjson.loads(line)
@@ -702,7 +748,7 @@ class ShardedDissection:
             self._reap(worker)
             if worker.status != 0 or worker.stats is None:
                 self._fail(worker)
-        self._merge(float("inf"))
+        self._merge(max(worker.read_up_to for worker in self.workers))  # every item
         stats = merge_stats([worker.stats or {} for worker in self.workers])
         stats["sharding"] = {"workers": len(self.workers)} | self.workers[0].router_stats
         return stats
@@ -712,10 +758,6 @@ class ShardedDissection:
         """Bytes of the files read so far, for progress bars."""
         done = sum(source.size for source in self.sources[:-1])
         return done + min((worker.consumed for worker in self.workers), default=0)
-
-
-_INDEX = operator.itemgetter(0)
-_ORDER = operator.itemgetter(0, 1)
 
 
 def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
