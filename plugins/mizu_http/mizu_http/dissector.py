@@ -14,7 +14,7 @@ import re
 from typing import Protocol as TypingProtocol
 
 from mizu_core import NEED_MORE, CloseReason, ConnectionContext, Direction, Dissector, Verdict
-from mizu_http import http1, http2, websocket
+from mizu_http import http1, http2, http2_frames, websocket
 from mizu_http.analysis import header_values
 from mizu_http.settings import Settings
 
@@ -24,7 +24,7 @@ ROLE_EVIDENCE_WAIT = 8 << 10
 """Bytes of a mid-connection HTTP/2 capture waited for a header block that tells which side
 sends the requests, before the core's guess of the roles is taken (the core's offer limit
 is twice that by default)."""
-_OFFER_FRAMES = http2.FrameRules(lone_frame=False)
+_OFFER_FRAMES = http2_frames.FrameRules(lone_frame=False)
 """Claiming needs more proof than resynchronising a connection known to be HTTP/2."""
 _LINE_PREFIX = re.compile(rb"[A-Z][A-Z_-]{0,19}(?: [^ \r\n]*)?(?: [HTP/1.0]{0,8})?\r?")
 _STATUS_PREFIX = b"HTTP/1."
@@ -82,7 +82,7 @@ def offer(
         return Start.HTTP2, False
     if client_head and http2.PREFACE.startswith(client_head):
         return NEED_MORE
-    if not client_head and server_head[3:4] == b"\x04" and http2.frames_verdict(server_head):
+    if not client_head and server_head[3:4] == b"\x04" and http2_frames.frames_verdict(server_head):
         return NEED_MORE  # an HTTP/2 server's SETTINGS can precede the client's preface
     undecided = False
     for head, is_request, flipped in (
@@ -138,14 +138,14 @@ def _midstream_http2(client_head: bytes, server_head: bytes) -> tuple[Start, boo
     found: dict[bool, bool | None] = {}
     undecided = False
     for head, is_client in ((client_head, True), (server_head, False)):
-        offset, keep = http2.find_frames(head, _OFFER_FRAMES)
+        offset, keep = http2_frames.find_frames(head, _OFFER_FRAMES)
         if offset is not None:
-            found[is_client] = http2.sends_requests(head, offset)
+            found[is_client] = http2_frames.sends_requests(head, offset)
         # a head too short for a header, or with a frame begun, may still show frames
-        undecided = undecided or keep < len(head) - http2.FRAME_HEADER + 1 or keep == 0
+        undecided = undecided or keep < len(head) - http2_frames.FRAME_HEADER + 1 or keep == 0
     if not found:
-        in_flight = len(client_head) + len(server_head) < http2.DEFAULT_MAX_FRAME + 2 * (
-            http2.FRAME_HEADER
+        in_flight = len(client_head) + len(server_head) < http2_frames.DEFAULT_MAX_FRAME + 2 * (
+            http2_frames.FRAME_HEADER
         )
         return NEED_MORE if undecided and in_flight else None
     if found.get(True) is False or found.get(False) is True:
@@ -174,8 +174,11 @@ class HttpDissector(Dissector):
         self.session: Session
         self.http1_sides: tuple[http1.Side, http1.Side] | None = None
         """The HTTP/1 parsers of the client's and the server's bytes (none after a switch)."""
+        self.h2: http2.Http2Session | None = None
+        """The session when it is HTTP/2's, which compiled code calls directly (through the
+        ``Session`` protocol, each chunk is a method call through Python)."""
         if start in (Start.HTTP2, Start.HTTP2_MIDSTREAM):
-            self.session = http2.Http2Session(
+            self.session = self.h2 = http2.Http2Session(
                 context,
                 settings,
                 self.request_direction,
@@ -194,6 +197,10 @@ class HttpDissector(Dissector):
         sides = self.http1_sides
         if sides is not None:
             sides[direction].feed(data, timestamp)
+            return
+        h2 = self.h2
+        if h2 is not None:
+            h2.feed(direction == self.request_direction, data, timestamp)
         else:
             self.session.feed(direction == self.request_direction, data, timestamp)
 
@@ -244,7 +251,7 @@ class HttpDissector(Dissector):
                 timestamp,
                 head.size + request.body.wire_size,
             )
-            session = h2
+            session = self.h2 = h2
         self.session = session
         if client_rest:
             session.feed(True, client_rest, timestamp)

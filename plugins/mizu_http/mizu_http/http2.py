@@ -14,16 +14,14 @@ references it cannot resolve (``undecodedHeaders``) instead of failing the block
 Lost bytes (a capture gap) cost as little as the frame layout allows. A gap inside a frame
 whose header was seen is skipped by arithmetic: the frame boundaries stay known, and so does
 the HPACK table unless the frame carried a header block. Otherwise the side resynchronises on
-the first run of frame headers :class:`FrameRules` believes, and its HPACK table restarts
-empty: only entries added after the gap resolve. Streams pair by id, so nothing pairs across
-a gap by position; a body with a hole keeps only the bytes before it (``unrecovered``).
+the first run of frame headers that :mod:`mizu_http.http2_frames` believes, and its HPACK
+table restarts empty: only entries added after the gap resolve. Streams pair by id, so
+nothing pairs across a gap by position; a body with a hole keeps only the bytes before it
+(``unrecovered``).
 """
 
 from __future__ import annotations
 
-import re
-import struct
-from dataclasses import dataclass
 from typing import Any, Final
 
 import hpack
@@ -33,60 +31,35 @@ from mizu_http import bodies, grpc
 from mizu_http.declarations import GRPC, HTTP2
 from mizu_http.hpack_decoder import MAX_HEADER_LIST, MAX_HPACK_TABLE, HpackDecoder
 from mizu_http.http1 import add_header
+from mizu_http.http2_frames import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    FRAME_HEADER,
+    FRAME_HEADER_FIELDS,
+    GOAWAY,
+    HEADERS,
+    MAX_BUFFERED_FRAME,
+    OPENING_FRAMES,
+    PADDED,
+    PRIORITY_FLAG,
+    PUSH_PROMISE,
+    RST_STREAM,
+    SETTINGS,
+    SETTINGS_HEADER_TABLE_SIZE,
+    SETTINGS_MAX_FRAME_SIZE,
+    FrameRules,
+    find_frames,
+    unpad,
+)
 from mizu_http.settings import Settings
 
-# The constants are Final: the compiled build then inlines them, where it would look each
-# name up in the module's dictionary every time it is read (seven times a frame).
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-FRAME_HEADER: Final = 9
-_FRAME_HEADER = struct.Struct("!BHBBI")
-"""A frame header: its 24-bit length (high octet, low 16 bits), type, flags, stream."""
-MAX_BUFFERED_FRAME: Final = 2 << 20
-"""Largest frame kept whole (peers default to 16 KiB and rarely allow more than 1 MiB); a
-larger one ends the decoding of the connection rather than the memory bound."""
 MAX_STREAMS: Final = 1000
 """Open streams kept per connection; beyond, the oldest is emitted as it is."""
 
-DATA: Final = 0
-HEADERS: Final = 1
-PRIORITY: Final = 2
-RST_STREAM: Final = 3
-SETTINGS: Final = 4
-PUSH_PROMISE: Final = 5
-PING: Final = 6
-GOAWAY: Final = 7
-WINDOW_UPDATE: Final = 8
-CONTINUATION: Final = 9
-END_STREAM: Final = 0x1
-ACK: Final = 0x1
-END_HEADERS: Final = 0x4
-PADDED: Final = 0x8
-PRIORITY_FLAG: Final = 0x20
-SETTINGS_HEADER_TABLE_SIZE: Final = 1
-
-SETTINGS_MAX_FRAME_SIZE: Final = 5
-DEFAULT_MAX_FRAME: Final = 1 << 14
-"""The largest frame a peer may send until the other peer's SETTINGS allow more."""
-
-_FIXED_LENGTHS = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
-_CONNECTION_FRAMES = frozenset((SETTINGS, PING, GOAWAY))
-_STREAM_FRAMES = frozenset((DATA, HEADERS, PRIORITY, RST_STREAM, PUSH_PROMISE, CONTINUATION))
-_BLOCK_FRAMES = frozenset((HEADERS, PUSH_PROMISE, CONTINUATION))
-_OPENING_FRAMES = frozenset((DATA, HEADERS, PUSH_PROMISE, CONTINUATION))
-"""Frames only the side that opened a stream sends on it (odd ids: the client)."""
-_FLAGS = (
-    END_STREAM | PADDED,  # DATA
-    END_STREAM | END_HEADERS | PADDED | PRIORITY_FLAG,  # HEADERS
-    0,  # PRIORITY
-    0,  # RST_STREAM
-    ACK,  # SETTINGS
-    END_HEADERS | PADDED,  # PUSH_PROMISE
-    ACK,  # PING
-    0,  # GOAWAY
-    0,  # WINDOW_UPDATE
-    END_HEADERS,  # CONTINUATION
-)
-"""The flags each frame type defines: a header with others is not believed on a resync."""
 HOLD_WAIT: Final = 2.0
 """Seconds an answer whose request has not been seen waits for it (see ``Http2Session.held``):
 longer than the capture's reassembly waits for bytes the peer acknowledged (half a second by
@@ -98,139 +71,6 @@ MAX_KNOWN_BLOCK_SIZE: Final = 512
 """Largest header block kept decoded: one whose headers are all indexed takes a few dozen
 octets, and the bound keeps what a connection holds small (a small block may still name
 many long table entries, which its headers share with the table rather than copy)."""
-STREAM_WINDOW: Final = 4096
-"""How far beyond the highest stream id seen a resynchronised frame's stream may be."""
-_HEADER_CANDIDATE = re.compile(rb"(?=...[\x00-\x09][\x00-\x2d][\x00-\x7f])", re.S)
-"""Where a frame header may start (type, flags, reserved bit): found in C, checked in Python."""
-
-
-@dataclass(slots=True)
-class FrameRules:
-    """What frame headers must look like to be believed where the frame boundaries are not
-    known: after a capture gap, or at the start of a capture that began mid-connection."""
-
-    max_frame: int = DEFAULT_MAX_FRAME
-    highest_stream: int = 0
-    """The highest stream id seen, 0 before any: ids far beyond it are not believed."""
-    even_streams: bool = False
-    """Whether DATA and HEADERS may be on even (server-opened, pushed) streams."""
-    push_promise: bool = True
-    """Whether the sender may be the server (the only one that sends PUSH_PROMISE)."""
-    lone_frame: bool = True
-    """Whether one whole frame that ends the bytes is believed anywhere: a peer's write
-    usually ends with a frame, so a segment ends with one too. One whole frame is believed
-    from the first byte (a capture or a gap ends at a segment's start, often a frame's)."""
-
-    def plausible(self, length: int, kind: int, flags: int, stream: int) -> bool:
-        if kind > CONTINUATION or flags & ~_FLAGS[kind] or stream >> 31:
-            return False
-        if length > self.max_frame or _FIXED_LENGTHS.get(kind, length) != length:
-            return False
-        if kind == SETTINGS and (length % 6 or (flags & ACK and length)):
-            return False
-        if kind in _CONNECTION_FRAMES:
-            return not stream
-        if kind == PUSH_PROMISE and not self.push_promise:
-            return False
-        if kind in _STREAM_FRAMES and not stream:
-            return False
-        if kind in _OPENING_FRAMES and not stream & 1 and not self.even_streams:
-            return False
-        return not self.highest_stream or stream <= self.highest_stream + STREAM_WINDOW
-
-    def chain(self, head: bytes, start: int) -> bool | None:
-        """Whether frames believed to be frames run from ``start`` to the end of ``head``:
-        True once two are whole (or one, as :attr:`lone_frame` says), False at the first
-        header not believed, None while the run is too short to tell."""
-        position = start
-        complete = 0
-        block_stream = 0
-        end = len(head)
-        while position + FRAME_HEADER <= end:
-            length_high, length_low, kind, flags, stream = _FRAME_HEADER.unpack_from(head, position)
-            length = length_high << 16 | length_low
-            if not self.plausible(length, kind, flags, stream):
-                return False
-            if (kind == CONTINUATION) != bool(block_stream) or (
-                block_stream and stream != block_stream
-            ):
-                return False  # a header block goes on in CONTINUATION frames and nothing else
-            if kind in _BLOCK_FRAMES:
-                block_stream = 0 if flags & END_HEADERS else stream
-            position += FRAME_HEADER + length
-            if position > end:
-                break
-            complete += 1
-        if complete >= 2 or (complete and (not start or (position == end and self.lone_frame))):
-            return True
-        return None
-
-
-def find_frames(head: bytes, rules: FrameRules) -> tuple[int | None, int]:
-    """Where believable frames begin in ``head``: ``(offset, offset)`` once sure; while not,
-    ``(None, keep)``, with the bytes before ``keep`` known not to start any."""
-    for match in _HEADER_CANDIDATE.finditer(head):
-        start = match.start()
-        verdict = rules.chain(head, start)
-        if verdict:
-            return start, start
-        if verdict is None:
-            return None, start
-    return None, max(len(head) - FRAME_HEADER + 1, 0)
-
-
-def sends_requests(head: bytes, start: int) -> bool | None:
-    """Whether the first header block in the frames of ``head`` from ``start`` is a request's
-    (True) or a response's (False), by its first pseudo-header that decodes without the
-    dynamic table; None when no block tells."""
-    position = start
-    while position + FRAME_HEADER <= len(head):
-        length_high, length_low, kind, flags, _ = _FRAME_HEADER.unpack_from(head, position)
-        payload_start = position + FRAME_HEADER
-        position = payload_start + (length_high << 16 | length_low)
-        if kind != HEADERS or not flags & END_HEADERS or position > len(head):
-            continue
-        payload = head[payload_start:position]
-        fragment = _unpad(payload, flags)
-        if flags & PRIORITY_FLAG:
-            fragment = fragment[5:]
-        try:
-            headers, _ = HpackDecoder(MAX_HPACK_TABLE).decode(fragment)
-        except (hpack.HPACKError, IndexError):
-            continue
-        for name, _ in headers:
-            if name == ":status":
-                return False
-            if name in (":method", ":path", ":scheme", ":authority"):
-                return True
-    return None
-
-
-def frames_verdict(head: bytes) -> bool | None:
-    """Whether ``head`` is a run of valid HTTP/2 frames from its first byte: True, False, or
-    None when not even one frame header is there yet."""
-    position = 0
-    complete = 0
-    while position + FRAME_HEADER <= len(head):
-        length = int.from_bytes(head[position : position + 3], "big")
-        kind = head[position + 3]
-        stream = int.from_bytes(head[position + 5 : position + 9], "big")
-        if kind > CONTINUATION or stream >> 31:
-            return False
-        if kind in _CONNECTION_FRAMES and stream:
-            return False
-        if kind in _STREAM_FRAMES and not stream:
-            return False
-        if _FIXED_LENGTHS.get(kind, length) != length or (kind == SETTINGS and length % 6):
-            return False
-        if length > MAX_BUFFERED_FRAME:
-            return False
-        position += FRAME_HEADER + length
-        if position <= len(head):
-            complete += 1
-    if complete:
-        return True
-    return None if position == 0 else False
 
 
 class _Half:
@@ -503,7 +343,7 @@ class Http2Session:
         elif side == 0 and self.expect_preface:  # the preface, and maybe frames, were lost
             self.expect_preface = False
         elif self.synced[side] and len(buffer) >= FRAME_HEADER:
-            length_high, length_low, kind, flags, stream = _FRAME_HEADER.unpack_from(buffer)
+            length_high, length_low, kind, flags, stream = FRAME_HEADER_FIELDS.unpack_from(buffer)
             remaining = FRAME_HEADER + (length_high << 16 | length_low) - len(buffer)
             self.buffers[side] = b""
             self._cut_frame(side, kind, flags, stream & 0x7FFFFFFF, buffer[FRAME_HEADER:])
@@ -514,7 +354,7 @@ class Http2Session:
 
     def _cut_frame(self, side: int, kind: int, flags: int, number: int, partial: bytes) -> None:
         """A frame whose end fell in a gap: what its header and first bytes still tell."""
-        if kind not in _OPENING_FRAMES or not number:
+        if kind not in OPENING_FRAMES or not number:
             self.context.count("bytes_skipped", FRAME_HEADER + len(partial))
             return
         stream = self._stream(number, self.last_time)
@@ -612,11 +452,11 @@ class Http2Session:
             if half.body_cut:  # the bytes after a hole are not joined to those before it
                 half.body.wire_size += len(payload)
             else:
-                half.body.add(_unpad(payload, flags))
+                half.body.add(unpad(payload, flags))
             if flags & END_STREAM:
                 self._ended(stream, side, timestamp)
         elif kind in (HEADERS, PUSH_PROMISE):
-            fragment = _unpad(payload, flags)
+            fragment = unpad(payload, flags)
             promised = 0
             if kind == HEADERS and flags & PRIORITY_FLAG:
                 fragment = fragment[5:]
@@ -745,10 +585,13 @@ class Http2Session:
 
     def _finish(self, number: int, timestamp: float, unanswered: str = "closed") -> None:
         """Emit a stream; ``unanswered`` says why if it ends with a request alone."""
-        self.held.pop(number, None)
-        stream = self.streams.pop(number, None)
+        # get and del rather than pop with a default: that is a method call through Python
+        if self.held:
+            self.held.pop(number, None)
+        stream = self.streams.get(number)
         if stream is None:
             return
+        del self.streams[number]
         if stream is self.recent:
             self.recent = None
         if stream.queued:
@@ -801,9 +644,8 @@ class Http2Session:
             if stream.pushed:
                 data["pushed"] = True
         else:
-            status = _header(headers, ":status")
             data = {
-                "status": int(status) if status.isdigit() else 0,
+                "status": _status_number(_header(headers, ":status")),
                 "statusText": "",
                 "httpVersion": "HTTP/2.0",
                 "headers": headers,
@@ -885,11 +727,19 @@ class Http2Session:
         self._ended(stream, 0, last_time)
 
 
-def _unpad(payload: bytes, flags: int) -> bytes:
-    if flags & PADDED and payload:
-        padding = payload[0]
-        return payload[1 : max(len(payload) - padding, 1)]
-    return payload
+_STATUS_NUMBERS: Final[dict[str, int]] = {}
+"""The ``:status`` texts seen, as numbers (a few, answer after answer): a lookup costs a
+fifth of parsing one."""
+MAX_STATUS_NUMBERS: Final = 64
+
+
+def _status_number(status: str) -> int:
+    number = _STATUS_NUMBERS.get(status)
+    if number is None:
+        number = int(status) if status.isdigit() else 0
+        if len(_STATUS_NUMBERS) < MAX_STATUS_NUMBERS:
+            _STATUS_NUMBERS[status] = number
+    return number
 
 
 def _first(headers: list[tuple[str, str]], name: str) -> str:

@@ -13,16 +13,8 @@ from hpack.hpack import encode_integer
 from mizu_http import grpc, plugin
 from mizu_http.dissector import HttpDissector, Start, offer
 from mizu_http.hpack_decoder import HpackDecoder
-from mizu_http.http2 import (
-    FRAME_HEADER,
-    MAX_KNOWN_BLOCK_SIZE,
-    MAX_KNOWN_BLOCKS,
-    PREFACE,
-    FrameRules,
-    _Blocks,
-    find_frames,
-    frames_verdict,
-)
+from mizu_http.http2 import MAX_KNOWN_BLOCK_SIZE, MAX_KNOWN_BLOCKS, PREFACE, _Blocks
+from mizu_http.http2_frames import FRAME_HEADER, FrameRules, find_frames, frames_verdict
 
 from mizu_core import (
     NEED_MORE,
