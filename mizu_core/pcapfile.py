@@ -141,10 +141,10 @@ class PcapRecords:
         self.unusual = False
         self.buffer = b""
         """Read from the file: the current record's frame is ``buffer[start:end]``."""
+        self.header = 0
+        """Where the current record's header starts in :attr:`buffer`."""
         self.start = 0
         self.end = 0
-        self.seconds = 0
-        self.microseconds = 0
 
     def __iter__(self) -> Iterator[Frame]:
         try:
@@ -177,8 +177,7 @@ class PcapRecords:
             end = start + captured
             if end > len(buffer):
                 return False
-        self.seconds = _u32(buffer, at, little)
-        self.microseconds = _u32(buffer, at + 4, little)
+        self.header = at
         self.start = start
         self.end = end
         self.records += 1
@@ -186,8 +185,12 @@ class PcapRecords:
         return True
 
     def timestamp(self) -> float:
-        """The current record's time: the float pypcap makes of libpcap's timeval, to the bit."""
-        return self.seconds + self.microseconds / 1_000_000
+        """The current record's time: the float pypcap makes of libpcap's timeval, to the bit.
+        Read when asked: a worker process needs the time of its own packets only."""
+        buffer = self.buffer
+        at = self.header
+        little = self.little_endian
+        return _u32(buffer, at, little) + _u32(buffer, at + 4, little) / 1_000_000
 
     def close(self) -> None:
         self.file.close()

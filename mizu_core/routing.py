@@ -28,6 +28,16 @@ MAX_FRAGMENT_ROUTES = 4096
 _NO_SHORT_PATH: Final = 1 << 60  # no frame is this long
 
 
+class WorkerLoad:
+    """A worker and the bytes of the packets routed to it so far. The routes of a connection
+    lead to it, and the count goes up for every packet as a machine integer (in a list, every
+    sum would be a new Python integer)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.bytes = 0
+
+
 @dataclass(slots=True)
 class RouterStats:
     flows: int = 0
@@ -35,14 +45,14 @@ class RouterStats:
     fragments_unrouted: int = 0
     """Fragments whose connection was not known in time (the hold was full): sent to worker 0,
     where the decoder counts them as dropped."""
-    worker_bytes: list[int] = field(default_factory=list)
+    loads: list[WorkerLoad] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "flows": self.flows,
             "fragments_held": self.fragments_held,
             "fragments_unrouted": self.fragments_unrouted,
-            "worker_bytes": list(self.worker_bytes),
+            "worker_bytes": [load.bytes for load in self.loads],
         }
 
 
@@ -50,9 +60,9 @@ class ConnectionRouter:
     """Which worker each packet goes to: every packet of a TCP connection to the same one."""
 
     def __init__(self, workers: int) -> None:
-        self.stats = RouterStats(worker_bytes=[0] * workers)
-        self.flows: dict[bytes, int] = {}
-        self.old_flows: dict[bytes, int] = {}
+        self.stats = RouterStats(loads=[WorkerLoad(number) for number in range(workers)])
+        self.flows: dict[bytes, WorkerLoad] = {}
+        self.old_flows: dict[bytes, WorkerLoad] = {}
         self.generation_end = -1.0
         self.fragment_routes: dict[tuple[bytes, ...], int] = {}
         self.held: dict[tuple[bytes, ...], list[tuple[int, float, bytes]]] = {}
@@ -76,29 +86,32 @@ class ConnectionRouter:
             return -1
         addresses = at + self.ip + 12
         key = data[addresses : addresses + 12]  # addresses and ports
-        worker = self.flows.get(key)
-        if worker is None:
-            worker = self.flow(key)
-        loads = self.stats.worker_bytes
-        # Not ``+=`` on the item: mypyc adds a list's items as Python objects then.
-        loads[worker] = loads[worker] + size
-        return worker
+        load = self.flows.get(key)
+        if load is None:
+            load = self._load_of(key)
+        load.bytes += size
+        return load.number
 
     def flow(self, key: bytes) -> int:
         """The worker of the connection whose packet has ``key`` (addresses, then ports, of
         the sender first); a new connection goes to the least loaded worker."""
-        worker = self.flows.get(key)
-        if worker is not None:
-            return worker
-        worker = self.old_flows.get(key)
-        if worker is None:
-            loads = self.stats.worker_bytes
-            worker = loads.index(min(loads))
+        return self._load_of(key).number
+
+    def _load_of(self, key: bytes) -> WorkerLoad:
+        load = self.flows.get(key)
+        if load is not None:
+            return load
+        load = self.old_flows.get(key)
+        if load is None:
+            for candidate in self.stats.loads:
+                if load is None or candidate.bytes < load.bytes:
+                    load = candidate
+            assert load is not None
             self.stats.flows += 1
         half = len(key) // 2 - 2
         reverse = key[half : 2 * half] + key[:half] + key[-2:] + key[-4:-2]
-        self.flows[key] = self.flows[reverse] = worker
-        return worker
+        self.flows[key] = self.flows[reverse] = load
+        return load
 
     def rotate_if_due(self, time: float) -> None:
         """Forget the routes not used for a whole generation: the reassembler has ended those
@@ -116,9 +129,9 @@ class ConnectionRouter:
         frame)`` for it and for the fragments it releases (none while it is a fragment held
         until its datagram's first fragment tells the connection)."""
         routes = self._route(linktype, index, time, frame)
-        loads = self.stats.worker_bytes
+        loads = self.stats.loads
         for worker, _, _, routed in routes:
-            loads[worker] = loads[worker] + len(routed)
+            loads[worker].bytes += len(routed)
         return routes
 
     def _route(

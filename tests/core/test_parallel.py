@@ -117,7 +117,7 @@ def test_routes_are_direction_independent_and_balanced() -> None:
     a = bytes([10, 0, 0, 1, 10, 0, 0, 2]) + (40000).to_bytes(2, "big") + (80).to_bytes(2, "big")
     reverse = a[4:8] + a[:4] + a[10:12] + a[8:10]
     first = router.flow(a)
-    router.stats.worker_bytes[first] += 1000
+    router.stats.loads[first].bytes += 1000
     assert router.flow(reverse) == first
     b = a[:8] + (40001).to_bytes(2, "big") + a[10:]
     assert router.flow(b) != first  # the other worker had fewer bytes
