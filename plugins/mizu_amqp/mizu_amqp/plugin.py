@@ -14,7 +14,7 @@ from typing import Any
 
 from mizu_amqp.declarations import AMQP, Settings
 from mizu_amqp.frames import FRAME_HEARTBEAT, find_frame
-from mizu_amqp.views import represent_entry, summarize_entry
+from mizu_amqp.views import is_error_entry, represent_entry, summarize_entry
 from mizu_core import (
     NEED_MORE,
     ConnectionContext,
@@ -25,6 +25,7 @@ from mizu_core import (
     Summary,
     Verdict,
     hookimpl,
+    implemented_by,
 )
 
 SETTING_NAMES = {
@@ -97,9 +98,20 @@ def dissect(
     return NEED_MORE
 
 
+# The per-entry hooks are the compiled functions themselves (``implemented_by``): the core
+# calls them without an interpreted frame for each entry.
+
+
 @hookimpl
+@implemented_by(summarize_entry)
 def summarize(entry: Entry) -> Summary:
     return summarize_entry(entry)
+
+
+@hookimpl
+@implemented_by(is_error_entry)
+def is_error(entry: Entry) -> bool:
+    return is_error_entry(entry)
 
 
 @hookimpl

@@ -133,6 +133,27 @@ def _verdict(entry: Mapping[str, Any], method: str, status: str) -> tuple[bool, 
     return code != 200, name
 
 
+def _reply_code_side(request: Mapping[str, Any], response: Mapping[str, Any]) -> str:
+    """The side whose ``replyCode`` is the row's status: the response's when it has one, else
+    the request's; "" when neither has."""
+    if "replyCode" in response:
+        return "response"
+    return "request" if "replyCode" in request else ""
+
+
+def is_error_entry(entry: Entry) -> bool:
+    """The ``error`` of :func:`summarize_entry`'s row, without the rest of the row (texts and
+    queries): the core asks it of every entry as it is made."""
+    request = entry.get("request") or {}
+    response = entry.get("response") or {}
+    method = str((request or response).get("method", ""))
+    code_side = _reply_code_side(request, response)
+    status = ""
+    if code_side:
+        status = str((response if code_side == "response" else request)["replyCode"])
+    return _verdict(entry, method, status)[0]
+
+
 def summarize_entry(entry: Entry) -> Summary:
     request = entry.get("request") or {}
     response = entry.get("response") or {}
@@ -142,12 +163,11 @@ def summarize_entry(entry: Entry) -> Summary:
     if not summary and response:
         summary, summary_query = _summary("response", response)
     status, status_query = "", ""
-    if "replyCode" in response:
-        status = str(response["replyCode"])
-        status_query = all_of("amqp", equals("response.replyCode", response["replyCode"]))
-    elif "replyCode" in request:
-        status = str(request["replyCode"])
-        status_query = all_of("amqp", equals("request.replyCode", request["replyCode"]))
+    code_side = _reply_code_side(request, response)
+    if code_side:
+        code = (response if code_side == "response" else request)["replyCode"]
+        status = str(code)
+        status_query = all_of("amqp", equals(f"{code_side}.replyCode", code))
     if "confirmed" in request:
         confirmed = request["confirmed"]
         status = "confirmed" if confirmed else "nacked"

@@ -22,11 +22,12 @@ from mizu_core import (
     Summary,
     Verdict,
     hookimpl,
+    implemented_by,
 )
 from mizu_kafka.connection import KAFKA
 from mizu_kafka.dissector import KafkaDissector
 from mizu_kafka.protocol import Settings, find_request_start, plausible_request
-from mizu_kafka.views import represent_entry, summarize_entry
+from mizu_kafka.views import is_error_entry, represent_entry, summarize_entry
 
 SETTING_NAMES = {
     "max-records": "max_records",
@@ -81,9 +82,20 @@ def dissect(
     return NEED_MORE if len(client_head) < MID_STREAM_SEARCH else None
 
 
+# The per-entry hooks are the compiled functions themselves (``implemented_by``): the core
+# calls them without an interpreted frame for each entry.
+
+
 @hookimpl
+@implemented_by(summarize_entry)
 def summarize(entry: Entry) -> Summary:
     return summarize_entry(entry)
+
+
+@hookimpl
+@implemented_by(is_error_entry)
+def is_error(entry: Entry) -> bool:
+    return is_error_entry(entry)
 
 
 @hookimpl

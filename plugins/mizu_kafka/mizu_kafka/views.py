@@ -89,6 +89,18 @@ def _group(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _error_code(response: Mapping[str, Any]) -> int:
+    """The response's status: the first error code other than NONE anywhere in it (a topic's,
+    a partition's), 0 when none (or no response)."""
+    return int(response.get("errorCode", 0)) if response else 0
+
+
+def is_error_entry(entry: Mapping[str, Any]) -> bool:
+    """The ``error`` of :func:`summarize_entry`'s row, without the rest of the row (texts and
+    queries): the core asks it of every entry as it is made."""
+    return _error_code(entry.get("response") or {}) != 0
+
+
 def summarize_entry(entry: Mapping[str, Any]) -> Summary:
     request = entry.get("request") or {}
     response = entry.get("response") or {}
@@ -117,9 +129,8 @@ def summarize_entry(entry: Mapping[str, Any]) -> Summary:
     else:
         summary = f"correlation id {response.get('correlationId')}"
         summary_query = "kafka and request == nil"
-    code = 0
+    code = _error_code(response)
     if response:
-        code = int(response.get("errorCode", 0))
         status = response.get("errorName") or error_name(code)
         status_query = _status_query(code)
     else:

@@ -533,3 +533,53 @@ def test_a_route_row_is_the_same_however_often_it_is_asked() -> None:
             '7 → q"1',
             'amqp and request.exchange == 7 and request.routingKey == "q\\"1"',
         )
+
+
+VERDICT_CASES = [
+    # (request, response, from the server, error, status)
+    ({"method": "basic.publish", "confirmed": True}, None, False, False, "confirmed"),
+    ({"method": "basic.publish", "confirmed": False}, None, False, True, "nacked"),
+    ({"method": "basic.nack", "deliveryTag": 3}, None, True, True, ""),
+    ({"method": "basic.nack", "deliveryTag": 3}, None, False, False, ""),
+    ({"method": "basic.return", "replyCode": 312}, None, True, True, "312"),
+    (
+        {"method": "channel.close", "replyCode": 200},
+        {"method": "channel.close-ok"},
+        False,
+        False,
+        "200",
+    ),
+    (
+        {"method": "channel.close", "replyCode": 404},
+        {"method": "channel.close-ok"},
+        True,
+        True,
+        "404",
+    ),
+    (
+        {"method": "queue.declare"},
+        {"method": "channel.close", "replyCode": 406},
+        False,
+        True,
+        "406",
+    ),
+    ({"method": "queue.declare"}, {"method": "queue.declare-ok"}, False, False, ""),
+    (None, {"method": "basic.deliver", "deliveryTag": 1}, True, False, ""),
+]
+
+
+@pytest.mark.parametrize(("request_", "response", "from_server", "error", "status"), VERDICT_CASES)
+def test_is_error_says_what_the_row_says(
+    request_: dict[str, Any] | None,
+    response: dict[str, Any] | None,
+    from_server: bool,
+    error: bool,
+    status: str,
+) -> None:
+    """The core keeps ``is_error``'s answer as the entry's ``error``: it is the row's, for
+    every way an exchange fails (a refused publish, a broker's nack, a returned message, a
+    channel closed with an error code, on either side)."""
+    entry: Any = {"request": request_, "response": response, "fromServer": from_server}
+    row = plugin.summarize(entry=entry)
+    assert (row["error"], row["status"]) == (error, status)
+    assert plugin.is_error(entry=entry) is error

@@ -283,3 +283,20 @@ def test_requests_answered_out_of_their_turn_lost_their_answers() -> None:
     ]
     assert answers == [(1, 1), (2, None), (3, 3)]
     assert outputs.entries[1]["unpaired"] == "gap"
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        ({"correlationId": 1, "errorCode": 0, "errorName": "NONE"}, False),
+        ({"correlationId": 1, "errorCode": 27, "errorName": "REBALANCE_IN_PROGRESS"}, True),
+        ({"correlationId": 1, "decodeError": "request not captured"}, False),
+        (None, False),
+    ],
+)
+def test_is_error_says_what_the_row_says(response: dict | None, error: bool) -> None:
+    """The core keeps ``is_error``'s answer as the entry's ``error``: a response whose first
+    error code is not NONE, as the row says; no response is no error."""
+    entry = {"request": {"method": "Produce", "clientId": "c"}, "response": response}
+    assert views.summarize_entry(entry)["error"] is error
+    assert plugin.is_error(entry=entry) is error
