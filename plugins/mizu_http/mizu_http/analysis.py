@@ -125,6 +125,10 @@ def _body_bytes(body: Mapping[str, Any]) -> bytes:
 def form_params(post_data: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """HAR ``params`` of an urlencoded or multipart form, None for other bodies."""
     mime = str(post_data.get("mimeType", ""))
+    if len(mime) < len(MULTIPART_FORM):
+        # Shorter than both names: cutting, stripping and lower-casing it cannot make either
+        # (lower() lengthens only what it makes non-ASCII). Most bodies are JSON or gRPC.
+        return None
     kind = mime.split(";", 1)[0].strip().lower()
     if kind == FORM_URLENCODED:
         text = _body_bytes(post_data).decode("utf-8", "replace")
