@@ -22,6 +22,7 @@ nothing pairs across a gap by position; a body with a hole keeps only the bytes 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import hpack
@@ -219,6 +220,8 @@ class Http2Session:
         midstream: bool = False,
     ) -> None:
         self.context = context
+        self.emit: Callable[[Message | None, Message | None, str | None], None] = context.emitter
+        """``context.emit`` without its interpreted call (a call's pair goes through it)."""
         self.max_body = settings.max_body_size
         self.request_direction = request_direction
         self.response_direction = request_direction.reverse  # a property: interpreted
@@ -613,7 +616,7 @@ class Http2Session:
         else:
             unpaired = None
         if request is not None or response is not None:
-            self.context.emit(request, response, unpaired)
+            self.emit(request, response, unpaired)
 
     def _message(
         self, stream: _Stream, is_request: bool, request: Message | None = None
