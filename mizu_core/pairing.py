@@ -13,7 +13,7 @@ sent before the capture joined the connection).
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from typing import Final, Protocol
 
@@ -176,7 +176,9 @@ class KeyedMatcher(Matcher):
         self, sink: PairSink, max_pending: int = 4096, joined_midway: bool = False
     ) -> None:
         super().__init__(sink, max_pending, joined_midway)
-        self._requests: OrderedDict[Hashable, Message] = OrderedDict()
+        self._requests: dict[Hashable, Message] = {}
+        """In the order they came (a dict keeps it; an ``OrderedDict``'s ``pop`` is a method
+        call through Python, four times a plain dict's lookup and deletion)."""
         self._answering: set[Hashable] = set()
         """Keys of pending requests whose answer has begun."""
 
@@ -188,12 +190,13 @@ class KeyedMatcher(Matcher):
         """Remember a request; a second request under a key still pending ends the first one
         unanswered (``timeout``: the matcher stopped waiting for its answer)."""
         self._before_first_request = False
-        previous = self._requests.pop(key, None)
+        previous = self._pop(key)
         if previous is not None:
             self._answering.discard(key)
             self._sink(previous, None, UNPAIRED_TIMEOUT)
         elif len(self._requests) >= self._max_pending:
-            oldest, request = self._requests.popitem(last=False)
+            oldest = next(iter(self._requests))
+            request = self._requests.pop(oldest)
             self._answering.discard(oldest)
             self._sink(request, None, UNPAIRED_TIMEOUT)
         self._requests[key] = message
@@ -209,7 +212,7 @@ class KeyedMatcher(Matcher):
         marked ``unpaired`` (``gap`` or ``midstream``; by default as ``joined_midway`` says)."""
         if self._answering:
             self._answering.discard(key)
-        request = self._requests.pop(key, None)
+        request = self._pop(key)
         if request is not None:
             self._sink(request, message, "")
         else:
@@ -225,7 +228,14 @@ class KeyedMatcher(Matcher):
         protocols that build the pair themselves."""
         if self._answering:
             self._answering.discard(key)
-        return self._requests.pop(key, None)
+        return self._pop(key)
+
+    def _pop(self, key: Hashable) -> Message | None:
+        requests = self._requests
+        request = requests.get(key)
+        if request is not None:
+            del requests[key]
+        return request
 
     def expire(self, older_than: float, reason: str = UNPAIRED_TIMEOUT) -> int:
         answering = self._answering
