@@ -44,6 +44,7 @@ from mizu_core.model import (
     Message,
     Pair,
     Protocol,
+    make_message,
 )
 from mizu_core.pairing import (
     UNPAIRED_CLOSED,
@@ -100,6 +101,7 @@ __all__ = [
     "implemented_by",
     "json_body",
     "key_selector",
+    "make_message",
     "parse_json",
     "query_literal",
     "row",

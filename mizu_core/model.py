@@ -174,6 +174,20 @@ class Message:
         )
 
 
+def make_message(
+    protocol: Protocol,
+    direction: Direction,
+    first_time: float,
+    last_time: float,
+    size: int,
+    data: dict[str, Any],
+) -> Message:
+    """A :class:`Message`, for compiled plugins: their call of the class goes through Python's
+    type call with a tuple of arguments (about 1,100 instructions), a call of this function
+    costs half."""
+    return Message(protocol, direction, first_time, last_time, size, data)
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Pair:
     """A request and its response, or a message that got no answer (``response`` None), or an

@@ -20,9 +20,8 @@ import re
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
-from mizu_core import UNPAIRED_MIDSTREAM, ConnectionContext, Direction, Message
-from mizu_http import bodies
-from mizu_http.declarations import HTTP10, HTTP11
+from mizu_core import UNPAIRED_MIDSTREAM, ConnectionContext, Direction, make_message
+from mizu_http import bodies, declarations
 from mizu_http.http1_pairing import Answer, Pairing, Ticket
 from mizu_http.settings import Settings
 
@@ -37,6 +36,9 @@ _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 REQUEST_LINE: Final = re.compile(rb"[A-Z][A-Z_-]{2,19} [^ \r\n]+ HTTP/1\.[01]\r?\n")
 STATUS_LINE: Final = re.compile(rb"HTTP/1\.[01] [1-9][0-9][0-9][ \r]")
 _NO_BODY_STATUSES: Final = frozenset((204, 304))
+# Final: a name imported from another module is looked up in this one's dict at every use
+HTTP10: Final = declarations.HTTP10
+HTTP11: Final = declarations.HTTP11
 _COMMON_METHODS: Final = frozenset(("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"))
 """Methods accepted without matching the token pattern."""
 
@@ -329,7 +331,7 @@ class Http1Session:
             "bodySize": size,
             "unrecovered": ["headers", "body"],
         }
-        message = Message(HTTP11, self.response_direction, first_time, last_time, size, data)
+        message = make_message(HTTP11, self.response_direction, first_time, last_time, size, data)
         self.context.emit(None, message, UNPAIRED_MIDSTREAM)
 
     def message(
@@ -386,14 +388,9 @@ class Http1Session:
             version, direction = head.first, self.response_direction
         if trailers:
             data["trailers"] = trailers
-        message = Message(
-            HTTP10 if version == "HTTP/1.0" else HTTP11,
-            direction,
-            first_time,
-            last_time,
-            head.size + wire_size,
-            data,
-        )
+        protocol = HTTP10 if version == "HTTP/1.0" else HTTP11
+        size = head.size + wire_size
+        message = make_message(protocol, direction, first_time, last_time, size, data)
         if is_request:
             assert isinstance(exchange, Ticket)
             self.pairing.request_complete(exchange, message)
