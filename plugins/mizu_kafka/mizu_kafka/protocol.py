@@ -46,12 +46,18 @@ class RequestKey:
         self.api_version = api_version
 
 
+# The names of unknown keys and codes are made only when asked for: a default argument to
+# get() would format its text for every message.
+
+
 def api_name(api_key: int) -> str:
-    return API_NAMES.get(api_key, f"Unknown({api_key})")
+    name = API_NAMES.get(api_key)
+    return name if name is not None else f"Unknown({api_key})"
 
 
 def error_name(code: int) -> str:
-    return ERROR_NAMES.get(code, f"UNKNOWN_ERROR_{code}")
+    name = ERROR_NAMES.get(code)
+    return name if name is not None else f"UNKNOWN_ERROR_{code}"
 
 
 def _printable_ascii(data: bytes) -> bool:
@@ -128,7 +134,7 @@ def _decode_body(
 
 def decode_request(body: bytes, truncated: bool, settings: Settings) -> dict[str, Any]:
     """A request frame's body (after the size) as the entry's ``request``."""
-    reader = Reader(body)
+    reader = Reader(body, budget=settings.budget())
     api_key = reader.int16()
     version = reader.int16()
     data: dict[str, Any] = {
@@ -149,7 +155,6 @@ def decode_request(body: bytes, truncated: bool, settings: Settings) -> dict[str
         return data
     reader.version = version
     reader.flexible = version >= schema.request_flexible
-    reader.budget = settings.budget()
     try:
         if reader.flexible:
             reader.skip_tagged_fields()
@@ -182,7 +187,7 @@ def decode_response(
 ) -> dict[str, Any]:
     """A response frame's body as the entry's ``response``, decoded with its request's API key
     and version."""
-    reader = Reader(body)
+    reader = Reader(body, budget=settings.budget())
     data: dict[str, Any] = {"correlationId": reader.int32()}
     if request is None:
         data["decodeError"] = "request not captured: the response's layout is unknown"
@@ -200,7 +205,6 @@ def decode_response(
             version = 0  # the broker answers a version it does not know in v0
     reader.version = version
     reader.flexible = version >= schema.response_flexible
-    reader.budget = settings.budget()
     try:
         if reader.flexible and api_key != API_VERSIONS:
             reader.skip_tagged_fields()
