@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import hpack
 
-from mizu_core import ConnectionContext, Direction, Message
+from mizu_core import ConnectionContext, Direction, Message, make_message
 from mizu_http import bodies, grpc
 from mizu_http.declarations import GRPC, HTTP2
 from mizu_http.hpack_decoder import MAX_HEADER_LIST, MAX_HPACK_TABLE, HpackDecoder
@@ -685,8 +685,7 @@ class Http2Session:
         direction = self.request_direction if is_request else self.response_direction
         if stream.pushed and is_request:
             direction = self.response_direction
-        # positional: the dataclass's interpreted __init__ takes keywords at twice the cost
-        return Message(
+        return make_message(
             GRPC if is_grpc else HTTP2,
             direction,
             half.first_time,
