@@ -28,8 +28,7 @@ from typing import Any, Final
 import hpack
 
 from mizu_core import ConnectionContext, Direction, Message, make_message
-from mizu_http import bodies, grpc
-from mizu_http.declarations import GRPC, HTTP2
+from mizu_http import bodies, declarations, grpc
 from mizu_http.hpack_decoder import MAX_HEADER_LIST, MAX_HPACK_TABLE, HpackDecoder
 from mizu_http.http1 import add_header
 from mizu_http.http2_frames import (
@@ -58,6 +57,9 @@ from mizu_http.http2_frames import (
 from mizu_http.settings import Settings
 
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# Final: a name imported from another module is looked up in this one's dict at every use
+GRPC: Final = declarations.GRPC
+HTTP2: Final = declarations.HTTP2
 MAX_STREAMS: Final = 1000
 """Open streams kept per connection; beyond, the oldest is emitted as it is."""
 
@@ -685,14 +687,8 @@ class Http2Session:
         direction = self.request_direction if is_request else self.response_direction
         if stream.pushed and is_request:
             direction = self.response_direction
-        return make_message(
-            GRPC if is_grpc else HTTP2,
-            direction,
-            half.first_time,
-            half.last_time,
-            half.wire,
-            data,
-        )
+        protocol = GRPC if is_grpc else HTTP2
+        return make_message(protocol, direction, half.first_time, half.last_time, half.wire, data)
 
     def _reset_message(self, stream: _Stream, timestamp: float) -> Message:
         return Message(
