@@ -1,8 +1,10 @@
 """Dissecting capture files on several cores: whole TCP connections sharded over workers.
 
-Every worker reads the whole file itself (from the page cache: libpcap's loop costs about a
-microsecond a packet) and runs the same :class:`ConnectionRouter` over every packet: it finds
-each packet's connection (its 4-tuple, either direction) and the worker that owns it. A new
+Every worker reads the whole file itself (from the page cache) and runs the same
+:class:`ConnectionRouter` over every packet: it finds each packet's connection (its 4-tuple,
+either direction) and the worker that owns it. A classic pcap file's records are read in place
+and a plain IPv4 TCP packet is routed by its key's octets in the read buffer, so a packet of
+another worker costs about 1,300 instructions; only a worker's own frames become ``bytes``. A new
 connection goes to the worker that was given the fewest bytes so far: deterministic for a file,
 and balanced for a handful of big connections where a hash is not. Packets that are not TCP, or
 cannot be decoded, go to worker 0 so that they are counted once. Since every worker routes the
@@ -59,11 +61,19 @@ if TYPE_CHECKING:
     from mizu_core.query import Query
 
 AUTO_MIN_BYTES = 40 << 20
-"""Below this much capture, one process: every worker reads and routes every packet, and the
-parent merges, which costs about what a second core gives back now that one worker's path is
-compiled. Two workers against one, by wall time on 2 cores: a 14 MB gRPC capture 0.98 s
-against 0.94, a 31 MB Kafka capture of few, large batches 0.36 s against 0.29; 44 MB of Kafka
-0.96 s against 1.05, 68 MB of AMQP 2.00 s against 2.38, 219 MB of HTTP 3.2 s against 3.6."""
+"""Below this much capture, one process. Every worker reads and routes every packet, and the
+parent merges the workers' lines (about 0.3 CPU s for the 308 MB of entries of the HTTP
+benchmark), so a second core pays only where the dissecting is large. CPU seconds of each
+process on 2 cores, one process against each of two workers and their parent (whose 0.2 s of
+start-up is the one process's too): 219 MB of HTTP 2.6 against 1.25-1.4 and 0.5, 69 MB of AMQP
+1.65 against 0.9-1.0 and 0.45, 45 MB of Kafka 1.0 against 0.5-0.6 and 0.33, a 31 MB Kafka
+capture of few, large batches 0.3 against 0.1 and 0.26, 14 MB of gRPC 0.72 against 0.3-0.35
+and 0.28. Start-up, the slower worker and half the parent's merging make about 1.75 s against
+2.6 for HTTP, 1.3 against 1.65 for AMQP, 0.8 against 1.0 for Kafka on two idle cores; the bulk
+Kafka capture gains nothing, gRPC about 0.1 s: the bytes of a capture cannot tell them apart,
+so one process below both. (Measured with other work on the machine, load average 4 to 5:
+there two workers, one scheduling group's share between three processes, are slower by wall
+time everywhere.)"""
 AUTO_MAX_WORKERS = 8
 """Beyond this, every worker spends more time routing the others' packets than its own."""
 
