@@ -139,11 +139,26 @@ def _show(
         record[size_name] = size
 
 
+MAX_HEADER_NAMES: Final = 4096
+"""Header names remembered, at most (all are forgotten when there are more)."""
+_HEADER_NAMES: Final[dict[bytes, str]] = {}
+"""Record header names as text, by their octets: producers send a few names in every record."""
+
+
+def _header_name(octets: bytes | None) -> str:
+    """A record header's name as text (a null name as "")."""
+    if octets is None:
+        return ""
+    name = _HEADER_NAMES.get(octets)
+    if name is None:
+        if len(_HEADER_NAMES) >= MAX_HEADER_NAMES:
+            _HEADER_NAMES.clear()
+        name = _HEADER_NAMES[octets] = octets.decode("utf-8", "replace")
+    return name
+
+
 def _add_header(headers: dict[str, Any], name: str, shown: str | None) -> None:
-    """Add a header's shown value under its name (a list of them when the name repeats)."""
-    if name not in headers:
-        headers[name] = shown
-        return
+    """Add a header's shown value under a name already there: a list of them."""
     previous = headers[name]
     if isinstance(previous, list):
         previous.append(shown)
@@ -307,7 +322,7 @@ def _batch_records(
             for _ in range(header_count):
                 name, _name_size, position = _blob(data, position, limit, limit)
                 header_value, header_size, position = _blob(data, position, limit, cap)
-                header_name = (name or b"").decode("utf-8", "replace")
+                header_name = _header_name(name)
                 shown: str | None = None
                 if header_value is not None:
                     shown, is_base64 = render_shown(header_value, header_size > cap)
@@ -315,7 +330,10 @@ def _batch_records(
                         if binary is None:
                             binary = []
                         binary.append(header_name)
-                _add_header(headers, header_name, shown)
+                if header_name in headers:
+                    _add_header(headers, header_name, shown)
+                else:
+                    headers[header_name] = shown
             record["headers"] = headers
             if binary:
                 record["base64Headers"] = binary

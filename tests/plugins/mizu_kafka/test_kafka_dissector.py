@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.record.memory_records import MemoryRecordsBuilder
-from mizu_kafka import plugin, views
+from mizu_kafka import plugin, records, views
 from mizu_kafka.records import RecordBudget, decode_records
 
 from mizu_core import Direction
@@ -48,6 +48,22 @@ def test_records_of_every_format_and_codec(magic: int, codec: str) -> None:
         assert decoded.records[0]["base64Headers"] == ["h"]
     if magic >= 1:
         assert decoded.records[4]["timestamp"] == 1004
+
+
+def test_header_names_repeat_into_lists_and_are_never_mixed_up() -> None:
+    """Header names are remembered by their octets, and forgotten when there are too many:
+    each record still shows its own, a repeated name as a list of its values."""
+    builder = MemoryRecordsBuilder(2, 0, batch_size=1 << 24)
+    names = records.MAX_HEADER_NAMES + 5
+    for index in range(2 * names):
+        name = f"h{index % names}"
+        headers = [(name, b"1"), ("dup", b"a"), ("dup", None), ("dup", b"c"), ("", b"x")]
+        builder.append(index, None, b"v", headers)
+    builder.close()
+    decoded = decode_records(bytes(builder.buffer()), RecordBudget(records=2 * names))
+    assert len(decoded.records) == 2 * names
+    for index, record in enumerate(decoded.records):
+        assert record["headers"] == {f"h{index % names}": "1", "dup": ["a", None, "c"], "": "x"}
 
 
 def test_record_budget_counts_what_it_does_not_decode() -> None:
