@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any, Final, Protocol, TypeVar
 
 import msgpack
 import orjson
@@ -63,20 +63,24 @@ class JsonlSink:
             # cost more than encoding it.
             binary = io.BufferedWriter(binary, buffer_size=1 << 16)
         self._binary: IO[bytes] | None = binary
+        # kept bound: looking the method up is a third of the call
+        self._write_binary: Callable[[bytes], object] | None = (
+            binary.write if binary is not None else None
+        )
 
     def write(self, entry: dict[str, Any]) -> None:
         try:
             # encode_json_line's first attempt, without a call per entry around it.
-            line = orjson.dumps(entry, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
+            line = _DUMPS(entry, default=_JSON_DEFAULT, option=_APPEND_NEWLINE)
         except orjson.JSONEncodeError:
             line = encode_json_line(entry)
         self.write_line(line)
 
     def write_line(self, line: bytes) -> None:
         """A line encoded elsewhere (by a worker process), newline included."""
-        binary = self._binary
-        if binary is not None:
-            binary.write(line)
+        write = self._write_binary
+        if write is not None:
+            write(line)
         else:
             self.stream.write(line.decode())
 
@@ -118,6 +122,13 @@ def json_default(value: object) -> object:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# Final, for JsonlSink.write: an attribute of a module, or a function of this one used as a
+# value, is otherwise looked up in a dict for every entry
+_DUMPS: Final = orjson.dumps
+_APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
+_JSON_DEFAULT: Final = json_default
 
 
 def pack_entries(entries: Iterable[dict[str, Any]]) -> bytes:
