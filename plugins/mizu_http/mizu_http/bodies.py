@@ -113,9 +113,13 @@ class Body:
 
 
 def base64_fields(data: bytes) -> dict[str, Any]:
+    return {"text": base64_text(data), "encoding": "base64"}
+
+
+def base64_text(data: bytes) -> str:
     # binascii's C function directly: base64.b64encode is an interpreted call around it
     # (every gRPC body is shown as base64).
-    return {"text": binascii.b2a_base64(data, newline=False).decode("ascii"), "encoding": "base64"}
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 _CONTROL_OCTETS: Final = bytes(
@@ -182,8 +186,9 @@ def describe_data(
         fields["decodeError"] = "body incomplete: not decoded"
     fields["size"] = len(data)
     text = as_text(data)
-    if text is None:
-        fields.update(base64_fields(data))
+    if text is None:  # set here, not merged from base64_fields' dict: a dict fewer
+        fields["text"] = base64_text(data)
+        fields["encoding"] = "base64"
     else:
         fields["text"] = text
     if truncated:
