@@ -371,6 +371,7 @@ def dissect_sharded(
             redact=redact,
         ),
         write_line,
+        lines_together=isinstance(sink, JsonlSink),
     )
     failed = False
     sharded.start()

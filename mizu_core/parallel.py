@@ -83,6 +83,8 @@ MAX_LEAD_ROUNDS = 16
 """The parent stops reading a worker this many rounds ahead of the slowest (its pipe fills and
 it waits): the merge holds the faster workers' output until the slowest catches up."""
 PIPE_BYTES = 1 << 20
+_JOINED_BYTES: Final = 1 << 20
+"""Merged lines written together are written once this many bytes are joined."""
 STOP_SECONDS = 2.0
 """How long a worker told to stop gets to end before it is killed."""
 PR_SET_PDEATHSIG = 1
@@ -454,6 +456,7 @@ class _Batch:
     def __init__(self, marks: list[int], payloads: bytes) -> None:
         self.marks = marks
         self.payloads = payloads
+        self.view = memoryview(payloads)
         self.at = 0
         """Where the next item's integers start in ``marks``."""
         self.offset = 0
@@ -498,10 +501,14 @@ class ShardedDissection:
         plugins: PluginManager,
         settings: ShardSettings,
         write_line: Callable[[bytes], None],
+        lines_together: bool = False,
     ) -> None:
         self.plugins = plugins
         self.settings = settings
         self.write_line = write_line
+        self.lines_together = lines_together
+        """Whether ``write_line`` takes many lines in one call (it writes to a stream): the
+        merged lines are then joined once, not each made anew to be written on its own."""
         # The workers' engines name the tapper this way too (forked: the same host name).
         self.tapper_id = settings.engine.tapper_id or socket.gethostname()
         self.workers: list[_Worker] = []
@@ -688,6 +695,9 @@ class ShardedDissection:
         workers = self.workers
         write_line = self.write_line
         limit = self.limit
+        # The lines to write, with their lengths summed, when they are written together
+        lines: list[bytes | memoryview] | None = [] if self.lines_together else None
+        length = 0
         while True:
             chosen: _Worker | None = None
             lowest = bound
@@ -705,6 +715,10 @@ class ShardedDissection:
                     chosen = worker
                     lowest = index
                     lowest_order = marks[at + 1]
+            if lines and (chosen is None or length >= _JOINED_BYTES):
+                write_line(b"".join(lines))
+                lines = []
+                length = 0
             if chosen is None:
                 return
             batch = chosen.batch
@@ -723,7 +737,13 @@ class ShardedDissection:
             if kind == _ID_TAIL:
                 if limit is None or self.entries_written < limit:
                     self.entries_written += 1
-                    write_line(chosen.id_prefixes[connection - 1] + payloads[start:end])
+                    prefix = chosen.id_prefixes[connection - 1]
+                    if lines is None:
+                        write_line(prefix + payloads[start:end])
+                    else:
+                        lines.append(prefix)
+                        lines.append(batch.view[start:end])
+                        length += len(prefix) + end - start
             elif kind == _OPENED:
                 self.connections += 1
                 chosen.numbers.append(self.connections)
@@ -735,7 +755,11 @@ class ShardedDissection:
                 line = payloads[start:end]
                 if kind == _ID_REWRITE:
                     line = self._renumbered(chosen, connection, line)
-                write_line(line)
+                if lines is None:
+                    write_line(line)
+                else:
+                    lines.append(line)
+                    length += len(line)
 
     def _renumbered(self, worker: _Worker, connection: int, line: bytes) -> bytes:
         entry = orjson.loads(line)

@@ -84,6 +84,28 @@ def test_a_file_read_in_part_by_libpcap_is_routed_the_same(tmp_path: Path) -> No
     assert stats["sharding"]["flows"] == 1
 
 
+def test_lines_written_together_are_those_of_one_process() -> None:
+    """A stream's writer takes the merged lines joined, fewer calls than lines."""
+    capture = DATA / "core/http11-keepalive.pcap"
+    expected, _ = one_process([capture])
+    chunks: list[bytes] = []
+    dissection = ShardedDissection(
+        PluginManager().discover(),
+        ShardSettings(workers=2, engine=EngineSettings(tapper_id="file")),
+        chunks.append,
+        lines_together=True,
+    )
+    dissection.start()
+    try:
+        dissection.run(FileSource(capture))
+        dissection.finish()
+    finally:
+        dissection.stop()
+    assert len(expected) > 1
+    assert b"".join(chunks) == b"".join(expected)
+    assert len(chunks) < len(expected)
+
+
 def test_stats_are_the_sums_over_workers() -> None:
     captures = [DATA / "core/deepflow_http.pcap", DATA / "amqp/deepflow_amqp1.pcap"]
     expected, expected_stats = one_process(captures)
