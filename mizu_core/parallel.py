@@ -62,18 +62,18 @@ if TYPE_CHECKING:
 
 AUTO_MIN_BYTES = 40 << 20
 """Below this much capture, one process. Every worker reads and routes every packet, and the
-parent merges the workers' lines (about 0.3 CPU s for the 308 MB of entries of the HTTP
-benchmark), so a second core pays only where the dissecting is large. CPU seconds of each
-process on 2 cores, one process against each of two workers and their parent (whose 0.2 s of
-start-up is the one process's too): 219 MB of HTTP 2.6 against 1.25-1.4 and 0.5, 69 MB of AMQP
-1.65 against 0.9-1.0 and 0.45, 45 MB of Kafka 1.0 against 0.5-0.6 and 0.33, a 31 MB Kafka
-capture of few, large batches 0.3 against 0.1 and 0.26, 14 MB of gRPC 0.72 against 0.3-0.35
-and 0.28. Start-up, the slower worker and half the parent's merging make about 1.75 s against
-2.6 for HTTP, 1.3 against 1.65 for AMQP, 0.8 against 1.0 for Kafka on two idle cores; the bulk
-Kafka capture gains nothing, gRPC about 0.1 s: the bytes of a capture cannot tell them apart,
-so one process below both. (Measured with other work on the machine, load average 4 to 5:
-there two workers, one scheduling group's share between three processes, are slower by wall
-time everywhere.)"""
+parent merges the workers' lines, so a second core pays only where the dissecting is large.
+CPU seconds of each process on 2 cores, one process against each of two workers and their
+parent (whose 0.13 s of start-up is the one process's too): 219 MB of HTTP 1.86 against
+1.04-1.19 and 0.38, 69 MB of AMQP 1.42 against 0.77-0.85 and 0.4, 45 MB of Kafka 0.66
+against 0.36-0.39 and 0.3, a 31 MB Kafka capture of few, large batches 0.21 against 0.04-0.08
+and 0.16, 14 MB of gRPC 0.52 against 0.2 and 0.19. Start-up, the slower worker and half the
+parent's merging make about 1.3-1.45 s against 1.86 for HTTP, 1.13 against 1.42 for AMQP,
+0.6 against 0.66 for Kafka, 0.37 against 0.52 for gRPC on two idle cores, while the bulk
+Kafka capture would lose a little: the bytes of a capture cannot tell these apart, and these
+are estimates, so the bound stays where every capture above it gains. (Measured with other
+work on the machine, load average 4 to 5: there two workers, one scheduling group's share
+between three processes, are slower by wall time everywhere.)"""
 AUTO_MAX_WORKERS = 8
 """Beyond this, every worker spends more time routing the others' packets than its own."""
 
