@@ -13,6 +13,7 @@ from mizu_core import (
     Message,
     Pair,
     Protocol,
+    make_message,
 )
 from mizu_core.pairing import InOrderMatcher, KeyedMatcher, PairSink
 from mizu_core.testkit import run_bytes
@@ -81,6 +82,26 @@ def test_keyed_matcher_pairs_by_key_in_any_order() -> None:
     assert names(pairs) == [("three", "THREE"), ("one", "ONE"), (None, "NINE"), ("five", None)]
     assert matcher.take(5).data["method"] == "five again"
     assert matcher.pending == 0
+
+
+def test_keyed_matcher_bound_ends_the_oldest_and_expiry_keeps_arrival_order() -> None:
+    pairs: list = []
+    matcher = KeyedMatcher(collecting(pairs), max_pending=2)
+    matcher.request("b", message("first", 1.0))
+    matcher.request("a", message("second", 2.0))
+    matcher.response("b", message("FIRST", 3.0))
+    matcher.request("b", message("third", 4.0))  # the key again: after "a" now
+    matcher.request("c", message("fourth", 5.0))  # over the bound: the oldest, "a", goes
+    assert names(pairs) == [("first", "FIRST"), ("second", None)]
+    assert reasons(pairs)[-1] == "timeout"
+    assert matcher.flush() == 2
+    assert names(pairs)[2:] == [("third", None), ("fourth", None)]
+
+
+def test_make_message_makes_the_message_the_class_makes() -> None:
+    made = make_message(PROTOCOL, Direction.SERVER_TO_CLIENT, 1.0, 2.5, 9, {"status": 200})
+    assert type(made) is Message
+    assert made == Message(PROTOCOL, Direction.SERVER_TO_CLIENT, 1.0, 2.5, 9, {"status": 200})
 
 
 def test_a_request_whose_answer_has_begun_is_not_expired() -> None:
