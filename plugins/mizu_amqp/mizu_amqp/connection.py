@@ -36,7 +36,7 @@ from mizu_amqp.fields import method_fields
 from mizu_amqp.frames import FRAME_BODY, FRAME_METHOD, FRAME_OVERHEAD, FrameReader
 from mizu_amqp.hot import ACK, DELIVER, PUBLISH, ack, content_header, deliver, publish
 from mizu_amqp.values import body_json, properties_json, spec_name
-from mizu_core import ConnectionContext, Direction, KeyedMatcher, Message
+from mizu_core import ConnectionContext, Direction, KeyedMatcher, Message, make_message
 
 DECODE_ERRORS: Final = (
     exceptions.UnmarshalingException,
@@ -48,6 +48,9 @@ DECODE_ERRORS: Final = (
     OSError,  # the same, on some platforms
 )
 
+PROTOCOL: Final = AMQP
+"""Read from a C static in the compiled build, where the imported name is looked up in the
+module's dict for every message."""
 CLIENT_TO_SERVER: Final = Direction.CLIENT_TO_SERVER
 SERVER_TO_CLIENT: Final = Direction.SERVER_TO_CLIENT
 """The directions as constants: the compiled build reads a constant where it would look the
@@ -239,7 +242,7 @@ class Side:
         if index in CONTENT_METHODS:
             self.contents[channel] = Content(index, data, timestamp, size)
             return
-        message = Message(AMQP, self.direction, timestamp, timestamp, size, data)
+        message = make_message(PROTOCOL, self.direction, timestamp, timestamp, size, data)
         self.connection.method(self.direction, channel, index, message)
 
     def on_content_header(self, channel: int, payload: bytes, timestamp: float) -> None:
@@ -287,8 +290,8 @@ class Side:
         if not complete:
             data["incomplete"] = True
             self.count("incomplete_messages")
-        message = Message(
-            AMQP, self.direction, content.first_time, content.last_time, content.size, data
+        message = make_message(
+            PROTOCOL, self.direction, content.first_time, content.last_time, content.size, data
         )
         self.connection.method(self.direction, channel, content.index, message)
 

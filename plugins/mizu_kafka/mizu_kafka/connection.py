@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Final
 
-from mizu_core import ConnectionContext, Direction, KeyedMatcher, Message, Protocol
+from mizu_core import ConnectionContext, Direction, KeyedMatcher, Message, Protocol, make_message
 from mizu_kafka.framing import MAX_FRAME, Frame, FrameSplitter
 from mizu_kafka.protocol import (
     RequestKey,
@@ -88,7 +88,9 @@ class KafkaConnection:
     def message(self, direction: Direction, frame: Frame, data: dict[str, Any]) -> Message:
         if frame.truncated:
             data["truncatedSize"] = frame.size
-        return Message(KAFKA, direction, frame.first_time, frame.last_time, 4 + frame.size, data)
+        return make_message(
+            KAFKA, direction, frame.first_time, frame.last_time, 4 + frame.size, data
+        )
 
     def request(self, frame: Frame) -> None:
         if len(frame.body) < 8:
