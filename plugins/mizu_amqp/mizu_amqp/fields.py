@@ -143,7 +143,7 @@ def _table(data: bytes, position: int, depth: int) -> tuple[dict[str, Any], int,
     return table, end, position
 
 
-_FLAT_TABLES: dict[bytes, dict[str, Any]] = {}
+_FLAT_TABLES: Final[dict[bytes, dict[str, Any]]] = {}
 """Flat header tables by their octets (length included), as they decoded."""
 MAX_FLAT_TABLES: Final = 4096
 
