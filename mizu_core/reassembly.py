@@ -153,6 +153,7 @@ class HalfStream:
         "hole_acked_at",
         "last_signature",
         "next_seq",
+        "peer",
         "peer_ack",
         "position",
         "segments",
@@ -162,6 +163,9 @@ class HalfStream:
     def __init__(self, connection: Connection, direction: Direction) -> None:
         self.connection = connection
         self.direction = direction
+        # The other direction, set by the connection; an attribute, as reading
+        # ``connection.halves`` in the compiled build makes a tuple.
+        self.peer: HalfStream = self
         self.next_seq = -1  # wire sequence number of the next byte to deliver; -1: unknown yet
         self.peer_ack = -1
         """The peer's first acknowledgement, when it came before this direction's first
@@ -194,10 +198,11 @@ class Connection:
     )
 
     def __init__(self, time: float) -> None:
-        self.halves = (
-            HalfStream(self, Direction.CLIENT_TO_SERVER),
-            HalfStream(self, Direction.SERVER_TO_CLIENT),
-        )
+        client_half = HalfStream(self, Direction.CLIENT_TO_SERVER)
+        server_half = HalfStream(self, Direction.SERVER_TO_CLIENT)
+        client_half.peer = server_half
+        server_half.peer = client_half
+        self.halves = (client_half, server_half)
         self.info: ConnectionInfo = None  # type: ignore[assignment]  # set by the reassembler
         self.stats = ConnectionStats.empty(time)
         self.keys: tuple[bytes, bytes] = (b"", b"")
@@ -304,7 +309,7 @@ class Reassembler:
                         and end <= size
                         and connection.roles_known
                         and not connection.closed
-                        and not connection.halves[1 - side].starts
+                        and not half.peer.starts
                     ):
                         half.last_signature = signature
                         stats.last_time = time
@@ -391,7 +396,7 @@ class Reassembler:
                 return
         elif half.next_seq < 0:
             half.next_seq = _first_seq(half.peer_ack, seq)
-        peer = connection.halves[1 - half.direction]
+        peer = half.peer
         if flags & TCP_ACK:
             if peer.starts:
                 self._check_acked_hole(peer, ack, time)
@@ -629,7 +634,7 @@ class Reassembler:
             self._half_finished(half, time)
 
     def _half_finished(self, half: HalfStream, time: float) -> None:
-        peer = half.connection.halves[1 - half.direction]
+        peer = half.peer
         if peer.fin_at >= 0 and peer.position >= peer.fin_at:
             self._close(half.connection, CloseReason.FIN, time)
 
