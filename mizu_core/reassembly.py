@@ -21,6 +21,8 @@ from dataclasses import dataclass, fields
 from typing import Final
 from typing import Protocol as TypingProtocol
 
+from mypy_extensions import i64
+
 from mizu_core.decode import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -252,10 +254,14 @@ class Reassembler:
         deliver = self.consumer.data
         decode = decoder.decode
         segment = self.segment
-        ip, ethertype_at = FAST_IPV4_LAYOUTS.get(decoder.linktype, (-1, -1))
-        minimum = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
-        short_path = 0
-        frame_bytes = 0
+        layout = FAST_IPV4_LAYOUTS.get(decoder.linktype, (-1, -1))
+        # Offsets into a frame as machine integers (i64): the compiled build then adds them
+        # inline, where ``int`` arithmetic goes through checked tagged-integer calls.
+        ip: i64 = layout[0]
+        ethertype_at: i64 = layout[1]
+        minimum: i64 = ip + 40 if ip >= 0 else 1 << 62  # no short path for other link types
+        short_path: i64 = 0
+        frame_bytes: i64 = 0
         # The headers are read byte by byte (see plain_ipv4_tcp); ``size >= minimum`` keeps
         # every index below inside the frame.
         for packet in packets:
@@ -265,13 +271,13 @@ class Reassembler:
                 self.sweep(clock.time())
                 continue
             time, frame = packet
-            size = len(frame)
+            size: i64 = len(frame)
             frame_bytes += size
             if size >= minimum and plain_ipv4_tcp(frame, 0, ip, ethertype_at):
                 # addresses and ports together: the connection table's key
                 half = table.get(frame[ip + 12 : ip + 24])
-                offset_flags = frame[ip + 32]
-                seq = (
+                offset_flags: i64 = frame[ip + 32]
+                seq: i64 = (
                     frame[ip + 24] << 24
                     | frame[ip + 25] << 16
                     | frame[ip + 26] << 8
@@ -284,11 +290,11 @@ class Reassembler:
                     and seq == half.next_seq
                     and not frame[ip + 33] & 0x07  # neither SYN, RST nor FIN
                 ):
-                    end = ip + (frame[ip + 2] << 8 | frame[ip + 3])
-                    start = ip + 20 + (offset_flags >> 4) * 4
+                    end: i64 = ip + (frame[ip + 2] << 8 | frame[ip + 3])
+                    start: i64 = ip + 20 + (offset_flags >> 4) * 4
                     connection = half.connection
                     direction = half.direction
-                    side = 0 if direction is _CLIENT_TO_SERVER else 1  # an index, unboxed
+                    side: i64 = 0 if direction is _CLIENT_TO_SERVER else 1
                     # A bare acknowledgement (with a whole TCP header) takes the short path
                     # too: a fifth of a gRPC capture's packets. A copy of one is the same
                     # packet seen twice (see segment), which the general path counts.
