@@ -77,7 +77,8 @@ class JsonlSink:
         self.write_line(line)
 
     def write_line(self, line: bytes) -> None:
-        """A line encoded elsewhere (by a worker process), newline included."""
+        """Lines encoded elsewhere (by worker processes), each with its newline: one line, or
+        several joined to be written at once."""
         write = self._write_binary
         if write is not None:
             write(line)
