@@ -115,9 +115,14 @@ async def busy_clients(port: int, capture: Path, seen: dict[int, int]) -> None:
             if response.headers.get(CALL_ID) == str(number) and number > 0:
                 seen[number] = response.status
 
+    capturing = asyncio.Event()
+
     async def slow_then_calls(session: aiohttp.ClientSession, first: int) -> None:
         async with session.get("/slow/0", headers={CALL_ID: "0"}) as response:
             await response.read()
+        # On a busy machine tcpdump may take longer to start than the slow answer lasts: the
+        # calls that count must still all be made after the capture began.
+        await capturing.wait()
         await calls(session, first)
 
     async def calls(session: aiohttp.ClientSession, first: int) -> None:
@@ -131,6 +136,7 @@ async def busy_clients(port: int, capture: Path, seen: dict[int, int]) -> None:
         await asyncio.sleep(SLOW_PAUSE * SLOW_CHUNKS / 3)
         recording = record(capture, f"tcp port {port}")
         await asyncio.to_thread(recording.__enter__)
+        capturing.set()
         try:
             others = [
                 calls(session, 1 + CALLS * index) for index, session in enumerate(sessions) if index
